@@ -1,0 +1,235 @@
+//! Files of a version, and blobs by digest: streamed upload (PUT), link by digest (POST),
+//! ranged download (GET/HEAD), delete, list; and `HEAD /api/v1/blobs/sha256:<hex>`.
+
+use actix_web::body::SizedStream;
+use actix_web::http::{Method, StatusCode, header};
+use actix_web::{HttpRequest, HttpResponse, web};
+use base64::Engine as _;
+use serde::{Deserialize, Serialize};
+use sqlx::SqlitePool;
+
+use super::{FilePath, VersionPath, range};
+use crate::blobs::BlobStore;
+use crate::catalog::{self, files::File, files::Put};
+use crate::domain::{Digest, RelPath};
+use crate::error::ApiError;
+
+#[derive(Debug, Serialize)]
+pub struct FileView {
+    path: RelPath,
+    size: i64,
+    digest: Digest,
+}
+
+impl From<File> for FileView {
+    fn from(f: File) -> Self {
+        Self {
+            path: f.path,
+            size: f.size,
+            digest: f.digest,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UploadQuery {
+    digest: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LinkFile {
+    digest: Digest,
+    size: u64,
+}
+
+/// The digest the client vouches for, from `?digest=` or `Content-Digest`; both must agree.
+fn expected_digest(query: &UploadQuery, req: &HttpRequest) -> Result<Option<Digest>, ApiError> {
+    let from_query = query.digest.as_deref().map(Digest::parse).transpose()?;
+    let from_header = match req.headers().get("content-digest") {
+        None => None,
+        Some(value) => {
+            let text = value.to_str().map_err(|_| {
+                ApiError::BadRequest("the Content-Digest header is not ASCII".into())
+            })?;
+            Digest::from_content_digest(text)?
+        }
+    };
+    match (from_query, from_header) {
+        (Some(q), Some(h)) if q != h => Err(ApiError::BadRequest(format!(
+            "?digest={q} and Content-Digest ({h}) disagree; send one, or the same in both"
+        ))),
+        (q, h) => Ok(q.or(h)),
+    }
+}
+
+fn put_response(put: Put, view: FileView) -> HttpResponse {
+    match put {
+        Put::Created => HttpResponse::Created().json(view),
+        Put::Replaced => HttpResponse::Ok().json(view),
+    }
+}
+
+/// Streams the request body into the blob store and names it at `path` in a draft. With a
+/// digest, bytes that hash differently are refused and nothing is stored.
+pub async fn upload_file(
+    pool: web::Data<SqlitePool>,
+    blobs: web::Data<BlobStore>,
+    path: web::Path<FilePath>,
+    query: web::Query<UploadQuery>,
+    req: HttpRequest,
+    body: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    let (model, version, path) = path.parse()?;
+    let expected = expected_digest(&query, &req)?;
+    // Refuse before reading a byte of a body that could not be stored.
+    catalog::files::ensure_draft(&pool, &model, &version).await?;
+    let blob = blobs.ingest(body, expected).await?;
+    let put = catalog::files::put(&pool, &model, &version, &path, &blob.digest, blob.size).await?;
+    let view = FileView {
+        path,
+        size: i64::try_from(blob.size).map_err(ApiError::internal)?,
+        digest: blob.digest,
+    };
+    Ok(put_response(put, view))
+}
+
+/// Names a blob the store already has at `path`, without sending its bytes again.
+pub async fn link_file(
+    pool: web::Data<SqlitePool>,
+    path: web::Path<FilePath>,
+    body: web::Json<LinkFile>,
+) -> Result<HttpResponse, ApiError> {
+    let (model, version, path) = path.parse()?;
+    let put = catalog::files::link(&pool, &model, &version, &path, &body.digest, body.size).await?;
+    let view = FileView {
+        path,
+        size: i64::try_from(body.size).map_err(ApiError::internal)?,
+        digest: body.digest,
+    };
+    Ok(put_response(put, view))
+}
+
+/// Sends a file, or the one byte range asked for; `ETag` is the digest.
+pub async fn download_file(
+    pool: web::Data<SqlitePool>,
+    blobs: web::Data<BlobStore>,
+    path: web::Path<FilePath>,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    let (model, version, path) = path.parse()?;
+    let file = catalog::files::get(&pool, &model, &version, &path).await?;
+    let size = u64::try_from(file.size).map_err(ApiError::internal)?;
+    let etag = format!("\"{}\"", file.digest);
+    let header_str = |name| req.headers().get(name).and_then(|v| v.to_str().ok());
+
+    if header_str(header::IF_NONE_MATCH)
+        .is_some_and(|v| v.split(',').any(|t| t.trim() == etag || t.trim() == "*"))
+    {
+        return Ok(HttpResponse::NotModified()
+            .insert_header((header::ETAG, etag))
+            .finish());
+    }
+    // A range is honoured only if the client's copy is still this file (If-Range).
+    let range_header = match header_str(header::IF_RANGE) {
+        Some(tag) if tag.trim() != etag => None,
+        _ => header_str(header::RANGE),
+    };
+    let range = range::parse(range_header, size)?;
+
+    let mut response = HttpResponse::build(if range.is_some() {
+        StatusCode::PARTIAL_CONTENT
+    } else {
+        StatusCode::OK
+    });
+    response
+        .content_type("application/octet-stream")
+        .insert_header((header::ETAG, etag))
+        .insert_header((header::ACCEPT_RANGES, "bytes"))
+        .insert_header((
+            header::CACHE_CONTROL,
+            "private, max-age=31536000, immutable",
+        ));
+    let span = match range {
+        Some(span) => {
+            response.insert_header((
+                header::CONTENT_RANGE,
+                format!("bytes {}-{}/{size}", span.start, span.end - 1),
+            ));
+            span
+        }
+        None => {
+            let raw = hex::decode(file.digest.hex()).map_err(ApiError::internal)?;
+            let digest = base64::engine::general_purpose::STANDARD.encode(raw);
+            response.insert_header(("Repr-Digest", format!("sha-256=:{digest}:")));
+            0..size
+        }
+    };
+    let length = span.end - span.start;
+    let body = if req.method() == Method::HEAD {
+        futures_util::stream::empty().boxed_local_stream()
+    } else {
+        blobs.read(&file.digest, span).await?.boxed_local_stream()
+    };
+    Ok(response.body(SizedStream::new(length, body)))
+}
+
+/// Removes a path from a draft.
+pub async fn delete_file(
+    pool: web::Data<SqlitePool>,
+    path: web::Path<FilePath>,
+) -> Result<HttpResponse, ApiError> {
+    let (model, version, path) = path.parse()?;
+    catalog::files::delete(&pool, &model, &version, &path).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// Every file of a version, sorted by path.
+pub async fn list_files(
+    pool: web::Data<SqlitePool>,
+    path: web::Path<VersionPath>,
+) -> Result<HttpResponse, ApiError> {
+    let (model, version) = path.parse()?;
+    let files = catalog::files::list(&pool, &model, &version).await?;
+    Ok(HttpResponse::Ok().json(serde_json::json!({
+        "items": files.into_iter().map(FileView::from).collect::<Vec<_>>()
+    })))
+}
+
+/// 200 with the blob's size if the store has it, else 404: lets a client skip uploads.
+pub async fn head_blob(
+    pool: web::Data<SqlitePool>,
+    digest: web::Path<String>,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    let digest = Digest::parse(&digest)?;
+    let size = catalog::blobs::size_of(&pool, &digest)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("no blob {digest} is stored here")))?;
+    if req.method() == Method::HEAD {
+        let empty = futures_util::stream::empty().boxed_local_stream();
+        return Ok(HttpResponse::Ok()
+            .insert_header((header::ETAG, format!("\"{digest}\"")))
+            .body(SizedStream::new(size, empty)));
+    }
+    Ok(HttpResponse::Ok().json(serde_json::json!({ "digest": digest, "size": size })))
+}
+
+/// Erases a stream's concrete type, for responses that send either of two streams.
+trait BoxedBody {
+    fn boxed_local_stream(
+        self,
+    ) -> futures_util::stream::LocalBoxStream<'static, std::io::Result<bytes::Bytes>>;
+}
+
+impl<S> BoxedBody for S
+where
+    S: futures_util::Stream<Item = std::io::Result<bytes::Bytes>> + 'static,
+{
+    fn boxed_local_stream(
+        self,
+    ) -> futures_util::stream::LocalBoxStream<'static, std::io::Result<bytes::Bytes>> {
+        futures_util::StreamExt::boxed_local(self)
+    }
+}

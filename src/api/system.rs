@@ -1,0 +1,80 @@
+//! `GET /api/v1/system`, `/healthz` and `/readyz`.
+
+use actix_web::{HttpResponse, web};
+use serde::Serialize;
+use sqlx::SqlitePool;
+
+use crate::blobs::BlobStore;
+use crate::catalog;
+use crate::config::Settings;
+use crate::error::ApiError;
+
+#[derive(Debug, Serialize)]
+struct DiskView {
+    path: String,
+    total_bytes: u64,
+    free_bytes: u64,
+}
+
+/// Counts, logical vs stored bytes, the dedup saving and free disk.
+pub async fn get_system(
+    pool: web::Data<SqlitePool>,
+    blobs: web::Data<BlobStore>,
+    settings: web::Data<Settings>,
+) -> Result<HttpResponse, ApiError> {
+    let totals = catalog::blobs::totals(&pool).await?;
+    let disk = disk_usage(&settings.data_dir).map_err(ApiError::internal)?;
+    let saved = totals.logical_bytes - totals.stored_bytes;
+    #[expect(
+        clippy::cast_precision_loss,
+        reason = "a ratio for people; f64 is ample"
+    )]
+    let saving_ratio = if totals.logical_bytes > 0 {
+        saved as f64 / totals.logical_bytes as f64
+    } else {
+        0.0
+    };
+    Ok(HttpResponse::Ok().json(serde_json::json!({
+        "version": env!("CARGO_PKG_VERSION"),
+        "counts": {
+            "models": totals.models,
+            "versions": totals.versions,
+            "files": totals.files,
+            "blobs": totals.blobs,
+        },
+        "storage": {
+            "logical_bytes": totals.logical_bytes,
+            "stored_bytes": totals.stored_bytes,
+            "dedup_saved_bytes": saved,
+            "dedup_saving_ratio": saving_ratio,
+            "uploads_in_flight": blobs.tmp_entries().map_err(ApiError::internal)?,
+        },
+        "disk": disk,
+    })))
+}
+
+fn disk_usage(data_dir: &std::path::Path) -> std::io::Result<DiskView> {
+    let stat = rustix::fs::statvfs(data_dir)?;
+    Ok(DiskView {
+        path: data_dir.display().to_string(),
+        total_bytes: stat.f_blocks.saturating_mul(stat.f_frsize),
+        free_bytes: stat.f_bavail.saturating_mul(stat.f_frsize),
+    })
+}
+
+/// The process is up.
+pub async fn healthz() -> HttpResponse {
+    HttpResponse::Ok().json(serde_json::json!({ "status": "ok" }))
+}
+
+/// The process can serve: the database answers.
+pub async fn readyz(pool: web::Data<SqlitePool>) -> HttpResponse {
+    match sqlx::query("SELECT 1").execute(pool.get_ref()).await {
+        Ok(_) => HttpResponse::Ok().json(serde_json::json!({ "status": "ready" })),
+        Err(e) => {
+            tracing::warn!(error = %e, "readiness check failed");
+            HttpResponse::ServiceUnavailable()
+                .json(serde_json::json!({ "status": "database unavailable" }))
+        }
+    }
+}

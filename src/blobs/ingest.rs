@@ -1,0 +1,223 @@
+//! Streaming ingest: the body goes to a file in `tmp/` and through sha256 at the same time,
+//! on two threads fed from one pass over the stream, in constant memory. The file is
+//! fsynced once at the end, checked against the client's digest, and linked into place
+//! under its digest. A drop guard removes the staging file on every path that does not
+//! commit, including a client that goes away mid-body.
+
+use std::fs::File;
+use std::io::{self, BufWriter, Write as _};
+use std::path::PathBuf;
+
+use bytes::Bytes;
+use futures_util::{Stream, StreamExt as _};
+use object_store::ObjectStoreExt as _;
+use object_store::path::Path as Key;
+use sha2::{Digest as _, Sha256};
+use tokio::sync::{OwnedRwLockReadGuard, mpsc};
+
+use super::{BlobError, BlobStore};
+use crate::domain::Digest;
+
+/// Chunks queued per worker. Bounded so a fast client cannot outrun the disk by more than
+/// this many chunks: memory per upload stays at a few MiB whatever the file size.
+const QUEUE_CHUNKS: usize = 32;
+/// Writes are gathered into blocks this big, so small network chunks do not become small
+/// syscalls.
+const WRITE_BLOCK: usize = 1 << 20;
+
+/// A blob that is durable in the store. While this value lives, garbage collection cannot
+/// remove it: drop it only after the catalog row naming it has committed (or failed).
+pub struct Ingested {
+    pub digest: Digest,
+    pub size: u64,
+    /// Whether the store already had these bytes (and this upload's copy was dropped).
+    pub deduplicated: bool,
+    _gc_guard: OwnedRwLockReadGuard<()>,
+}
+
+/// Deletes the staging file unless disarmed.
+struct StagingFile {
+    path: PathBuf,
+    armed: bool,
+}
+
+impl Drop for StagingFile {
+    fn drop(&mut self) {
+        if self.armed {
+            // Best effort; whatever survives is swept at the next start.
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+}
+
+impl BlobStore {
+    /// Streams `body` into the store. With `expected`, bytes that hash differently are
+    /// refused and nothing is stored.
+    pub async fn ingest<S, E>(
+        &self,
+        body: S,
+        expected: Option<Digest>,
+    ) -> Result<Ingested, BlobError>
+    where
+        S: Stream<Item = Result<Bytes, E>>,
+        E: std::fmt::Display,
+    {
+        let name = format!("{}.part", uuid::Uuid::new_v4());
+        let mut staging = StagingFile {
+            path: self.tmp_dir.join(&name),
+            armed: true,
+        };
+        let file = File::create_new(&staging.path)?;
+
+        let (to_disk, disk_rx) = mpsc::channel::<Bytes>(QUEUE_CHUNKS);
+        let (to_hash, hash_rx) = mpsc::channel::<Bytes>(QUEUE_CHUNKS);
+        let writer = tokio::task::spawn_blocking(move || write_all(file, disk_rx));
+        let hasher = tokio::task::spawn_blocking(move || hash_all(hash_rx));
+
+        let mut received: u64 = 0;
+        let mut interrupted = None;
+        let mut body = std::pin::pin!(body);
+        while let Some(chunk) = body.next().await {
+            let chunk = match chunk {
+                Ok(chunk) => chunk,
+                Err(e) => {
+                    interrupted = Some(e.to_string());
+                    break;
+                }
+            };
+            received += chunk.len() as u64;
+            // A send fails only when a worker has stopped, i.e. the disk write failed;
+            // its error is reported below.
+            if to_hash.send(chunk.clone()).await.is_err() || to_disk.send(chunk).await.is_err() {
+                break;
+            }
+        }
+        drop((to_disk, to_hash));
+        let written = writer.await.map_err(io::Error::other)?;
+        let (actual, hashed) = hasher.await.map_err(io::Error::other)?;
+        if let Some(reason) = interrupted {
+            return Err(BlobError::Interrupted { received, reason });
+        }
+        written?;
+        debug_assert_eq!(hashed, received);
+        if let Some(expected) = expected
+            && expected != actual
+        {
+            return Err(BlobError::DigestMismatch { expected, actual });
+        }
+
+        let guard = self.gc_lock.clone().read_owned().await;
+        let staged = Key::from(format!("tmp/{name}"));
+        let deduplicated = match self
+            .store
+            .rename_if_not_exists(&staged, &Self::key(&actual))
+            .await
+        {
+            Ok(()) => {
+                staging.armed = false;
+                false
+            }
+            // Same name, same bytes: the copy we staged is redundant and the guard removes it.
+            Err(object_store::Error::AlreadyExists { .. }) => true,
+            Err(e) => return Err(e.into()),
+        };
+        Ok(Ingested {
+            digest: actual,
+            size: received,
+            deduplicated,
+            _gc_guard: guard,
+        })
+    }
+}
+
+fn write_all(file: File, mut chunks: mpsc::Receiver<Bytes>) -> io::Result<()> {
+    let mut out = BufWriter::with_capacity(WRITE_BLOCK, file);
+    while let Some(chunk) = chunks.blocking_recv() {
+        out.write_all(&chunk)?;
+    }
+    let file = out.into_inner().map_err(io::IntoInnerError::into_error)?;
+    file.sync_all()
+}
+
+fn hash_all(mut chunks: mpsc::Receiver<Bytes>) -> (Digest, u64) {
+    let mut hasher = Sha256::new();
+    let mut size = 0u64;
+    while let Some(chunk) = chunks.blocking_recv() {
+        hasher.update(&chunk);
+        size += chunk.len() as u64;
+    }
+    (Digest::from_bytes(hasher.finalize().into()), size)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn body(parts: &[&'static [u8]]) -> impl Stream<Item = Result<Bytes, io::Error>> {
+        futures_util::stream::iter(
+            parts
+                .iter()
+                .map(|p| Ok(Bytes::from_static(p)))
+                .collect::<Vec<_>>(),
+        )
+    }
+
+    #[tokio::test]
+    async fn stores_bytes_under_their_digest_once() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = BlobStore::open(dir.path()).expect("open");
+        let first = store
+            .ingest(body(&[b"hello ", b"world"]), None)
+            .await
+            .expect("ingest");
+        let expected = Digest::from_bytes(Sha256::digest(b"hello world").into());
+        assert_eq!(first.digest, expected);
+        assert_eq!(first.size, 11);
+        assert!(!first.deduplicated);
+        let second = store
+            .ingest(body(&[b"hello world"]), Some(expected))
+            .await
+            .expect("ingest");
+        assert!(second.deduplicated);
+        assert_eq!(store.tmp_entries().expect("tmp"), 0);
+        let hex = expected.hex();
+        let on_disk = std::fs::read(dir.path().join(format!("blobs/sha256/{}/{hex}", &hex[..2])))
+            .expect("blob");
+        assert_eq!(on_disk, b"hello world");
+    }
+
+    #[tokio::test]
+    async fn a_wrong_digest_leaves_nothing_behind() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = BlobStore::open(dir.path()).expect("open");
+        let wrong = Digest::from_bytes([7; 32]);
+        let err = store
+            .ingest(body(&[b"abc"]), Some(wrong))
+            .await
+            .err()
+            .expect("refused");
+        assert!(matches!(err, BlobError::DigestMismatch { .. }), "{err}");
+        assert_eq!(store.tmp_entries().expect("tmp"), 0);
+        assert!(store.list_on_disk().await.expect("list").is_empty());
+    }
+
+    #[tokio::test]
+    async fn an_interrupted_body_leaves_nothing_behind() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = BlobStore::open(dir.path()).expect("open");
+        let parts: Vec<Result<Bytes, io::Error>> = vec![
+            Ok(Bytes::from_static(b"abc")),
+            Err(io::Error::new(io::ErrorKind::ConnectionReset, "reset")),
+        ];
+        let err = store
+            .ingest(futures_util::stream::iter(parts), None)
+            .await
+            .err()
+            .expect("refused");
+        assert!(
+            matches!(err, BlobError::Interrupted { received: 3, .. }),
+            "{err}"
+        );
+        assert_eq!(store.tmp_entries().expect("tmp"), 0);
+    }
+}

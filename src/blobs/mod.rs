@@ -1,0 +1,145 @@
+//! The content-addressed blob store: bytes named by their sha256, written once, never
+//! changed. It owns the keys (`blobs/sha256/ab/<hex>`), streaming ingest with in-pass
+//! hashing, ranged reads and the deletion half of garbage collection. It knows nothing of
+//! HTTP or SQL.
+//!
+//! The store is `object_store`'s `LocalFileSystem` rooted at the data dir, so staging files
+//! in `tmp/` and blobs share a filesystem and committing a blob is an atomic link.
+
+mod ingest;
+mod read;
+
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use object_store::local::LocalFileSystem;
+use object_store::path::Path as Key;
+use object_store::{ObjectStore, ObjectStoreExt as _};
+use tokio::sync::RwLock;
+
+use crate::domain::Digest;
+
+pub use ingest::Ingested;
+pub use read::BlobStream;
+
+#[derive(Debug, thiserror::Error)]
+pub enum BlobError {
+    #[error(
+        "the body's sha256 is {actual}, not the {expected} the client sent; nothing was stored"
+    )]
+    DigestMismatch { expected: Digest, actual: Digest },
+    #[error("the upload was interrupted after {received} bytes: {reason}; nothing was stored")]
+    Interrupted { received: u64, reason: String },
+    #[error("blob {0} is missing from the store")]
+    Missing(Digest),
+    #[error("blob store I/O failed: {0}")]
+    Io(#[from] io::Error),
+    #[error("blob store failed: {0}")]
+    Store(#[from] object_store::Error),
+}
+
+/// The blob store. Cheap to clone.
+#[derive(Clone)]
+pub struct BlobStore {
+    store: Arc<LocalFileSystem>,
+    tmp_dir: PathBuf,
+    /// Ingest holds this shared from the moment a blob lands until its catalog row commits;
+    /// garbage collection holds it exclusively, so it never deletes a blob about to be named.
+    gc_lock: Arc<RwLock<()>>,
+}
+
+impl BlobStore {
+    /// Opens the store under `data_dir`, creating `blobs/` and `tmp/`.
+    pub fn open(data_dir: &Path) -> io::Result<Self> {
+        std::fs::create_dir_all(data_dir.join("blobs/sha256"))?;
+        let tmp_dir = data_dir.join("tmp");
+        std::fs::create_dir_all(&tmp_dir)?;
+        let store = LocalFileSystem::new_with_prefix(data_dir)
+            .map_err(io::Error::other)?
+            // Fsyncs the directory after a blob is linked into place. File contents are
+            // fsynced once, by ingest, before that.
+            .with_fsync(true);
+        Ok(Self {
+            store: Arc::new(store),
+            tmp_dir,
+            gc_lock: Arc::new(RwLock::new(())),
+        })
+    }
+
+    fn key(digest: &Digest) -> Key {
+        let hex = digest.hex();
+        Key::from(format!("blobs/sha256/{}/{hex}", &hex[..2]))
+    }
+
+    /// Removes everything in `tmp/`: uploads that were in flight when the last process died.
+    /// Only safe before the server accepts requests.
+    pub async fn sweep_tmp(&self) -> io::Result<usize> {
+        let tmp_dir = self.tmp_dir.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut removed = 0;
+            for entry in std::fs::read_dir(&tmp_dir)? {
+                let entry = entry?;
+                if entry.file_type()?.is_dir() {
+                    std::fs::remove_dir_all(entry.path())?;
+                } else {
+                    std::fs::remove_file(entry.path())?;
+                }
+                removed += 1;
+            }
+            Ok(removed)
+        })
+        .await
+        .map_err(io::Error::other)?
+    }
+
+    /// Number of entries in `tmp/`, for tests and `/api/v1/system`.
+    pub fn tmp_entries(&self) -> io::Result<usize> {
+        Ok(std::fs::read_dir(&self.tmp_dir)?.count())
+    }
+
+    /// Excludes ingest commits while the returned guard lives; see `gc_lock`.
+    pub async fn lock_for_gc(&self) -> tokio::sync::RwLockWriteGuard<'_, ()> {
+        self.gc_lock.write().await
+    }
+
+    /// Deletes a blob's bytes. Call only under `lock_for_gc`, for a digest nothing names.
+    pub async fn delete(&self, digest: &Digest) -> Result<(), BlobError> {
+        match self.store.delete(&Self::key(digest)).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Every blob on disk with its age in seconds, to find bytes no row names (a crash
+    /// between the link and the commit leaves those).
+    pub async fn list_on_disk(&self) -> Result<Vec<(Digest, u64)>, BlobError> {
+        use futures_util::TryStreamExt as _;
+        let now = std::time::SystemTime::now();
+        let metas: Vec<_> = self
+            .store
+            .list(Some(&Key::from("blobs/sha256")))
+            .try_collect()
+            .await?;
+        Ok(metas
+            .into_iter()
+            .filter_map(|meta| {
+                let digest = Digest::parse_hex(meta.location.filename()?)?;
+                let age = now
+                    .duration_since(meta.last_modified.into())
+                    .unwrap_or_default()
+                    .as_secs();
+                Some((digest, age))
+            })
+            .collect())
+    }
+
+    /// Whether the bytes of `digest` are on disk.
+    pub async fn contains(&self, digest: &Digest) -> Result<bool, BlobError> {
+        match self.store.head(&Self::key(digest)).await {
+            Ok(_) => Ok(true),
+            Err(object_store::Error::NotFound { .. }) => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
+}

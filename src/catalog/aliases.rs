@@ -1,0 +1,110 @@
+//! Aliases: movable names (`prod`, `staging`) that point at a ready version of a model.
+
+use sqlx::SqlitePool;
+
+use super::{CatalogError, Result, begin_write, corrupt, models, versions};
+use crate::domain::{AliasName, ModelName, VersionName};
+
+#[derive(Debug, Clone)]
+pub struct Alias {
+    pub name: AliasName,
+    pub version: VersionName,
+    pub updated_at: String,
+}
+
+fn not_found(model: &ModelName, alias: &AliasName) -> CatalogError {
+    CatalogError::NotFound(format!("model '{model}' has no alias '{alias}'"))
+}
+
+fn to_alias((name, version, updated_at): (String, String, String)) -> Result<Alias> {
+    Ok(Alias {
+        name: AliasName::parse(&name).map_err(corrupt)?,
+        version: VersionName::parse(&version).map_err(corrupt)?,
+        updated_at,
+    })
+}
+
+/// Points `alias` at a ready `version`; returns the version it pointed at before, if any.
+pub async fn set(
+    pool: &SqlitePool,
+    model: &ModelName,
+    alias: &AliasName,
+    version: &VersionName,
+) -> Result<Option<VersionName>> {
+    let mut tx = begin_write(pool).await?;
+    let (version_id, state) = versions::locate(&mut tx, model, version).await?;
+    if state != versions::VersionState::Ready {
+        return Err(CatalogError::Conflict(format!(
+            "version '{version}' of '{model}' is a draft; publish it before pointing '{alias}' at it"
+        )));
+    }
+    let previous: Option<String> = sqlx::query_scalar(
+        "SELECT v.name FROM aliases a JOIN versions v ON v.id = a.version_id
+          WHERE a.model_id = (SELECT model_id FROM versions WHERE id = ?1) AND a.name = ?2",
+    )
+    .bind(version_id)
+    .bind(alias.as_str())
+    .fetch_optional(&mut *tx)
+    .await?;
+    sqlx::query(
+        "INSERT INTO aliases (model_id, name, version_id) VALUES ((SELECT model_id FROM versions WHERE id = ?1), ?2, ?1)
+         ON CONFLICT (model_id, name) DO UPDATE SET version_id = excluded.version_id,
+             updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')",
+    )
+    .bind(version_id)
+    .bind(alias.as_str())
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    previous
+        .map(|v| VersionName::parse(&v).map_err(corrupt))
+        .transpose()
+}
+
+pub async fn get(pool: &SqlitePool, model: &ModelName, alias: &AliasName) -> Result<Alias> {
+    let row: Option<(String, String, String)> = sqlx::query_as(
+        "SELECT a.name, v.name, a.updated_at FROM aliases a
+           JOIN models m ON m.id = a.model_id JOIN versions v ON v.id = a.version_id
+          WHERE m.name = ? AND a.name = ?",
+    )
+    .bind(model.as_str())
+    .bind(alias.as_str())
+    .fetch_optional(pool)
+    .await?;
+    match row {
+        Some(row) => to_alias(row),
+        None => {
+            models::id_of(pool, model).await?;
+            Err(not_found(model, alias))
+        }
+    }
+}
+
+pub async fn list(pool: &SqlitePool, model: &ModelName) -> Result<Vec<Alias>> {
+    let model_id = models::id_of(pool, model).await?;
+    let rows: Vec<(String, String, String)> = sqlx::query_as(
+        "SELECT a.name, v.name, a.updated_at FROM aliases a JOIN versions v ON v.id = a.version_id
+          WHERE a.model_id = ? ORDER BY a.name",
+    )
+    .bind(model_id)
+    .fetch_all(pool)
+    .await?;
+    rows.into_iter().map(to_alias).collect()
+}
+
+pub async fn delete(pool: &SqlitePool, model: &ModelName, alias: &AliasName) -> Result<()> {
+    let mut tx = begin_write(pool).await?;
+    let deleted = sqlx::query(
+        "DELETE FROM aliases WHERE model_id = (SELECT id FROM models WHERE name = ?) AND name = ?",
+    )
+    .bind(model.as_str())
+    .bind(alias.as_str())
+    .execute(&mut *tx)
+    .await?;
+    if deleted.rows_affected() == 0 {
+        models::id_of(pool, model).await?;
+        return Err(not_found(model, alias));
+    }
+    tx.commit().await?;
+    Ok(())
+}

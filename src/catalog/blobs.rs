@@ -1,0 +1,70 @@
+//! Blob rows: which digests are durable in the store, and how much they weigh.
+
+use sqlx::SqlitePool;
+
+use super::{Result, begin_write, corrupt};
+use crate::domain::Digest;
+
+/// The stored size of a blob, if the catalog knows it.
+pub async fn size_of(pool: &SqlitePool, digest: &Digest) -> Result<Option<u64>> {
+    let size: Option<i64> = sqlx::query_scalar("SELECT size FROM blobs WHERE digest = ?")
+        .bind(digest.to_string())
+        .fetch_optional(pool)
+        .await?;
+    size.map(|s| u64::try_from(s).map_err(corrupt)).transpose()
+}
+
+/// Every digest that has a row, referenced or not.
+pub async fn all_digests(pool: &SqlitePool) -> Result<Vec<Digest>> {
+    let rows: Vec<String> = sqlx::query_scalar("SELECT digest FROM blobs")
+        .fetch_all(pool)
+        .await?;
+    rows.iter()
+        .map(|d| Digest::parse(d).map_err(corrupt))
+        .collect()
+}
+
+/// Deletes the rows of blobs no file refers to and that are older than `grace_secs`,
+/// returning their digests so the caller can delete the bytes.
+pub async fn take_unreferenced(pool: &SqlitePool, grace_secs: u64) -> Result<Vec<Digest>> {
+    let mut tx = begin_write(pool).await?;
+    let rows: Vec<String> = sqlx::query_scalar(
+        "DELETE FROM blobs
+          WHERE NOT EXISTS (SELECT 1 FROM files f WHERE f.digest = blobs.digest)
+            AND created_at < strftime('%Y-%m-%dT%H:%M:%fZ', 'now', '-' || ? || ' seconds')
+         RETURNING digest",
+    )
+    .bind(i64::try_from(grace_secs).unwrap_or(i64::MAX))
+    .fetch_all(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    rows.iter()
+        .map(|d| Digest::parse(d).map_err(corrupt))
+        .collect()
+}
+
+/// Counts and sizes for `GET /api/v1/system`.
+#[derive(Debug, Clone, Copy, sqlx::FromRow)]
+pub struct Totals {
+    pub models: i64,
+    pub versions: i64,
+    pub files: i64,
+    pub blobs: i64,
+    /// Sum of file sizes: what the versions would take without dedup.
+    pub logical_bytes: i64,
+    /// Sum of blob sizes: what is on disk.
+    pub stored_bytes: i64,
+}
+
+pub async fn totals(pool: &SqlitePool) -> Result<Totals> {
+    Ok(sqlx::query_as(
+        "SELECT (SELECT COUNT(*) FROM models) AS models,
+                (SELECT COUNT(*) FROM versions) AS versions,
+                (SELECT COUNT(*) FROM files) AS files,
+                (SELECT COUNT(*) FROM blobs) AS blobs,
+                (SELECT COALESCE(SUM(size), 0) FROM files) AS logical_bytes,
+                (SELECT COALESCE(SUM(size), 0) FROM blobs) AS stored_bytes",
+    )
+    .fetch_one(pool)
+    .await?)
+}

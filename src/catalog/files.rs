@@ -1,0 +1,209 @@
+//! Files of a version: a path mapped to a blob. Rows are written only for blobs that are
+//! already durable on disk, and only while the version is a draft.
+
+use sqlx::SqlitePool;
+
+use super::{CatalogError, Result, begin_write, corrupt, versions};
+use crate::domain::{Digest, ModelName, RelPath, VersionName};
+
+#[derive(Debug, Clone)]
+pub struct File {
+    pub path: RelPath,
+    pub digest: Digest,
+    pub size: i64,
+    pub created_at: String,
+}
+
+#[derive(sqlx::FromRow)]
+struct FileRow {
+    path: String,
+    digest: String,
+    size: i64,
+    created_at: String,
+}
+
+impl TryFrom<FileRow> for File {
+    type Error = CatalogError;
+
+    fn try_from(row: FileRow) -> Result<Self> {
+        Ok(Self {
+            path: RelPath::parse(&row.path).map_err(corrupt)?,
+            digest: Digest::parse(&row.digest).map_err(corrupt)?,
+            size: row.size,
+            created_at: row.created_at,
+        })
+    }
+}
+
+/// Whether a put created the path or replaced what the draft had there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Put {
+    Created,
+    Replaced,
+}
+
+/// Checks that a version exists and is a draft, before a client sends any bytes.
+pub async fn ensure_draft(
+    pool: &SqlitePool,
+    model: &ModelName,
+    version: &VersionName,
+) -> Result<()> {
+    let mut conn = pool.acquire().await?;
+    versions::locate_draft(&mut conn, model, version)
+        .await
+        .map(drop)
+}
+
+/// Records `path` → a blob in a draft, with the blob's row if it is new. The caller holds the
+/// blob durable on disk (and safe from garbage collection) until this returns.
+pub async fn put(
+    pool: &SqlitePool,
+    model: &ModelName,
+    version: &VersionName,
+    path: &RelPath,
+    digest: &Digest,
+    size: u64,
+) -> Result<Put> {
+    let size = i64::try_from(size).map_err(corrupt)?;
+    let mut tx = begin_write(pool).await?;
+    let version_id = versions::locate_draft(&mut tx, model, version).await?;
+    sqlx::query("INSERT INTO blobs (digest, size) VALUES (?, ?) ON CONFLICT (digest) DO NOTHING")
+        .bind(digest.to_string())
+        .bind(size)
+        .execute(&mut *tx)
+        .await?;
+    let put = upsert(&mut tx, version_id, path, digest, size).await?;
+    tx.commit().await?;
+    Ok(put)
+}
+
+/// Records `path` → a blob the store already has (dedup without sending the bytes again).
+pub async fn link(
+    pool: &SqlitePool,
+    model: &ModelName,
+    version: &VersionName,
+    path: &RelPath,
+    digest: &Digest,
+    size: u64,
+) -> Result<Put> {
+    let mut tx = begin_write(pool).await?;
+    let version_id = versions::locate_draft(&mut tx, model, version).await?;
+    let stored: Option<i64> = sqlx::query_scalar("SELECT size FROM blobs WHERE digest = ?")
+        .bind(digest.to_string())
+        .fetch_optional(&mut *tx)
+        .await?;
+    let Some(stored) = stored else {
+        return Err(CatalogError::NotFound(format!(
+            "no blob {digest} is stored here; upload the bytes with PUT to this path instead"
+        )));
+    };
+    if u64::try_from(stored).ok() != Some(size) {
+        return Err(CatalogError::Conflict(format!(
+            "blob {digest} is {stored} bytes, not {size}; check the size you sent"
+        )));
+    }
+    let put = upsert(&mut tx, version_id, path, digest, stored).await?;
+    tx.commit().await?;
+    Ok(put)
+}
+
+async fn upsert(
+    tx: &mut sqlx::SqliteConnection,
+    version_id: i64,
+    path: &RelPath,
+    digest: &Digest,
+    size: i64,
+) -> Result<Put> {
+    let existed: Option<i64> =
+        sqlx::query_scalar("SELECT 1 FROM files WHERE version_id = ? AND path = ?")
+            .bind(version_id)
+            .bind(path.as_str())
+            .fetch_optional(&mut *tx)
+            .await?;
+    sqlx::query(
+        "INSERT INTO files (version_id, path, digest, size) VALUES (?, ?, ?, ?)
+         ON CONFLICT (version_id, path) DO UPDATE SET digest = excluded.digest, size = excluded.size,
+             created_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')",
+    )
+    .bind(version_id)
+    .bind(path.as_str())
+    .bind(digest.to_string())
+    .bind(size)
+    .execute(&mut *tx)
+    .await?;
+    Ok(if existed.is_some() {
+        Put::Replaced
+    } else {
+        Put::Created
+    })
+}
+
+pub async fn list(
+    pool: &SqlitePool,
+    model: &ModelName,
+    version: &VersionName,
+) -> Result<Vec<File>> {
+    let rows: Vec<FileRow> = sqlx::query_as(
+        "SELECT f.path, f.digest, f.size, f.created_at
+           FROM files f JOIN versions v ON v.id = f.version_id JOIN models m ON m.id = v.model_id
+          WHERE m.name = ? AND v.name = ? ORDER BY f.path",
+    )
+    .bind(model.as_str())
+    .bind(version.as_str())
+    .fetch_all(pool)
+    .await?;
+    if rows.is_empty() {
+        // Tell an empty draft apart from a version that does not exist.
+        versions::get(pool, model, version).await?;
+    }
+    rows.into_iter().map(File::try_from).collect()
+}
+
+pub async fn get(
+    pool: &SqlitePool,
+    model: &ModelName,
+    version: &VersionName,
+    path: &RelPath,
+) -> Result<File> {
+    let row: Option<FileRow> = sqlx::query_as(
+        "SELECT f.path, f.digest, f.size, f.created_at
+           FROM files f JOIN versions v ON v.id = f.version_id JOIN models m ON m.id = v.model_id
+          WHERE m.name = ? AND v.name = ? AND f.path = ?",
+    )
+    .bind(model.as_str())
+    .bind(version.as_str())
+    .bind(path.as_str())
+    .fetch_optional(pool)
+    .await?;
+    match row {
+        Some(row) => row.try_into(),
+        None => {
+            versions::get(pool, model, version).await?;
+            Err(CatalogError::NotFound(format!(
+                "version '{version}' of '{model}' has no file '{path}'"
+            )))
+        }
+    }
+}
+
+pub async fn delete(
+    pool: &SqlitePool,
+    model: &ModelName,
+    version: &VersionName,
+    path: &RelPath,
+) -> Result<()> {
+    let mut tx = begin_write(pool).await?;
+    let version_id = versions::locate_draft(&mut tx, model, version).await?;
+    let deleted = sqlx::query("DELETE FROM files WHERE version_id = ? AND path = ?")
+        .bind(version_id)
+        .bind(path.as_str())
+        .execute(&mut *tx)
+        .await?;
+    if deleted.rows_affected() == 0 {
+        return Err(CatalogError::NotFound(format!(
+            "version '{version}' of '{model}' has no file '{path}'"
+        )));
+    }
+    tx.commit().await?;
+    Ok(())
+}

@@ -1,0 +1,189 @@
+//! Models: a name, a description and tags.
+
+use sqlx::SqlitePool;
+
+use super::{CatalogError, Page, Result, begin_write, corrupt, is_unique_violation, like_pattern};
+use crate::domain::ModelName;
+
+/// A model as the catalog knows it, with a summary of its versions and aliases.
+#[derive(Debug, Clone)]
+pub struct Model {
+    pub id: i64,
+    pub name: ModelName,
+    pub description: String,
+    pub tags: Vec<String>,
+    pub created_at: String,
+    pub updated_at: String,
+    pub version_count: i64,
+    /// The most recently published version, if any.
+    pub latest_version: Option<String>,
+}
+
+#[derive(sqlx::FromRow)]
+struct ModelRow {
+    id: i64,
+    name: String,
+    description: String,
+    tags: String,
+    created_at: String,
+    updated_at: String,
+    version_count: i64,
+    latest_version: Option<String>,
+}
+
+impl TryFrom<ModelRow> for Model {
+    type Error = CatalogError;
+
+    fn try_from(row: ModelRow) -> Result<Self> {
+        Ok(Self {
+            id: row.id,
+            // Names were parsed before they were stored; a row that does not parse was
+            // written by something else, which is worth a loud error, not a silent skip.
+            name: ModelName::parse(&row.name).map_err(corrupt)?,
+            description: row.description,
+            tags: serde_json::from_str(&row.tags).map_err(corrupt)?,
+            created_at: row.created_at,
+            updated_at: row.updated_at,
+            version_count: row.version_count,
+            latest_version: row.latest_version,
+        })
+    }
+}
+
+/// The one SELECT of a model, with `$tail` (a string literal) appended.
+macro_rules! select_model {
+    ($tail:literal) => {
+        concat!(
+            "SELECT m.id, m.name, m.description, m.tags, m.created_at, m.updated_at,
+                    (SELECT COUNT(*) FROM versions v WHERE v.model_id = m.id) AS version_count,
+                    (SELECT v.name FROM versions v WHERE v.model_id = m.id AND v.state = 'ready'
+                      ORDER BY v.published_at DESC, v.id DESC LIMIT 1) AS latest_version
+               FROM models m ",
+            $tail
+        )
+    };
+}
+
+/// What a client may set on a model.
+#[derive(Debug, Default)]
+pub struct ModelChanges {
+    pub description: Option<String>,
+    pub tags: Option<Vec<String>>,
+}
+
+pub fn not_found(name: &ModelName) -> CatalogError {
+    CatalogError::NotFound(format!("model '{name}' does not exist"))
+}
+
+pub async fn create(
+    pool: &SqlitePool,
+    name: &ModelName,
+    description: &str,
+    tags: &[String],
+) -> Result<Model> {
+    let tags = serde_json::to_string(tags).map_err(corrupt)?;
+    let mut tx = begin_write(pool).await?;
+    let inserted = sqlx::query("INSERT INTO models (name, description, tags) VALUES (?, ?, ?)")
+        .bind(name.as_str())
+        .bind(description)
+        .bind(&tags)
+        .execute(&mut *tx)
+        .await;
+    match inserted {
+        Err(e) if is_unique_violation(&e) => {
+            return Err(CatalogError::Conflict(format!(
+                "model '{name}' already exists"
+            )));
+        }
+        other => other?,
+    };
+    tx.commit().await?;
+    get(pool, name).await
+}
+
+pub async fn get(pool: &SqlitePool, name: &ModelName) -> Result<Model> {
+    let row: Option<ModelRow> = sqlx::query_as(select_model!("WHERE m.name = ?"))
+        .bind(name.as_str())
+        .fetch_optional(pool)
+        .await?;
+    row.ok_or_else(|| not_found(name))?.try_into()
+}
+
+/// Looks up only the id, for calls that need nothing else.
+pub async fn id_of(pool: &SqlitePool, name: &ModelName) -> Result<i64> {
+    sqlx::query_scalar("SELECT id FROM models WHERE name = ?")
+        .bind(name.as_str())
+        .fetch_optional(pool)
+        .await?
+        .ok_or_else(|| not_found(name))
+}
+
+/// Models ordered by name, after `cursor` (the last name of the previous page), whose name
+/// or description contains `q`.
+pub async fn list(
+    pool: &SqlitePool,
+    q: Option<&str>,
+    cursor: Option<&str>,
+    limit: u32,
+) -> Result<Page<Model>> {
+    let rows: Vec<ModelRow> = sqlx::query_as(select_model!(
+        "WHERE m.name > ?1
+           AND (?2 IS NULL OR m.name LIKE ?2 ESCAPE '\\' OR m.description LIKE ?2 ESCAPE '\\')
+         ORDER BY m.name LIMIT ?3"
+    ))
+    .bind(cursor.unwrap_or(""))
+    .bind(q.map(like_pattern))
+    .bind(i64::from(limit) + 1)
+    .fetch_all(pool)
+    .await?;
+    let mut items = rows
+        .into_iter()
+        .map(Model::try_from)
+        .collect::<Result<Vec<_>>>()?;
+    let next = if items.len() > limit as usize {
+        items.truncate(limit as usize);
+        items.last().map(|m| m.name.to_string())
+    } else {
+        None
+    };
+    Ok(Page { items, next })
+}
+
+pub async fn update(pool: &SqlitePool, name: &ModelName, changes: ModelChanges) -> Result<Model> {
+    let tags = changes
+        .tags
+        .map(|t| serde_json::to_string(&t))
+        .transpose()
+        .map_err(corrupt)?;
+    let mut tx = begin_write(pool).await?;
+    let updated = sqlx::query(
+        "UPDATE models SET description = COALESCE(?, description), tags = COALESCE(?, tags),
+                updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')
+          WHERE name = ?",
+    )
+    .bind(changes.description)
+    .bind(tags)
+    .bind(name.as_str())
+    .execute(&mut *tx)
+    .await?;
+    if updated.rows_affected() == 0 {
+        return Err(not_found(name));
+    }
+    tx.commit().await?;
+    get(pool, name).await
+}
+
+/// Deletes a model with its versions, files and aliases. Blobs stay until garbage collection
+/// finds nothing refers to them.
+pub async fn delete(pool: &SqlitePool, name: &ModelName) -> Result<()> {
+    let mut tx = begin_write(pool).await?;
+    let deleted = sqlx::query("DELETE FROM models WHERE name = ?")
+        .bind(name.as_str())
+        .execute(&mut *tx)
+        .await?;
+    if deleted.rows_affected() == 0 {
+        return Err(not_found(name));
+    }
+    tx.commit().await?;
+    Ok(())
+}

@@ -1,0 +1,158 @@
+//! Settings, layered: built-in defaults < `hangar.toml` (`--config`) < `HANGAR_*` environment
+//! < command-line flags. clap reads the environment and the flags (a flag wins over its
+//! variable); the file fills in what neither gave.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context as _;
+use serde::Deserialize;
+
+/// Everything `hangar serve` needs, resolved.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    /// Unreferenced blobs younger than this are kept: an upload may be about to name them.
+    pub gc_grace_secs: u64,
+    /// Largest JSON body accepted, in bytes.
+    pub json_limit: usize,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            data_dir: PathBuf::from("./hangar-data"),
+            gc_grace_secs: 3600,
+            json_limit: 1 << 20,
+        }
+    }
+}
+
+/// The `[hangar.toml]` file: every key optional, unknown keys refused (a typo should not
+/// silently do nothing).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileSettings {
+    listen: Option<String>,
+    data_dir: Option<PathBuf>,
+    gc_grace_secs: Option<u64>,
+    json_limit: Option<usize>,
+}
+
+/// Values from the environment or flags; `None` where neither was given.
+#[derive(Debug, Default, Clone, clap::Args)]
+pub struct Overrides {
+    /// Address to listen on, HOST:PORT (port 0 picks a free one).
+    #[arg(long, env = "HANGAR_LISTEN", value_name = "ADDR")]
+    pub listen: Option<String>,
+    /// Where the database, blobs and snapshots live.
+    #[arg(long, env = "HANGAR_DATA_DIR", value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// A TOML file of settings (keys as the flags, with '_' for '-').
+    #[arg(long, env = "HANGAR_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Seconds an unreferenced blob is kept before garbage collection removes it.
+    #[arg(long, env = "HANGAR_GC_GRACE_SECS", value_name = "SECS")]
+    pub gc_grace_secs: Option<u64>,
+}
+
+impl Settings {
+    /// Resolves the layers. Errors name the setting, where it came from and what is expected.
+    pub fn load(overrides: &Overrides) -> anyhow::Result<Self> {
+        let file = match &overrides.config {
+            Some(path) => read_file(path)?,
+            None => FileSettings::default(),
+        };
+        let mut settings = Settings::default();
+        if let Some(listen) = file.listen {
+            settings.listen = parse_listen(&listen, "listen in the config file")?;
+        }
+        if let Some(dir) = file.data_dir {
+            settings.data_dir = dir;
+        }
+        if let Some(secs) = file.gc_grace_secs {
+            settings.gc_grace_secs = secs;
+        }
+        if let Some(limit) = file.json_limit {
+            settings.json_limit = limit;
+        }
+        if let Some(listen) = &overrides.listen {
+            settings.listen = parse_listen(listen, "--listen / HANGAR_LISTEN")?;
+        }
+        if let Some(dir) = &overrides.data_dir {
+            settings.data_dir.clone_from(dir);
+        }
+        if let Some(secs) = overrides.gc_grace_secs {
+            settings.gc_grace_secs = secs;
+        }
+        Ok(settings)
+    }
+}
+
+fn read_file(path: &Path) -> anyhow::Result<FileSettings> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read config file {}", path.display()))?;
+    toml::from_str(&text)
+        .map_err(|e| anyhow::anyhow!("config file {}: {}", path.display(), e.message()))
+}
+
+fn parse_listen(raw: &str, source: &str) -> anyhow::Result<SocketAddr> {
+    raw.parse().map_err(|_| {
+        anyhow::anyhow!(
+            "{source}: {raw:?} is not an address; expected HOST:PORT such as 127.0.0.1:8080"
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_win_over_the_file_and_the_file_over_defaults() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("hangar.toml");
+        std::fs::write(
+            &path,
+            "listen = \"0.0.0.0:9000\"\ndata_dir = \"/srv/h\"\ngc_grace_secs = 5\n",
+        )
+        .expect("write");
+        let from_file = Settings::load(&Overrides {
+            config: Some(path.clone()),
+            ..Default::default()
+        })
+        .expect("load");
+        assert_eq!(from_file.listen.to_string(), "0.0.0.0:9000");
+        assert_eq!(from_file.data_dir, PathBuf::from("/srv/h"));
+        assert_eq!(from_file.gc_grace_secs, 5);
+        let flagged = Settings::load(&Overrides {
+            config: Some(path),
+            listen: Some("127.0.0.1:1".into()),
+            ..Default::default()
+        })
+        .expect("load");
+        assert_eq!(flagged.listen.to_string(), "127.0.0.1:1");
+        assert_eq!(flagged.data_dir, PathBuf::from("/srv/h"));
+    }
+
+    #[test]
+    fn bad_values_say_what_is_expected() {
+        let err = Settings::load(&Overrides {
+            listen: Some("nope".into()),
+            ..Default::default()
+        })
+        .expect_err("bad");
+        assert!(err.to_string().contains("HOST:PORT"), "{err}");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("hangar.toml");
+        std::fs::write(&path, "lissen = \"x\"\n").expect("write");
+        let err = Settings::load(&Overrides {
+            config: Some(path),
+            ..Default::default()
+        })
+        .expect_err("typo");
+        assert!(err.to_string().contains("unknown field"), "{err}");
+    }
+}

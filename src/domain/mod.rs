@@ -1,0 +1,10 @@
+//! Pure types that parse, not validate: once a value of one of these types exists, it is
+//! well-formed, so nothing downstream checks it again. None of them knows HTTP or SQL.
+
+mod digest;
+mod names;
+mod rel_path;
+
+pub use digest::{Digest, DigestError};
+pub use names::{AliasName, ModelName, NameError, VersionName};
+pub use rel_path::{RelPath, RelPathError};

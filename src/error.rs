@@ -1,0 +1,106 @@
+//! The one error type that reaches HTTP. Every failure becomes `application/problem+json`
+//! (`type`, `title`, `status`, `detail`) with a `detail` a person can act on. Client errors
+//! carry their message; server errors answer a generic 500 and log the whole cause chain.
+
+use actix_web::http::StatusCode;
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::{HttpResponse, ResponseError};
+
+use crate::blobs::BlobError;
+use crate::catalog::CatalogError;
+use crate::domain::{DigestError, NameError, RelPathError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    PayloadTooLarge(String),
+    #[error("{0}")]
+    UnsupportedMediaType(String),
+    /// A `Range` that starts past the end of a file of `size` bytes.
+    #[error("the requested range is outside the file, which is {size} bytes")]
+    RangeNotSatisfiable { size: u64 },
+    #[error("internal error")]
+    Internal(#[source] anyhow::Error),
+}
+
+impl ApiError {
+    pub fn internal(err: impl Into<anyhow::Error>) -> Self {
+        Self::Internal(err.into())
+    }
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            Self::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Self::NotFound(_) => StatusCode::NOT_FOUND,
+            Self::Conflict(_) => StatusCode::CONFLICT,
+            Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::RangeNotSatisfiable { .. } => StatusCode::RANGE_NOT_SATISFIABLE,
+            Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let status = self.status_code();
+        let detail = match self {
+            Self::Internal(err) => {
+                tracing::error!(error = ?err, "request failed");
+                "the server failed to handle this request; the error is in its log".to_owned()
+            }
+            other => other.to_string(),
+        };
+        let mut response = HttpResponse::build(status);
+        response.content_type("application/problem+json");
+        if let Self::RangeNotSatisfiable { size } = self
+            && let Ok(value) = HeaderValue::from_str(&format!("bytes */{size}"))
+        {
+            response.insert_header((header::CONTENT_RANGE, value));
+        }
+        response.json(serde_json::json!({
+            "type": "about:blank",
+            "title": status.canonical_reason().unwrap_or("Error"),
+            "status": status.as_u16(),
+            "detail": detail,
+        }))
+    }
+}
+
+impl From<CatalogError> for ApiError {
+    fn from(err: CatalogError) -> Self {
+        match err {
+            CatalogError::NotFound(msg) => Self::NotFound(msg),
+            CatalogError::Conflict(msg) => Self::Conflict(msg),
+            CatalogError::Db(e) => Self::internal(e),
+        }
+    }
+}
+
+impl From<BlobError> for ApiError {
+    fn from(err: BlobError) -> Self {
+        match err {
+            BlobError::DigestMismatch { .. } | BlobError::Interrupted { .. } => {
+                Self::BadRequest(err.to_string())
+            }
+            other => Self::internal(other),
+        }
+    }
+}
+
+macro_rules! bad_request_from {
+    ($($ty:ty),*) => {$(
+        impl From<$ty> for ApiError {
+            fn from(err: $ty) -> Self {
+                Self::BadRequest(err.to_string())
+            }
+        }
+    )*};
+}
+bad_request_from!(NameError, RelPathError, DigestError);

@@ -1,0 +1,40 @@
+//! Garbage collection: the sweep that joins the catalog (which blobs are named) and the
+//! blob store (which bytes exist). Runs at startup and then periodically.
+
+use std::collections::HashSet;
+
+use sqlx::SqlitePool;
+
+use crate::blobs::BlobStore;
+use crate::catalog;
+
+/// What one sweep removed.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Swept {
+    /// Blobs with a row that no file names any more.
+    pub unreferenced: usize,
+    /// Bytes on disk with no row: a crash between linking a blob and committing its row.
+    pub orphaned: usize,
+}
+
+/// Deletes blobs that no file refers to and that are older than `grace_secs`. Holds the
+/// store's GC lock throughout, so no upload commits a blob while it is being judged.
+pub async fn sweep(pool: &SqlitePool, blobs: &BlobStore, grace_secs: u64) -> anyhow::Result<Swept> {
+    let _exclusive = blobs.lock_for_gc().await;
+    let mut swept = Swept::default();
+    for digest in catalog::blobs::take_unreferenced(pool, grace_secs).await? {
+        blobs.delete(&digest).await?;
+        swept.unreferenced += 1;
+    }
+    let known: HashSet<_> = catalog::blobs::all_digests(pool)
+        .await?
+        .into_iter()
+        .collect();
+    for (digest, age_secs) in blobs.list_on_disk().await? {
+        if age_secs >= grace_secs && !known.contains(&digest) {
+            blobs.delete(&digest).await?;
+            swept.orphaned += 1;
+        }
+    }
+    Ok(swept)
+}

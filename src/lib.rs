@@ -1,0 +1,11 @@
+//! Hangar: a self-hosted model registry and launcher for one GPU box.
+
+pub mod api;
+pub mod blobs;
+pub mod catalog;
+pub mod config;
+pub mod domain;
+pub mod error;
+pub mod gc;
+pub mod startup;
+pub mod telemetry;

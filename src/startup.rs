@@ -1,0 +1,135 @@
+//! Builds the application: opens the data dir, database and blob store, binds the listener
+//! (port 0 works; `port()` says which one was chosen), and spawns background loops.
+
+use std::fs::File;
+use std::net::TcpListener;
+use std::path::Path;
+use std::time::Duration;
+
+use actix_web::dev::Server;
+use actix_web::middleware::{DefaultHeaders, Logger};
+use actix_web::{App, HttpServer, web};
+use anyhow::Context as _;
+use sqlx::SqlitePool;
+
+use crate::blobs::BlobStore;
+use crate::config::Settings;
+use crate::{api, catalog, gc};
+
+/// How often unreferenced blobs are looked for after the startup sweep.
+const GC_INTERVAL: Duration = Duration::from_secs(15 * 60);
+
+pub struct Application {
+    port: u16,
+    server: Server,
+    pool: SqlitePool,
+    _lock: File,
+}
+
+impl Application {
+    /// Prepares everything that can fail with a message for the operator, so that a bad
+    /// data dir or a busy port ends the process before it claims to be serving.
+    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        let lock = prepare_data_dir(&settings.data_dir)?;
+        let pool = catalog::open(&settings.data_dir.join("hangar.db")).await?;
+        let blobs = BlobStore::open(&settings.data_dir).with_context(|| {
+            format!(
+                "cannot open the blob store in {}",
+                settings.data_dir.display()
+            )
+        })?;
+        let removed = blobs
+            .sweep_tmp()
+            .await
+            .context("cannot clean the tmp/ folder of the data dir")?;
+        if removed > 0 {
+            tracing::info!(removed, "removed uploads left over from the last run");
+        }
+        let swept = gc::sweep(&pool, &blobs, settings.gc_grace_secs).await?;
+        tracing::info!(?swept, "startup garbage collection done");
+
+        let listener = TcpListener::bind(settings.listen)
+            .with_context(|| format!("cannot listen on {}", settings.listen))?;
+        let port = listener.local_addr()?.port();
+        tokio::spawn(gc_loop(pool.clone(), blobs.clone(), settings.gc_grace_secs));
+        let server = serve(listener, pool.clone(), blobs, settings)?;
+        Ok(Self {
+            port,
+            server,
+            pool,
+            _lock: lock,
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Serves until SIGTERM or Ctrl-C, then drains in-flight requests.
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        let result = self.server.await;
+        self.pool.close().await;
+        result
+    }
+}
+
+fn serve(
+    listener: TcpListener,
+    pool: SqlitePool,
+    blobs: BlobStore,
+    settings: Settings,
+) -> anyhow::Result<Server> {
+    let (json, query, path) = api::extractor_configs(settings.json_limit);
+    let pool = web::Data::new(pool);
+    let blobs = web::Data::new(blobs);
+    let settings = web::Data::new(settings);
+    let server = HttpServer::new(move || {
+        App::new()
+            .wrap(Logger::new("%r %s %b %Dms"))
+            .wrap(DefaultHeaders::new().add(("X-Content-Type-Options", "nosniff")))
+            .app_data(json.clone())
+            .app_data(query.clone())
+            .app_data(path.clone())
+            .app_data(pool.clone())
+            .app_data(blobs.clone())
+            .app_data(settings.clone())
+            .configure(api::configure)
+            .default_service(web::to(api::not_found))
+    })
+    .listen(listener)?
+    .run();
+    Ok(server)
+}
+
+/// Creates the data dir and takes its lock, so two servers never share one catalog.
+fn prepare_data_dir(dir: &Path) -> anyhow::Result<File> {
+    std::fs::create_dir_all(dir)
+        .with_context(|| format!("cannot create data dir {}", dir.display()))?;
+    let lock_path = dir.join("hangar.lock");
+    let lock = File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .with_context(|| format!("data dir {} is not writable", dir.display()))?;
+    lock.try_lock().map_err(|_| {
+        anyhow::anyhow!(
+            "data dir {} is in use by another hangar process (it holds {})",
+            dir.display(),
+            lock_path.display()
+        )
+    })?;
+    Ok(lock)
+}
+
+async fn gc_loop(pool: SqlitePool, blobs: BlobStore, grace_secs: u64) {
+    let mut ticks = tokio::time::interval(GC_INTERVAL);
+    ticks.tick().await;
+    loop {
+        ticks.tick().await;
+        match gc::sweep(&pool, &blobs, grace_secs).await {
+            Ok(swept) => tracing::info!(?swept, "garbage collection done"),
+            Err(e) => tracing::warn!(error = ?e, "garbage collection failed; will retry"),
+        }
+    }
+}
