@@ -30,6 +30,9 @@ impl Application {
     /// Prepares everything that can fail with a message for the operator, so that a bad
     /// data dir or a busy port ends the process before it claims to be serving.
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        let listener = TcpListener::bind(settings.listen)
+            .with_context(|| format!("cannot listen on {}", settings.listen))?;
+        let port = listener.local_addr()?.port();
         let lock = prepare_data_dir(&settings.data_dir)?;
         let pool = catalog::open(&settings.data_dir.join("hangar.db")).await?;
         let blobs = BlobStore::open(&settings.data_dir).with_context(|| {
@@ -48,9 +51,6 @@ impl Application {
         let swept = gc::sweep(&pool, &blobs, settings.gc_grace_secs).await?;
         tracing::info!(?swept, "startup garbage collection done");
 
-        let listener = TcpListener::bind(settings.listen)
-            .with_context(|| format!("cannot listen on {}", settings.listen))?;
-        let port = listener.local_addr()?.port();
         tokio::spawn(gc_loop(pool.clone(), blobs.clone(), settings.gc_grace_secs));
         let server = serve(listener, pool.clone(), blobs, settings)?;
         Ok(Self {

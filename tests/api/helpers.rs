@@ -1,0 +1,317 @@
+//! Spawns the app for a test (in-process on port 0, or as a real `hangar` process) and
+//! offers the requests most tests make.
+
+use std::io::{BufRead as _, BufReader, Read as _, Write as _};
+use std::net::TcpStream;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use hangar::config::Settings;
+use hangar::startup::Application;
+use reqwest::{Response, StatusCode};
+use serde_json::{Value, json};
+use sha2::{Digest as _, Sha256};
+
+pub struct TestApp {
+    pub address: String,
+    pub port: u16,
+    pub client: reqwest::Client,
+    pub data_dir: tempfile::TempDir,
+}
+
+/// Starts the server in this process on a free port with its own data dir.
+pub async fn spawn_app() -> TestApp {
+    // Server logs are noise in a passing run; `TEST_LOG=1 cargo test` shows them.
+    if std::env::var_os("TEST_LOG").is_some() {
+        hangar::telemetry::init();
+    }
+    let data_dir = tempfile::tempdir().expect("temp data dir");
+    let settings = Settings {
+        listen: "127.0.0.1:0".parse().expect("addr"),
+        data_dir: data_dir.path().to_owned(),
+        ..Settings::default()
+    };
+    let app = Application::build(settings).await.expect("app builds");
+    let port = app.port();
+    tokio::spawn(app.run_until_stopped());
+    TestApp {
+        address: format!("http://127.0.0.1:{port}"),
+        port,
+        client: reqwest::Client::new(),
+        data_dir,
+    }
+}
+
+pub fn sha256_digest(bytes: &[u8]) -> String {
+    format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.address)
+    }
+
+    pub async fn get(&self, path: &str) -> Response {
+        self.client
+            .get(self.url(path))
+            .send()
+            .await
+            .expect("request")
+    }
+
+    pub async fn post_json(&self, path: &str, body: &Value) -> Response {
+        self.client
+            .post(self.url(path))
+            .json(body)
+            .send()
+            .await
+            .expect("request")
+    }
+
+    pub async fn put_json(&self, path: &str, body: &Value) -> Response {
+        self.client
+            .put(self.url(path))
+            .json(body)
+            .send()
+            .await
+            .expect("request")
+    }
+
+    pub async fn patch_json(&self, path: &str, body: &Value) -> Response {
+        self.client
+            .patch(self.url(path))
+            .json(body)
+            .send()
+            .await
+            .expect("request")
+    }
+
+    pub async fn delete(&self, path: &str) -> Response {
+        self.client
+            .delete(self.url(path))
+            .send()
+            .await
+            .expect("request")
+    }
+
+    pub async fn create_model(&self, name: &str) {
+        let response = self
+            .post_json("/api/v1/models", &json!({ "name": name }))
+            .await;
+        assert_eq!(
+            response.status(),
+            StatusCode::CREATED,
+            "create model {name}"
+        );
+    }
+
+    pub async fn create_version(&self, model: &str, version: &str) {
+        let response = self
+            .post_json(
+                &format!("/api/v1/models/{model}/versions"),
+                &json!({ "version": version }),
+            )
+            .await;
+        assert_eq!(
+            response.status(),
+            StatusCode::CREATED,
+            "create version {model}:{version}"
+        );
+    }
+
+    /// PUTs `bytes` with their digest.
+    pub async fn upload(&self, model: &str, version: &str, path: &str, bytes: &[u8]) -> Response {
+        let url = self.url(&format!(
+            "/api/v1/models/{model}/versions/{version}/files/{path}?digest={}",
+            sha256_digest(bytes)
+        ));
+        self.client
+            .put(url)
+            .body(bytes.to_vec())
+            .send()
+            .await
+            .expect("request")
+    }
+
+    pub async fn publish(&self, model: &str, version: &str) -> Response {
+        self.client
+            .post(self.url(&format!(
+                "/api/v1/models/{model}/versions/{version}/publish"
+            )))
+            .send()
+            .await
+            .expect("request")
+    }
+
+    /// A model with one published version `1` holding `files`.
+    pub async fn published(&self, model: &str, files: &[(&str, &[u8])]) {
+        self.create_model(model).await;
+        self.create_version(model, "1").await;
+        for (path, bytes) in files {
+            assert_eq!(
+                self.upload(model, "1", path, bytes).await.status(),
+                StatusCode::CREATED
+            );
+        }
+        assert_eq!(self.publish(model, "1").await.status(), StatusCode::OK);
+    }
+
+    pub async fn system(&self) -> Value {
+        self.get("/api/v1/system").await.json().await.expect("json")
+    }
+
+    /// Entries in `tmp/` right now.
+    pub fn tmp_entries(&self) -> usize {
+        std::fs::read_dir(self.data_dir.path().join("tmp"))
+            .expect("tmp")
+            .count()
+    }
+
+    /// Blob files on disk right now.
+    pub fn blobs_on_disk(&self) -> usize {
+        count_files(&self.data_dir.path().join("blobs"))
+    }
+
+    /// Sends a request byte for byte, for URLs an HTTP client library would normalize
+    /// (`..`, `%2e%2e`) before sending.
+    pub fn raw(&self, method: &str, target: &str, body: &[u8]) -> (u16, String) {
+        raw_request(self.port, method, target, body)
+    }
+}
+
+pub fn count_files(dir: &Path) -> usize {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .map(|e| e.expect("entry"))
+        .map(|e| {
+            if e.file_type().expect("type").is_dir() {
+                count_files(&e.path())
+            } else {
+                1
+            }
+        })
+        .sum()
+}
+
+pub fn raw_request(port: u16, method: &str, target: &str, body: &[u8]) -> (u16, String) {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    let head = format!(
+        "{method} {target} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).expect("write head");
+    stream.write_all(body).expect("write body");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).expect("read response");
+    let status = response
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .expect("status line");
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    (status, body)
+}
+
+/// Polls `check` until it holds or `timeout` passes.
+pub async fn wait_until(what: &str, timeout: Duration, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !check() {
+        assert!(Instant::now() < deadline, "timed out waiting until {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Asserts a problem+json response with `status`, and returns its `detail`.
+pub async fn problem(response: Response, status: StatusCode) -> String {
+    assert_eq!(response.status(), status, "unexpected status");
+    let content_type = response
+        .headers()
+        .get("content-type")
+        .expect("content-type")
+        .to_str()
+        .expect("ascii")
+        .to_owned();
+    assert_eq!(content_type, "application/problem+json");
+    let body: Value = response.json().await.expect("problem json");
+    assert_eq!(body["status"], status.as_u16());
+    let detail = body["detail"].as_str().expect("detail").to_owned();
+    assert!(!detail.is_empty());
+    detail
+}
+
+/// A `hangar serve` process.
+pub struct ServerProcess {
+    pub child: Child,
+    pub address: String,
+    pub port: u16,
+}
+
+pub fn hangar_command() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_hangar"));
+    command
+        .env_remove("HANGAR_LISTEN")
+        .env_remove("HANGAR_DATA_DIR")
+        .env_remove("HANGAR_CONFIG");
+    command
+}
+
+impl ServerProcess {
+    /// Starts `hangar serve` on a free port and waits for its "serving on" line.
+    pub fn start(data_dir: &Path) -> Self {
+        Self::start_with(data_dir, &[])
+    }
+
+    pub fn start_with(data_dir: &Path, extra: &[&str]) -> Self {
+        let mut child = hangar_command()
+            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(data_dir)
+            .args(extra)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn hangar");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut line = String::new();
+        BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("read stdout");
+        let address = line.trim().rsplit(' ').next().expect("url").to_owned();
+        let port = address
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .expect("port");
+        Self {
+            child,
+            address,
+            port,
+        }
+    }
+
+    pub fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .expect("kill");
+        assert!(status.success());
+    }
+
+    pub fn wait(mut self) -> std::process::ExitStatus {
+        self.child.wait().expect("wait")
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

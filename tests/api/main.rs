@@ -1,0 +1,12 @@
+//! Integration tests: the real server on port 0, real SQLite files in a temp data dir.
+//! One binary with modules, so the whole suite links once.
+
+mod aliases;
+mod bad_input;
+mod concurrency;
+mod durability;
+mod files;
+mod helpers;
+mod models;
+mod serve;
+mod versions;
