@@ -8,6 +8,8 @@ use std::path::{Path, PathBuf};
 use anyhow::Context as _;
 use serde::Deserialize;
 
+use crate::domain::Glob;
+
 /// Everything `hangar serve` needs, resolved.
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -17,6 +19,26 @@ pub struct Settings {
     pub gc_grace_secs: u64,
     /// Largest JSON body accepted, in bytes.
     pub json_limit: usize,
+    /// Lets requests without credentials read and download (GET and HEAD only).
+    pub anonymous_read: bool,
+    /// Serves `/metrics` without a token.
+    pub metrics_public: bool,
+    /// Aliases only admins may move or delete.
+    pub protected_aliases: Vec<Glob>,
+    /// `HANGAR_ADMIN_PASSWORD`: the first admin's password, on first start only.
+    pub admin_password: Option<Redacted>,
+    /// `HANGAR_BOOTSTRAP_TOKEN`: an admin token created at start if it does not exist.
+    pub bootstrap_token: Option<Redacted>,
+}
+
+/// A secret setting: usable, never printed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Redacted(pub String);
+
+impl std::fmt::Debug for Redacted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
 }
 
 impl Default for Settings {
@@ -26,6 +48,11 @@ impl Default for Settings {
             data_dir: PathBuf::from("./hangar-data"),
             gc_grace_secs: 3600,
             json_limit: 1 << 20,
+            anonymous_read: false,
+            metrics_public: false,
+            protected_aliases: vec![Glob::parse("prod*").expect("a valid built-in glob")],
+            admin_password: None,
+            bootstrap_token: None,
         }
     }
 }
@@ -39,6 +66,9 @@ struct FileSettings {
     data_dir: Option<PathBuf>,
     gc_grace_secs: Option<u64>,
     json_limit: Option<usize>,
+    anonymous_read: Option<bool>,
+    metrics_public: Option<bool>,
+    protected_aliases: Option<Vec<String>>,
 }
 
 /// Values from the environment or flags; `None` where neither was given.
@@ -56,6 +86,12 @@ pub struct Overrides {
     /// Seconds an unreferenced blob is kept before garbage collection removes it.
     #[arg(long, env = "HANGAR_GC_GRACE_SECS", value_name = "SECS")]
     pub gc_grace_secs: Option<u64>,
+    /// Let requests without credentials read and download.
+    #[arg(long, env = "HANGAR_ANONYMOUS_READ", value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
+    pub anonymous_read: Option<bool>,
+    /// Serve /metrics without a token.
+    #[arg(long, env = "HANGAR_METRICS_PUBLIC", value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
+    pub metrics_public: Option<bool>,
 }
 
 impl Settings {
@@ -78,6 +114,18 @@ impl Settings {
         if let Some(limit) = file.json_limit {
             settings.json_limit = limit;
         }
+        if let Some(on) = file.anonymous_read {
+            settings.anonymous_read = on;
+        }
+        if let Some(on) = file.metrics_public {
+            settings.metrics_public = on;
+        }
+        if let Some(globs) = file.protected_aliases {
+            settings.protected_aliases = globs
+                .iter()
+                .map(|g| Glob::parse(g).map_err(|e| anyhow::anyhow!("protected_aliases in the config file: {e}")))
+                .collect::<anyhow::Result<_>>()?;
+        }
         if let Some(listen) = &overrides.listen {
             settings.listen = parse_listen(listen, "--listen / HANGAR_LISTEN")?;
         }
@@ -87,23 +135,27 @@ impl Settings {
         if let Some(secs) = overrides.gc_grace_secs {
             settings.gc_grace_secs = secs;
         }
+        if let Some(on) = overrides.anonymous_read {
+            settings.anonymous_read = on;
+        }
+        if let Some(on) = overrides.metrics_public {
+            settings.metrics_public = on;
+        }
+        // Secrets come from the environment only: flags would show in `ps`.
+        settings.admin_password = std::env::var("HANGAR_ADMIN_PASSWORD").ok().filter(|v| !v.is_empty()).map(Redacted);
+        settings.bootstrap_token = std::env::var("HANGAR_BOOTSTRAP_TOKEN").ok().filter(|v| !v.is_empty()).map(Redacted);
         Ok(settings)
     }
 }
 
 fn read_file(path: &Path) -> anyhow::Result<FileSettings> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("cannot read config file {}", path.display()))?;
-    toml::from_str(&text)
-        .map_err(|e| anyhow::anyhow!("config file {}: {}", path.display(), e.message()))
+    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read config file {}", path.display()))?;
+    toml::from_str(&text).map_err(|e| anyhow::anyhow!("config file {}: {}", path.display(), e.message()))
 }
 
 fn parse_listen(raw: &str, source: &str) -> anyhow::Result<SocketAddr> {
-    raw.parse().map_err(|_| {
-        anyhow::anyhow!(
-            "{source}: {raw:?} is not an address; expected HOST:PORT such as 127.0.0.1:8080"
-        )
-    })
+    raw.parse()
+        .map_err(|_| anyhow::anyhow!("{source}: {raw:?} is not an address; expected HOST:PORT such as 127.0.0.1:8080"))
 }
 
 #[cfg(test)]
@@ -114,45 +166,26 @@ mod tests {
     fn flags_win_over_the_file_and_the_file_over_defaults() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("hangar.toml");
-        std::fs::write(
-            &path,
-            "listen = \"0.0.0.0:9000\"\ndata_dir = \"/srv/h\"\ngc_grace_secs = 5\n",
-        )
-        .expect("write");
-        let from_file = Settings::load(&Overrides {
-            config: Some(path.clone()),
-            ..Default::default()
-        })
-        .expect("load");
+        std::fs::write(&path, "listen = \"0.0.0.0:9000\"\ndata_dir = \"/srv/h\"\ngc_grace_secs = 5\n").expect("write");
+        let from_file = Settings::load(&Overrides { config: Some(path.clone()), ..Default::default() }).expect("load");
         assert_eq!(from_file.listen.to_string(), "0.0.0.0:9000");
         assert_eq!(from_file.data_dir, PathBuf::from("/srv/h"));
         assert_eq!(from_file.gc_grace_secs, 5);
-        let flagged = Settings::load(&Overrides {
-            config: Some(path),
-            listen: Some("127.0.0.1:1".into()),
-            ..Default::default()
-        })
-        .expect("load");
+        let flagged =
+            Settings::load(&Overrides { config: Some(path), listen: Some("127.0.0.1:1".into()), ..Default::default() })
+                .expect("load");
         assert_eq!(flagged.listen.to_string(), "127.0.0.1:1");
         assert_eq!(flagged.data_dir, PathBuf::from("/srv/h"));
     }
 
     #[test]
     fn bad_values_say_what_is_expected() {
-        let err = Settings::load(&Overrides {
-            listen: Some("nope".into()),
-            ..Default::default()
-        })
-        .expect_err("bad");
+        let err = Settings::load(&Overrides { listen: Some("nope".into()), ..Default::default() }).expect_err("bad");
         assert!(err.to_string().contains("HOST:PORT"), "{err}");
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("hangar.toml");
         std::fs::write(&path, "lissen = \"x\"\n").expect("write");
-        let err = Settings::load(&Overrides {
-            config: Some(path),
-            ..Default::default()
-        })
-        .expect_err("typo");
+        let err = Settings::load(&Overrides { config: Some(path), ..Default::default() }).expect_err("typo");
         assert!(err.to_string().contains("unknown field"), "{err}");
     }
 }

@@ -6,14 +6,21 @@ use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpResponse, ResponseError};
 
+use crate::auth::AuthError;
 use crate::blobs::BlobError;
 use crate::catalog::CatalogError;
-use crate::domain::{DigestError, NameError, RelPathError};
+use crate::domain::{DigestError, GlobError, NameError, RelPathError, RoleError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
     #[error("{0}")]
     BadRequest(String),
+    #[error("{0}")]
+    Unauthorized(String),
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("too many failed logins; try again in {retry_after_secs} s")]
+    TooManyRequests { retry_after_secs: u64 },
     #[error("{0}")]
     NotFound(String),
     #[error("{0}")]
@@ -39,6 +46,9 @@ impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
         match self {
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            Self::Forbidden(_) => StatusCode::FORBIDDEN,
+            Self::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::Conflict(_) => StatusCode::CONFLICT,
             Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
@@ -59,6 +69,15 @@ impl ResponseError for ApiError {
         };
         let mut response = HttpResponse::build(status);
         response.content_type("application/problem+json");
+        match self {
+            Self::Unauthorized(_) => {
+                response.insert_header((header::WWW_AUTHENTICATE, "Bearer realm=\"hangar\""));
+            }
+            Self::TooManyRequests { retry_after_secs } => {
+                response.insert_header((header::RETRY_AFTER, retry_after_secs.to_string()));
+            }
+            _ => {}
+        }
         if let Self::RangeNotSatisfiable { size } = self
             && let Ok(value) = HeaderValue::from_str(&format!("bytes */{size}"))
         {
@@ -86,10 +105,18 @@ impl From<CatalogError> for ApiError {
 impl From<BlobError> for ApiError {
     fn from(err: BlobError) -> Self {
         match err {
-            BlobError::DigestMismatch { .. } | BlobError::Interrupted { .. } => {
-                Self::BadRequest(err.to_string())
-            }
+            BlobError::DigestMismatch { .. } | BlobError::Interrupted { .. } => Self::BadRequest(err.to_string()),
             other => Self::internal(other),
+        }
+    }
+}
+
+impl From<AuthError> for ApiError {
+    fn from(err: AuthError) -> Self {
+        match err {
+            AuthError::Unauthenticated(msg) => Self::Unauthorized(msg),
+            AuthError::Forbidden(msg) => Self::Forbidden(msg),
+            AuthError::TooManyAttempts { retry_after_secs } => Self::TooManyRequests { retry_after_secs },
         }
     }
 }
@@ -103,4 +130,4 @@ macro_rules! bad_request_from {
         }
     )*};
 }
-bad_request_from!(NameError, RelPathError, DigestError);
+bad_request_from!(NameError, RelPathError, DigestError, RoleError, GlobError);

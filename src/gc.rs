@@ -26,10 +26,7 @@ pub async fn sweep(pool: &SqlitePool, blobs: &BlobStore, grace_secs: u64) -> any
         blobs.delete(&digest).await?;
         swept.unreferenced += 1;
     }
-    let known: HashSet<_> = catalog::blobs::all_digests(pool)
-        .await?
-        .into_iter()
-        .collect();
+    let known: HashSet<_> = catalog::blobs::all_digests(pool).await?.into_iter().collect();
     for (digest, age_secs) in blobs.list_on_disk().await? {
         if age_secs >= grace_secs && !known.contains(&digest) {
             blobs.delete(&digest).await?;

@@ -1,6 +1,8 @@
 //! Hangar: a self-hosted model registry and launcher for one GPU box.
 
+pub mod admin;
 pub mod api;
+pub mod auth;
 pub mod blobs;
 pub mod catalog;
 pub mod config;

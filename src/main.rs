@@ -3,15 +3,12 @@
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use hangar::admin::AdminCommand;
 use hangar::config::{Overrides, Settings};
 use hangar::startup::Application;
 
 #[derive(Parser)]
-#[command(
-    name = "hangar",
-    version,
-    about = "Self-hosted model registry and launcher"
-)]
+#[command(name = "hangar", version, about = "Self-hosted model registry and launcher")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -21,6 +18,9 @@ struct Cli {
 enum Command {
     /// Run the server: catalog, blob store and REST API.
     Serve(Overrides),
+    /// Manage users and tokens directly on a data dir, without a server.
+    #[command(subcommand)]
+    Admin(AdminCommand),
 }
 
 #[tokio::main]
@@ -29,6 +29,7 @@ async fn main() -> ExitCode {
     hangar::telemetry::init();
     let result = match cli.command {
         Command::Serve(overrides) => serve(&overrides).await,
+        Command::Admin(command) => hangar::admin::run(command).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -43,6 +44,9 @@ async fn serve(overrides: &Overrides) -> anyhow::Result<()> {
     let settings = Settings::load(overrides)?;
     let listen = settings.listen;
     let app = Application::build(settings).await?;
+    if let Some((password, path)) = &app.bootstrapped().generated_password {
+        println!("created user 'admin' with password {password} (also in {}; shown once)", path.display());
+    }
     let url = format!("http://{}:{}", listen.ip(), app.port());
     println!("hangar is serving on {url}");
     app.run_until_stopped().await?;

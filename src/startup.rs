@@ -12,6 +12,7 @@ use actix_web::{App, HttpServer, web};
 use anyhow::Context as _;
 use sqlx::SqlitePool;
 
+use crate::auth::{self, Authenticator, Bootstrapped, LoginLimiter};
 use crate::blobs::BlobStore;
 use crate::config::Settings;
 use crate::{api, catalog, gc};
@@ -23,6 +24,7 @@ pub struct Application {
     port: u16,
     server: Server,
     pool: SqlitePool,
+    bootstrapped: Bootstrapped,
     _lock: File,
 }
 
@@ -30,39 +32,39 @@ impl Application {
     /// Prepares everything that can fail with a message for the operator, so that a bad
     /// data dir or a busy port ends the process before it claims to be serving.
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
-        let listener = TcpListener::bind(settings.listen)
-            .with_context(|| format!("cannot listen on {}", settings.listen))?;
+        let listener =
+            TcpListener::bind(settings.listen).with_context(|| format!("cannot listen on {}", settings.listen))?;
         let port = listener.local_addr()?.port();
         let lock = prepare_data_dir(&settings.data_dir)?;
         let pool = catalog::open(&settings.data_dir.join("hangar.db")).await?;
-        let blobs = BlobStore::open(&settings.data_dir).with_context(|| {
-            format!(
-                "cannot open the blob store in {}",
-                settings.data_dir.display()
-            )
-        })?;
-        let removed = blobs
-            .sweep_tmp()
-            .await
-            .context("cannot clean the tmp/ folder of the data dir")?;
+        let blobs = BlobStore::open(&settings.data_dir)
+            .with_context(|| format!("cannot open the blob store in {}", settings.data_dir.display()))?;
+        let removed = blobs.sweep_tmp().await.context("cannot clean the tmp/ folder of the data dir")?;
         if removed > 0 {
             tracing::info!(removed, "removed uploads left over from the last run");
         }
+        let bootstrapped = auth::bootstrap(
+            &pool,
+            &settings.data_dir,
+            settings.admin_password.as_ref().map(|p| p.0.as_str()),
+            settings.bootstrap_token.as_ref().map(|t| t.0.as_str()),
+        )
+        .await?;
         let swept = gc::sweep(&pool, &blobs, settings.gc_grace_secs).await?;
         tracing::info!(?swept, "startup garbage collection done");
 
         tokio::spawn(gc_loop(pool.clone(), blobs.clone(), settings.gc_grace_secs));
         let server = serve(listener, pool.clone(), blobs, settings)?;
-        Ok(Self {
-            port,
-            server,
-            pool,
-            _lock: lock,
-        })
+        Ok(Self { port, server, pool, bootstrapped, _lock: lock })
     }
 
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// What first-start bootstrap did (a generated admin password, to show once).
+    pub fn bootstrapped(&self) -> &Bootstrapped {
+        &self.bootstrapped
     }
 
     /// Serves until SIGTERM or Ctrl-C, then drains in-flight requests.
@@ -73,13 +75,10 @@ impl Application {
     }
 }
 
-fn serve(
-    listener: TcpListener,
-    pool: SqlitePool,
-    blobs: BlobStore,
-    settings: Settings,
-) -> anyhow::Result<Server> {
+fn serve(listener: TcpListener, pool: SqlitePool, blobs: BlobStore, settings: Settings) -> anyhow::Result<Server> {
     let (json, query, path) = api::extractor_configs(settings.json_limit);
+    let authenticator = web::Data::new(Authenticator::new(pool.clone()));
+    let limiter = web::Data::new(LoginLimiter::default());
     let pool = web::Data::new(pool);
     let blobs = web::Data::new(blobs);
     let settings = web::Data::new(settings);
@@ -93,6 +92,8 @@ fn serve(
             .app_data(pool.clone())
             .app_data(blobs.clone())
             .app_data(settings.clone())
+            .app_data(authenticator.clone())
+            .app_data(limiter.clone())
             .configure(api::configure)
             .default_service(web::to(api::not_found))
     })
@@ -103,8 +104,7 @@ fn serve(
 
 /// Creates the data dir and takes its lock, so two servers never share one catalog.
 fn prepare_data_dir(dir: &Path) -> anyhow::Result<File> {
-    std::fs::create_dir_all(dir)
-        .with_context(|| format!("cannot create data dir {}", dir.display()))?;
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create data dir {}", dir.display()))?;
     let lock_path = dir.join("hangar.lock");
     let lock = File::options()
         .create(true)

@@ -5,8 +5,10 @@ use serde::{Deserialize, Serialize};
 use sqlx::SqlitePool;
 
 use super::{AliasPath, ModelPath};
+use crate::auth::Caller;
 use crate::catalog::{self, aliases::Alias};
-use crate::domain::{AliasName, VersionName};
+use crate::config::Settings;
+use crate::domain::{AliasName, ModelName, Role, VersionName};
 use crate::error::ApiError;
 
 #[derive(Debug, Serialize)]
@@ -14,15 +16,12 @@ pub struct AliasView {
     alias: AliasName,
     version: VersionName,
     updated_at: String,
+    updated_by: Option<String>,
 }
 
 impl From<Alias> for AliasView {
     fn from(a: Alias) -> Self {
-        Self {
-            alias: a.name,
-            version: a.version,
-            updated_at: a.updated_at,
-        }
+        Self { alias: a.name, version: a.version, updated_at: a.updated_at, updated_by: a.updated_by }
     }
 }
 
@@ -32,15 +31,36 @@ pub struct SetAlias {
     version: String,
 }
 
+/// Moving or deleting an alias takes a maintainer, or an admin for a protected alias.
+fn require_alias_change(
+    caller: &Caller,
+    settings: &Settings,
+    model: &ModelName,
+    alias: &AliasName,
+) -> Result<(), ApiError> {
+    caller.require_on(Role::Maintainer, model)?;
+    if let Some(rule) = settings.protected_aliases.iter().find(|g| g.matches(alias.as_str()))
+        && caller.role < Role::Admin
+    {
+        return Err(ApiError::Forbidden(format!(
+            "alias '{alias}' is protected by the rule '{rule}' (protected_aliases); only an admin can move or delete it"
+        )));
+    }
+    Ok(())
+}
+
 /// Points an alias at a ready version, creating or moving it.
 pub async fn set_alias(
     pool: web::Data<SqlitePool>,
+    caller: Caller,
+    settings: web::Data<Settings>,
     path: web::Path<AliasPath>,
     body: web::Json<SetAlias>,
 ) -> Result<HttpResponse, ApiError> {
     let (model, alias) = path.parse()?;
+    require_alias_change(&caller, &settings, &model, &alias)?;
     let version = VersionName::parse(&body.version)?;
-    let previous = catalog::aliases::set(&pool, &model, &alias, &version).await?;
+    let previous = catalog::aliases::set(&pool, &caller.actor(), &model, &alias, &version).await?;
     let alias = catalog::aliases::get(&pool, &model, &alias).await?;
     let view = AliasView::from(alias);
     Ok(match previous {
@@ -51,18 +71,23 @@ pub async fn set_alias(
 
 pub async fn get_alias(
     pool: web::Data<SqlitePool>,
+    caller: Caller,
     path: web::Path<AliasPath>,
 ) -> Result<HttpResponse, ApiError> {
     let (model, alias) = path.parse()?;
+    caller.require_on(Role::Viewer, &model)?;
     let alias = catalog::aliases::get(&pool, &model, &alias).await?;
     Ok(HttpResponse::Ok().json(AliasView::from(alias)))
 }
 
 pub async fn list_aliases(
     pool: web::Data<SqlitePool>,
+    caller: Caller,
     path: web::Path<ModelPath>,
 ) -> Result<HttpResponse, ApiError> {
-    let aliases = catalog::aliases::list(&pool, &path.parse()?).await?;
+    let model = path.parse()?;
+    caller.require_on(Role::Viewer, &model)?;
+    let aliases = catalog::aliases::list(&pool, &model).await?;
     Ok(HttpResponse::Ok().json(serde_json::json!({
         "items": aliases.into_iter().map(AliasView::from).collect::<Vec<_>>()
     })))
@@ -70,9 +95,12 @@ pub async fn list_aliases(
 
 pub async fn delete_alias(
     pool: web::Data<SqlitePool>,
+    caller: Caller,
+    settings: web::Data<Settings>,
     path: web::Path<AliasPath>,
 ) -> Result<HttpResponse, ApiError> {
     let (model, alias) = path.parse()?;
-    catalog::aliases::delete(&pool, &model, &alias).await?;
+    require_alias_change(&caller, &settings, &model, &alias)?;
+    catalog::aliases::delete(&pool, &caller.actor(), &model, &alias).await?;
     Ok(HttpResponse::NoContent().finish())
 }

@@ -9,9 +9,10 @@ use serde::{Deserialize, Serialize};
 use sqlx::SqlitePool;
 
 use super::{FilePath, VersionPath, range};
+use crate::auth::Caller;
 use crate::blobs::BlobStore;
 use crate::catalog::{self, files::File, files::Put};
-use crate::domain::{Digest, RelPath};
+use crate::domain::{Digest, RelPath, Role};
 use crate::error::ApiError;
 
 #[derive(Debug, Serialize)]
@@ -23,11 +24,7 @@ pub struct FileView {
 
 impl From<File> for FileView {
     fn from(f: File) -> Self {
-        Self {
-            path: f.path,
-            size: f.size,
-            digest: f.digest,
-        }
+        Self { path: f.path, size: f.size, digest: f.digest }
     }
 }
 
@@ -50,9 +47,8 @@ fn expected_digest(query: &UploadQuery, req: &HttpRequest) -> Result<Option<Dige
     let from_header = match req.headers().get("content-digest") {
         None => None,
         Some(value) => {
-            let text = value.to_str().map_err(|_| {
-                ApiError::BadRequest("the Content-Digest header is not ASCII".into())
-            })?;
+            let text =
+                value.to_str().map_err(|_| ApiError::BadRequest("the Content-Digest header is not ASCII".into()))?;
             Digest::from_content_digest(text)?
         }
     };
@@ -75,6 +71,7 @@ fn put_response(put: Put, view: FileView) -> HttpResponse {
 /// digest, bytes that hash differently are refused and nothing is stored.
 pub async fn upload_file(
     pool: web::Data<SqlitePool>,
+    caller: Caller,
     blobs: web::Data<BlobStore>,
     path: web::Path<FilePath>,
     query: web::Query<UploadQuery>,
@@ -82,54 +79,47 @@ pub async fn upload_file(
     body: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     let (model, version, path) = path.parse()?;
+    caller.require_on(Role::Maintainer, &model)?;
     let expected = expected_digest(&query, &req)?;
     // Refuse before reading a byte of a body that could not be stored.
     catalog::files::ensure_draft(&pool, &model, &version).await?;
     let blob = blobs.ingest(body, expected).await?;
-    let put = catalog::files::put(&pool, &model, &version, &path, &blob.digest, blob.size).await?;
-    let view = FileView {
-        path,
-        size: i64::try_from(blob.size).map_err(ApiError::internal)?,
-        digest: blob.digest,
-    };
+    let put = catalog::files::put(&pool, &caller.actor(), &model, &version, &path, &blob.digest, blob.size).await?;
+    let view = FileView { path, size: i64::try_from(blob.size).map_err(ApiError::internal)?, digest: blob.digest };
     Ok(put_response(put, view))
 }
 
 /// Names a blob the store already has at `path`, without sending its bytes again.
 pub async fn link_file(
     pool: web::Data<SqlitePool>,
+    caller: Caller,
     path: web::Path<FilePath>,
     body: web::Json<LinkFile>,
 ) -> Result<HttpResponse, ApiError> {
     let (model, version, path) = path.parse()?;
-    let put = catalog::files::link(&pool, &model, &version, &path, &body.digest, body.size).await?;
-    let view = FileView {
-        path,
-        size: i64::try_from(body.size).map_err(ApiError::internal)?,
-        digest: body.digest,
-    };
+    caller.require_on(Role::Maintainer, &model)?;
+    let put = catalog::files::link(&pool, &caller.actor(), &model, &version, &path, &body.digest, body.size).await?;
+    let view = FileView { path, size: i64::try_from(body.size).map_err(ApiError::internal)?, digest: body.digest };
     Ok(put_response(put, view))
 }
 
 /// Sends a file, or the one byte range asked for; `ETag` is the digest.
 pub async fn download_file(
     pool: web::Data<SqlitePool>,
+    caller: Caller,
     blobs: web::Data<BlobStore>,
     path: web::Path<FilePath>,
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
     let (model, version, path) = path.parse()?;
+    caller.require_on(Role::Viewer, &model)?;
     let file = catalog::files::get(&pool, &model, &version, &path).await?;
     let size = u64::try_from(file.size).map_err(ApiError::internal)?;
     let etag = format!("\"{}\"", file.digest);
     let header_str = |name| req.headers().get(name).and_then(|v| v.to_str().ok());
 
-    if header_str(header::IF_NONE_MATCH)
-        .is_some_and(|v| v.split(',').any(|t| t.trim() == etag || t.trim() == "*"))
-    {
-        return Ok(HttpResponse::NotModified()
-            .insert_header((header::ETAG, etag))
-            .finish());
+    if header_str(header::IF_NONE_MATCH).is_some_and(|v| v.split(',').any(|t| t.trim() == etag || t.trim() == "*")) {
+        return Ok(HttpResponse::NotModified().insert_header((header::ETAG, etag)).finish());
     }
     // A range is honoured only if the client's copy is still this file (If-Range).
     let range_header = match header_str(header::IF_RANGE) {
@@ -138,25 +128,15 @@ pub async fn download_file(
     };
     let range = range::parse(range_header, size)?;
 
-    let mut response = HttpResponse::build(if range.is_some() {
-        StatusCode::PARTIAL_CONTENT
-    } else {
-        StatusCode::OK
-    });
+    let mut response = HttpResponse::build(if range.is_some() { StatusCode::PARTIAL_CONTENT } else { StatusCode::OK });
     response
         .content_type("application/octet-stream")
         .insert_header((header::ETAG, etag))
         .insert_header((header::ACCEPT_RANGES, "bytes"))
-        .insert_header((
-            header::CACHE_CONTROL,
-            "private, max-age=31536000, immutable",
-        ));
+        .insert_header((header::CACHE_CONTROL, "private, max-age=31536000, immutable"));
     let span = match range {
         Some(span) => {
-            response.insert_header((
-                header::CONTENT_RANGE,
-                format!("bytes {}-{}/{size}", span.start, span.end - 1),
-            ));
+            response.insert_header((header::CONTENT_RANGE, format!("bytes {}-{}/{size}", span.start, span.end - 1)));
             span
         }
         None => {
@@ -178,19 +158,23 @@ pub async fn download_file(
 /// Removes a path from a draft.
 pub async fn delete_file(
     pool: web::Data<SqlitePool>,
+    caller: Caller,
     path: web::Path<FilePath>,
 ) -> Result<HttpResponse, ApiError> {
     let (model, version, path) = path.parse()?;
-    catalog::files::delete(&pool, &model, &version, &path).await?;
+    caller.require_on(Role::Maintainer, &model)?;
+    catalog::files::delete(&pool, &caller.actor(), &model, &version, &path).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
 /// Every file of a version, sorted by path.
 pub async fn list_files(
     pool: web::Data<SqlitePool>,
+    caller: Caller,
     path: web::Path<VersionPath>,
 ) -> Result<HttpResponse, ApiError> {
     let (model, version) = path.parse()?;
+    caller.require_on(Role::Viewer, &model)?;
     let files = catalog::files::list(&pool, &model, &version).await?;
     Ok(HttpResponse::Ok().json(serde_json::json!({
         "items": files.into_iter().map(FileView::from).collect::<Vec<_>>()
@@ -200,9 +184,11 @@ pub async fn list_files(
 /// 200 with the blob's size if the store has it, else 404: lets a client skip uploads.
 pub async fn head_blob(
     pool: web::Data<SqlitePool>,
+    caller: Caller,
     digest: web::Path<String>,
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
+    caller.require(Role::Viewer)?;
     let digest = Digest::parse(&digest)?;
     let size = catalog::blobs::size_of(&pool, &digest)
         .await?
@@ -218,18 +204,14 @@ pub async fn head_blob(
 
 /// Erases a stream's concrete type, for responses that send either of two streams.
 trait BoxedBody {
-    fn boxed_local_stream(
-        self,
-    ) -> futures_util::stream::LocalBoxStream<'static, std::io::Result<bytes::Bytes>>;
+    fn boxed_local_stream(self) -> futures_util::stream::LocalBoxStream<'static, std::io::Result<bytes::Bytes>>;
 }
 
 impl<S> BoxedBody for S
 where
     S: futures_util::Stream<Item = std::io::Result<bytes::Bytes>> + 'static,
 {
-    fn boxed_local_stream(
-        self,
-    ) -> futures_util::stream::LocalBoxStream<'static, std::io::Result<bytes::Bytes>> {
+    fn boxed_local_stream(self) -> futures_util::stream::LocalBoxStream<'static, std::io::Result<bytes::Bytes>> {
         futures_util::StreamExt::boxed_local(self)
     }
 }

@@ -3,11 +3,15 @@
 //! maps the result to a JSON view. Every route is registered here, in one list.
 
 mod aliases;
+mod caller;
+mod events;
 mod files;
 mod models;
 mod page;
 mod range;
 mod system;
+mod tokens;
+mod users;
 mod versions;
 
 use actix_web::web;
@@ -33,10 +37,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route(web::delete().to(files::delete_file)),
     )
     .service(web::resource(at("/versions/{version}/files")).route(web::get().to(files::list_files)))
-    .service(
-        web::resource(at("/versions/{version}/publish"))
-            .route(web::post().to(versions::publish_version)),
-    )
+    .service(web::resource(at("/versions/{version}/publish")).route(web::post().to(versions::publish_version)))
     .service(
         web::resource(at("/versions/{version}"))
             .route(web::get().to(versions::get_version))
@@ -71,6 +72,27 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route(web::head().to(files::head_blob))
             .route(web::get().to(files::head_blob)),
     )
+    .service(web::resource("/api/v1/events").route(web::get().to(events::list_events)))
+    .service(web::resource("/api/v1/events/stream").route(web::get().to(events::stream_events)))
+    .service(
+        web::resource("/api/v1/tokens")
+            .route(web::get().to(tokens::list_tokens))
+            .route(web::post().to(tokens::create_token)),
+    )
+    .service(web::resource("/api/v1/tokens/{id}").route(web::delete().to(tokens::revoke_token)))
+    .service(web::resource("/api/v1/login").route(web::post().to(tokens::login)))
+    .service(web::resource("/api/v1/me").route(web::get().to(users::get_me)))
+    .service(
+        web::resource("/api/v1/users")
+            .route(web::get().to(users::list_users))
+            .route(web::post().to(users::create_user)),
+    )
+    .service(
+        web::resource("/api/v1/users/{name}")
+            .route(web::get().to(users::get_user))
+            .route(web::patch().to(users::update_user)),
+    )
+    .service(web::resource("/api/v1/users/{name}/password").route(web::post().to(users::reset_password)))
     .service(web::resource("/api/v1/system").route(web::get().to(system::get_system)))
     .service(web::resource("/healthz").route(web::get().to(system::healthz)))
     .service(web::resource("/readyz").route(web::get().to(system::readyz)));
@@ -78,40 +100,28 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 
 /// Answers a URL no route matches.
 pub async fn not_found(req: actix_web::HttpRequest) -> Result<actix_web::HttpResponse, ApiError> {
-    Err(ApiError::NotFound(format!(
-        "no such endpoint: {} {}",
-        req.method(),
-        req.path()
-    )))
+    Err(ApiError::NotFound(format!("no such endpoint: {} {}", req.method(), req.path())))
 }
 
 /// Makes extractor failures (bad JSON, oversized bodies, bad query strings) problem+json
 /// with a message that says what was wrong.
-pub fn extractor_configs(
-    json_limit: usize,
-) -> (web::JsonConfig, web::QueryConfig, web::PathConfig) {
+pub fn extractor_configs(json_limit: usize) -> (web::JsonConfig, web::QueryConfig, web::PathConfig) {
     use actix_web::error::JsonPayloadError;
-    let json = web::JsonConfig::default()
-        .limit(json_limit)
-        .error_handler(move |err, _req| {
-            match err {
-                JsonPayloadError::Overflow { .. }
-                | JsonPayloadError::OverflowKnownLength { .. } => ApiError::PayloadTooLarge(
-                    format!("the JSON body is larger than the {json_limit} bytes accepted"),
-                ),
-                JsonPayloadError::ContentType => ApiError::UnsupportedMediaType(
-                    "send the body as JSON, with Content-Type: application/json".into(),
-                ),
-                JsonPayloadError::Deserialize(e) => {
-                    ApiError::BadRequest(format!("the JSON body is invalid: {e}"))
-                }
-                other => ApiError::BadRequest(format!("the JSON body could not be read: {other}")),
+    let json = web::JsonConfig::default().limit(json_limit).error_handler(move |err, _req| {
+        match err {
+            JsonPayloadError::Overflow { .. } | JsonPayloadError::OverflowKnownLength { .. } => {
+                ApiError::PayloadTooLarge(format!("the JSON body is larger than the {json_limit} bytes accepted"))
             }
-            .into()
-        });
-    let query = web::QueryConfig::default().error_handler(|err, _req| {
-        ApiError::BadRequest(format!("invalid query string: {err}")).into()
+            JsonPayloadError::ContentType => {
+                ApiError::UnsupportedMediaType("send the body as JSON, with Content-Type: application/json".into())
+            }
+            JsonPayloadError::Deserialize(e) => ApiError::BadRequest(format!("the JSON body is invalid: {e}")),
+            other => ApiError::BadRequest(format!("the JSON body could not be read: {other}")),
+        }
+        .into()
     });
+    let query = web::QueryConfig::default()
+        .error_handler(|err, _req| ApiError::BadRequest(format!("invalid query string: {err}")).into());
     let path = web::PathConfig::default()
         .error_handler(|err, _req| ApiError::BadRequest(format!("invalid path: {err}")).into());
     (json, query, path)
@@ -138,10 +148,7 @@ struct VersionPath {
 
 impl VersionPath {
     fn parse(&self) -> Result<(ModelName, VersionName), ApiError> {
-        Ok((
-            ModelName::parse(&self.model)?,
-            VersionName::parse(&self.version)?,
-        ))
+        Ok((ModelName::parse(&self.model)?, VersionName::parse(&self.version)?))
     }
 }
 
@@ -155,11 +162,7 @@ struct FilePath {
 
 impl FilePath {
     fn parse(&self) -> Result<(ModelName, VersionName, RelPath), ApiError> {
-        Ok((
-            ModelName::parse(&self.model)?,
-            VersionName::parse(&self.version)?,
-            RelPath::parse(&self.path)?,
-        ))
+        Ok((ModelName::parse(&self.model)?, VersionName::parse(&self.version)?, RelPath::parse(&self.path)?))
     }
 }
 
@@ -172,9 +175,6 @@ struct AliasPath {
 
 impl AliasPath {
     fn parse(&self) -> Result<(ModelName, AliasName), ApiError> {
-        Ok((
-            ModelName::parse(&self.model)?,
-            AliasName::parse(&self.alias)?,
-        ))
+        Ok((ModelName::parse(&self.model)?, AliasName::parse(&self.alias)?))
     }
 }

@@ -23,9 +23,7 @@ impl PageQuery {
         match self.limit {
             None => Ok(DEFAULT_LIMIT),
             Some(n @ 1..=MAX_LIMIT) => Ok(n),
-            Some(n) => Err(ApiError::BadRequest(format!(
-                "limit={n} is out of range; use 1 to {MAX_LIMIT}"
-            ))),
+            Some(n) => Err(ApiError::BadRequest(format!("limit={n} is out of range; use 1 to {MAX_LIMIT}"))),
         }
     }
 
@@ -39,11 +37,7 @@ impl PageQuery {
             .ok()
             .and_then(|bytes| String::from_utf8(bytes).ok())
             .map(Some)
-            .ok_or_else(|| {
-                ApiError::BadRequest(
-                    "cursor is not one this server issued; start again without it".into(),
-                )
-            })
+            .ok_or_else(|| ApiError::BadRequest("cursor is not one this server issued; start again without it".into()))
     }
 }
 

@@ -14,11 +14,7 @@ pub fn parse(header: Option<&str>, size: u64) -> Result<Option<Range<u64>>, ApiE
     if spec.contains(',') {
         return Ok(None);
     }
-    let invalid = || {
-        ApiError::BadRequest(format!(
-            "invalid Range header {spec:?}; expected bytes=START-END"
-        ))
-    };
+    let invalid = || ApiError::BadRequest(format!("invalid Range header {spec:?}; expected bytes=START-END"));
     let (start, end) = spec.split_once('-').ok_or_else(invalid)?;
     let (start, end) = (start.trim(), end.trim());
     let range = if start.is_empty() {
@@ -66,21 +62,9 @@ mod tests {
 
     #[test]
     fn a_range_past_the_end_is_unsatisfiable_and_garbage_is_a_bad_request() {
-        assert!(matches!(
-            parse(Some("bytes=10-"), 10),
-            Err(ApiError::RangeNotSatisfiable { size: 10 })
-        ));
-        assert!(matches!(
-            parse(Some("bytes=0-"), 0),
-            Err(ApiError::RangeNotSatisfiable { size: 0 })
-        ));
-        assert!(matches!(
-            parse(Some("bytes=x-1"), 10),
-            Err(ApiError::BadRequest(_))
-        ));
-        assert!(matches!(
-            parse(Some("bytes=5-1"), 10),
-            Err(ApiError::BadRequest(_))
-        ));
+        assert!(matches!(parse(Some("bytes=10-"), 10), Err(ApiError::RangeNotSatisfiable { size: 10 })));
+        assert!(matches!(parse(Some("bytes=0-"), 0), Err(ApiError::RangeNotSatisfiable { size: 0 })));
+        assert!(matches!(parse(Some("bytes=x-1"), 10), Err(ApiError::BadRequest(_))));
+        assert!(matches!(parse(Some("bytes=5-1"), 10), Err(ApiError::BadRequest(_))));
     }
 }

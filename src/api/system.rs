@@ -4,9 +4,11 @@ use actix_web::{HttpResponse, web};
 use serde::Serialize;
 use sqlx::SqlitePool;
 
+use crate::auth::Caller;
 use crate::blobs::BlobStore;
 use crate::catalog;
 use crate::config::Settings;
+use crate::domain::Role;
 use crate::error::ApiError;
 
 #[derive(Debug, Serialize)]
@@ -19,21 +21,16 @@ struct DiskView {
 /// Counts, logical vs stored bytes, the dedup saving and free disk.
 pub async fn get_system(
     pool: web::Data<SqlitePool>,
+    caller: Caller,
     blobs: web::Data<BlobStore>,
     settings: web::Data<Settings>,
 ) -> Result<HttpResponse, ApiError> {
+    caller.require(Role::Viewer)?;
     let totals = catalog::blobs::totals(&pool).await?;
     let disk = disk_usage(&settings.data_dir).map_err(ApiError::internal)?;
     let saved = totals.logical_bytes - totals.stored_bytes;
-    #[expect(
-        clippy::cast_precision_loss,
-        reason = "a ratio for people; f64 is ample"
-    )]
-    let saving_ratio = if totals.logical_bytes > 0 {
-        saved as f64 / totals.logical_bytes as f64
-    } else {
-        0.0
-    };
+    #[expect(clippy::cast_precision_loss, reason = "a ratio for people; f64 is ample")]
+    let saving_ratio = if totals.logical_bytes > 0 { saved as f64 / totals.logical_bytes as f64 } else { 0.0 };
     Ok(HttpResponse::Ok().json(serde_json::json!({
         "version": env!("CARGO_PKG_VERSION"),
         "counts": {
@@ -73,8 +70,7 @@ pub async fn readyz(pool: web::Data<SqlitePool>) -> HttpResponse {
         Ok(_) => HttpResponse::Ok().json(serde_json::json!({ "status": "ready" })),
         Err(e) => {
             tracing::warn!(error = %e, "readiness check failed");
-            HttpResponse::ServiceUnavailable()
-                .json(serde_json::json!({ "status": "database unavailable" }))
+            HttpResponse::ServiceUnavailable().json(serde_json::json!({ "status": "database unavailable" }))
         }
     }
 }

@@ -53,20 +53,13 @@ impl Drop for StagingFile {
 impl BlobStore {
     /// Streams `body` into the store. With `expected`, bytes that hash differently are
     /// refused and nothing is stored.
-    pub async fn ingest<S, E>(
-        &self,
-        body: S,
-        expected: Option<Digest>,
-    ) -> Result<Ingested, BlobError>
+    pub async fn ingest<S, E>(&self, body: S, expected: Option<Digest>) -> Result<Ingested, BlobError>
     where
         S: Stream<Item = Result<Bytes, E>>,
         E: std::fmt::Display,
     {
         let name = format!("{}.part", uuid::Uuid::new_v4());
-        let mut staging = StagingFile {
-            path: self.tmp_dir.join(&name),
-            armed: true,
-        };
+        let mut staging = StagingFile { path: self.tmp_dir.join(&name), armed: true };
         let file = File::create_new(&staging.path)?;
 
         let (to_disk, disk_rx) = mpsc::channel::<Bytes>(QUEUE_CHUNKS);
@@ -108,11 +101,7 @@ impl BlobStore {
 
         let guard = self.gc_lock.clone().read_owned().await;
         let staged = Key::from(format!("tmp/{name}"));
-        let deduplicated = match self
-            .store
-            .rename_if_not_exists(&staged, &Self::key(&actual))
-            .await
-        {
+        let deduplicated = match self.store.rename_if_not_exists(&staged, &Self::key(&actual)).await {
             Ok(()) => {
                 staging.armed = false;
                 false
@@ -121,12 +110,7 @@ impl BlobStore {
             Err(object_store::Error::AlreadyExists { .. }) => true,
             Err(e) => return Err(e.into()),
         };
-        Ok(Ingested {
-            digest: actual,
-            size: received,
-            deduplicated,
-            _gc_guard: guard,
-        })
+        Ok(Ingested { digest: actual, size: received, deduplicated, _gc_guard: guard })
     }
 }
 
@@ -154,35 +138,23 @@ mod tests {
     use super::*;
 
     fn body(parts: &[&'static [u8]]) -> impl Stream<Item = Result<Bytes, io::Error>> {
-        futures_util::stream::iter(
-            parts
-                .iter()
-                .map(|p| Ok(Bytes::from_static(p)))
-                .collect::<Vec<_>>(),
-        )
+        futures_util::stream::iter(parts.iter().map(|p| Ok(Bytes::from_static(p))).collect::<Vec<_>>())
     }
 
     #[tokio::test]
     async fn stores_bytes_under_their_digest_once() {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = BlobStore::open(dir.path()).expect("open");
-        let first = store
-            .ingest(body(&[b"hello ", b"world"]), None)
-            .await
-            .expect("ingest");
+        let first = store.ingest(body(&[b"hello ", b"world"]), None).await.expect("ingest");
         let expected = Digest::from_bytes(Sha256::digest(b"hello world").into());
         assert_eq!(first.digest, expected);
         assert_eq!(first.size, 11);
         assert!(!first.deduplicated);
-        let second = store
-            .ingest(body(&[b"hello world"]), Some(expected))
-            .await
-            .expect("ingest");
+        let second = store.ingest(body(&[b"hello world"]), Some(expected)).await.expect("ingest");
         assert!(second.deduplicated);
         assert_eq!(store.tmp_entries().expect("tmp"), 0);
         let hex = expected.hex();
-        let on_disk = std::fs::read(dir.path().join(format!("blobs/sha256/{}/{hex}", &hex[..2])))
-            .expect("blob");
+        let on_disk = std::fs::read(dir.path().join(format!("blobs/sha256/{}/{hex}", &hex[..2]))).expect("blob");
         assert_eq!(on_disk, b"hello world");
     }
 
@@ -191,11 +163,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = BlobStore::open(dir.path()).expect("open");
         let wrong = Digest::from_bytes([7; 32]);
-        let err = store
-            .ingest(body(&[b"abc"]), Some(wrong))
-            .await
-            .err()
-            .expect("refused");
+        let err = store.ingest(body(&[b"abc"]), Some(wrong)).await.err().expect("refused");
         assert!(matches!(err, BlobError::DigestMismatch { .. }), "{err}");
         assert_eq!(store.tmp_entries().expect("tmp"), 0);
         assert!(store.list_on_disk().await.expect("list").is_empty());
@@ -205,19 +173,10 @@ mod tests {
     async fn an_interrupted_body_leaves_nothing_behind() {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = BlobStore::open(dir.path()).expect("open");
-        let parts: Vec<Result<Bytes, io::Error>> = vec![
-            Ok(Bytes::from_static(b"abc")),
-            Err(io::Error::new(io::ErrorKind::ConnectionReset, "reset")),
-        ];
-        let err = store
-            .ingest(futures_util::stream::iter(parts), None)
-            .await
-            .err()
-            .expect("refused");
-        assert!(
-            matches!(err, BlobError::Interrupted { received: 3, .. }),
-            "{err}"
-        );
+        let parts: Vec<Result<Bytes, io::Error>> =
+            vec![Ok(Bytes::from_static(b"abc")), Err(io::Error::new(io::ErrorKind::ConnectionReset, "reset"))];
+        let err = store.ingest(futures_util::stream::iter(parts), None).await.err().expect("refused");
+        assert!(matches!(err, BlobError::Interrupted { received: 3, .. }), "{err}");
         assert_eq!(store.tmp_entries().expect("tmp"), 0);
     }
 }

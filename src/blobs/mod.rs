@@ -25,9 +25,7 @@ pub use read::BlobStream;
 
 #[derive(Debug, thiserror::Error)]
 pub enum BlobError {
-    #[error(
-        "the body's sha256 is {actual}, not the {expected} the client sent; nothing was stored"
-    )]
+    #[error("the body's sha256 is {actual}, not the {expected} the client sent; nothing was stored")]
     DigestMismatch { expected: Digest, actual: Digest },
     #[error("the upload was interrupted after {received} bytes: {reason}; nothing was stored")]
     Interrupted { received: u64, reason: String },
@@ -60,11 +58,7 @@ impl BlobStore {
             // Fsyncs the directory after a blob is linked into place. File contents are
             // fsynced once, by ingest, before that.
             .with_fsync(true);
-        Ok(Self {
-            store: Arc::new(store),
-            tmp_dir,
-            gc_lock: Arc::new(RwLock::new(())),
-        })
+        Ok(Self { store: Arc::new(store), tmp_dir, gc_lock: Arc::new(RwLock::new(())) })
     }
 
     fn key(digest: &Digest) -> Key {
@@ -116,19 +110,12 @@ impl BlobStore {
     pub async fn list_on_disk(&self) -> Result<Vec<(Digest, u64)>, BlobError> {
         use futures_util::TryStreamExt as _;
         let now = std::time::SystemTime::now();
-        let metas: Vec<_> = self
-            .store
-            .list(Some(&Key::from("blobs/sha256")))
-            .try_collect()
-            .await?;
+        let metas: Vec<_> = self.store.list(Some(&Key::from("blobs/sha256"))).try_collect().await?;
         Ok(metas
             .into_iter()
             .filter_map(|meta| {
                 let digest = Digest::parse_hex(meta.location.filename()?)?;
-                let age = now
-                    .duration_since(meta.last_modified.into())
-                    .unwrap_or_default()
-                    .as_secs();
+                let age = now.duration_since(meta.last_modified.into()).unwrap_or_default().as_secs();
                 Some((digest, age))
             })
             .collect())

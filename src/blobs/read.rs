@@ -25,10 +25,7 @@ impl BlobStore {
         if range.is_empty() {
             return Ok(futures_util::stream::empty().boxed());
         }
-        let options = GetOptions {
-            range: Some(GetRange::Bounded(range.clone())),
-            ..Default::default()
-        };
+        let options = GetOptions { range: Some(GetRange::Bounded(range.clone())), ..Default::default() };
         let result = match self.store.get_opts(&Self::key(digest), options).await {
             Ok(result) => result,
             Err(object_store::Error::NotFound { .. }) => return Err(BlobError::Missing(*digest)),
@@ -36,9 +33,7 @@ impl BlobStore {
         };
         Ok(match result.payload {
             GetResultPayload::File(file, _) => read_file(file, range),
-            GetResultPayload::Stream(stream) => {
-                stream.map(|chunk| chunk.map_err(io::Error::other)).boxed()
-            }
+            GetResultPayload::Stream(stream) => stream.map(|chunk| chunk.map_err(io::Error::other)).boxed(),
         })
     }
 }
@@ -53,15 +48,10 @@ fn read_file(mut file: std::fs::File, range: Range<u64>) -> BlobStream {
         }
         let mut remaining = range.end - range.start;
         while remaining > 0 {
-            let want = usize::try_from(remaining)
-                .unwrap_or(usize::MAX)
-                .min(READ_CHUNK);
+            let want = usize::try_from(remaining).unwrap_or(usize::MAX).min(READ_CHUNK);
             let mut buf = BytesMut::zeroed(want);
             let item = match file.read(&mut buf) {
-                Ok(0) => Err(io::Error::new(
-                    io::ErrorKind::UnexpectedEof,
-                    "blob is shorter than its catalog size",
-                )),
+                Ok(0) => Err(io::Error::new(io::ErrorKind::UnexpectedEof, "blob is shorter than its catalog size")),
                 Ok(n) => {
                     buf.truncate(n);
                     remaining -= n as u64;
@@ -77,8 +67,5 @@ fn read_file(mut file: std::fs::File, range: Range<u64>) -> BlobStream {
             }
         }
     });
-    futures_util::stream::unfold(rx, |mut rx| async move {
-        rx.recv().await.map(|item| (item, rx))
-    })
-    .boxed()
+    futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) }).boxed()
 }

@@ -2,6 +2,7 @@
 
 use sqlx::SqlitePool;
 
+use super::events::{self, Actor};
 use super::{CatalogError, Result, begin_write, corrupt, models, versions};
 use crate::domain::{AliasName, ModelName, VersionName};
 
@@ -10,23 +11,28 @@ pub struct Alias {
     pub name: AliasName,
     pub version: VersionName,
     pub updated_at: String,
+    pub updated_by: Option<String>,
 }
 
 fn not_found(model: &ModelName, alias: &AliasName) -> CatalogError {
     CatalogError::NotFound(format!("model '{model}' has no alias '{alias}'"))
 }
 
-fn to_alias((name, version, updated_at): (String, String, String)) -> Result<Alias> {
+type AliasRow = (String, String, String, Option<String>);
+
+fn to_alias((name, version, updated_at, updated_by): AliasRow) -> Result<Alias> {
     Ok(Alias {
         name: AliasName::parse(&name).map_err(corrupt)?,
         version: VersionName::parse(&version).map_err(corrupt)?,
         updated_at,
+        updated_by,
     })
 }
 
 /// Points `alias` at a ready `version`; returns the version it pointed at before, if any.
 pub async fn set(
     pool: &SqlitePool,
+    actor: &Actor,
     model: &ModelName,
     alias: &AliasName,
     version: &VersionName,
@@ -47,23 +53,25 @@ pub async fn set(
     .fetch_optional(&mut *tx)
     .await?;
     sqlx::query(
-        "INSERT INTO aliases (model_id, name, version_id) VALUES ((SELECT model_id FROM versions WHERE id = ?1), ?2, ?1)
+        "INSERT INTO aliases (model_id, name, version_id, updated_by)
+         VALUES ((SELECT model_id FROM versions WHERE id = ?1), ?2, ?1, ?3)
          ON CONFLICT (model_id, name) DO UPDATE SET version_id = excluded.version_id,
-             updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')",
+             updated_by = excluded.updated_by, updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')",
     )
     .bind(version_id)
     .bind(alias.as_str())
+    .bind(actor.name())
     .execute(&mut *tx)
     .await?;
+    let details = serde_json::json!({ "alias": alias, "from": previous, "to": version });
+    events::record(&mut tx, actor, "alias.moved", Some(model.as_str()), &format!("{model}@{alias}"), details).await?;
     tx.commit().await?;
-    previous
-        .map(|v| VersionName::parse(&v).map_err(corrupt))
-        .transpose()
+    previous.map(|v| VersionName::parse(&v).map_err(corrupt)).transpose()
 }
 
 pub async fn get(pool: &SqlitePool, model: &ModelName, alias: &AliasName) -> Result<Alias> {
-    let row: Option<(String, String, String)> = sqlx::query_as(
-        "SELECT a.name, v.name, a.updated_at FROM aliases a
+    let row: Option<AliasRow> = sqlx::query_as(
+        "SELECT a.name, v.name, a.updated_at, a.updated_by FROM aliases a
            JOIN models m ON m.id = a.model_id JOIN versions v ON v.id = a.version_id
           WHERE m.name = ? AND a.name = ?",
     )
@@ -82,8 +90,8 @@ pub async fn get(pool: &SqlitePool, model: &ModelName, alias: &AliasName) -> Res
 
 pub async fn list(pool: &SqlitePool, model: &ModelName) -> Result<Vec<Alias>> {
     let model_id = models::id_of(pool, model).await?;
-    let rows: Vec<(String, String, String)> = sqlx::query_as(
-        "SELECT a.name, v.name, a.updated_at FROM aliases a JOIN versions v ON v.id = a.version_id
+    let rows: Vec<AliasRow> = sqlx::query_as(
+        "SELECT a.name, v.name, a.updated_at, a.updated_by FROM aliases a JOIN versions v ON v.id = a.version_id
           WHERE a.model_id = ? ORDER BY a.name",
     )
     .bind(model_id)
@@ -92,19 +100,23 @@ pub async fn list(pool: &SqlitePool, model: &ModelName) -> Result<Vec<Alias>> {
     rows.into_iter().map(to_alias).collect()
 }
 
-pub async fn delete(pool: &SqlitePool, model: &ModelName, alias: &AliasName) -> Result<()> {
+pub async fn delete(pool: &SqlitePool, actor: &Actor, model: &ModelName, alias: &AliasName) -> Result<()> {
     let mut tx = begin_write(pool).await?;
-    let deleted = sqlx::query(
-        "DELETE FROM aliases WHERE model_id = (SELECT id FROM models WHERE name = ?) AND name = ?",
+    let previous: Option<String> = sqlx::query_scalar(
+        "DELETE FROM aliases WHERE model_id = (SELECT id FROM models WHERE name = ?) AND name = ?
+         RETURNING (SELECT name FROM versions WHERE id = aliases.version_id)",
     )
     .bind(model.as_str())
     .bind(alias.as_str())
-    .execute(&mut *tx)
+    .fetch_optional(&mut *tx)
     .await?;
-    if deleted.rows_affected() == 0 {
+    let Some(previous) = previous else {
+        drop(tx);
         models::id_of(pool, model).await?;
         return Err(not_found(model, alias));
-    }
+    };
+    let details = serde_json::json!({ "alias": alias, "from": previous });
+    events::record(&mut tx, actor, "alias.deleted", Some(model.as_str()), &format!("{model}@{alias}"), details).await?;
     tx.commit().await?;
     Ok(())
 }

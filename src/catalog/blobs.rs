@@ -16,12 +16,8 @@ pub async fn size_of(pool: &SqlitePool, digest: &Digest) -> Result<Option<u64>> 
 
 /// Every digest that has a row, referenced or not.
 pub async fn all_digests(pool: &SqlitePool) -> Result<Vec<Digest>> {
-    let rows: Vec<String> = sqlx::query_scalar("SELECT digest FROM blobs")
-        .fetch_all(pool)
-        .await?;
-    rows.iter()
-        .map(|d| Digest::parse(d).map_err(corrupt))
-        .collect()
+    let rows: Vec<String> = sqlx::query_scalar("SELECT digest FROM blobs").fetch_all(pool).await?;
+    rows.iter().map(|d| Digest::parse(d).map_err(corrupt)).collect()
 }
 
 /// Deletes the rows of blobs no file refers to and that are older than `grace_secs`,
@@ -38,9 +34,7 @@ pub async fn take_unreferenced(pool: &SqlitePool, grace_secs: u64) -> Result<Vec
     .fetch_all(&mut *tx)
     .await?;
     tx.commit().await?;
-    rows.iter()
-        .map(|d| Digest::parse(d).map_err(corrupt))
-        .collect()
+    rows.iter().map(|d| Digest::parse(d).map_err(corrupt)).collect()
 }
 
 /// Counts and sizes for `GET /api/v1/system`.

@@ -3,6 +3,7 @@
 
 use sqlx::SqlitePool;
 
+use super::events::{self, Actor};
 use super::{CatalogError, Result, begin_write, corrupt, versions};
 use crate::domain::{Digest, ModelName, RelPath, VersionName};
 
@@ -43,21 +44,16 @@ pub enum Put {
 }
 
 /// Checks that a version exists and is a draft, before a client sends any bytes.
-pub async fn ensure_draft(
-    pool: &SqlitePool,
-    model: &ModelName,
-    version: &VersionName,
-) -> Result<()> {
+pub async fn ensure_draft(pool: &SqlitePool, model: &ModelName, version: &VersionName) -> Result<()> {
     let mut conn = pool.acquire().await?;
-    versions::locate_draft(&mut conn, model, version)
-        .await
-        .map(drop)
+    versions::locate_draft(&mut conn, model, version).await.map(drop)
 }
 
 /// Records `path` → a blob in a draft, with the blob's row if it is new. The caller holds the
 /// blob durable on disk (and safe from garbage collection) until this returns.
 pub async fn put(
     pool: &SqlitePool,
+    actor: &Actor,
     model: &ModelName,
     version: &VersionName,
     path: &RelPath,
@@ -73,6 +69,7 @@ pub async fn put(
         .execute(&mut *tx)
         .await?;
     let put = upsert(&mut tx, version_id, path, digest, size).await?;
+    record(&mut tx, actor, "file.uploaded", model, version, path, digest, size, put).await?;
     tx.commit().await?;
     Ok(put)
 }
@@ -80,6 +77,7 @@ pub async fn put(
 /// Records `path` → a blob the store already has (dedup without sending the bytes again).
 pub async fn link(
     pool: &SqlitePool,
+    actor: &Actor,
     model: &ModelName,
     version: &VersionName,
     path: &RelPath,
@@ -103,8 +101,27 @@ pub async fn link(
         )));
     }
     let put = upsert(&mut tx, version_id, path, digest, stored).await?;
+    record(&mut tx, actor, "file.linked", model, version, path, digest, stored, put).await?;
     tx.commit().await?;
     Ok(put)
+}
+
+#[expect(clippy::too_many_arguments, reason = "one audit record, every field of it")]
+async fn record(
+    tx: &mut sqlx::SqliteConnection,
+    actor: &Actor,
+    action: &str,
+    model: &ModelName,
+    version: &VersionName,
+    path: &RelPath,
+    digest: &Digest,
+    size: i64,
+    put: Put,
+) -> Result<()> {
+    let details = serde_json::json!({
+        "version": version, "path": path, "digest": digest, "size": size, "replaced": put == Put::Replaced,
+    });
+    events::record(tx, actor, action, Some(model.as_str()), &format!("{model}:{version}/{path}"), details).await
 }
 
 async fn upsert(
@@ -114,12 +131,11 @@ async fn upsert(
     digest: &Digest,
     size: i64,
 ) -> Result<Put> {
-    let existed: Option<i64> =
-        sqlx::query_scalar("SELECT 1 FROM files WHERE version_id = ? AND path = ?")
-            .bind(version_id)
-            .bind(path.as_str())
-            .fetch_optional(&mut *tx)
-            .await?;
+    let existed: Option<i64> = sqlx::query_scalar("SELECT 1 FROM files WHERE version_id = ? AND path = ?")
+        .bind(version_id)
+        .bind(path.as_str())
+        .fetch_optional(&mut *tx)
+        .await?;
     sqlx::query(
         "INSERT INTO files (version_id, path, digest, size) VALUES (?, ?, ?, ?)
          ON CONFLICT (version_id, path) DO UPDATE SET digest = excluded.digest, size = excluded.size,
@@ -131,18 +147,10 @@ async fn upsert(
     .bind(size)
     .execute(&mut *tx)
     .await?;
-    Ok(if existed.is_some() {
-        Put::Replaced
-    } else {
-        Put::Created
-    })
+    Ok(if existed.is_some() { Put::Replaced } else { Put::Created })
 }
 
-pub async fn list(
-    pool: &SqlitePool,
-    model: &ModelName,
-    version: &VersionName,
-) -> Result<Vec<File>> {
+pub async fn list(pool: &SqlitePool, model: &ModelName, version: &VersionName) -> Result<Vec<File>> {
     let rows: Vec<FileRow> = sqlx::query_as(
         "SELECT f.path, f.digest, f.size, f.created_at
            FROM files f JOIN versions v ON v.id = f.version_id JOIN models m ON m.id = v.model_id
@@ -159,12 +167,7 @@ pub async fn list(
     rows.into_iter().map(File::try_from).collect()
 }
 
-pub async fn get(
-    pool: &SqlitePool,
-    model: &ModelName,
-    version: &VersionName,
-    path: &RelPath,
-) -> Result<File> {
+pub async fn get(pool: &SqlitePool, model: &ModelName, version: &VersionName, path: &RelPath) -> Result<File> {
     let row: Option<FileRow> = sqlx::query_as(
         "SELECT f.path, f.digest, f.size, f.created_at
            FROM files f JOIN versions v ON v.id = f.version_id JOIN models m ON m.id = v.model_id
@@ -179,15 +182,14 @@ pub async fn get(
         Some(row) => row.try_into(),
         None => {
             versions::get(pool, model, version).await?;
-            Err(CatalogError::NotFound(format!(
-                "version '{version}' of '{model}' has no file '{path}'"
-            )))
+            Err(CatalogError::NotFound(format!("version '{version}' of '{model}' has no file '{path}'")))
         }
     }
 }
 
 pub async fn delete(
     pool: &SqlitePool,
+    actor: &Actor,
     model: &ModelName,
     version: &VersionName,
     path: &RelPath,
@@ -200,10 +202,11 @@ pub async fn delete(
         .execute(&mut *tx)
         .await?;
     if deleted.rows_affected() == 0 {
-        return Err(CatalogError::NotFound(format!(
-            "version '{version}' of '{model}' has no file '{path}'"
-        )));
+        return Err(CatalogError::NotFound(format!("version '{version}' of '{model}' has no file '{path}'")));
     }
+    let details = serde_json::json!({ "version": version, "path": path });
+    events::record(&mut tx, actor, "file.deleted", Some(model.as_str()), &format!("{model}:{version}/{path}"), details)
+        .await?;
     tx.commit().await?;
     Ok(())
 }

@@ -5,9 +5,14 @@
 
 pub mod aliases;
 pub mod blobs;
+pub mod events;
 pub mod files;
 pub mod models;
+pub mod tokens;
+pub mod users;
 pub mod versions;
+
+pub use events::Actor;
 
 use std::path::Path;
 use std::time::Duration;

@@ -2,8 +2,9 @@
 
 use sqlx::SqlitePool;
 
+use super::events::{self, Actor};
 use super::{CatalogError, Page, Result, begin_write, corrupt, is_unique_violation, like_pattern};
-use crate::domain::ModelName;
+use crate::domain::{Glob, ModelName};
 
 /// A model as the catalog knows it, with a summary of its versions and aliases.
 #[derive(Debug, Clone)]
@@ -14,6 +15,7 @@ pub struct Model {
     pub tags: Vec<String>,
     pub created_at: String,
     pub updated_at: String,
+    pub created_by: Option<String>,
     pub version_count: i64,
     /// The most recently published version, if any.
     pub latest_version: Option<String>,
@@ -27,6 +29,7 @@ struct ModelRow {
     tags: String,
     created_at: String,
     updated_at: String,
+    created_by: Option<String>,
     version_count: i64,
     latest_version: Option<String>,
 }
@@ -44,6 +47,7 @@ impl TryFrom<ModelRow> for Model {
             tags: serde_json::from_str(&row.tags).map_err(corrupt)?,
             created_at: row.created_at,
             updated_at: row.updated_at,
+            created_by: row.created_by,
             version_count: row.version_count,
             latest_version: row.latest_version,
         })
@@ -54,7 +58,7 @@ impl TryFrom<ModelRow> for Model {
 macro_rules! select_model {
     ($tail:literal) => {
         concat!(
-            "SELECT m.id, m.name, m.description, m.tags, m.created_at, m.updated_at,
+            "SELECT m.id, m.name, m.description, m.tags, m.created_at, m.updated_at, m.created_by,
                     (SELECT COUNT(*) FROM versions v WHERE v.model_id = m.id) AS version_count,
                     (SELECT v.name FROM versions v WHERE v.model_id = m.id AND v.state = 'ready'
                       ORDER BY v.published_at DESC, v.id DESC LIMIT 1) AS latest_version
@@ -77,35 +81,35 @@ pub fn not_found(name: &ModelName) -> CatalogError {
 
 pub async fn create(
     pool: &SqlitePool,
+    actor: &Actor,
     name: &ModelName,
     description: &str,
     tags: &[String],
 ) -> Result<Model> {
-    let tags = serde_json::to_string(tags).map_err(corrupt)?;
+    let tags_json = serde_json::to_string(tags).map_err(corrupt)?;
     let mut tx = begin_write(pool).await?;
-    let inserted = sqlx::query("INSERT INTO models (name, description, tags) VALUES (?, ?, ?)")
+    let inserted = sqlx::query("INSERT INTO models (name, description, tags, created_by) VALUES (?, ?, ?, ?)")
         .bind(name.as_str())
         .bind(description)
-        .bind(&tags)
+        .bind(&tags_json)
+        .bind(actor.name())
         .execute(&mut *tx)
         .await;
     match inserted {
         Err(e) if is_unique_violation(&e) => {
-            return Err(CatalogError::Conflict(format!(
-                "model '{name}' already exists"
-            )));
+            return Err(CatalogError::Conflict(format!("model '{name}' already exists")));
         }
         other => other?,
     };
+    let details = serde_json::json!({ "description": description, "tags": tags });
+    events::record(&mut tx, actor, "model.created", Some(name.as_str()), name.as_str(), details).await?;
     tx.commit().await?;
     get(pool, name).await
 }
 
 pub async fn get(pool: &SqlitePool, name: &ModelName) -> Result<Model> {
-    let row: Option<ModelRow> = sqlx::query_as(select_model!("WHERE m.name = ?"))
-        .bind(name.as_str())
-        .fetch_optional(pool)
-        .await?;
+    let row: Option<ModelRow> =
+        sqlx::query_as(select_model!("WHERE m.name = ?")).bind(name.as_str()).fetch_optional(pool).await?;
     row.ok_or_else(|| not_found(name))?.try_into()
 }
 
@@ -119,27 +123,31 @@ pub async fn id_of(pool: &SqlitePool, name: &ModelName) -> Result<i64> {
 }
 
 /// Models ordered by name, after `cursor` (the last name of the previous page), whose name
-/// or description contains `q`.
+/// or description contains `q` and whose name one of `globs` matches (all, without globs).
 pub async fn list(
     pool: &SqlitePool,
     q: Option<&str>,
+    globs: Option<&[Glob]>,
     cursor: Option<&str>,
     limit: u32,
 ) -> Result<Page<Model>> {
+    let globs = globs
+        .map(|g| serde_json::to_string(&g.iter().map(Glob::as_str).collect::<Vec<_>>()))
+        .transpose()
+        .map_err(corrupt)?;
     let rows: Vec<ModelRow> = sqlx::query_as(select_model!(
         "WHERE m.name > ?1
            AND (?2 IS NULL OR m.name LIKE ?2 ESCAPE '\\' OR m.description LIKE ?2 ESCAPE '\\')
+           AND (?4 IS NULL OR EXISTS (SELECT 1 FROM json_each(?4) g WHERE m.name GLOB g.value))
          ORDER BY m.name LIMIT ?3"
     ))
     .bind(cursor.unwrap_or(""))
     .bind(q.map(like_pattern))
     .bind(i64::from(limit) + 1)
+    .bind(globs)
     .fetch_all(pool)
     .await?;
-    let mut items = rows
-        .into_iter()
-        .map(Model::try_from)
-        .collect::<Result<Vec<_>>>()?;
+    let mut items = rows.into_iter().map(Model::try_from).collect::<Result<Vec<_>>>()?;
     let next = if items.len() > limit as usize {
         items.truncate(limit as usize);
         items.last().map(|m| m.name.to_string())
@@ -149,41 +157,37 @@ pub async fn list(
     Ok(Page { items, next })
 }
 
-pub async fn update(pool: &SqlitePool, name: &ModelName, changes: ModelChanges) -> Result<Model> {
-    let tags = changes
-        .tags
-        .map(|t| serde_json::to_string(&t))
-        .transpose()
-        .map_err(corrupt)?;
+pub async fn update(pool: &SqlitePool, actor: &Actor, name: &ModelName, changes: ModelChanges) -> Result<Model> {
+    let tags_json = changes.tags.as_ref().map(serde_json::to_string).transpose().map_err(corrupt)?;
     let mut tx = begin_write(pool).await?;
     let updated = sqlx::query(
         "UPDATE models SET description = COALESCE(?, description), tags = COALESCE(?, tags),
                 updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')
           WHERE name = ?",
     )
-    .bind(changes.description)
-    .bind(tags)
+    .bind(changes.description.as_deref())
+    .bind(tags_json)
     .bind(name.as_str())
     .execute(&mut *tx)
     .await?;
     if updated.rows_affected() == 0 {
         return Err(not_found(name));
     }
+    let details = serde_json::json!({ "description": changes.description, "tags": changes.tags });
+    events::record(&mut tx, actor, "model.updated", Some(name.as_str()), name.as_str(), details).await?;
     tx.commit().await?;
     get(pool, name).await
 }
 
 /// Deletes a model with its versions, files and aliases. Blobs stay until garbage collection
 /// finds nothing refers to them.
-pub async fn delete(pool: &SqlitePool, name: &ModelName) -> Result<()> {
+pub async fn delete(pool: &SqlitePool, actor: &Actor, name: &ModelName) -> Result<()> {
     let mut tx = begin_write(pool).await?;
-    let deleted = sqlx::query("DELETE FROM models WHERE name = ?")
-        .bind(name.as_str())
-        .execute(&mut *tx)
-        .await?;
+    let deleted = sqlx::query("DELETE FROM models WHERE name = ?").bind(name.as_str()).execute(&mut *tx).await?;
     if deleted.rows_affected() == 0 {
         return Err(not_found(name));
     }
+    events::record(&mut tx, actor, "model.deleted", Some(name.as_str()), name.as_str(), serde_json::json!({})).await?;
     tx.commit().await?;
     Ok(())
 }

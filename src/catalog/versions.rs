@@ -4,6 +4,7 @@
 use sha2::{Digest as _, Sha256};
 use sqlx::SqlitePool;
 
+use super::events::{self, Actor};
 use super::{CatalogError, Page, Result, begin_write, corrupt, is_unique_violation, models};
 use crate::domain::{Digest, ModelName, VersionName};
 
@@ -26,6 +27,8 @@ pub struct Version {
     pub manifest_digest: Option<Digest>,
     pub created_at: String,
     pub published_at: Option<String>,
+    pub created_by: Option<String>,
+    pub published_by: Option<String>,
     pub file_count: i64,
     pub size: i64,
     /// Aliases of the model that point at this version.
@@ -44,6 +47,8 @@ struct VersionRow {
     manifest_digest: Option<String>,
     created_at: String,
     published_at: Option<String>,
+    created_by: Option<String>,
+    published_by: Option<String>,
     file_count: i64,
     size: i64,
     aliases: Option<String>,
@@ -53,31 +58,22 @@ impl TryFrom<VersionRow> for Version {
     type Error = CatalogError;
 
     fn try_from(row: VersionRow) -> Result<Self> {
-        let mut aliases: Vec<String> = row
-            .aliases
-            .map(|a| a.split(',').map(str::to_owned).collect())
-            .unwrap_or_default();
+        let mut aliases: Vec<String> =
+            row.aliases.map(|a| a.split(',').map(str::to_owned).collect()).unwrap_or_default();
         aliases.sort();
         Ok(Self {
             id: row.id,
             model_id: row.model_id,
             model: ModelName::parse(&row.model).map_err(corrupt)?,
             name: VersionName::parse(&row.name).map_err(corrupt)?,
-            state: if row.state == "ready" {
-                VersionState::Ready
-            } else {
-                VersionState::Draft
-            },
+            state: if row.state == "ready" { VersionState::Ready } else { VersionState::Draft },
             description: row.description,
             metadata: serde_json::from_str(&row.metadata).map_err(corrupt)?,
-            manifest_digest: row
-                .manifest_digest
-                .as_deref()
-                .map(Digest::parse)
-                .transpose()
-                .map_err(corrupt)?,
+            manifest_digest: row.manifest_digest.as_deref().map(Digest::parse).transpose().map_err(corrupt)?,
             created_at: row.created_at,
             published_at: row.published_at,
+            created_by: row.created_by,
+            published_by: row.published_by,
             file_count: row.file_count,
             size: row.size,
             aliases,
@@ -90,7 +86,7 @@ macro_rules! select_version {
     ($tail:literal) => {
         concat!(
             "SELECT v.id, v.model_id, m.name AS model, v.name, v.state, v.description, v.metadata,
-                    v.manifest_digest, v.created_at, v.published_at,
+                    v.manifest_digest, v.created_at, v.published_at, v.created_by, v.published_by,
                     (SELECT COUNT(*) FROM files f WHERE f.version_id = v.id) AS file_count,
                     (SELECT COALESCE(SUM(f.size), 0) FROM files f WHERE f.version_id = v.id) AS size,
                     (SELECT group_concat(a.name) FROM aliases a WHERE a.version_id = v.id) AS aliases
@@ -119,7 +115,7 @@ pub struct NewVersion {
     pub metadata: serde_json::Map<String, serde_json::Value>,
 }
 
-pub async fn create(pool: &SqlitePool, model: &ModelName, new: NewVersion) -> Result<Version> {
+pub async fn create(pool: &SqlitePool, actor: &Actor, model: &ModelName, new: NewVersion) -> Result<Version> {
     let metadata = serde_json::to_string(&new.metadata).map_err(corrupt)?;
     let mut tx = begin_write(pool).await?;
     let model_id: i64 = sqlx::query_scalar("SELECT id FROM models WHERE name = ?")
@@ -141,34 +137,34 @@ pub async fn create(pool: &SqlitePool, model: &ModelName, new: NewVersion) -> Re
             VersionName::numbered(highest + 1)
         }
     };
-    let inserted = sqlx::query(
-        "INSERT INTO versions (model_id, name, description, metadata) VALUES (?, ?, ?, ?)",
-    )
-    .bind(model_id)
-    .bind(name.as_str())
-    .bind(&new.description)
-    .bind(&metadata)
-    .execute(&mut *tx)
-    .await;
+    let inserted =
+        sqlx::query("INSERT INTO versions (model_id, name, description, metadata, created_by) VALUES (?, ?, ?, ?, ?)")
+            .bind(model_id)
+            .bind(name.as_str())
+            .bind(&new.description)
+            .bind(&metadata)
+            .bind(actor.name())
+            .execute(&mut *tx)
+            .await;
     match inserted {
         Err(e) if is_unique_violation(&e) => {
-            return Err(CatalogError::Conflict(format!(
-                "model '{model}' already has a version '{name}'"
-            )));
+            return Err(CatalogError::Conflict(format!("model '{model}' already has a version '{name}'")));
         }
         other => other?,
     };
+    let details = serde_json::json!({ "version": name, "description": new.description, "metadata": new.metadata });
+    events::record(&mut tx, actor, "version.created", Some(model.as_str()), &format!("{model}:{name}"), details)
+        .await?;
     tx.commit().await?;
     get(pool, model, &name).await
 }
 
 pub async fn get(pool: &SqlitePool, model: &ModelName, version: &VersionName) -> Result<Version> {
-    let row: Option<VersionRow> =
-        sqlx::query_as(select_version!("WHERE m.name = ? AND v.name = ?"))
-            .bind(model.as_str())
-            .bind(version.as_str())
-            .fetch_optional(pool)
-            .await?;
+    let row: Option<VersionRow> = sqlx::query_as(select_version!("WHERE m.name = ? AND v.name = ?"))
+        .bind(model.as_str())
+        .bind(version.as_str())
+        .fetch_optional(pool)
+        .await?;
     match row {
         Some(row) => row.try_into(),
         None => {
@@ -179,25 +175,16 @@ pub async fn get(pool: &SqlitePool, model: &ModelName, version: &VersionName) ->
 }
 
 /// Versions of a model, newest first; `cursor` is the id after which to continue.
-pub async fn list(
-    pool: &SqlitePool,
-    model: &ModelName,
-    cursor: Option<i64>,
-    limit: u32,
-) -> Result<Page<Version>> {
+pub async fn list(pool: &SqlitePool, model: &ModelName, cursor: Option<i64>, limit: u32) -> Result<Page<Version>> {
     let model_id = models::id_of(pool, model).await?;
-    let rows: Vec<VersionRow> = sqlx::query_as(select_version!(
-        "WHERE v.model_id = ? AND v.id < ? ORDER BY v.id DESC LIMIT ?"
-    ))
-    .bind(model_id)
-    .bind(cursor.unwrap_or(i64::MAX))
-    .bind(i64::from(limit) + 1)
-    .fetch_all(pool)
-    .await?;
-    let mut items = rows
-        .into_iter()
-        .map(Version::try_from)
-        .collect::<Result<Vec<_>>>()?;
+    let rows: Vec<VersionRow> =
+        sqlx::query_as(select_version!("WHERE v.model_id = ? AND v.id < ? ORDER BY v.id DESC LIMIT ?"))
+            .bind(model_id)
+            .bind(cursor.unwrap_or(i64::MAX))
+            .bind(i64::from(limit) + 1)
+            .fetch_all(pool)
+            .await?;
+    let mut items = rows.into_iter().map(Version::try_from).collect::<Result<Vec<_>>>()?;
     let next = if items.len() > limit as usize {
         items.truncate(limit as usize);
         items.last().map(|v| v.id.to_string())
@@ -216,42 +203,38 @@ pub struct VersionChanges {
 
 pub async fn update(
     pool: &SqlitePool,
+    actor: &Actor,
     model: &ModelName,
     version: &VersionName,
     changes: VersionChanges,
 ) -> Result<Version> {
-    let metadata = changes
-        .metadata
-        .map(|m| serde_json::to_string(&m))
-        .transpose()
-        .map_err(corrupt)?;
+    let metadata = changes.metadata.as_ref().map(serde_json::to_string).transpose().map_err(corrupt)?;
     let mut tx = begin_write(pool).await?;
     let (id, state) = locate(&mut tx, model, version).await?;
     if state == VersionState::Ready {
         return Err(is_ready(model, version));
     }
-    sqlx::query("UPDATE versions SET description = COALESCE(?, description), metadata = COALESCE(?, metadata) WHERE id = ?")
-        .bind(changes.description)
-        .bind(metadata)
-        .bind(id)
-        .execute(&mut *tx)
+    sqlx::query(
+        "UPDATE versions SET description = COALESCE(?, description), metadata = COALESCE(?, metadata) WHERE id = ?",
+    )
+    .bind(changes.description.as_deref())
+    .bind(metadata)
+    .bind(id)
+    .execute(&mut *tx)
+    .await?;
+    let details = serde_json::json!({ "description": changes.description, "metadata": changes.metadata });
+    events::record(&mut tx, actor, "version.updated", Some(model.as_str()), &format!("{model}:{version}"), details)
         .await?;
     tx.commit().await?;
     get(pool, model, version).await
 }
 
 /// Publishes a draft: fixes its manifest digest and makes it immutable.
-pub async fn publish(
-    pool: &SqlitePool,
-    model: &ModelName,
-    version: &VersionName,
-) -> Result<Version> {
+pub async fn publish(pool: &SqlitePool, actor: &Actor, model: &ModelName, version: &VersionName) -> Result<Version> {
     let mut tx = begin_write(pool).await?;
     let (id, state) = locate(&mut tx, model, version).await?;
     if state == VersionState::Ready {
-        return Err(CatalogError::Conflict(format!(
-            "version '{version}' of '{model}' is already published"
-        )));
+        return Err(CatalogError::Conflict(format!("version '{version}' of '{model}' is already published")));
     }
     let files: Vec<(String, String, i64)> =
         sqlx::query_as("SELECT path, digest, size FROM files WHERE version_id = ? ORDER BY path")
@@ -265,36 +248,39 @@ pub async fn publish(
     }
     let manifest = manifest_digest(files.iter().map(|(p, d, s)| (p.as_str(), d.as_str(), *s)));
     sqlx::query(
-        "UPDATE versions SET state = 'ready', manifest_digest = ?,
+        "UPDATE versions SET state = 'ready', manifest_digest = ?, published_by = ?,
                 published_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')
           WHERE id = ?",
     )
     .bind(manifest.to_string())
+    .bind(actor.name())
     .bind(id)
     .execute(&mut *tx)
     .await?;
+    let details = serde_json::json!({ "version": version, "manifest_digest": manifest, "files": files.len() });
+    events::record(&mut tx, actor, "version.published", Some(model.as_str()), &format!("{model}:{version}"), details)
+        .await?;
     tx.commit().await?;
     get(pool, model, version).await
 }
 
 /// Deletes a version. Refused while an alias points at it, so no alias ever dangles.
-pub async fn delete(pool: &SqlitePool, model: &ModelName, version: &VersionName) -> Result<()> {
+pub async fn delete(pool: &SqlitePool, actor: &Actor, model: &ModelName, version: &VersionName) -> Result<()> {
     let mut tx = begin_write(pool).await?;
     let (id, _) = locate(&mut tx, model, version).await?;
-    let aliases: Vec<String> =
-        sqlx::query_scalar("SELECT name FROM aliases WHERE version_id = ? ORDER BY name")
-            .bind(id)
-            .fetch_all(&mut *tx)
-            .await?;
+    let aliases: Vec<String> = sqlx::query_scalar("SELECT name FROM aliases WHERE version_id = ? ORDER BY name")
+        .bind(id)
+        .fetch_all(&mut *tx)
+        .await?;
     if !aliases.is_empty() {
         return Err(CatalogError::Conflict(format!(
             "version '{version}' of '{model}' is what alias(es) {} point at; move or delete them first",
             aliases.join(", ")
         )));
     }
-    sqlx::query("DELETE FROM versions WHERE id = ?")
-        .bind(id)
-        .execute(&mut *tx)
+    sqlx::query("DELETE FROM versions WHERE id = ?").bind(id).execute(&mut *tx).await?;
+    let details = serde_json::json!({ "version": version });
+    events::record(&mut tx, actor, "version.deleted", Some(model.as_str()), &format!("{model}:{version}"), details)
         .await?;
     tx.commit().await?;
     Ok(())
@@ -314,20 +300,12 @@ pub(crate) async fn locate(
     .fetch_optional(&mut *tx)
     .await?;
     match row {
-        Some((id, state)) => Ok((
-            id,
-            if state == "ready" {
-                VersionState::Ready
-            } else {
-                VersionState::Draft
-            },
-        )),
+        Some((id, state)) => Ok((id, if state == "ready" { VersionState::Ready } else { VersionState::Draft })),
         None => {
-            let model_exists: Option<i64> =
-                sqlx::query_scalar("SELECT id FROM models WHERE name = ?")
-                    .bind(model.as_str())
-                    .fetch_optional(&mut *tx)
-                    .await?;
+            let model_exists: Option<i64> = sqlx::query_scalar("SELECT id FROM models WHERE name = ?")
+                .bind(model.as_str())
+                .fetch_optional(&mut *tx)
+                .await?;
             Err(match model_exists {
                 Some(_) => not_found(model, version),
                 None => models::not_found(model),

@@ -57,9 +57,7 @@ impl Digest {
             let decoded = base64::engine::general_purpose::STANDARD
                 .decode(encoded)
                 .map_err(|_| DigestError::MalformedContentDigest)?;
-            let bytes: [u8; 32] = decoded
-                .try_into()
-                .map_err(|_| DigestError::MalformedContentDigest)?;
+            let bytes: [u8; 32] = decoded.try_into().map_err(|_| DigestError::MalformedContentDigest)?;
             return Ok(Some(Self(bytes)));
         }
         Ok(None)
@@ -109,14 +107,7 @@ mod tests {
 
     #[test]
     fn refuses_malformed_digests() {
-        for bad in [
-            "",
-            EMPTY,
-            "sha256:",
-            "sha256:abc",
-            "md5:00",
-            &format!("sha256:{}", EMPTY.to_uppercase()),
-        ] {
+        for bad in ["", EMPTY, "sha256:", "sha256:abc", "md5:00", &format!("sha256:{}", EMPTY.to_uppercase())] {
             assert!(Digest::parse(bad).is_err(), "{bad}");
         }
     }
@@ -124,9 +115,7 @@ mod tests {
     #[test]
     fn reads_rfc_9530_content_digest() {
         let header = "sha-512=:AAAA:, sha-256=:47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=:";
-        let d = Digest::from_content_digest(header)
-            .expect("valid")
-            .expect("has sha-256");
+        let d = Digest::from_content_digest(header).expect("valid").expect("has sha-256");
         assert_eq!(d.hex(), EMPTY);
         assert_eq!(Digest::from_content_digest("sha-512=:AAAA:"), Ok(None));
         assert!(Digest::from_content_digest("sha-256=:nope:").is_err());

@@ -2,9 +2,13 @@
 //! well-formed, so nothing downstream checks it again. None of them knows HTTP or SQL.
 
 mod digest;
+mod glob;
 mod names;
 mod rel_path;
+mod role;
 
 pub use digest::{Digest, DigestError};
-pub use names::{AliasName, ModelName, NameError, VersionName};
+pub use glob::{Glob, GlobError};
+pub use names::{AliasName, ModelName, NameError, UserName, VersionName};
 pub use rel_path::{RelPath, RelPathError};
+pub use role::{Role, RoleError};

@@ -15,11 +15,7 @@ impl NameError {
     fn new(kind: &'static str, raw: &str, reason: impl Into<String>) -> Self {
         // Echo at most 80 characters back so a 10 kB name does not become a 10 kB error.
         let shown: String = raw.chars().take(80).collect();
-        Self {
-            kind,
-            shown,
-            reason: reason.into(),
-        }
+        Self { kind, shown, reason: reason.into() }
     }
 }
 
@@ -59,8 +55,7 @@ impl ModelName {
 }
 
 fn check_segment(segment: &str) -> Result<(), String> {
-    const RULE: &str =
-        "use 1-63 lowercase letters, digits, '.', '_' or '-', starting with a letter or digit";
+    const RULE: &str = "use 1-63 lowercase letters, digits, '.', '_' or '-', starting with a letter or digit";
     let mut chars = segment.chars();
     match chars.next() {
         None => return Err(format!("a name part is empty; {RULE}")),
@@ -72,9 +67,7 @@ fn check_segment(segment: &str) -> Result<(), String> {
     if segment.len() > 63 {
         return Err(format!("it is {} characters long; {RULE}", segment.len()));
     }
-    if let Some(c) =
-        chars.find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || "._-".contains(*c)))
-    {
+    if let Some(c) = chars.find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || "._-".contains(*c))) {
         return Err(format!("it contains {c:?}; {RULE}"));
     }
     Ok(())
@@ -87,8 +80,7 @@ pub struct VersionName(String);
 
 impl VersionName {
     pub fn parse(raw: &str) -> Result<Self, NameError> {
-        const RULE: &str =
-            "use 1-64 letters, digits, '.', '_', '+' or '-', starting with a letter or digit";
+        const RULE: &str = "use 1-64 letters, digits, '.', '_', '+' or '-', starting with a letter or digit";
         let err = |reason: String| NameError::new("version", raw, reason);
         let mut chars = raw.chars();
         match chars.next() {
@@ -125,8 +117,7 @@ pub struct AliasName(String);
 
 impl AliasName {
     pub fn parse(raw: &str) -> Result<Self, NameError> {
-        const RULE: &str =
-            "use 1-63 lowercase letters, digits, '.', '_' or '-', starting with a letter";
+        const RULE: &str = "use 1-63 lowercase letters, digits, '.', '_' or '-', starting with a letter";
         let err = |reason: String| NameError::new("alias", raw, reason);
         match raw.chars().next() {
             None => return Err(err(format!("it is empty; {RULE}"))),
@@ -144,6 +135,22 @@ impl AliasName {
     }
 }
 
+/// A user's login name: one segment of a model name's grammar.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(transparent)]
+pub struct UserName(String);
+
+impl UserName {
+    pub fn parse(raw: &str) -> Result<Self, NameError> {
+        check_segment(raw).map_err(|reason| NameError::new("user", raw, reason))?;
+        Ok(Self(raw.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
 macro_rules! display_as_str {
     ($($ty:ty),*) => {$(
         impl fmt::Display for $ty {
@@ -153,7 +160,7 @@ macro_rules! display_as_str {
         }
     )*};
 }
-display_as_str!(ModelName, VersionName, AliasName);
+display_as_str!(ModelName, VersionName, AliasName, UserName);
 
 #[cfg(test)]
 mod tests {
@@ -161,14 +168,7 @@ mod tests {
 
     #[test]
     fn model_names_that_parse() {
-        for ok in [
-            "llama",
-            "llama-3.1-8b",
-            "team-a/llama",
-            "0x",
-            "a_b",
-            &"a".repeat(63),
-        ] {
+        for ok in ["llama", "llama-3.1-8b", "team-a/llama", "0x", "a_b", &"a".repeat(63)] {
             assert!(ModelName::parse(ok).is_ok(), "{ok}");
         }
     }

@@ -21,10 +21,7 @@ pub const MAX_SEGMENTS: usize = 16;
 
 impl RelPath {
     pub fn parse(raw: &str) -> Result<Self, RelPathError> {
-        let err = |reason| RelPathError {
-            shown: raw.chars().take(80).collect(),
-            reason,
-        };
+        let err = |reason| RelPathError { shown: raw.chars().take(80).collect(), reason };
         if raw.is_empty() {
             return Err(err("it is empty"));
         }
@@ -72,14 +69,7 @@ mod tests {
 
     #[test]
     fn accepts_ordinary_model_paths() {
-        for ok in [
-            "model.safetensors",
-            "tokenizer/vocab.json",
-            "a/b/c/d.gguf",
-            "README.md",
-            "名前.bin",
-            "x..y",
-        ] {
+        for ok in ["model.safetensors", "tokenizer/vocab.json", "a/b/c/d.gguf", "README.md", "名前.bin", "x..y"] {
             assert!(RelPath::parse(ok).is_ok(), "{ok}");
         }
     }

@@ -9,11 +9,7 @@ use crate::helpers::{TestApp, problem, sha256_digest, spawn_app};
 /// What the server holds, to compare before and after a refused request.
 async fn snapshot(app: &TestApp) -> (Value, usize, usize) {
     let system = app.system().await;
-    (
-        system["counts"].clone(),
-        app.blobs_on_disk(),
-        app.tmp_entries(),
-    )
+    (system["counts"].clone(), app.blobs_on_disk(), app.tmp_entries())
 }
 
 async fn app_with_draft() -> TestApp {
@@ -29,27 +25,12 @@ async fn bad_model_names_are_refused_with_the_rule() {
     let app = spawn_app().await;
     let before = snapshot(&app).await;
     let long = "a".repeat(200);
-    for name in [
-        "Llama",
-        "has space",
-        "",
-        long.as_str(),
-        "..",
-        "-leading",
-        "a/b/c",
-        "team/versions",
-    ] {
-        let response = app
-            .post_json("/api/v1/models", &json!({ "name": name }))
-            .await;
+    for name in ["Llama", "has space", "", long.as_str(), "..", "-leading", "a/b/c", "team/versions"] {
+        let response = app.post_json("/api/v1/models", &json!({ "name": name })).await;
         let detail = problem(response, StatusCode::BAD_REQUEST).await;
         assert!(detail.contains("invalid model name"), "{name:?}: {detail}");
     }
-    let detail = problem(
-        app.get("/api/v1/models/Llama").await,
-        StatusCode::BAD_REQUEST,
-    )
-    .await;
+    let detail = problem(app.get("/api/v1/models/Llama").await, StatusCode::BAD_REQUEST).await;
     assert!(detail.contains("lowercase"), "{detail}");
     assert_eq!(snapshot(&app).await, before);
 }
@@ -59,14 +40,10 @@ async fn bad_version_and_alias_names_are_refused() {
     let app = app_with_draft().await;
     let before = snapshot(&app).await;
     for version in ["", " 1", "-1", "1/2", "a b"] {
-        let response = app
-            .post_json("/api/v1/models/m/versions", &json!({ "version": version }))
-            .await;
+        let response = app.post_json("/api/v1/models/m/versions", &json!({ "version": version })).await;
         problem(response, StatusCode::BAD_REQUEST).await;
     }
-    let response = app
-        .put_json("/api/v1/models/m/aliases/Prod", &json!({"version": "1"}))
-        .await;
+    let response = app.put_json("/api/v1/models/m/aliases/Prod", &json!({"version": "1"})).await;
     let detail = problem(response, StatusCode::BAD_REQUEST).await;
     assert!(detail.contains("invalid alias name"), "{detail}");
     assert_eq!(snapshot(&app).await, before);
@@ -99,18 +76,10 @@ async fn bad_file_paths_are_refused_and_store_nothing() {
         // either way it is a 4xx that says what was wrong.
         assert!(status == 400 || status == 404, "{target}: {status} {body}");
         let problem: Value = serde_json::from_str(&body).expect("problem json");
-        assert!(
-            !problem["detail"].as_str().unwrap_or_default().is_empty(),
-            "{target}: {body}"
-        );
+        assert!(!problem["detail"].as_str().unwrap_or_default().is_empty(), "{target}: {body}");
     }
     assert_eq!(snapshot(&app).await, before);
-    let files: Value = app
-        .get("/api/v1/models/m/versions/1/files")
-        .await
-        .json()
-        .await
-        .expect("json");
+    let files: Value = app.get("/api/v1/models/m/versions/1/files").await.json().await.expect("json");
     assert_eq!(files["items"].as_array().expect("items").len(), 1);
 }
 
@@ -136,25 +105,12 @@ async fn every_traversal_the_parser_sees_is_a_400() {
 async fn a_body_that_does_not_match_its_digest_stores_nothing() {
     let app = app_with_draft().await;
     let before = snapshot(&app).await;
-    let url = app.url(&format!(
-        "/api/v1/models/m/versions/1/files/x.bin?digest={}",
-        sha256_digest(b"other")
-    ));
-    let response = app
-        .client
-        .put(url)
-        .body(vec![7u8; 3 << 20])
-        .send()
-        .await
-        .expect("put");
+    let url = app.url(&format!("/api/v1/models/m/versions/1/files/x.bin?digest={}", sha256_digest(b"other")));
+    let response = app.client.put(url).body(vec![7u8; 3 << 20]).send().await.expect("put");
     let detail = problem(response, StatusCode::BAD_REQUEST).await;
     assert!(detail.contains("nothing was stored"), "{detail}");
     assert_eq!(snapshot(&app).await, before);
-    problem(
-        app.get("/api/v1/models/m/versions/1/files/x.bin").await,
-        StatusCode::NOT_FOUND,
-    )
-    .await;
+    problem(app.get("/api/v1/models/m/versions/1/files/x.bin").await, StatusCode::NOT_FOUND).await;
 }
 
 #[tokio::test]
@@ -162,19 +118,8 @@ async fn malformed_digests_are_refused_before_the_body_is_read() {
     let app = app_with_draft().await;
     let before = snapshot(&app).await;
     let url = app.url("/api/v1/models/m/versions/1/files/x.bin");
-    for digest in [
-        "sha256:xyz",
-        "md5:abc",
-        "abc",
-        &format!("sha256:{}", "A".repeat(64)),
-    ] {
-        let response = app
-            .client
-            .put(format!("{url}?digest={digest}"))
-            .body("x")
-            .send()
-            .await
-            .expect("put");
+    for digest in ["sha256:xyz", "md5:abc", "abc", &format!("sha256:{}", "A".repeat(64))] {
+        let response = app.client.put(format!("{url}?digest={digest}")).body("x").send().await.expect("put");
         let detail = problem(response, StatusCode::BAD_REQUEST).await;
         assert!(detail.contains("64 lowercase hex"), "{detail}");
     }
@@ -187,12 +132,7 @@ async fn malformed_digests_are_refused_before_the_body_is_read() {
         .await
         .expect("put");
     problem(response, StatusCode::BAD_REQUEST).await;
-    let response = app
-        .client
-        .head(app.url("/api/v1/blobs/sha256:nope"))
-        .send()
-        .await
-        .expect("head");
+    let response = app.client.head(app.url("/api/v1/blobs/sha256:nope")).send().await.expect("head");
     assert_eq!(response.status(), StatusCode::BAD_REQUEST);
     assert_eq!(snapshot(&app).await, before);
 }
@@ -211,18 +151,10 @@ async fn malformed_json_and_unknown_fields_are_400s_that_say_where() {
         .expect("post");
     let detail = problem(response, StatusCode::BAD_REQUEST).await;
     assert!(detail.contains("JSON body is invalid"), "{detail}");
-    let response = app
-        .post_json("/api/v1/models", &json!({"name": "m", "colour": "red"}))
-        .await;
+    let response = app.post_json("/api/v1/models", &json!({"name": "m", "colour": "red"})).await;
     let detail = problem(response, StatusCode::BAD_REQUEST).await;
     assert!(detail.contains("unknown field `colour`"), "{detail}");
-    let response = app
-        .client
-        .post(app.url("/api/v1/models"))
-        .body("{\"name\":\"m\"}")
-        .send()
-        .await
-        .expect("post");
+    let response = app.client.post(app.url("/api/v1/models")).body("{\"name\":\"m\"}").send().await.expect("post");
     let detail = problem(response, StatusCode::UNSUPPORTED_MEDIA_TYPE).await;
     assert!(detail.contains("application/json"), "{detail}");
     assert_eq!(snapshot(&app).await, before);
@@ -231,12 +163,7 @@ async fn malformed_json_and_unknown_fields_are_400s_that_say_where() {
 #[tokio::test]
 async fn a_json_body_over_the_limit_is_413() {
     let app = spawn_app().await;
-    let response = app
-        .post_json(
-            "/api/v1/models",
-            &json!({"name": "m", "description": "x".repeat(2 << 20)}),
-        )
-        .await;
+    let response = app.post_json("/api/v1/models", &json!({"name": "m", "description": "x".repeat(2 << 20)})).await;
     let detail = problem(response, StatusCode::PAYLOAD_TOO_LARGE).await;
     assert!(detail.contains("bytes accepted"), "{detail}");
     assert_eq!(app.system().await["counts"]["models"], 0);
@@ -245,18 +172,10 @@ async fn a_json_body_over_the_limit_is_413() {
 #[tokio::test]
 async fn duplicates_are_conflicts() {
     let app = app_with_draft().await;
-    let detail = problem(
-        app.post_json("/api/v1/models", &json!({"name": "m"})).await,
-        StatusCode::CONFLICT,
-    )
-    .await;
+    let detail = problem(app.post_json("/api/v1/models", &json!({"name": "m"})).await, StatusCode::CONFLICT).await;
     assert!(detail.contains("already exists"), "{detail}");
-    let detail = problem(
-        app.post_json("/api/v1/models/m/versions", &json!({"version": "1"}))
-            .await,
-        StatusCode::CONFLICT,
-    )
-    .await;
+    let detail =
+        problem(app.post_json("/api/v1/models/m/versions", &json!({"version": "1"})).await, StatusCode::CONFLICT).await;
     assert!(detail.contains("already has a version '1'"), "{detail}");
 }
 
@@ -265,27 +184,17 @@ async fn unknown_things_are_404s_that_name_them() {
     let app = app_with_draft().await;
     for (path, says) in [
         ("/api/v1/models/nope", "model 'nope' does not exist"),
-        (
-            "/api/v1/models/nope/versions",
-            "model 'nope' does not exist",
-        ),
+        ("/api/v1/models/nope/versions", "model 'nope' does not exist"),
         ("/api/v1/models/m/versions/9", "no version '9'"),
         ("/api/v1/models/m/versions/9/files", "no version '9'"),
-        (
-            "/api/v1/models/m/versions/1/files/nope.bin",
-            "no file 'nope.bin'",
-        ),
+        ("/api/v1/models/m/versions/1/files/nope.bin", "no file 'nope.bin'"),
         ("/api/v1/models/m/aliases/prod", "no alias 'prod'"),
         ("/api/v1/nothing-here", "no such endpoint"),
     ] {
         let detail = problem(app.get(path).await, StatusCode::NOT_FOUND).await;
         assert!(detail.contains(says), "{path}: {detail}");
     }
-    let detail = problem(
-        app.upload("m", "9", "a.bin", b"a").await,
-        StatusCode::NOT_FOUND,
-    )
-    .await;
+    let detail = problem(app.upload("m", "9", "a.bin", b"a").await, StatusCode::NOT_FOUND).await;
     assert!(detail.contains("no version '9'"), "{detail}");
     assert_eq!(app.tmp_entries(), 0);
 }
@@ -312,25 +221,14 @@ async fn publishing_an_empty_draft_is_a_conflict() {
     app.create_version("m", "1").await;
     let detail = problem(app.publish("m", "1").await, StatusCode::CONFLICT).await;
     assert!(detail.contains("no files"), "{detail}");
-    let version: Value = app
-        .get("/api/v1/models/m/versions/1")
-        .await
-        .json()
-        .await
-        .expect("json");
+    let version: Value = app.get("/api/v1/models/m/versions/1").await.json().await.expect("json");
     assert_eq!(version["state"], "draft");
 }
 
 #[tokio::test]
 async fn bad_paging_parameters_are_400s() {
     let app = spawn_app().await;
-    for query in [
-        "limit=0",
-        "limit=100000",
-        "limit=x",
-        "cursor=%%%",
-        "sort=name",
-    ] {
+    for query in ["limit=0", "limit=100000", "limit=x", "cursor=%%%", "sort=name"] {
         let response = app.get(&format!("/api/v1/models?{query}")).await;
         problem(response, StatusCode::BAD_REQUEST).await;
     }

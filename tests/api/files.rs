@@ -15,9 +15,7 @@ async fn an_uploaded_file_downloads_byte_for_byte_with_its_digest_as_etag() {
     app.create_model("m").await;
     app.create_version("m", "1").await;
     let bytes = pattern(5 * 1024 * 1024 + 7);
-    let response = app
-        .upload("m", "1", "weights/model.safetensors", &bytes)
-        .await;
+    let response = app.upload("m", "1", "weights/model.safetensors", &bytes).await;
     assert_eq!(response.status(), StatusCode::CREATED);
     let file: Value = response.json().await.expect("json");
     assert_eq!(
@@ -25,40 +23,21 @@ async fn an_uploaded_file_downloads_byte_for_byte_with_its_digest_as_etag() {
         json!({"path": "weights/model.safetensors", "size": bytes.len(), "digest": sha256_digest(&bytes)})
     );
 
-    let download = app
-        .get("/api/v1/models/m/versions/1/files/weights/model.safetensors")
-        .await;
+    let download = app.get("/api/v1/models/m/versions/1/files/weights/model.safetensors").await;
     assert_eq!(download.status(), StatusCode::OK);
-    assert_eq!(
-        download.headers()["etag"],
-        format!("\"{}\"", sha256_digest(&bytes))
-    );
-    assert_eq!(
-        download.headers()["content-length"],
-        bytes.len().to_string()
-    );
+    assert_eq!(download.headers()["etag"], format!("\"{}\"", sha256_digest(&bytes)));
+    assert_eq!(download.headers()["content-length"], bytes.len().to_string());
     assert_eq!(download.headers()["accept-ranges"], "bytes");
     let repr = base64::engine::general_purpose::STANDARD.encode(Sha256::digest(&bytes));
-    assert_eq!(
-        download.headers()["repr-digest"],
-        format!("sha-256=:{repr}:")
-    );
-    assert_eq!(
-        download.bytes().await.expect("body").as_ref(),
-        bytes.as_slice()
-    );
+    assert_eq!(download.headers()["repr-digest"], format!("sha-256=:{repr}:"));
+    assert_eq!(download.bytes().await.expect("body").as_ref(), bytes.as_slice());
 }
 
 #[tokio::test]
 async fn head_answers_the_size_without_a_body() {
     let app = spawn_app().await;
     app.published("m", &[("a.bin", &pattern(1000))]).await;
-    let response = app
-        .client
-        .head(app.url("/api/v1/models/m/versions/1/files/a.bin"))
-        .send()
-        .await
-        .expect("head");
+    let response = app.client.head(app.url("/api/v1/models/m/versions/1/files/a.bin")).send().await.expect("head");
     assert_eq!(response.status(), StatusCode::OK);
     assert_eq!(response.headers()["content-length"], "1000");
     assert!(response.bytes().await.expect("body").is_empty());
@@ -72,32 +51,14 @@ async fn ranges_return_exactly_the_requested_bytes() {
     let url = app.url("/api/v1/models/m/versions/1/files/a.bin");
     for (header, expected, content_range) in [
         ("bytes=0-9", &bytes[0..10], "bytes 0-9/1000000"),
-        (
-            "bytes=999990-",
-            &bytes[999_990..],
-            "bytes 999990-999999/1000000",
-        ),
+        ("bytes=999990-", &bytes[999_990..], "bytes 999990-999999/1000000"),
         ("bytes=-5", &bytes[999_995..], "bytes 999995-999999/1000000"),
-        (
-            "bytes=300000-700000",
-            &bytes[300_000..=700_000],
-            "bytes 300000-700000/1000000",
-        ),
+        ("bytes=300000-700000", &bytes[300_000..=700_000], "bytes 300000-700000/1000000"),
     ] {
-        let response = app
-            .client
-            .get(&url)
-            .header("range", header)
-            .send()
-            .await
-            .expect("get");
+        let response = app.client.get(&url).header("range", header).send().await.expect("get");
         assert_eq!(response.status(), StatusCode::PARTIAL_CONTENT, "{header}");
         assert_eq!(response.headers()["content-range"], content_range);
-        assert_eq!(
-            response.bytes().await.expect("body").as_ref(),
-            expected,
-            "{header}"
-        );
+        assert_eq!(response.bytes().await.expect("body").as_ref(), expected, "{header}");
     }
     let stale = app
         .client
@@ -107,11 +68,7 @@ async fn ranges_return_exactly_the_requested_bytes() {
         .send()
         .await
         .expect("get");
-    assert_eq!(
-        stale.status(),
-        StatusCode::OK,
-        "a stale If-Range gets the whole file"
-    );
+    assert_eq!(stale.status(), StatusCode::OK, "a stale If-Range gets the whole file");
 }
 
 #[tokio::test]
@@ -134,29 +91,11 @@ async fn content_digest_is_verified_like_the_query_digest() {
     app.create_model("m").await;
     app.create_version("m", "1").await;
     let url = app.url("/api/v1/models/m/versions/1/files/a.bin");
-    let header = |bytes: &[u8]| {
-        format!(
-            "sha-256=:{}:",
-            base64::engine::general_purpose::STANDARD.encode(Sha256::digest(bytes))
-        )
-    };
-    let good = app
-        .client
-        .put(&url)
-        .header("content-digest", header(b"abc"))
-        .body("abc")
-        .send()
-        .await
-        .expect("put");
+    let header =
+        |bytes: &[u8]| format!("sha-256=:{}:", base64::engine::general_purpose::STANDARD.encode(Sha256::digest(bytes)));
+    let good = app.client.put(&url).header("content-digest", header(b"abc")).body("abc").send().await.expect("put");
     assert_eq!(good.status(), StatusCode::CREATED);
-    let bad = app
-        .client
-        .put(&url)
-        .header("content-digest", header(b"xyz"))
-        .body("abc")
-        .send()
-        .await
-        .expect("put");
+    let bad = app.client.put(&url).header("content-digest", header(b"xyz")).body("abc").send().await.expect("put");
     let detail = problem(bad, StatusCode::BAD_REQUEST).await;
     assert!(detail.contains("nothing was stored"), "{detail}");
 }
@@ -174,8 +113,7 @@ async fn an_empty_file_is_a_file() {
 async fn identical_bytes_are_stored_once_across_models_and_versions() {
     let app = spawn_app().await;
     let bytes = pattern(300_000);
-    app.published("a", &[("x.bin", &bytes), ("copy.bin", &bytes)])
-        .await;
+    app.published("a", &[("x.bin", &bytes), ("copy.bin", &bytes)]).await;
     app.published("b", &[("y.bin", &bytes)]).await;
     let system = app.system().await;
     assert_eq!(system["counts"]["files"], 3);
@@ -194,49 +132,26 @@ async fn a_stored_blob_is_linked_by_digest_without_resending_it() {
     let digest = sha256_digest(&bytes);
     app.published("a", &[("x.bin", &bytes)]).await;
 
-    let head = app
-        .client
-        .head(app.url(&format!("/api/v1/blobs/{digest}")))
-        .send()
-        .await
-        .expect("head");
+    let head = app.client.head(app.url(&format!("/api/v1/blobs/{digest}"))).send().await.expect("head");
     assert_eq!(head.status(), StatusCode::OK);
     assert_eq!(head.headers()["content-length"], "4096");
-    let missing = app
-        .client
-        .head(app.url(&format!("/api/v1/blobs/{}", sha256_digest(b"nope"))))
-        .send()
-        .await
-        .expect("head");
+    let missing =
+        app.client.head(app.url(&format!("/api/v1/blobs/{}", sha256_digest(b"nope")))).send().await.expect("head");
     assert_eq!(missing.status(), StatusCode::NOT_FOUND);
 
     app.create_model("b").await;
     app.create_version("b", "1").await;
-    let linked = app
-        .post_json(
-            "/api/v1/models/b/versions/1/files/y.bin",
-            &json!({"digest": digest, "size": 4096}),
-        )
-        .await;
+    let linked =
+        app.post_json("/api/v1/models/b/versions/1/files/y.bin", &json!({"digest": digest, "size": 4096})).await;
     assert_eq!(linked.status(), StatusCode::CREATED);
     let download = app.get("/api/v1/models/b/versions/1/files/y.bin").await;
-    assert_eq!(
-        download.bytes().await.expect("body").as_ref(),
-        bytes.as_slice()
-    );
+    assert_eq!(download.bytes().await.expect("body").as_ref(), bytes.as_slice());
 
-    let wrong_size = app
-        .post_json(
-            "/api/v1/models/b/versions/1/files/z.bin",
-            &json!({"digest": digest, "size": 1}),
-        )
-        .await;
+    let wrong_size =
+        app.post_json("/api/v1/models/b/versions/1/files/z.bin", &json!({"digest": digest, "size": 1})).await;
     problem(wrong_size, StatusCode::CONFLICT).await;
     let unknown = app
-        .post_json(
-            "/api/v1/models/b/versions/1/files/z.bin",
-            &json!({"digest": sha256_digest(b"nope"), "size": 4}),
-        )
+        .post_json("/api/v1/models/b/versions/1/files/z.bin", &json!({"digest": sha256_digest(b"nope"), "size": 4}))
         .await;
     let detail = problem(unknown, StatusCode::NOT_FOUND).await;
     assert!(detail.contains("upload the bytes"), "{detail}");
@@ -249,8 +164,7 @@ async fn a_large_upload_streams_through() {
     app.create_version("m", "1").await;
     // Sent as a stream of chunks, as a real client would, with no length known up front.
     let chunk = bytes::Bytes::from(pattern(1 << 20));
-    let chunks: Vec<Result<bytes::Bytes, std::io::Error>> =
-        (0..64).map(|_| Ok(chunk.clone())).collect();
+    let chunks: Vec<Result<bytes::Bytes, std::io::Error>> = (0..64).map(|_| Ok(chunk.clone())).collect();
     let mut hasher = Sha256::new();
     for _ in 0..64 {
         hasher.update(&chunk);
@@ -258,12 +172,8 @@ async fn a_large_upload_streams_through() {
     let digest = format!("sha256:{}", hex::encode(hasher.finalize()));
     let response = app
         .client
-        .put(app.url(&format!(
-            "/api/v1/models/m/versions/1/files/big.bin?digest={digest}"
-        )))
-        .body(reqwest::Body::wrap_stream(futures_util::stream::iter(
-            chunks,
-        )))
+        .put(app.url(&format!("/api/v1/models/m/versions/1/files/big.bin?digest={digest}")))
+        .body(reqwest::Body::wrap_stream(futures_util::stream::iter(chunks)))
         .send()
         .await
         .expect("put");

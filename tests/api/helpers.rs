@@ -7,11 +7,22 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use hangar::config::Settings;
+use hangar::config::{Redacted, Settings};
 use hangar::startup::Application;
 use reqwest::{Response, StatusCode};
 use serde_json::{Value, json};
 use sha2::{Digest as _, Sha256};
+
+/// The admin token every test app is bootstrapped with.
+pub const ADMIN_TOKEN: &str = "hgr_adminTestToken0123456789adminTestToken01234";
+
+/// A client that sends `token` on every request.
+pub fn client_with(token: &str) -> reqwest::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    let value = reqwest::header::HeaderValue::from_str(&format!("Bearer {token}")).expect("header");
+    headers.insert(reqwest::header::AUTHORIZATION, value);
+    reqwest::Client::builder().default_headers(headers).build().expect("client")
+}
 
 pub struct TestApp {
     pub address: String,
@@ -22,25 +33,27 @@ pub struct TestApp {
 
 /// Starts the server in this process on a free port with its own data dir.
 pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+/// Starts the server with settings changed by `configure`.
+pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
     // Server logs are noise in a passing run; `TEST_LOG=1 cargo test` shows them.
     if std::env::var_os("TEST_LOG").is_some() {
         hangar::telemetry::init();
     }
     let data_dir = tempfile::tempdir().expect("temp data dir");
-    let settings = Settings {
+    let mut settings = Settings {
         listen: "127.0.0.1:0".parse().expect("addr"),
         data_dir: data_dir.path().to_owned(),
+        bootstrap_token: Some(Redacted(ADMIN_TOKEN.to_owned())),
         ..Settings::default()
     };
+    configure(&mut settings);
     let app = Application::build(settings).await.expect("app builds");
     let port = app.port();
     tokio::spawn(app.run_until_stopped());
-    TestApp {
-        address: format!("http://127.0.0.1:{port}"),
-        port,
-        client: reqwest::Client::new(),
-        data_dir,
-    }
+    TestApp { address: format!("http://127.0.0.1:{port}"), port, client: client_with(ADMIN_TOKEN), data_dir }
 }
 
 pub fn sha256_digest(bytes: &[u8]) -> String {
@@ -53,92 +66,46 @@ impl TestApp {
     }
 
     pub async fn get(&self, path: &str) -> Response {
-        self.client
-            .get(self.url(path))
-            .send()
-            .await
-            .expect("request")
+        self.client.get(self.url(path)).send().await.expect("request")
     }
 
     pub async fn post_json(&self, path: &str, body: &Value) -> Response {
-        self.client
-            .post(self.url(path))
-            .json(body)
-            .send()
-            .await
-            .expect("request")
+        self.client.post(self.url(path)).json(body).send().await.expect("request")
     }
 
     pub async fn put_json(&self, path: &str, body: &Value) -> Response {
-        self.client
-            .put(self.url(path))
-            .json(body)
-            .send()
-            .await
-            .expect("request")
+        self.client.put(self.url(path)).json(body).send().await.expect("request")
     }
 
     pub async fn patch_json(&self, path: &str, body: &Value) -> Response {
-        self.client
-            .patch(self.url(path))
-            .json(body)
-            .send()
-            .await
-            .expect("request")
+        self.client.patch(self.url(path)).json(body).send().await.expect("request")
     }
 
     pub async fn delete(&self, path: &str) -> Response {
-        self.client
-            .delete(self.url(path))
-            .send()
-            .await
-            .expect("request")
+        self.client.delete(self.url(path)).send().await.expect("request")
     }
 
     pub async fn create_model(&self, name: &str) {
-        let response = self
-            .post_json("/api/v1/models", &json!({ "name": name }))
-            .await;
-        assert_eq!(
-            response.status(),
-            StatusCode::CREATED,
-            "create model {name}"
-        );
+        let response = self.post_json("/api/v1/models", &json!({ "name": name })).await;
+        assert_eq!(response.status(), StatusCode::CREATED, "create model {name}");
     }
 
     pub async fn create_version(&self, model: &str, version: &str) {
-        let response = self
-            .post_json(
-                &format!("/api/v1/models/{model}/versions"),
-                &json!({ "version": version }),
-            )
-            .await;
-        assert_eq!(
-            response.status(),
-            StatusCode::CREATED,
-            "create version {model}:{version}"
-        );
+        let response =
+            self.post_json(&format!("/api/v1/models/{model}/versions"), &json!({ "version": version })).await;
+        assert_eq!(response.status(), StatusCode::CREATED, "create version {model}:{version}");
     }
 
     /// PUTs `bytes` with their digest.
     pub async fn upload(&self, model: &str, version: &str, path: &str, bytes: &[u8]) -> Response {
-        let url = self.url(&format!(
-            "/api/v1/models/{model}/versions/{version}/files/{path}?digest={}",
-            sha256_digest(bytes)
-        ));
-        self.client
-            .put(url)
-            .body(bytes.to_vec())
-            .send()
-            .await
-            .expect("request")
+        let url = self
+            .url(&format!("/api/v1/models/{model}/versions/{version}/files/{path}?digest={}", sha256_digest(bytes)));
+        self.client.put(url).body(bytes.to_vec()).send().await.expect("request")
     }
 
     pub async fn publish(&self, model: &str, version: &str) -> Response {
         self.client
-            .post(self.url(&format!(
-                "/api/v1/models/{model}/versions/{version}/publish"
-            )))
+            .post(self.url(&format!("/api/v1/models/{model}/versions/{version}/publish")))
             .send()
             .await
             .expect("request")
@@ -149,10 +116,7 @@ impl TestApp {
         self.create_model(model).await;
         self.create_version(model, "1").await;
         for (path, bytes) in files {
-            assert_eq!(
-                self.upload(model, "1", path, bytes).await.status(),
-                StatusCode::CREATED
-            );
+            assert_eq!(self.upload(model, "1", path, bytes).await.status(), StatusCode::CREATED);
         }
         assert_eq!(self.publish(model, "1").await.status(), StatusCode::OK);
     }
@@ -163,9 +127,7 @@ impl TestApp {
 
     /// Entries in `tmp/` right now.
     pub fn tmp_entries(&self) -> usize {
-        std::fs::read_dir(self.data_dir.path().join("tmp"))
-            .expect("tmp")
-            .count()
+        std::fs::read_dir(self.data_dir.path().join("tmp")).expect("tmp").count()
     }
 
     /// Blob files on disk right now.
@@ -186,35 +148,22 @@ pub fn count_files(dir: &Path) -> usize {
     };
     entries
         .map(|e| e.expect("entry"))
-        .map(|e| {
-            if e.file_type().expect("type").is_dir() {
-                count_files(&e.path())
-            } else {
-                1
-            }
-        })
+        .map(|e| if e.file_type().expect("type").is_dir() { count_files(&e.path()) } else { 1 })
         .sum()
 }
 
 pub fn raw_request(port: u16, method: &str, target: &str, body: &[u8]) -> (u16, String) {
     let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("connect");
     let head = format!(
-        "{method} {target} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nContent-Length: {}\r\n\r\n",
+        "{method} {target} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {ADMIN_TOKEN}\r\nConnection: close\r\nContent-Length: {}\r\n\r\n",
         body.len()
     );
     stream.write_all(head.as_bytes()).expect("write head");
     stream.write_all(body).expect("write body");
     let mut response = String::new();
     stream.read_to_string(&mut response).expect("read response");
-    let status = response
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .expect("status line");
-    let body = response
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
-        .unwrap_or_default();
+    let status = response.split(' ').nth(1).and_then(|s| s.parse().ok()).expect("status line");
+    let body = response.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
     (status, body)
 }
 
@@ -230,13 +179,8 @@ pub async fn wait_until(what: &str, timeout: Duration, mut check: impl FnMut() -
 /// Asserts a problem+json response with `status`, and returns its `detail`.
 pub async fn problem(response: Response, status: StatusCode) -> String {
     assert_eq!(response.status(), status, "unexpected status");
-    let content_type = response
-        .headers()
-        .get("content-type")
-        .expect("content-type")
-        .to_str()
-        .expect("ascii")
-        .to_owned();
+    let content_type =
+        response.headers().get("content-type").expect("content-type").to_str().expect("ascii").to_owned();
     assert_eq!(content_type, "application/problem+json");
     let body: Value = response.json().await.expect("problem json");
     assert_eq!(body["status"], status.as_u16());
@@ -254,10 +198,10 @@ pub struct ServerProcess {
 
 pub fn hangar_command() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_hangar"));
-    command
-        .env_remove("HANGAR_LISTEN")
-        .env_remove("HANGAR_DATA_DIR")
-        .env_remove("HANGAR_CONFIG");
+    for var in ["HANGAR_LISTEN", "HANGAR_DATA_DIR", "HANGAR_CONFIG", "HANGAR_BOOTSTRAP_TOKEN", "HANGAR_ADMIN_PASSWORD"]
+    {
+        command.env_remove(var);
+    }
     command
 }
 
@@ -268,39 +212,36 @@ impl ServerProcess {
     }
 
     pub fn start_with(data_dir: &Path, extra: &[&str]) -> Self {
-        let mut child = hangar_command()
-            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-            .arg(data_dir)
-            .args(extra)
+        let mut command = hangar_command();
+        command.args(["serve", "--listen", "127.0.0.1:0", "--data-dir"]).arg(data_dir).args(extra);
+        Self::spawn(command)
+    }
+
+    /// Runs `command` (a `hangar serve …`) with the test admin token, and waits for it to serve.
+    pub fn spawn(mut command: Command) -> Self {
+        let mut child = command
             .env("RUST_LOG", "warn")
+            .env("HANGAR_BOOTSTRAP_TOKEN", ADMIN_TOKEN)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
             .expect("spawn hangar");
         let stdout = child.stdout.take().expect("stdout");
+        let mut stdout = BufReader::new(stdout);
         let mut line = String::new();
-        BufReader::new(stdout)
-            .read_line(&mut line)
-            .expect("read stdout");
-        let address = line.trim().rsplit(' ').next().expect("url").to_owned();
-        let port = address
-            .rsplit(':')
-            .next()
-            .and_then(|p| p.parse().ok())
-            .expect("port");
-        Self {
-            child,
-            address,
-            port,
+        while !line.contains("serving on") {
+            line.clear();
+            let read = stdout.read_line(&mut line).expect("read stdout");
+            assert!(read > 0, "hangar exited before serving");
         }
+        let address = line.trim().rsplit(' ').next().expect("url").to_owned();
+        let port = address.rsplit(':').next().and_then(|p| p.parse().ok()).expect("port");
+        Self { child, address, port }
     }
 
     pub fn signal(&self, signal: &str) {
-        let status = Command::new("kill")
-            .arg(format!("-{signal}"))
-            .arg(self.child.id().to_string())
-            .status()
-            .expect("kill");
+        let status =
+            Command::new("kill").arg(format!("-{signal}")).arg(self.child.id().to_string()).status().expect("kill");
         assert!(status.success());
     }
 

@@ -6,7 +6,7 @@ use std::net::TcpStream;
 use std::process::Output;
 use std::time::Duration;
 
-use crate::helpers::{ServerProcess, hangar_command, wait_until};
+use crate::helpers::{ADMIN_TOKEN, ServerProcess, client_with, hangar_command, wait_until};
 
 fn assert_one_clear_line(output: &Output, says: &str) {
     assert!(!output.status.success(), "exits non-zero");
@@ -15,10 +15,7 @@ fn assert_one_clear_line(output: &Output, says: &str) {
     assert_eq!(lines.len(), 1, "exactly one line: {stderr}");
     assert!(lines[0].starts_with("hangar: "), "{stderr}");
     assert!(lines[0].contains(says), "{stderr}");
-    assert!(
-        !stderr.contains("panicked") && !stderr.contains("backtrace"),
-        "{stderr}"
-    );
+    assert!(!stderr.contains("panicked") && !stderr.contains("backtrace"), "{stderr}");
 }
 
 #[tokio::test]
@@ -26,16 +23,10 @@ async fn first_start_creates_the_data_dir_and_database_and_prints_the_url() {
     let parent = tempfile::tempdir().expect("tempdir");
     let data_dir = parent.path().join("fresh/hangar-data");
     let server = ServerProcess::start(&data_dir);
-    assert!(
-        server.address.starts_with("http://127.0.0.1:"),
-        "{}",
-        server.address
-    );
+    assert!(server.address.starts_with("http://127.0.0.1:"), "{}", server.address);
     assert!(data_dir.join("hangar.db").is_file());
     for probe in ["/healthz", "/readyz"] {
-        let response = reqwest::get(format!("{}{probe}", server.address))
-            .await
-            .expect("probe");
+        let response = reqwest::get(format!("{}{probe}", server.address)).await.expect("probe");
         assert_eq!(response.status(), 200, "{probe}");
     }
 }
@@ -44,7 +35,7 @@ async fn first_start_creates_the_data_dir_and_database_and_prints_the_url() {
 async fn sigterm_lets_an_upload_in_flight_finish_then_exits_0() {
     let data_dir = tempfile::tempdir().expect("tempdir");
     let server = ServerProcess::start(data_dir.path());
-    let client = reqwest::Client::new();
+    let client = client_with(ADMIN_TOKEN);
     client
         .post(format!("{}/api/v1/models", server.address))
         .json(&serde_json::json!({"name": "m"}))
@@ -62,23 +53,19 @@ async fn sigterm_lets_an_upload_in_flight_finish_then_exits_0() {
     let body = vec![3u8; 4 << 20];
     write!(
         stream,
-        "PUT /api/v1/models/m/versions/1/files/w.bin HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: {}\r\n\r\n",
+        "PUT /api/v1/models/m/versions/1/files/w.bin HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {ADMIN_TOKEN}\r\nConnection: close\r\nContent-Length: {}\r\n\r\n",
         body.len()
     )
     .expect("head");
     stream.write_all(&body[..1 << 20]).expect("first part");
     let tmp = data_dir.path().join("tmp");
     wait_until("the upload is in flight", Duration::from_secs(10), || {
-        std::fs::read_dir(&tmp)
-            .map(|d| d.count() > 0)
-            .unwrap_or(false)
+        std::fs::read_dir(&tmp).map(|d| d.count() > 0).unwrap_or(false)
     })
     .await;
     server.signal("TERM");
     tokio::time::sleep(Duration::from_millis(200)).await;
-    stream
-        .write_all(&body[1 << 20..])
-        .expect("rest of the body");
+    stream.write_all(&body[1 << 20..]).expect("rest of the body");
     let mut response = String::new();
     stream.read_to_string(&mut response).expect("response");
     assert!(response.starts_with("HTTP/1.1 201"), "{response}");
@@ -91,11 +78,8 @@ async fn a_port_in_use_is_one_line_and_a_non_zero_exit() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let addr = taken.local_addr().expect("addr").to_string();
     let data_dir = tempfile::tempdir().expect("tempdir");
-    let output = hangar_command()
-        .args(["serve", "--listen", &addr, "--data-dir"])
-        .arg(data_dir.path())
-        .output()
-        .expect("run");
+    let output =
+        hangar_command().args(["serve", "--listen", &addr, "--data-dir"]).arg(data_dir.path()).output().expect("run");
     assert_one_clear_line(&output, &format!("cannot listen on {addr}"));
 }
 
@@ -114,24 +98,13 @@ async fn a_data_dir_that_cannot_be_created_is_one_line() {
 
 #[tokio::test]
 async fn a_bad_setting_names_itself_and_what_is_expected() {
-    let output = hangar_command()
-        .args(["serve"])
-        .env("HANGAR_LISTEN", "localhost")
-        .output()
-        .expect("run");
-    assert_one_clear_line(
-        &output,
-        "HANGAR_LISTEN: \"localhost\" is not an address; expected HOST:PORT",
-    );
+    let output = hangar_command().args(["serve"]).env("HANGAR_LISTEN", "localhost").output().expect("run");
+    assert_one_clear_line(&output, "HANGAR_LISTEN: \"localhost\" is not an address; expected HOST:PORT");
 
     let dir = tempfile::tempdir().expect("tempdir");
     let config = dir.path().join("hangar.toml");
     std::fs::write(&config, "data-dir = \"/x\"\n").expect("write");
-    let output = hangar_command()
-        .args(["serve", "--config"])
-        .arg(&config)
-        .output()
-        .expect("run");
+    let output = hangar_command().args(["serve", "--config"]).arg(&config).output().expect("run");
     assert_one_clear_line(&output, "unknown field `data-dir`");
 }
 
@@ -152,31 +125,11 @@ async fn settings_come_from_the_config_file_under_env_and_flags() {
     let dir = tempfile::tempdir().expect("tempdir");
     let from_file = dir.path().join("from-file");
     let config = dir.path().join("hangar.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "listen = \"127.0.0.1:0\"\ndata_dir = {:?}\n",
-            from_file.display().to_string()
-        ),
-    )
-    .expect("write");
-    let mut child = hangar_command()
-        .args(["serve", "--config"])
-        .arg(&config)
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .expect("spawn");
-    let mut line = String::new();
-    std::io::BufRead::read_line(
-        &mut std::io::BufReader::new(child.stdout.take().expect("stdout")),
-        &mut line,
-    )
-    .expect("line");
-    assert!(line.contains("serving on http://127.0.0.1:"), "{line}");
-    assert!(
-        from_file.join("hangar.db").is_file(),
-        "the data dir came from the file"
-    );
-    child.kill().expect("kill");
-    child.wait().expect("wait");
+    std::fs::write(&config, format!("listen = \"127.0.0.1:0\"\ndata_dir = {:?}\n", from_file.display().to_string()))
+        .expect("write");
+    let mut command = hangar_command();
+    command.args(["serve", "--config"]).arg(&config);
+    let server = ServerProcess::spawn(command);
+    assert!(server.address.starts_with("http://127.0.0.1:"), "{}", server.address);
+    assert!(from_file.join("hangar.db").is_file(), "the data dir came from the file");
 }

@@ -1,0 +1,132 @@
+//! `/api/v1/events`: the audit log, as pages and as a Server-Sent Events stream that a
+//! client resumes with `Last-Event-ID` (each event's `id` is its position in the log).
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+use actix_web::http::header;
+use actix_web::{HttpRequest, HttpResponse, web};
+use bytes::Bytes;
+use serde::Deserialize;
+use sqlx::SqlitePool;
+
+use crate::auth::Caller;
+use crate::catalog::{self, events::Event, events::EventFilter};
+use crate::domain::Role;
+use crate::error::ApiError;
+
+const DEFAULT_LIMIT: u32 = 100;
+const MAX_LIMIT: u32 = 1000;
+/// How often the stream looks for new events.
+const POLL: Duration = Duration::from_millis(200);
+/// A comment line this often keeps proxies from closing an idle stream.
+const KEEP_ALIVE: Duration = Duration::from_secs(15);
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EventQuery {
+    after: Option<i64>,
+    model: Option<String>,
+    actor: Option<String>,
+    action: Option<String>,
+    limit: Option<u32>,
+}
+
+impl EventQuery {
+    fn filter(self, caller: &Caller) -> Result<EventFilter, ApiError> {
+        let limit = match self.limit {
+            None => DEFAULT_LIMIT,
+            Some(n @ 1..=MAX_LIMIT) => n,
+            Some(n) => return Err(ApiError::BadRequest(format!("limit={n} is out of range; use 1 to {MAX_LIMIT}"))),
+        };
+        Ok(EventFilter {
+            after: self.after,
+            model: self.model,
+            actor: self.actor,
+            action: self.action,
+            model_globs: caller.models.clone(),
+            limit,
+        })
+    }
+}
+
+/// Events after `after`, oldest first; filter by `model`, `actor`, `action` (`alias` matches
+/// every `alias.*`).
+pub async fn list_events(
+    pool: web::Data<SqlitePool>,
+    caller: Caller,
+    query: web::Query<EventQuery>,
+) -> Result<HttpResponse, ApiError> {
+    caller.require(Role::Viewer)?;
+    let filter = query.into_inner().filter(&caller)?;
+    let events = catalog::events::list(&pool, &filter).await?;
+    let next_after = events.last().map_or(filter.after, |e| Some(e.id));
+    Ok(HttpResponse::Ok().json(serde_json::json!({ "items": events, "next_after": next_after })))
+}
+
+/// The live log as SSE. Starts after `Last-Event-ID` (or `?after=`); without either, with
+/// what happens from now on.
+pub async fn stream_events(
+    pool: web::Data<SqlitePool>,
+    caller: Caller,
+    req: HttpRequest,
+    query: web::Query<EventQuery>,
+) -> Result<HttpResponse, ApiError> {
+    caller.require(Role::Viewer)?;
+    let mut filter = query.into_inner().filter(&caller)?;
+    let resume = req.headers().get("last-event-id").and_then(|v| v.to_str().ok()).map(str::trim);
+    filter.after = match resume {
+        Some(id) => {
+            Some(id.parse().map_err(|_| ApiError::BadRequest(format!("Last-Event-ID {id:?} is not an event id")))?)
+        }
+        None => match filter.after {
+            Some(after) => Some(after),
+            None => Some(catalog::events::latest_id(&pool).await?),
+        },
+    };
+    let state = Tail { pool: pool.into_inner(), filter, pending: VecDeque::new(), last_sent: Instant::now() };
+    let stream = futures_util::stream::unfold(state, |mut tail| async move {
+        let chunk = tail.next_chunk().await;
+        Some((chunk, tail))
+    });
+    Ok(HttpResponse::Ok()
+        .content_type("text/event-stream")
+        .insert_header((header::CACHE_CONTROL, "no-cache"))
+        .insert_header(("X-Accel-Buffering", "no"))
+        .streaming(stream))
+}
+
+struct Tail {
+    pool: std::sync::Arc<SqlitePool>,
+    filter: EventFilter,
+    pending: VecDeque<Event>,
+    last_sent: Instant,
+}
+
+impl Tail {
+    /// The next SSE frame: an event, a keep-alive comment, or an error that ends the stream.
+    async fn next_chunk(&mut self) -> Result<Bytes, actix_web::Error> {
+        loop {
+            if let Some(event) = self.pending.pop_front() {
+                self.last_sent = Instant::now();
+                let data = serde_json::to_string(&event).map_err(actix_web::error::ErrorInternalServerError)?;
+                return Ok(Bytes::from(format!("id: {}\nevent: {}\ndata: {data}\n\n", event.id, event.action)));
+            }
+            if self.last_sent.elapsed() >= KEEP_ALIVE {
+                self.last_sent = Instant::now();
+                return Ok(Bytes::from_static(b": keep-alive\n\n"));
+            }
+            let events = catalog::events::list(&self.pool, &self.filter).await.map_err(|e| {
+                tracing::error!(error = ?e, "event stream query failed");
+                actix_web::error::ErrorInternalServerError("event stream failed")
+            })?;
+            match events.last() {
+                Some(last) => {
+                    self.filter.after = Some(last.id);
+                    self.pending.extend(events);
+                }
+                None => tokio::time::sleep(POLL).await,
+            }
+        }
+    }
+}

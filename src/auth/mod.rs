@@ -1,0 +1,133 @@
+//! Who is calling and what they may do: passwords (argon2id), API tokens (`hgr_…`, stored
+//! as sha256), the authenticated `Caller` and its role and model checks, the login rate
+//! limiter, and first-start bootstrap. Nothing here knows HTTP: `api/caller.rs` extracts a
+//! `Caller` from a request with this module's `Authenticator`.
+
+mod authenticator;
+mod bootstrap;
+mod limiter;
+pub mod password;
+pub mod token;
+
+pub use authenticator::Authenticator;
+pub(crate) use authenticator::now_unix;
+pub use bootstrap::{Bootstrapped, bootstrap};
+pub use limiter::LoginLimiter;
+
+use crate::catalog::Actor;
+use crate::domain::{Glob, ModelName, Role, UserName};
+
+/// Why a caller may not do what they asked.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AuthError {
+    /// No usable credentials (401): missing, malformed, unknown, expired or revoked.
+    #[error("{0}")]
+    Unauthenticated(String),
+    /// Known caller, not allowed (403); the message says what is needed.
+    #[error("{0}")]
+    Forbidden(String),
+    /// Too many failed logins (429).
+    #[error("too many failed logins; try again in {retry_after_secs} s")]
+    TooManyAttempts { retry_after_secs: u64 },
+}
+
+/// The authenticated party of one request.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub user_id: Option<i64>,
+    /// `None` for an anonymous reader (`anonymous_read = true`).
+    pub user: Option<UserName>,
+    /// The token's role, capped by its user's current role.
+    pub role: Role,
+    pub token_id: Option<i64>,
+    /// Model-name globs the token is limited to; `None`: every model.
+    pub models: Option<Vec<Glob>>,
+    pub remote_addr: Option<String>,
+}
+
+impl Caller {
+    /// A caller with no credentials, allowed to read because `anonymous_read` is on.
+    pub fn anonymous(remote_addr: Option<String>) -> Self {
+        Self { user_id: None, user: None, role: Role::Viewer, token_id: None, models: None, remote_addr }
+    }
+
+    /// The user behind the call; anonymous callers have none.
+    pub fn user(&self) -> Result<&UserName, AuthError> {
+        self.user.as_ref().ok_or_else(|| AuthError::Unauthenticated("sign in or send a token for this".into()))
+    }
+
+    /// At least `role`, on any model.
+    pub fn require(&self, role: Role) -> Result<(), AuthError> {
+        if self.role >= role {
+            return Ok(());
+        }
+        match &self.user {
+            None => Err(AuthError::Unauthenticated(format!("this needs the {role} role; send a token that has it"))),
+            Some(user) => Err(AuthError::Forbidden(format!(
+                "this needs the {role} role; {} has {}",
+                match self.token_id {
+                    Some(id) => format!("token {id} of '{user}'"),
+                    None => format!("'{user}'"),
+                },
+                self.role
+            ))),
+        }
+    }
+
+    /// At least `role`, and `model` within the token's globs.
+    pub fn require_on(&self, role: Role, model: &ModelName) -> Result<(), AuthError> {
+        self.require(role)?;
+        match &self.models {
+            Some(globs) if !globs.iter().any(|g| g.matches(model.as_str())) => Err(AuthError::Forbidden(format!(
+                "this token is limited to models {}; it cannot touch '{model}'",
+                globs.iter().map(Glob::as_str).collect::<Vec<_>>().join(", ")
+            ))),
+            _ => Ok(()),
+        }
+    }
+
+    /// Who to record in the audit log for this call.
+    pub fn actor(&self) -> Actor {
+        Actor {
+            user_id: self.user_id,
+            user: Some(self.user.as_ref().map_or_else(|| "anonymous".to_owned(), ToString::to_string)),
+            token_id: self.token_id,
+            remote_addr: self.remote_addr.clone(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn caller(role: Role, models: Option<&[&str]>) -> Caller {
+        Caller {
+            user_id: Some(1),
+            user: Some(UserName::parse("ci").expect("name")),
+            role,
+            token_id: Some(7),
+            models: models.map(|m| m.iter().map(|g| Glob::parse(g).expect("glob")).collect()),
+            remote_addr: None,
+        }
+    }
+
+    #[test]
+    fn roles_are_checked_and_the_refusal_names_what_is_needed() {
+        assert!(caller(Role::Maintainer, None).require(Role::Viewer).is_ok());
+        let err = caller(Role::Viewer, None).require(Role::Maintainer).expect_err("too little");
+        assert_eq!(err, AuthError::Forbidden("this needs the maintainer role; token 7 of 'ci' has viewer".into()));
+        let anonymous = Caller::anonymous(None).require(Role::Maintainer).expect_err("anonymous");
+        assert!(matches!(anonymous, AuthError::Unauthenticated(_)));
+    }
+
+    #[test]
+    fn model_globs_limit_a_token() {
+        let ci = caller(Role::Maintainer, Some(&["team-a/*"]));
+        let a = ModelName::parse("team-a/x").expect("name");
+        let b = ModelName::parse("team-b/x").expect("name");
+        assert!(ci.require_on(Role::Maintainer, &a).is_ok());
+        let err = ci.require_on(Role::Viewer, &b).expect_err("outside");
+        assert!(err.to_string().contains("limited to models team-a/*; it cannot touch 'team-b/x'"), "{err}");
+    }
+}

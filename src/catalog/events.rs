@@ -1,0 +1,139 @@
+//! The audit log: every mutation, with who made it, recorded in the same transaction as
+//! the change itself, so the log and the catalog never disagree.
+
+use sqlx::{SqliteConnection, SqlitePool};
+
+use super::{Result, corrupt};
+use crate::domain::Glob;
+
+/// Who is making a change. Built from the authenticated caller at the HTTP edge, or
+/// `Actor::system()` for Hangar's own changes and offline admin commands.
+#[derive(Debug, Clone, Default)]
+pub struct Actor {
+    pub user_id: Option<i64>,
+    pub user: Option<String>,
+    pub token_id: Option<i64>,
+    pub remote_addr: Option<String>,
+}
+
+impl Actor {
+    pub fn system() -> Self {
+        Self { user: Some("system".into()), ..Self::default() }
+    }
+
+    /// The name shown in `created_by` and friends.
+    pub fn name(&self) -> Option<&str> {
+        self.user.as_deref()
+    }
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Event {
+    pub id: i64,
+    pub at: String,
+    pub actor: Option<String>,
+    pub token_id: Option<i64>,
+    pub remote_addr: Option<String>,
+    pub action: String,
+    pub model: Option<String>,
+    pub target: String,
+    pub details: serde_json::Value,
+}
+
+#[derive(sqlx::FromRow)]
+struct EventRow {
+    id: i64,
+    at: String,
+    actor: Option<String>,
+    token_id: Option<i64>,
+    remote_addr: Option<String>,
+    action: String,
+    model: Option<String>,
+    target: String,
+    details: String,
+}
+
+/// Appends one event inside the caller's transaction.
+pub(crate) async fn record(
+    conn: &mut SqliteConnection,
+    actor: &Actor,
+    action: &str,
+    model: Option<&str>,
+    target: &str,
+    details: serde_json::Value,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO events (actor, actor_id, token_id, remote_addr, action, model, target, details)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(actor.user.as_deref())
+    .bind(actor.user_id)
+    .bind(actor.token_id)
+    .bind(actor.remote_addr.as_deref())
+    .bind(action)
+    .bind(model)
+    .bind(target)
+    .bind(details.to_string())
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// The id of the newest event, 0 when there is none.
+pub async fn latest_id(pool: &SqlitePool) -> Result<i64> {
+    Ok(sqlx::query_scalar("SELECT COALESCE(MAX(id), 0) FROM events").fetch_one(pool).await?)
+}
+
+/// Which events to list; every field narrows.
+#[derive(Debug, Default, Clone)]
+pub struct EventFilter {
+    pub after: Option<i64>,
+    pub model: Option<String>,
+    pub actor: Option<String>,
+    pub action: Option<String>,
+    /// Only events of models these globs match (and events of no model); `None`: all.
+    pub model_globs: Option<Vec<Glob>>,
+    pub limit: u32,
+}
+
+/// Events in order of id, oldest first, after `filter.after`.
+pub async fn list(pool: &SqlitePool, filter: &EventFilter) -> Result<Vec<Event>> {
+    let globs = filter
+        .model_globs
+        .as_ref()
+        .map(|g| serde_json::to_string(&g.iter().map(Glob::as_str).collect::<Vec<_>>()))
+        .transpose()
+        .map_err(corrupt)?;
+    let rows: Vec<EventRow> = sqlx::query_as(
+        "SELECT id, at, actor, token_id, remote_addr, action, model, target, details FROM events
+          WHERE id > ?1
+            AND (?2 IS NULL OR model = ?2)
+            AND (?3 IS NULL OR actor = ?3)
+            AND (?4 IS NULL OR action = ?4 OR action LIKE ?4 || '.%')
+            AND (?5 IS NULL OR model IS NULL OR EXISTS (SELECT 1 FROM json_each(?5) g WHERE model GLOB g.value))
+          ORDER BY id LIMIT ?6",
+    )
+    .bind(filter.after.unwrap_or(0))
+    .bind(filter.model.as_deref())
+    .bind(filter.actor.as_deref())
+    .bind(filter.action.as_deref())
+    .bind(globs)
+    .bind(i64::from(filter.limit))
+    .fetch_all(pool)
+    .await?;
+    rows.into_iter()
+        .map(|row| {
+            Ok(Event {
+                id: row.id,
+                at: row.at,
+                actor: row.actor,
+                token_id: row.token_id,
+                remote_addr: row.remote_addr,
+                action: row.action,
+                model: row.model,
+                target: row.target,
+                details: serde_json::from_str(&row.details).map_err(corrupt)?,
+            })
+        })
+        .collect()
+}

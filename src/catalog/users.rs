@@ -1,0 +1,159 @@
+//! Users: a name, a role, an argon2id password hash, and whether they are disabled.
+
+use sqlx::SqlitePool;
+
+use super::events::{self, Actor};
+use super::{CatalogError, Result, begin_write, corrupt, is_unique_violation};
+use crate::domain::{Role, UserName};
+
+#[derive(Debug, Clone)]
+pub struct User {
+    pub id: i64,
+    pub name: UserName,
+    pub role: Role,
+    pub disabled: bool,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+#[derive(sqlx::FromRow)]
+struct UserRow {
+    id: i64,
+    name: String,
+    role: String,
+    disabled: bool,
+    created_at: String,
+    updated_at: String,
+}
+
+impl TryFrom<UserRow> for User {
+    type Error = CatalogError;
+
+    fn try_from(row: UserRow) -> Result<Self> {
+        Ok(Self {
+            id: row.id,
+            name: UserName::parse(&row.name).map_err(corrupt)?,
+            role: Role::parse(&row.role).map_err(corrupt)?,
+            disabled: row.disabled,
+            created_at: row.created_at,
+            updated_at: row.updated_at,
+        })
+    }
+}
+
+fn not_found(name: &UserName) -> CatalogError {
+    CatalogError::NotFound(format!("user '{name}' does not exist"))
+}
+
+pub async fn count(pool: &SqlitePool) -> Result<i64> {
+    Ok(sqlx::query_scalar("SELECT COUNT(*) FROM users").fetch_one(pool).await?)
+}
+
+pub async fn create(
+    pool: &SqlitePool,
+    actor: &Actor,
+    name: &UserName,
+    role: Role,
+    password_hash: &str,
+) -> Result<User> {
+    let mut tx = begin_write(pool).await?;
+    let inserted = sqlx::query("INSERT INTO users (name, role, password_hash) VALUES (?, ?, ?)")
+        .bind(name.as_str())
+        .bind(role.as_str())
+        .bind(password_hash)
+        .execute(&mut *tx)
+        .await;
+    match inserted {
+        Err(e) if is_unique_violation(&e) => {
+            return Err(CatalogError::Conflict(format!("user '{name}' already exists")));
+        }
+        other => other?,
+    };
+    events::record(&mut tx, actor, "user.created", None, name.as_str(), serde_json::json!({ "role": role })).await?;
+    tx.commit().await?;
+    get(pool, name).await
+}
+
+pub async fn get(pool: &SqlitePool, name: &UserName) -> Result<User> {
+    let row: Option<UserRow> =
+        sqlx::query_as("SELECT id, name, role, disabled, created_at, updated_at FROM users WHERE name = ?")
+            .bind(name.as_str())
+            .fetch_optional(pool)
+            .await?;
+    row.ok_or_else(|| not_found(name))?.try_into()
+}
+
+pub async fn list(pool: &SqlitePool) -> Result<Vec<User>> {
+    let rows: Vec<UserRow> =
+        sqlx::query_as("SELECT id, name, role, disabled, created_at, updated_at FROM users ORDER BY name")
+            .fetch_all(pool)
+            .await?;
+    rows.into_iter().map(User::try_from).collect()
+}
+
+/// The user and their password hash, for a login attempt.
+pub async fn credentials(pool: &SqlitePool, name: &UserName) -> Result<Option<(User, String)>> {
+    let row: Option<(i64, String, String, bool, String, String, String)> = sqlx::query_as(
+        "SELECT id, name, role, disabled, created_at, updated_at, password_hash FROM users WHERE name = ?",
+    )
+    .bind(name.as_str())
+    .fetch_optional(pool)
+    .await?;
+    row.map(|(id, name, role, disabled, created_at, updated_at, hash)| {
+        Ok((User::try_from(UserRow { id, name, role, disabled, created_at, updated_at })?, hash))
+    })
+    .transpose()
+}
+
+/// Changes a user's role or disables them; refuses to leave the hub without an admin.
+pub async fn update(
+    pool: &SqlitePool,
+    actor: &Actor,
+    name: &UserName,
+    role: Option<Role>,
+    disabled: Option<bool>,
+) -> Result<User> {
+    let mut tx = begin_write(pool).await?;
+    let updated = sqlx::query(
+        "UPDATE users SET role = COALESCE(?, role), disabled = COALESCE(?, disabled),
+                updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')
+          WHERE name = ?",
+    )
+    .bind(role.map(Role::as_str))
+    .bind(disabled)
+    .bind(name.as_str())
+    .execute(&mut *tx)
+    .await?;
+    if updated.rows_affected() == 0 {
+        return Err(not_found(name));
+    }
+    let admins: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM users WHERE role = 'admin' AND disabled = 0")
+        .fetch_one(&mut *tx)
+        .await?;
+    if admins == 0 {
+        return Err(CatalogError::Conflict(format!(
+            "this would leave no enabled admin; make another user admin before changing '{name}'"
+        )));
+    }
+    let details = serde_json::json!({ "role": role, "disabled": disabled });
+    events::record(&mut tx, actor, "user.updated", None, name.as_str(), details).await?;
+    tx.commit().await?;
+    get(pool, name).await
+}
+
+pub async fn set_password(pool: &SqlitePool, actor: &Actor, name: &UserName, password_hash: &str) -> Result<()> {
+    let mut tx = begin_write(pool).await?;
+    let updated = sqlx::query(
+        "UPDATE users SET password_hash = ?, updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') WHERE name = ?",
+    )
+    .bind(password_hash)
+    .bind(name.as_str())
+    .execute(&mut *tx)
+    .await?;
+    if updated.rows_affected() == 0 {
+        return Err(not_found(name));
+    }
+    events::record(&mut tx, actor, "user.password_reset", None, name.as_str(), serde_json::json!({})).await?;
+    tx.commit().await?;
+    Ok(())
+}
