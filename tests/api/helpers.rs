@@ -121,6 +121,26 @@ impl TestApp {
         assert_eq!(self.publish(model, "1").await.status(), StatusCode::OK);
     }
 
+    /// Creates a user with `role` and returns a token of theirs from a password login.
+    pub async fn user_token(&self, name: &str, role: &str) -> String {
+        let password = format!("{name}-long-password");
+        let created = self.post_json("/api/v1/users", &json!({"name": name, "role": role, "password": password})).await;
+        assert_eq!(created.status(), StatusCode::CREATED, "create user {name}");
+        self.login(name, &password, None).await
+    }
+
+    /// Logs in and returns the token issued.
+    pub async fn login(&self, user: &str, password: &str, expires_in: Option<&str>) -> String {
+        let mut body = json!({"user": user, "password": password});
+        if let Some(lifetime) = expires_in {
+            body["expires_in"] = json!(lifetime);
+        }
+        let response = reqwest::Client::new().post(self.url("/api/v1/login")).json(&body).send().await.expect("login");
+        assert_eq!(response.status(), StatusCode::CREATED, "login {user}");
+        let token: Value = response.json().await.expect("json");
+        token["token"].as_str().expect("token").to_owned()
+    }
+
     pub async fn system(&self) -> Value {
         self.get("/api/v1/system").await.json().await.expect("json")
     }
@@ -219,11 +239,20 @@ impl ServerProcess {
 
     /// Runs `command` (a `hangar serve …`) with the test admin token, and waits for it to serve.
     pub fn spawn(mut command: Command) -> Self {
+        command.env("RUST_LOG", "warn").stderr(Stdio::inherit());
+        Self::launch(command)
+    }
+
+    /// As `spawn`, with the log at `level` written to `log`.
+    pub fn spawn_logging(mut command: Command, log: std::fs::File, level: &str) -> Self {
+        command.env("RUST_LOG", level).stderr(log);
+        Self::launch(command)
+    }
+
+    fn launch(mut command: Command) -> Self {
         let mut child = command
-            .env("RUST_LOG", "warn")
             .env("HANGAR_BOOTSTRAP_TOKEN", ADMIN_TOKEN)
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
             .spawn()
             .expect("spawn hangar");
         let stdout = child.stdout.take().expect("stdout");

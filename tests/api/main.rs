@@ -2,6 +2,7 @@
 //! One binary with modules, so the whole suite links once.
 
 mod aliases;
+mod auth;
 mod bad_input;
 mod concurrency;
 mod durability;
