@@ -5,10 +5,10 @@
 //! commit, including a client that goes away mid-body.
 
 use std::fs::File;
-use std::io::{self, BufWriter, Write as _};
+use std::io::{self, IoSlice, Write as _};
 use std::path::PathBuf;
 
-use bytes::Bytes;
+use bytes::{Buf as _, Bytes};
 use futures_util::{Stream, StreamExt as _};
 use object_store::ObjectStoreExt as _;
 use object_store::path::Path as Key;
@@ -24,6 +24,10 @@ const QUEUE_CHUNKS: usize = 32;
 /// Writes are gathered into blocks this big, so small network chunks do not become small
 /// syscalls.
 const WRITE_BLOCK: usize = 1 << 20;
+/// At most this many buffers per vectored write (the kernel's IOV_MAX is 1024).
+const MAX_SLICES: usize = 512;
+/// Writeback is started after every this many bytes.
+const FLUSH_EVERY: usize = 64 << 20;
 
 /// A blob that is durable in the store. While this value lives, garbage collection cannot
 /// remove it: drop it only after the catalog row naming it has committed (or failed).
@@ -114,13 +118,69 @@ impl BlobStore {
     }
 }
 
+/// Writes the chunks as they come, gathering them into ~1 MiB vectored writes (no copy
+/// into a buffer), and has a second thread start writeback every `FLUSH_EVERY` bytes so
+/// the disk works while the body is still arriving and the final fsync has little left.
 fn write_all(file: File, mut chunks: mpsc::Receiver<Bytes>) -> io::Result<()> {
-    let mut out = BufWriter::with_capacity(WRITE_BLOCK, file);
-    while let Some(chunk) = chunks.blocking_recv() {
-        out.write_all(&chunk)?;
-    }
-    let file = out.into_inner().map_err(io::IntoInnerError::into_error)?;
+    let flusher_file = file.try_clone()?;
+    let (flush_now, flush_rx) = std::sync::mpsc::sync_channel::<()>(1);
+    let flusher = std::thread::spawn(move || {
+        while flush_rx.recv().is_ok() {
+            // Errors surface in the final sync_all below; this one only keeps the disk busy.
+            let _ = flusher_file.sync_data();
+        }
+    });
+    let mut file = file;
+    let result = (|| {
+        let mut pending: Vec<Bytes> = Vec::new();
+        let mut pending_bytes = 0;
+        let mut since_flush = 0;
+        while let Some(chunk) = chunks.blocking_recv() {
+            pending_bytes += chunk.len();
+            pending.push(chunk);
+            if pending_bytes >= WRITE_BLOCK || pending.len() >= MAX_SLICES {
+                write_vectored_all(&mut file, &mut pending)?;
+                since_flush += pending_bytes;
+                pending_bytes = 0;
+                if since_flush >= FLUSH_EVERY {
+                    // A flush already queued covers this one too.
+                    let _ = flush_now.try_send(());
+                    since_flush = 0;
+                }
+            }
+        }
+        write_vectored_all(&mut file, &mut pending)
+    })();
+    drop(flush_now);
+    let _ = flusher.join();
+    result?;
     file.sync_all()
+}
+
+/// `write_all` for a list of buffers, in as few syscalls as the kernel allows.
+fn write_vectored_all(file: &mut File, bufs: &mut Vec<Bytes>) -> io::Result<()> {
+    let mut first = 0;
+    while first < bufs.len() {
+        let slices: Vec<IoSlice<'_>> = bufs[first..].iter().map(|b| IoSlice::new(b)).collect();
+        let mut written = match file.write_vectored(&slices) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        while written > 0 {
+            let len = bufs[first].len();
+            if written >= len {
+                written -= len;
+                first += 1;
+            } else {
+                bufs[first].advance(written);
+                written = 0;
+            }
+        }
+    }
+    bufs.clear();
+    Ok(())
 }
 
 fn hash_all(mut chunks: mpsc::Receiver<Bytes>) -> (Digest, u64) {

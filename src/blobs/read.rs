@@ -5,7 +5,7 @@
 use std::io::{self, Read as _, Seek as _, SeekFrom};
 use std::ops::Range;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use futures_util::stream::{BoxStream, StreamExt as _};
 use object_store::{GetOptions, GetRange, GetResultPayload, ObjectStore as _};
 use tokio::sync::mpsc;
@@ -48,14 +48,14 @@ fn read_file(mut file: std::fs::File, range: Range<u64>) -> BlobStream {
         }
         let mut remaining = range.end - range.start;
         while remaining > 0 {
-            let want = usize::try_from(remaining).unwrap_or(usize::MAX).min(READ_CHUNK);
-            let mut buf = BytesMut::zeroed(want);
-            let item = match file.read(&mut buf) {
+            let want = remaining.min(READ_CHUNK as u64);
+            // read_to_end fills spare capacity without zeroing it first.
+            let mut buf = Vec::with_capacity(READ_CHUNK);
+            let item = match (&mut file).take(want).read_to_end(&mut buf) {
                 Ok(0) => Err(io::Error::new(io::ErrorKind::UnexpectedEof, "blob is shorter than its catalog size")),
                 Ok(n) => {
-                    buf.truncate(n);
                     remaining -= n as u64;
-                    Ok(buf.freeze())
+                    Ok(Bytes::from(buf))
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => Err(e),

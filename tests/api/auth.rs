@@ -6,7 +6,9 @@ use std::time::Duration;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
-use crate::helpers::{ADMIN_TOKEN, ServerProcess, TestApp, client_with, problem, sha256_digest, spawn_app, spawn_app_with};
+use crate::helpers::{
+    ADMIN_TOKEN, ServerProcess, TestApp, client_with, problem, sha256_digest, spawn_app, spawn_app_with,
+};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Needs {
@@ -61,7 +63,13 @@ fn routes() -> Vec<Route> {
         route(Method::GET, "/api/v1/models/team-a/m/aliases/staging", None, Viewer, true),
         route(Method::DELETE, "/api/v1/models/team-a/m/aliases/gone", None, Maintainer, true),
         route(Method::PUT, "/api/v1/models/team-a/m/aliases/prod", Some(json!({"version": "1"})), Admin, true),
-        route(Method::HEAD, "/api/v1/blobs/sha256:9834876dcfb05cb167a5c24953eba58c4ac89b1adf57f28f2f9d09af107ee8f0", None, Viewer, false),
+        route(
+            Method::HEAD,
+            "/api/v1/blobs/sha256:9834876dcfb05cb167a5c24953eba58c4ac89b1adf57f28f2f9d09af107ee8f0",
+            None,
+            Viewer,
+            false,
+        ),
         route(Method::GET, "/api/v1/system", None, Viewer, false),
         route(Method::GET, "/api/v1/events", None, Viewer, false),
         route(Method::GET, "/api/v1/me", None, Viewer, false),
@@ -133,10 +141,11 @@ async fn every_route_answers_every_kind_of_caller_as_the_roles_say() {
     let maintainer = app.user_token("max", "maintainer").await;
     let expired = app.login("max", "max-long-password", Some("1s")).await;
     let revoked = app.login("max", "max-long-password", None).await;
-    let revoked_id = client_with(&revoked).get(app.url("/api/v1/me")).send().await.expect("me").json::<Value>().await.expect("json")
-        ["token_id"]
-        .as_i64()
-        .expect("id");
+    let revoked_id =
+        client_with(&revoked).get(app.url("/api/v1/me")).send().await.expect("me").json::<Value>().await.expect("json")
+            ["token_id"]
+            .as_i64()
+            .expect("id");
     assert_eq!(app.delete(&format!("/api/v1/tokens/{revoked_id}")).await.status(), StatusCode::NO_CONTENT);
     let created = client_with(&maintainer)
         .post(app.url("/api/v1/tokens"))
@@ -190,7 +199,8 @@ async fn refusals_say_which_role_or_model_is_needed() {
     let app = spawn_app().await;
     app.create_model("team-a/m").await;
     let viewer = app.user_token("vera", "viewer").await;
-    let response = client_with(&viewer).post(app.url("/api/v1/models")).json(&json!({"name": "x"})).send().await.expect("post");
+    let response =
+        client_with(&viewer).post(app.url("/api/v1/models")).json(&json!({"name": "x"})).send().await.expect("post");
     let detail = problem(response, StatusCode::FORBIDDEN).await;
     assert!(detail.contains("needs the maintainer role") && detail.contains("'vera' has viewer"), "{detail}");
 
@@ -209,7 +219,8 @@ async fn refusals_say_which_role_or_model_is_needed() {
     let response = client_with(&limited).get(app.url("/api/v1/models/team-a/m")).send().await.expect("get");
     let detail = problem(response, StatusCode::FORBIDDEN).await;
     assert!(detail.contains("limited to models team-b/*") && detail.contains("'team-a/m'"), "{detail}");
-    let listed: Value = client_with(&limited).get(app.url("/api/v1/models")).send().await.expect("list").json().await.expect("json");
+    let listed: Value =
+        client_with(&limited).get(app.url("/api/v1/models")).send().await.expect("list").json().await.expect("json");
     assert_eq!(listed["items"], json!([]), "a limited token lists only its models");
 
     let response = reqwest::Client::new().get(app.url("/api/v1/models")).send().await.expect("get");
@@ -230,8 +241,15 @@ async fn a_token_secret_is_shown_once_and_never_again_nor_logged() {
     let server = ServerProcess::spawn_logging(command, log, "debug");
     let admin = client_with(ADMIN_TOKEN);
     let api = |path: &str| format!("{}/api/v1{path}", server.address);
-    let created: Value =
-        admin.post(api("/tokens")).json(&json!({"name": "ci"})).send().await.expect("create").json().await.expect("json");
+    let created: Value = admin
+        .post(api("/tokens"))
+        .json(&json!({"name": "ci"}))
+        .send()
+        .await
+        .expect("create")
+        .json()
+        .await
+        .expect("json");
     let secret = created["token"].as_str().expect("token").to_owned();
     assert!(secret.starts_with("hgr_") && secret.len() >= 47, "{secret}");
 
@@ -269,7 +287,10 @@ async fn revocation_and_demotion_take_effect_on_the_next_request() {
     let app = spawn_app().await;
     let token = app.user_token("max", "maintainer").await;
     let max = client_with(&token);
-    assert_eq!(max.post(app.url("/api/v1/models")).json(&json!({"name": "one"})).send().await.expect("post").status(), 201);
+    assert_eq!(
+        max.post(app.url("/api/v1/models")).json(&json!({"name": "one"})).send().await.expect("post").status(),
+        201
+    );
     app.patch_json("/api/v1/users/max", &json!({"role": "viewer"})).await;
     let demoted = max.post(app.url("/api/v1/models")).json(&json!({"name": "two"})).send().await.expect("post");
     assert_eq!(demoted.status(), StatusCode::FORBIDDEN, "the token is capped by the user's new role");
@@ -301,8 +322,12 @@ async fn the_last_admin_cannot_be_demoted_or_disabled() {
 async fn a_token_cannot_outrank_its_creator() {
     let app = spawn_app().await;
     let viewer = app.user_token("vera", "viewer").await;
-    let response =
-        client_with(&viewer).post(app.url("/api/v1/tokens")).json(&json!({"name": "x", "role": "admin"})).send().await.expect("post");
+    let response = client_with(&viewer)
+        .post(app.url("/api/v1/tokens"))
+        .json(&json!({"name": "x", "role": "admin"}))
+        .send()
+        .await
+        .expect("post");
     let detail = problem(response, StatusCode::FORBIDDEN).await;
     assert!(detail.contains("cannot have more than"), "{detail}");
 }
@@ -312,10 +337,12 @@ async fn protected_aliases_move_for_admins_only_and_say_which_rule() {
     let app = spawn_app().await;
     app.published("m", &[("a.bin", b"a")]).await;
     let max = client_with(&app.user_token("max", "maintainer").await);
-    let response = max.put(app.url("/api/v1/models/m/aliases/prod-eu")).json(&json!({"version": "1"})).send().await.expect("put");
+    let response =
+        max.put(app.url("/api/v1/models/m/aliases/prod-eu")).json(&json!({"version": "1"})).send().await.expect("put");
     let detail = problem(response, StatusCode::FORBIDDEN).await;
     assert!(detail.contains("'prod*'") && detail.contains("only an admin"), "{detail}");
-    let staging = max.put(app.url("/api/v1/models/m/aliases/staging")).json(&json!({"version": "1"})).send().await.expect("put");
+    let staging =
+        max.put(app.url("/api/v1/models/m/aliases/staging")).json(&json!({"version": "1"})).send().await.expect("put");
     assert_eq!(staging.status(), StatusCode::CREATED);
     assert_eq!(app.put_json("/api/v1/models/m/aliases/prod-eu", &json!({"version": "1"})).await.status(), 201);
     let delete = max.delete(app.url("/api/v1/models/m/aliases/prod-eu")).send().await.expect("delete");
@@ -331,7 +358,11 @@ async fn an_alias_move_records_from_to_and_who() {
     app.publish("m", "2").await;
     let max = client_with(&app.user_token("max", "maintainer").await);
     for version in ["1", "2"] {
-        max.put(app.url("/api/v1/models/m/aliases/staging")).json(&json!({"version": version})).send().await.expect("put");
+        max.put(app.url("/api/v1/models/m/aliases/staging"))
+            .json(&json!({"version": version}))
+            .send()
+            .await
+            .expect("put");
     }
     let events: Value = app.get("/api/v1/events?action=alias.moved&model=m").await.json().await.expect("json");
     let moves = events["items"].as_array().expect("items");
@@ -350,8 +381,11 @@ async fn an_alias_move_records_from_to_and_who() {
     let by_max: Value = app.get("/api/v1/events?actor=max").await.json().await.expect("json");
     assert!(by_max["items"].as_array().expect("items").iter().all(|e| e["actor"] == "max"));
     let all: Value = app.get("/api/v1/events?limit=1000").await.json().await.expect("json");
-    let actions: Vec<&str> = all["items"].as_array().expect("items").iter().map(|e| e["action"].as_str().expect("a")).collect();
-    for action in ["model.created", "version.created", "file.uploaded", "version.published", "user.created", "token.created"] {
+    let actions: Vec<&str> =
+        all["items"].as_array().expect("items").iter().map(|e| e["action"].as_str().expect("a")).collect();
+    for action in
+        ["model.created", "version.created", "file.uploaded", "version.published", "user.created", "token.created"]
+    {
         assert!(actions.contains(&action), "{action} missing from {actions:?}");
     }
 }
@@ -400,7 +434,13 @@ async fn the_event_stream_resumes_from_last_event_id_without_loss_or_duplicates(
 
     // A client that saw up to the 10th reconnects and gets exactly the rest.
     let tenth = ids[9];
-    let again = app.client.get(app.url("/api/v1/events/stream")).header("last-event-id", tenth.to_string()).send().await.expect("stream");
+    let again = app
+        .client
+        .get(app.url("/api/v1/events/stream"))
+        .header("last-event-id", tenth.to_string())
+        .send()
+        .await
+        .expect("stream");
     let rest = read_events(again, 10).await;
     assert_eq!(rest, ids[10..].to_vec());
 }
@@ -465,7 +505,8 @@ async fn admin_commands_work_offline_on_the_data_dir() {
     let data_dir = tempfile::tempdir().expect("tempdir");
     drop(ServerProcess::start(data_dir.path()));
     let run = |args: &[&str]| {
-        let output = crate::helpers::hangar_command().args(args).arg("--data-dir").arg(data_dir.path()).output().expect("run");
+        let output =
+            crate::helpers::hangar_command().args(args).arg("--data-dir").arg(data_dir.path()).output().expect("run");
         assert!(output.status.success(), "{args:?}: {}", String::from_utf8_lossy(&output.stderr));
         String::from_utf8(output.stdout).expect("utf8")
     };
@@ -477,8 +518,14 @@ async fn admin_commands_work_offline_on_the_data_dir() {
     assert!(run(&["admin", "user", "list"]).contains("carol\tmaintainer\tenabled"));
 
     let server = ServerProcess::start(data_dir.path());
-    let me: Value =
-        client_with(&token).get(format!("{}/api/v1/me", server.address)).send().await.expect("me").json().await.expect("json");
+    let me: Value = client_with(&token)
+        .get(format!("{}/api/v1/me", server.address))
+        .send()
+        .await
+        .expect("me")
+        .json()
+        .await
+        .expect("json");
     assert_eq!(me["user"], "carol");
     assert_eq!(me["role"], "maintainer");
 }

@@ -250,11 +250,8 @@ impl ServerProcess {
     }
 
     fn launch(mut command: Command) -> Self {
-        let mut child = command
-            .env("HANGAR_BOOTSTRAP_TOKEN", ADMIN_TOKEN)
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("spawn hangar");
+        let mut child =
+            command.env("HANGAR_BOOTSTRAP_TOKEN", ADMIN_TOKEN).stdout(Stdio::piped()).spawn().expect("spawn hangar");
         let stdout = child.stdout.take().expect("stdout");
         let mut stdout = BufReader::new(stdout);
         let mut line = String::new();
