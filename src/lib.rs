@@ -7,5 +7,6 @@ pub mod config;
 pub mod domain;
 pub mod error;
 pub mod gc;
+pub mod runtime;
 pub mod startup;
 pub mod telemetry;
