@@ -2,6 +2,11 @@
 //! templates, the GPU inventory and admission, and the container spec as a function of a
 //! deployment's facts. The supervisor that talks to Docker builds on it.
 
+pub mod presets;
 pub mod template;
 
+pub use presets::{
+    MODEL_DIR, PRESET_NAMES, Runtime, RuntimeDraft, RuntimeError, RuntimeName, preset, presets,
+    presets_for_arch,
+};
 pub use template::{ArgTemplate, Placeholder, RenderError, Template, TemplateError, Values};
