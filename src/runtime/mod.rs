@@ -2,9 +2,14 @@
 //! templates, the GPU inventory and admission, and the container spec as a function of a
 //! deployment's facts. The supervisor that talks to Docker builds on it.
 
+pub mod gpu;
 pub mod presets;
 pub mod template;
 
+pub use gpu::{
+    AdmissionError, Gpu, GpuAllocation, GpuConfig, GpuConfigError, GpuInventory, GpuRequest,
+    GpuUsage, InventorySource, SharedHolder, admit, usage,
+};
 pub use presets::{
     MODEL_DIR, PRESET_NAMES, Runtime, RuntimeDraft, RuntimeError, RuntimeName, preset, presets,
     presets_for_arch,
