@@ -4,6 +4,7 @@
 
 pub mod gpu;
 pub mod presets;
+pub mod spec;
 pub mod template;
 
 pub use gpu::{
@@ -13,5 +14,9 @@ pub use gpu::{
 pub use presets::{
     MODEL_DIR, PRESET_NAMES, Runtime, RuntimeDraft, RuntimeError, RuntimeName, preset, presets,
     presets_for_arch,
+};
+pub use spec::{
+    ContainerSpec, GpuMode, Overrides, OverridesError, Reach, SpecError, SpecInput, SpecSettings,
+    container_name, container_spec,
 };
 pub use template::{ArgTemplate, Placeholder, RenderError, Template, TemplateError, Values};
