@@ -107,11 +107,8 @@ pub fn read_request(
             _ => {}
         }
     }
-    let keep_alive = if http11 {
-        !connection.contains("close")
-    } else {
-        connection.contains("keep-alive")
-    };
+    // HTTP/1.0 connections always close: a streamed answer to one is close-delimited.
+    let keep_alive = http11 && !connection.contains("close");
     if content_length.is_some_and(|n| n > MAX_BODY) {
         return Err(refuse(413, "body larger than 16 MiB"));
     }
@@ -281,7 +278,7 @@ mod tests {
         );
         assert!(req.http11 && req.keep_alive);
         assert_eq!(req.body, b"{}");
-        let Ok(old) = read(b"GET / HTTP/1.0\r\n\r\n").0 else {
+        let Ok(old) = read(b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n").0 else {
             panic!("parses")
         };
         assert!(!old.keep_alive);
