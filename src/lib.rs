@@ -9,5 +9,6 @@ pub mod config;
 pub mod domain;
 pub mod error;
 pub mod gc;
+pub mod runtime;
 pub mod startup;
 pub mod telemetry;

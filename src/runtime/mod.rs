@@ -1,0 +1,22 @@
+//! Running model servers in Docker. This part is pure: runtimes and their presets, argv
+//! templates, the GPU inventory and admission, and the container spec as a function of a
+//! deployment's facts. The supervisor that talks to Docker builds on it.
+
+pub mod gpu;
+pub mod presets;
+pub mod spec;
+pub mod template;
+
+pub use gpu::{
+    AdmissionError, Gpu, GpuAllocation, GpuConfig, GpuConfigError, GpuInventory, GpuRequest,
+    GpuUsage, InventorySource, SharedHolder, admit, usage,
+};
+pub use presets::{
+    MODEL_DIR, PRESET_NAMES, Runtime, RuntimeDraft, RuntimeError, RuntimeName, preset, presets,
+    presets_for_arch,
+};
+pub use spec::{
+    ContainerSpec, GpuMode, Overrides, OverridesError, Reach, SpecError, SpecInput, SpecSettings,
+    container_name, container_spec,
+};
+pub use template::{ArgTemplate, Placeholder, RenderError, Template, TemplateError, Values};
