@@ -9,6 +9,7 @@ use anyhow::Context as _;
 use serde::Deserialize;
 
 use crate::domain::Glob;
+use crate::runtime::{GpuConfig, GpuMode};
 
 /// Everything `hangar serve` needs, resolved.
 #[derive(Debug, Clone)]
@@ -25,6 +26,19 @@ pub struct Settings {
     pub metrics_public: bool,
     /// Aliases only admins may move or delete.
     pub protected_aliases: Vec<Glob>,
+    /// `[[gpus]]`: the GPU inventory, overriding what NVML reports (needed on unified-memory
+    /// machines such as the GB10, where NVML reports no memory).
+    pub gpus: Option<Vec<GpuConfig>>,
+    /// How GPUs are requested from Docker.
+    pub gpu_mode: GpuMode,
+    /// When Hangar runs in a container: the Docker network model containers join.
+    pub docker_network: Option<String>,
+    /// When Hangar runs in a container: the data dir's path on the host.
+    pub host_data_dir: Option<PathBuf>,
+    /// Restarts after crashes before a deployment is failed.
+    pub max_restarts: u32,
+    /// The first restart backoff, in milliseconds; it doubles per crash.
+    pub restart_backoff_ms: u64,
     /// `HANGAR_ADMIN_PASSWORD`: the first admin's password, on first start only.
     pub admin_password: Option<Redacted>,
     /// `HANGAR_BOOTSTRAP_TOKEN`: an admin token created at start if it does not exist.
@@ -51,6 +65,12 @@ impl Default for Settings {
             anonymous_read: false,
             metrics_public: false,
             protected_aliases: vec![Glob::parse("prod*").expect("a valid built-in glob")],
+            gpus: None,
+            gpu_mode: GpuMode::default(),
+            docker_network: None,
+            host_data_dir: None,
+            max_restarts: 5,
+            restart_backoff_ms: 1000,
             admin_password: None,
             bootstrap_token: None,
         }
@@ -69,6 +89,12 @@ struct FileSettings {
     anonymous_read: Option<bool>,
     metrics_public: Option<bool>,
     protected_aliases: Option<Vec<String>>,
+    gpus: Option<Vec<GpuConfig>>,
+    gpu_mode: Option<GpuMode>,
+    docker_network: Option<String>,
+    host_data_dir: Option<PathBuf>,
+    max_restarts: Option<u32>,
+    restart_backoff_ms: Option<u64>,
 }
 
 /// Values from the environment or flags; `None` where neither was given.
@@ -92,6 +118,12 @@ pub struct Overrides {
     /// Serve /metrics without a token.
     #[arg(long, env = "HANGAR_METRICS_PUBLIC", value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
     pub metrics_public: Option<bool>,
+    /// When Hangar runs in a container: the Docker network model containers join.
+    #[arg(long, env = "HANGAR_DOCKER_NETWORK", value_name = "NETWORK")]
+    pub docker_network: Option<String>,
+    /// When Hangar runs in a container: the data dir's path on the host.
+    #[arg(long, env = "HANGAR_HOST_DATA_DIR", value_name = "DIR")]
+    pub host_data_dir: Option<PathBuf>,
 }
 
 impl Settings {
@@ -120,6 +152,18 @@ impl Settings {
         if let Some(on) = file.metrics_public {
             settings.metrics_public = on;
         }
+        settings.gpus = file.gpus.or(settings.gpus);
+        if let Some(mode) = file.gpu_mode {
+            settings.gpu_mode = mode;
+        }
+        settings.docker_network = file.docker_network.or(settings.docker_network);
+        settings.host_data_dir = file.host_data_dir.or(settings.host_data_dir);
+        if let Some(n) = file.max_restarts {
+            settings.max_restarts = n;
+        }
+        if let Some(ms) = file.restart_backoff_ms {
+            settings.restart_backoff_ms = ms;
+        }
         if let Some(globs) = file.protected_aliases {
             settings.protected_aliases = globs
                 .iter()
@@ -140,6 +184,12 @@ impl Settings {
         }
         if let Some(on) = overrides.metrics_public {
             settings.metrics_public = on;
+        }
+        if let Some(network) = &overrides.docker_network {
+            settings.docker_network = Some(network.clone());
+        }
+        if let Some(dir) = &overrides.host_data_dir {
+            settings.host_data_dir = Some(dir.clone());
         }
         // Secrets come from the environment only: flags would show in `ps`.
         settings.admin_password = std::env::var("HANGAR_ADMIN_PASSWORD").ok().filter(|v| !v.is_empty()).map(Redacted);

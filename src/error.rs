@@ -10,6 +10,8 @@ use crate::auth::AuthError;
 use crate::blobs::BlobError;
 use crate::catalog::CatalogError;
 use crate::domain::{DigestError, GlobError, NameError, RelPathError, RoleError};
+use crate::runtime::docker::DockerError;
+use crate::runtime::supervisor::SupervisorError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -32,6 +34,9 @@ pub enum ApiError {
     /// A `Range` that starts past the end of a file of `size` bytes.
     #[error("the requested range is outside the file, which is {size} bytes")]
     RangeNotSatisfiable { size: u64 },
+    /// A dependency (Docker) is not there; the message names what was tried.
+    #[error("{0}")]
+    Unavailable(String),
     #[error("internal error")]
     Internal(#[source] anyhow::Error),
 }
@@ -54,6 +59,7 @@ impl ResponseError for ApiError {
             Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::RangeNotSatisfiable { .. } => StatusCode::RANGE_NOT_SATISFIABLE,
+            Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -107,6 +113,18 @@ impl From<BlobError> for ApiError {
         match err {
             BlobError::DigestMismatch { .. } | BlobError::Interrupted { .. } => Self::BadRequest(err.to_string()),
             other => Self::internal(other),
+        }
+    }
+}
+
+impl From<SupervisorError> for ApiError {
+    fn from(err: SupervisorError) -> Self {
+        match err {
+            SupervisorError::Docker(e @ DockerError::Unreachable { .. }) => Self::Unavailable(e.to_string()),
+            SupervisorError::Docker(e) => Self::internal(e),
+            SupervisorError::Catalog(e) => e.into(),
+            SupervisorError::Admission(e) => Self::Conflict(e.to_string()),
+            SupervisorError::Invalid(msg) => Self::BadRequest(msg),
         }
     }
 }

@@ -4,6 +4,7 @@
 use std::fs::File;
 use std::net::TcpListener;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::dev::Server;
@@ -15,6 +16,9 @@ use sqlx::SqlitePool;
 use crate::auth::{self, Authenticator, Bootstrapped, LoginLimiter};
 use crate::blobs::BlobStore;
 use crate::config::Settings;
+use crate::runtime::docker::DockerClient;
+use crate::runtime::supervisor::{Supervisor, SupervisorSettings};
+use crate::runtime::{GpuInventory, SpecSettings};
 use crate::{api, catalog, gc};
 
 /// How often unreferenced blobs are looked for after the startup sweep.
@@ -53,8 +57,9 @@ impl Application {
         let swept = gc::sweep(&pool, &blobs, settings.gc_grace_secs).await?;
         tracing::info!(?swept, "startup garbage collection done");
 
+        let supervisor = start_supervisor(&settings, pool.clone(), blobs.clone()).await?;
         tokio::spawn(gc_loop(pool.clone(), blobs.clone(), settings.gc_grace_secs));
-        let server = serve(listener, pool.clone(), blobs, settings)?;
+        let server = serve(listener, pool.clone(), blobs, supervisor, settings)?;
         Ok(Self { port, server, pool, bootstrapped, _lock: lock })
     }
 
@@ -75,10 +80,17 @@ impl Application {
     }
 }
 
-fn serve(listener: TcpListener, pool: SqlitePool, blobs: BlobStore, settings: Settings) -> anyhow::Result<Server> {
+fn serve(
+    listener: TcpListener,
+    pool: SqlitePool,
+    blobs: BlobStore,
+    supervisor: Arc<Supervisor>,
+    settings: Settings,
+) -> anyhow::Result<Server> {
     let (json, query, path) = api::extractor_configs(settings.json_limit);
     let authenticator = web::Data::new(Authenticator::new(pool.clone()));
     let limiter = web::Data::new(LoginLimiter::default());
+    let supervisor = web::Data::from(supervisor);
     let pool = web::Data::new(pool);
     let blobs = web::Data::new(blobs);
     let settings = web::Data::new(settings);
@@ -94,6 +106,7 @@ fn serve(listener: TcpListener, pool: SqlitePool, blobs: BlobStore, settings: Se
             .app_data(settings.clone())
             .app_data(authenticator.clone())
             .app_data(limiter.clone())
+            .app_data(supervisor.clone())
             .configure(api::configure)
             .default_service(web::to(api::not_found))
     })
@@ -120,6 +133,43 @@ fn prepare_data_dir(dir: &Path) -> anyhow::Result<File> {
         )
     })?;
     Ok(lock)
+}
+
+/// Connects to Docker (lazily: Hangar starts without it), loads the GPU inventory and starts
+/// the reconcile loop.
+async fn start_supervisor(settings: &Settings, pool: SqlitePool, blobs: BlobStore) -> anyhow::Result<Arc<Supervisor>> {
+    let owner = installation_id(&settings.data_dir)?;
+    let docker = DockerClient::connect(&owner).await;
+    let inventory = GpuInventory::load(settings.gpus.as_deref())?;
+    let supervisor_settings = SupervisorSettings {
+        spec: SpecSettings {
+            gpu_mode: settings.gpu_mode,
+            docker_network: settings.docker_network.clone(),
+            owner,
+            ..SpecSettings::default()
+        },
+        host_data_dir: settings.host_data_dir.clone(),
+        max_restarts: settings.max_restarts,
+        backoff_base: Duration::from_millis(settings.restart_backoff_ms),
+        ..SupervisorSettings::default()
+    };
+    let supervisor =
+        Supervisor::new(pool, blobs, docker, inventory, supervisor_settings, std::path::absolute(&settings.data_dir)?);
+    tokio::spawn(Arc::clone(&supervisor).run());
+    Ok(supervisor)
+}
+
+/// This installation's id, made at first start: the owner label of its containers.
+fn installation_id(data_dir: &Path) -> anyhow::Result<String> {
+    let path = data_dir.join("installation-id");
+    match std::fs::read_to_string(&path) {
+        Ok(id) if !id.trim().is_empty() => Ok(id.trim().to_owned()),
+        _ => {
+            let id = uuid::Uuid::new_v4().simple().to_string();
+            std::fs::write(&path, format!("{id}\n")).with_context(|| format!("cannot write {}", path.display()))?;
+            Ok(id)
+        }
+    }
 }
 
 async fn gc_loop(pool: SqlitePool, blobs: BlobStore, grace_secs: u64) {

@@ -4,11 +4,13 @@
 
 mod aliases;
 mod caller;
+mod deployments;
 mod events;
 mod files;
 mod models;
 mod page;
 mod range;
+mod runtimes;
 mod system;
 mod tokens;
 mod users;
@@ -71,6 +73,27 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         web::resource("/api/v1/blobs/{digest}")
             .route(web::head().to(files::head_blob))
             .route(web::get().to(files::head_blob)),
+    )
+    .service(
+        web::resource("/api/v1/deployments")
+            .route(web::get().to(deployments::list_deployments))
+            .route(web::post().to(deployments::create_deployment)),
+    )
+    .service(
+        web::resource("/api/v1/deployments/{name}")
+            .route(web::get().to(deployments::get_deployment))
+            .route(web::delete().to(deployments::delete_deployment)),
+    )
+    .service(web::resource("/api/v1/deployments/{name}/start").route(web::post().to(deployments::start_deployment)))
+    .service(web::resource("/api/v1/deployments/{name}/stop").route(web::post().to(deployments::stop_deployment)))
+    .service(web::resource("/api/v1/deployments/{name}/restart").route(web::post().to(deployments::restart_deployment)))
+    .service(web::resource("/api/v1/deployments/{name}/logs").route(web::get().to(deployments::deployment_logs)))
+    .service(web::resource("/api/v1/runtimes").route(web::get().to(runtimes::list_runtimes)))
+    .service(
+        web::resource("/api/v1/runtimes/{name}")
+            .route(web::get().to(runtimes::get_runtime))
+            .route(web::put().to(runtimes::put_runtime))
+            .route(web::delete().to(runtimes::delete_runtime)),
     )
     .service(web::resource("/api/v1/events").route(web::get().to(events::list_events)))
     .service(web::resource("/api/v1/events/stream").route(web::get().to(events::stream_events)))

@@ -10,6 +10,7 @@ use crate::catalog;
 use crate::config::Settings;
 use crate::domain::Role;
 use crate::error::ApiError;
+use crate::runtime::supervisor::Supervisor;
 
 #[derive(Debug, Serialize)]
 struct DiskView {
@@ -21,6 +22,7 @@ struct DiskView {
 /// Counts, logical vs stored bytes, the dedup saving and free disk.
 pub async fn get_system(
     pool: web::Data<SqlitePool>,
+    supervisor: web::Data<Supervisor>,
     caller: Caller,
     blobs: web::Data<BlobStore>,
     settings: web::Data<Settings>,
@@ -31,8 +33,22 @@ pub async fn get_system(
     let saved = totals.logical_bytes - totals.stored_bytes;
     #[expect(clippy::cast_precision_loss, reason = "a ratio for people; f64 is ample")]
     let saving_ratio = if totals.logical_bytes > 0 { saved as f64 / totals.logical_bytes as f64 } else { 0.0 };
+    let docker = match supervisor.docker().ping().await {
+        Ok(()) => serde_json::json!({ "reachable": true, "socket": supervisor.docker().socket() }),
+        Err(e) => {
+            serde_json::json!({ "reachable": false, "socket": supervisor.docker().socket(), "error": e.to_string() })
+        }
+    };
+    let inventory = supervisor.inventory();
+    let gpus = serde_json::json!({
+        "source": inventory.source,
+        "note": inventory.note,
+        "devices": supervisor.gpu_usage().await?,
+    });
     Ok(HttpResponse::Ok().json(serde_json::json!({
         "version": env!("CARGO_PKG_VERSION"),
+        "docker": docker,
+        "gpus": gpus,
         "counts": {
             "models": totals.models,
             "versions": totals.versions,

@@ -8,6 +8,7 @@
 
 mod ingest;
 mod read;
+mod snapshot;
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -41,6 +42,8 @@ pub enum BlobError {
 #[derive(Clone)]
 pub struct BlobStore {
     store: Arc<LocalFileSystem>,
+    /// The data dir: `blobs/`, `tmp/` and `snapshots/` are under it.
+    root: PathBuf,
     tmp_dir: PathBuf,
     /// Ingest holds this shared from the moment a blob lands until its catalog row commits;
     /// garbage collection holds it exclusively, so it never deletes a blob about to be named.
@@ -58,7 +61,7 @@ impl BlobStore {
             // Fsyncs the directory after a blob is linked into place. File contents are
             // fsynced once, by ingest, before that.
             .with_fsync(true);
-        Ok(Self { store: Arc::new(store), tmp_dir, gc_lock: Arc::new(RwLock::new(())) })
+        Ok(Self { store: Arc::new(store), root: data_dir.to_owned(), tmp_dir, gc_lock: Arc::new(RwLock::new(())) })
     }
 
     fn key(digest: &Digest) -> Key {

@@ -102,6 +102,19 @@ pub async fn list(pool: &SqlitePool, model: &ModelName) -> Result<Vec<Alias>> {
 
 pub async fn delete(pool: &SqlitePool, actor: &Actor, model: &ModelName, alias: &AliasName) -> Result<()> {
     let mut tx = begin_write(pool).await?;
+    let following: Vec<String> = sqlx::query_scalar(
+        "SELECT d.name FROM deployments d JOIN models m ON m.id = d.model_id WHERE m.name = ? AND d.alias = ? ORDER BY d.name",
+    )
+    .bind(model.as_str())
+    .bind(alias.as_str())
+    .fetch_all(&mut *tx)
+    .await?;
+    if !following.is_empty() {
+        return Err(CatalogError::Conflict(format!(
+            "deployment(s) {} follow '{model}@{alias}'; delete them or point them elsewhere first",
+            following.join(", ")
+        )));
+    }
     let previous: Option<String> = sqlx::query_scalar(
         "DELETE FROM aliases WHERE model_id = (SELECT id FROM models WHERE name = ?) AND name = ?
          RETURNING (SELECT name FROM versions WHERE id = aliases.version_id)",

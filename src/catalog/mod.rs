@@ -5,9 +5,11 @@
 
 pub mod aliases;
 pub mod blobs;
+pub mod deployments;
 pub mod events;
 pub mod files;
 pub mod models;
+pub mod runtimes;
 pub mod tokens;
 pub mod users;
 pub mod versions;

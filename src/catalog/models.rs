@@ -183,6 +183,13 @@ pub async fn update(pool: &SqlitePool, actor: &Actor, name: &ModelName, changes:
 /// finds nothing refers to them.
 pub async fn delete(pool: &SqlitePool, actor: &Actor, name: &ModelName) -> Result<()> {
     let mut tx = begin_write(pool).await?;
+    let deployed = super::deployments::names_for_model(&mut tx, name).await?;
+    if !deployed.is_empty() {
+        return Err(CatalogError::Conflict(format!(
+            "model '{name}' is deployed as {}; delete those deployments first",
+            deployed.join(", ")
+        )));
+    }
     let deleted = sqlx::query("DELETE FROM models WHERE name = ?").bind(name.as_str()).execute(&mut *tx).await?;
     if deleted.rows_affected() == 0 {
         return Err(not_found(name));

@@ -278,6 +278,19 @@ pub async fn delete(pool: &SqlitePool, actor: &Actor, model: &ModelName, version
             aliases.join(", ")
         )));
     }
+    let pinned: Vec<String> = sqlx::query_scalar(
+        "SELECT name FROM deployments WHERE model_id = (SELECT model_id FROM versions WHERE id = ?) AND version = ?",
+    )
+    .bind(id)
+    .bind(version.as_str())
+    .fetch_all(&mut *tx)
+    .await?;
+    if !pinned.is_empty() {
+        return Err(CatalogError::Conflict(format!(
+            "version '{version}' of '{model}' is deployed as {}; delete those deployments first",
+            pinned.join(", ")
+        )));
+    }
     sqlx::query("DELETE FROM versions WHERE id = ?").bind(id).execute(&mut *tx).await?;
     let details = serde_json::json!({ "version": version });
     events::record(&mut tx, actor, "version.deleted", Some(model.as_str()), &format!("{model}:{version}"), details)

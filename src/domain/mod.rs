@@ -9,6 +9,6 @@ mod role;
 
 pub use digest::{Digest, DigestError};
 pub use glob::{Glob, GlobError};
-pub use names::{AliasName, ModelName, NameError, UserName, VersionName};
+pub use names::{AliasName, DeploymentName, ModelName, NameError, UserName, VersionName};
 pub use rel_path::{RelPath, RelPathError};
 pub use role::{Role, RoleError};

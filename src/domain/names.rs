@@ -151,6 +151,28 @@ impl UserName {
     }
 }
 
+/// A deployment's name: the route name in the gateway, the `{served_name}` a runtime is
+/// told, and the container's name (`hangar-<name>`), so one segment of a model name's grammar.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+#[serde(transparent)]
+pub struct DeploymentName(String);
+
+impl DeploymentName {
+    pub fn parse(raw: &str) -> Result<Self, NameError> {
+        check_segment(raw).map_err(|reason| NameError::new("deployment", raw, reason))?;
+        Ok(Self(raw.to_owned()))
+    }
+
+    /// The default name for a deployment of `model`: its name with `/` as `-`.
+    pub fn for_model(model: &ModelName) -> Result<Self, NameError> {
+        Self::parse(&model.as_str().replace('/', "-"))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
 macro_rules! display_as_str {
     ($($ty:ty),*) => {$(
         impl fmt::Display for $ty {
@@ -160,7 +182,7 @@ macro_rules! display_as_str {
         }
     )*};
 }
-display_as_str!(ModelName, VersionName, AliasName, UserName);
+display_as_str!(ModelName, VersionName, AliasName, UserName, DeploymentName);
 
 #[cfg(test)]
 mod tests {

@@ -76,25 +76,13 @@ impl GpuInventory {
     pub fn from_config(entries: &[GpuConfig]) -> Result<Self, GpuConfigError> {
         let mut gpus: Vec<Gpu> = Vec::with_capacity(entries.len());
         for (i, entry) in entries.iter().enumerate() {
-            let err = |reason: String| GpuConfigError {
-                entry: i + 1,
-                reason,
-            };
-            let uuid = entry
-                .uuid
-                .as_deref()
-                .map(str::trim)
-                .filter(|u| !u.is_empty());
+            let err = |reason: String| GpuConfigError { entry: i + 1, reason };
+            let uuid = entry.uuid.as_deref().map(str::trim).filter(|u| !u.is_empty());
             let id = match (entry.index, uuid) {
                 (Some(index), _) => index.to_string(),
                 (None, Some(uuid)) => {
-                    if uuid
-                        .chars()
-                        .any(|c| !(c.is_ascii_alphanumeric() || c == '-'))
-                    {
-                        return Err(err(format!(
-                            "uuid {uuid:?} is not a GPU UUID such as GPU-5f3c…"
-                        )));
+                    if uuid.chars().any(|c| !(c.is_ascii_alphanumeric() || c == '-')) {
+                        return Err(err(format!("uuid {uuid:?} is not a GPU UUID such as GPU-5f3c…")));
                     }
                     uuid.to_owned()
                 }
@@ -105,14 +93,9 @@ impl GpuInventory {
             if let Some(gib) = entry.memory_gib
                 && !(gib.is_finite() && gib > 0.0)
             {
-                return Err(err(format!(
-                    "memory_gib {gib} must be a positive number of GiB"
-                )));
+                return Err(err(format!("memory_gib {gib} must be a positive number of GiB")));
             }
-            if let Some(dup) = gpus
-                .iter()
-                .find(|g| g.id == id || (g.uuid.is_some() && g.uuid.as_deref() == uuid))
-            {
+            if let Some(dup) = gpus.iter().find(|g| g.id == id || (g.uuid.is_some() && g.uuid.as_deref() == uuid)) {
                 return Err(err(format!("GPU {} is listed twice", dup.id)));
             }
             gpus.push(Gpu {
@@ -123,11 +106,7 @@ impl GpuInventory {
                 memory_gib: entry.memory_gib,
             });
         }
-        Ok(Self {
-            gpus,
-            source: InventorySource::Config,
-            note: None,
-        })
+        Ok(Self { gpus, source: InventorySource::Config, note: None })
     }
 
     /// Asks NVML (`libnvidia-ml.so.1`, loaded at run time). When it does not load, or fails,
@@ -135,18 +114,10 @@ impl GpuInventory {
     /// Hangar, it just has no GPUs to give.
     pub fn detect() -> Self {
         match detect_nvml() {
-            Ok(gpus) => Self {
-                gpus,
-                source: InventorySource::Nvml,
-                note: None,
-            },
+            Ok(gpus) => Self { gpus, source: InventorySource::Nvml, note: None },
             Err(why) => {
                 tracing::info!(reason = %why, "no GPUs from NVML");
-                Self {
-                    gpus: Vec::new(),
-                    source: InventorySource::Nvml,
-                    note: Some(why),
-                }
+                Self { gpus: Vec::new(), source: InventorySource::Nvml, note: Some(why) }
             }
         }
     }
@@ -165,14 +136,10 @@ fn detect_nvml() -> Result<Vec<Gpu>, String> {
         .lib_path(std::ffi::OsStr::new("libnvidia-ml.so.1"))
         .init()
         .map_err(|e| format!("NVML did not load (libnvidia-ml.so.1): {e}"))?;
-    let count = nvml
-        .device_count()
-        .map_err(|e| format!("NVML could not count GPUs: {e}"))?;
+    let count = nvml.device_count().map_err(|e| format!("NVML could not count GPUs: {e}"))?;
     let mut gpus = Vec::new();
     for index in 0..count {
-        let device = nvml
-            .device_by_index(index)
-            .map_err(|e| format!("NVML could not open GPU {index}: {e}"))?;
+        let device = nvml.device_by_index(index).map_err(|e| format!("NVML could not open GPU {index}: {e}"))?;
         let memory_gib = match device.memory_info() {
             Ok(info) => Some(info.total as f64 / BYTES_PER_GIB),
             // GB10: unified memory is not reported; the config must give the pool.
@@ -192,11 +159,7 @@ fn detect_nvml() -> Result<Vec<Gpu>, String> {
 
 /// What a deployment asks for.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
-#[serde(
-    rename_all = "snake_case",
-    try_from = "RawGpuRequest",
-    into = "RawGpuRequest"
-)]
+#[serde(rename_all = "snake_case", try_from = "RawGpuRequest", into = "RawGpuRequest")]
 pub enum GpuRequest {
     /// `gpus: N`: N whole GPUs, no one else on them.
     Gpus(u32),
@@ -222,9 +185,7 @@ impl GpuRequest {
 
     pub fn memory_gib(gib: f64) -> Result<Self, String> {
         if !(gib.is_finite() && gib > 0.0) {
-            return Err(format!(
-                "gpu_memory_gib {gib} must be a positive number of GiB"
-            ));
+            return Err(format!("gpu_memory_gib {gib} must be a positive number of GiB"));
         }
         Ok(Self::MemoryGib(gib))
     }
@@ -319,9 +280,7 @@ impl GpuUsage {
         if self.exclusive.is_some() {
             return Some(0.0);
         }
-        self.gpu
-            .memory_gib
-            .map(|pool| (pool - self.used_gib()).max(0.0))
+        self.gpu.memory_gib.map(|pool| (pool - self.used_gib()).max(0.0))
     }
 
     fn is_free(&self) -> bool {
@@ -333,53 +292,33 @@ impl GpuUsage {
         if let Some(holder) = &self.exclusive {
             return format!("{label} is held whole by {holder}");
         }
-        let pool = self.gpu.memory_gib.map_or_else(
-            || "memory unknown".to_owned(),
-            |p| format!("{} GiB", gib_text(p)),
-        );
+        let pool = self.gpu.memory_gib.map_or_else(|| "memory unknown".to_owned(), |p| format!("{} GiB", gib_text(p)));
         if self.shared.is_empty() {
             return format!("{label}, {pool}, is free");
         }
-        let holders: Vec<String> = self
-            .shared
-            .iter()
-            .map(|h| format!("{} ({} GiB)", h.deployment, gib_text(h.memory_gib)))
-            .collect();
-        let free = self
-            .free_gib()
-            .map_or_else(String::new, |f| format!(", {} GiB free", gib_text(f)));
+        let holders: Vec<String> =
+            self.shared.iter().map(|h| format!("{} ({} GiB)", h.deployment, gib_text(h.memory_gib))).collect();
+        let free = self.free_gib().map_or_else(String::new, |f| format!(", {} GiB free", gib_text(f)));
         format!("{label}, {pool}, is shared by {}{free}", holders.join(", "))
     }
 }
 
 /// The inventory with who holds each GPU. Allocations on GPUs no longer in the inventory
 /// are not shown.
-pub fn usage(
-    inventory: &GpuInventory,
-    allocations: &BTreeMap<String, GpuAllocation>,
-) -> Vec<GpuUsage> {
+pub fn usage(inventory: &GpuInventory, allocations: &BTreeMap<String, GpuAllocation>) -> Vec<GpuUsage> {
     inventory
         .gpus
         .iter()
         .map(|gpu| {
-            let mut usage = GpuUsage {
-                gpu: gpu.clone(),
-                exclusive: None,
-                shared: Vec::new(),
-            };
+            let mut usage = GpuUsage { gpu: gpu.clone(), exclusive: None, shared: Vec::new() };
             for (deployment, allocation) in allocations {
                 match allocation {
                     GpuAllocation::Exclusive { device_ids } if device_ids.contains(&gpu.id) => {
                         usage.exclusive = Some(deployment.clone());
                     }
-                    GpuAllocation::Shared {
-                        device_id,
-                        memory_gib,
-                        ..
-                    } if *device_id == gpu.id => usage.shared.push(SharedHolder {
-                        deployment: deployment.clone(),
-                        memory_gib: *memory_gib,
-                    }),
+                    GpuAllocation::Shared { device_id, memory_gib, .. } if *device_id == gpu.id => {
+                        usage.shared.push(SharedHolder { deployment: deployment.clone(), memory_gib: *memory_gib })
+                    }
                     _ => {}
                 }
             }
@@ -410,25 +349,15 @@ pub fn admit(
     let usage = usage(inventory, allocations);
     let refuse = |why: String, usage: Vec<GpuUsage>| {
         let mut message = format!("cannot place {request}: {why}");
-        let busy: Vec<String> = usage
-            .iter()
-            .filter(|u| !u.is_free())
-            .map(GpuUsage::describe)
-            .collect();
+        let busy: Vec<String> = usage.iter().filter(|u| !u.is_free()).map(GpuUsage::describe).collect();
         if !busy.is_empty() {
             message.push_str(&format!(". In use: {}", busy.join("; ")));
         }
-        Err(AdmissionError {
-            request,
-            usage,
-            message,
-        })
+        Err(AdmissionError { request, usage, message })
     };
     if inventory.is_empty() {
         let why = match (&inventory.source, &inventory.note) {
-            (InventorySource::Config, _) => {
-                "the [[gpus]] table in the config lists no GPU".to_owned()
-            }
+            (InventorySource::Config, _) => "the [[gpus]] table in the config lists no GPU".to_owned(),
             (InventorySource::Nvml, Some(note)) => format!(
                 "this host has no GPUs Hangar knows of ({note}); install the NVIDIA driver or list GPUs in [[gpus]] in the config"
             ),
@@ -443,18 +372,12 @@ pub fn admit(
                 let why = format!("this host has {} GPU(s)", usage.len());
                 return refuse(why, usage);
             }
-            let free: Vec<String> = usage
-                .iter()
-                .filter(|u| u.is_free())
-                .map(|u| u.gpu.id.clone())
-                .collect();
+            let free: Vec<String> = usage.iter().filter(|u| u.is_free()).map(|u| u.gpu.id.clone()).collect();
             if free.len() < wanted {
                 let why = format!("{} of {} GPU(s) are free", free.len(), usage.len());
                 return refuse(why, usage);
             }
-            Ok(GpuAllocation::Exclusive {
-                device_ids: free.into_iter().take(wanted).collect(),
-            })
+            Ok(GpuAllocation::Exclusive { device_ids: free.into_iter().take(wanted).collect() })
         }
         GpuRequest::MemoryGib(gib) => {
             let best = usage
@@ -500,52 +423,28 @@ mod tests {
     use super::*;
 
     fn gpu(id: u32, memory_gib: Option<f64>) -> Gpu {
-        Gpu {
-            id: id.to_string(),
-            index: Some(id),
-            uuid: None,
-            name: "H100".into(),
-            memory_gib,
-        }
+        Gpu { id: id.to_string(), index: Some(id), uuid: None, name: "H100".into(), memory_gib }
     }
 
     fn inventory(gpus: Vec<Gpu>) -> GpuInventory {
-        GpuInventory {
-            gpus,
-            source: InventorySource::Config,
-            note: None,
-        }
+        GpuInventory { gpus, source: InventorySource::Config, note: None }
     }
 
     fn exclusive(ids: &[&str]) -> GpuAllocation {
-        GpuAllocation::Exclusive {
-            device_ids: ids.iter().map(|s| (*s).to_owned()).collect(),
-        }
+        GpuAllocation::Exclusive { device_ids: ids.iter().map(|s| (*s).to_owned()).collect() }
     }
 
     fn shared(id: &str, gib: f64, pool: f64) -> GpuAllocation {
-        GpuAllocation::Shared {
-            device_id: id.into(),
-            memory_gib: gib,
-            mem_fraction: gib / pool,
-        }
+        GpuAllocation::Shared { device_id: id.into(), memory_gib: gib, mem_fraction: gib / pool }
     }
 
     fn held(pairs: &[(&str, GpuAllocation)]) -> BTreeMap<String, GpuAllocation> {
-        pairs
-            .iter()
-            .map(|(name, a)| ((*name).to_owned(), a.clone()))
-            .collect()
+        pairs.iter().map(|(name, a)| ((*name).to_owned(), a.clone())).collect()
     }
 
     #[test]
     fn admission_table() {
-        let four = inventory(vec![
-            gpu(0, Some(80.0)),
-            gpu(1, Some(80.0)),
-            gpu(2, Some(40.0)),
-            gpu(3, Some(80.0)),
-        ]);
+        let four = inventory(vec![gpu(0, Some(80.0)), gpu(1, Some(80.0)), gpu(2, Some(40.0)), gpu(3, Some(80.0))]);
         struct Case {
             what: &'static str,
             held: Vec<(&'static str, GpuAllocation)>,
@@ -567,10 +466,7 @@ mod tests {
             },
             Case {
                 what: "a shared GPU cannot be taken whole",
-                held: vec![
-                    ("a", exclusive(&["0", "1", "3"])),
-                    ("b", shared("2", 1.0, 40.0)),
-                ],
+                held: vec![("a", exclusive(&["0", "1", "3"])), ("b", shared("2", 1.0, 40.0))],
                 request: GpuRequest::Gpus(1),
                 want: Err(&[
                     "cannot place 1 whole GPU: 0 of 4 GPU(s) are free",
@@ -592,10 +488,7 @@ mod tests {
             },
             Case {
                 what: "best fit counts what others already use",
-                held: vec![
-                    ("a", shared("1", 60.0, 80.0)),
-                    ("b", shared("2", 22.0, 40.0)),
-                ],
+                held: vec![("a", shared("1", 60.0, 80.0)), ("b", shared("2", 22.0, 40.0))],
                 request: GpuRequest::MemoryGib(15.0),
                 want: Ok(shared("2", 15.0, 40.0)),
             },
@@ -657,34 +550,20 @@ mod tests {
         };
         let err = admit(&none, &BTreeMap::new(), GpuRequest::Gpus(1)).expect_err("no GPU");
         let message = err.to_string();
-        assert!(
-            message.starts_with("cannot place 1 whole GPU: this host has no GPUs"),
-            "{message}"
-        );
+        assert!(message.starts_with("cannot place 1 whole GPU: this host has no GPUs"), "{message}");
         assert!(message.contains("libnvidia-ml.so.1"), "{message}");
-        assert!(
-            message.contains("[[gpus]]"),
-            "says how to fix it: {message}"
-        );
+        assert!(message.contains("[[gpus]]"), "says how to fix it: {message}");
         let from_config = inventory(vec![]);
-        let err =
-            admit(&from_config, &BTreeMap::new(), GpuRequest::MemoryGib(1.0)).expect_err("none");
+        let err = admit(&from_config, &BTreeMap::new(), GpuRequest::MemoryGib(1.0)).expect_err("none");
         assert!(err.to_string().contains("lists no GPU"), "{err}");
     }
 
     #[test]
     fn unified_memory_without_a_configured_pool_takes_only_whole_requests() {
         let spark = inventory(vec![gpu(0, None)]);
-        let err =
-            admit(&spark, &BTreeMap::new(), GpuRequest::MemoryGib(16.0)).expect_err("unknown pool");
-        assert!(
-            err.to_string().contains("set memory_gib in [[gpus]]"),
-            "{err}"
-        );
-        assert_eq!(
-            admit(&spark, &BTreeMap::new(), GpuRequest::Gpus(1)),
-            Ok(exclusive(&["0"]))
-        );
+        let err = admit(&spark, &BTreeMap::new(), GpuRequest::MemoryGib(16.0)).expect_err("unknown pool");
+        assert!(err.to_string().contains("set memory_gib in [[gpus]]"), "{err}");
+        assert_eq!(admit(&spark, &BTreeMap::new(), GpuRequest::Gpus(1)), Ok(exclusive(&["0"])));
     }
 
     #[test]
@@ -697,20 +576,14 @@ mod tests {
         }])
         .expect("valid");
         let got = admit(&spark, &BTreeMap::new(), GpuRequest::MemoryGib(16.0)).expect("fits");
-        let Some(fraction) = got.mem_fraction() else {
-            panic!("shared: {got:?}")
-        };
+        let Some(fraction) = got.mem_fraction() else { panic!("shared: {got:?}") };
         assert!((fraction - 16.0 / 119.6).abs() < 1e-12);
         assert_eq!(got.device_ids(), ["0"]);
         let held = held(&[("a", got)]);
         let second = admit(&spark, &held, GpuRequest::MemoryGib(100.0)).expect("fits beside");
         assert_eq!(second.device_ids(), ["0"]);
         let err = admit(&spark, &held, GpuRequest::MemoryGib(104.0)).expect_err("too much");
-        assert!(
-            err.to_string()
-                .contains("shared by a (16 GiB), 103.6 GiB free"),
-            "{err}"
-        );
+        assert!(err.to_string().contains("shared by a (16 GiB), 103.6 GiB free"), "{err}");
     }
 
     #[test]
@@ -721,23 +594,17 @@ mod tests {
             name: None,
             memory_gib,
         };
-        let by_uuid =
-            GpuInventory::from_config(&[entry(None, Some("GPU-5f3c1a2b"), None)]).expect("uuid");
+        let by_uuid = GpuInventory::from_config(&[entry(None, Some("GPU-5f3c1a2b"), None)]).expect("uuid");
         assert_eq!(by_uuid.gpus[0].id, "GPU-5f3c1a2b");
         assert_eq!(by_uuid.source, InventorySource::Config);
         for (entries, needle) in [
             (vec![entry(None, None, None)], "entry 1: give index"),
             (vec![entry(Some(0), None, Some(0.0))], "positive"),
             (vec![entry(Some(0), None, Some(f64::NAN))], "positive"),
-            (
-                vec![entry(Some(0), None, None), entry(Some(0), None, None)],
-                "entry 2: GPU 0 is listed twice",
-            ),
+            (vec![entry(Some(0), None, None), entry(Some(0), None, None)], "entry 2: GPU 0 is listed twice"),
             (vec![entry(None, Some("GPU 1"), None)], "not a GPU UUID"),
         ] {
-            let err = GpuInventory::from_config(&entries)
-                .expect_err(needle)
-                .to_string();
+            let err = GpuInventory::from_config(&entries).expect_err(needle).to_string();
             assert!(err.contains(needle), "{err}");
         }
     }
@@ -755,26 +622,15 @@ mod tests {
         let inv = GpuInventory::load(Some(&file.gpus)).expect("valid");
         assert_eq!(inv.gpus.len(), 2);
         assert_eq!(inv.gpus[0].memory_gib, Some(119.6));
-        assert!(
-            toml::from_str::<File>("[[gpus]]\nindx = 0\n").is_err(),
-            "typos are refused"
-        );
+        assert!(toml::from_str::<File>("[[gpus]]\nindx = 0\n").is_err(), "typos are refused");
     }
 
     #[test]
     fn requests_parse_from_json_and_refuse_nonsense() {
         let parse = |json: &str| serde_json::from_str::<GpuRequest>(json);
         assert_eq!(parse(r#"{"gpus": 2}"#).expect("valid"), GpuRequest::Gpus(2));
-        assert_eq!(
-            parse(r#"{"gpu_memory_gib": 16}"#).expect("valid"),
-            GpuRequest::MemoryGib(16.0)
-        );
-        assert!(
-            parse(r#"{"gpus": 0}"#)
-                .expect_err("zero")
-                .to_string()
-                .contains("at least 1")
-        );
+        assert_eq!(parse(r#"{"gpu_memory_gib": 16}"#).expect("valid"), GpuRequest::MemoryGib(16.0));
+        assert!(parse(r#"{"gpus": 0}"#).expect_err("zero").to_string().contains("at least 1"));
         assert!(parse(r#"{"gpu_memory_gib": -1}"#).is_err());
         assert!(parse(r#"{"gpus": 1, "gpu_memory_gib": 2}"#).is_err());
         assert_eq!(

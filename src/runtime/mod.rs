@@ -1,22 +1,24 @@
 //! Running model servers in Docker. This part is pure: runtimes and their presets, argv
 //! templates, the GPU inventory and admission, and the container spec as a function of a
-//! deployment's facts. The supervisor that talks to Docker builds on it.
+//! deployment's facts. `docker` is the only module that talks to Docker; `supervisor` runs
+//! the reconcile loop on top of both.
 
+pub mod docker;
 pub mod gpu;
 pub mod presets;
 pub mod spec;
+pub mod supervisor;
 pub mod template;
 
 pub use gpu::{
-    AdmissionError, Gpu, GpuAllocation, GpuConfig, GpuConfigError, GpuInventory, GpuRequest,
-    GpuUsage, InventorySource, SharedHolder, admit, usage,
+    AdmissionError, Gpu, GpuAllocation, GpuConfig, GpuConfigError, GpuInventory, GpuRequest, GpuUsage, InventorySource,
+    SharedHolder, admit, usage,
 };
 pub use presets::{
-    MODEL_DIR, PRESET_NAMES, Runtime, RuntimeDraft, RuntimeError, RuntimeName, preset, presets,
-    presets_for_arch,
+    MODEL_DIR, PRESET_NAMES, Runtime, RuntimeDraft, RuntimeError, RuntimeName, preset, presets, presets_for_arch,
 };
 pub use spec::{
-    ContainerSpec, GpuMode, Overrides, OverridesError, Reach, SpecError, SpecInput, SpecSettings,
-    container_name, container_spec,
+    ContainerSpec, GpuMode, Overrides, OverridesError, Reach, SpecError, SpecInput, SpecSettings, container_name,
+    container_spec,
 };
 pub use template::{ArgTemplate, Placeholder, RenderError, Template, TemplateError, Values};

@@ -23,8 +23,7 @@ pub struct RuntimeName(String);
 
 impl RuntimeName {
     pub fn parse(raw: &str) -> Result<Self, RuntimeError> {
-        const RULE: &str =
-            "use 1-63 lowercase letters, digits, '.', '_' or '-', starting with a letter or digit";
+        const RULE: &str = "use 1-63 lowercase letters, digits, '.', '_' or '-', starting with a letter or digit";
         let shown: String = raw.chars().take(80).collect();
         let err = |why: String| RuntimeError::new("name", format!("{shown:?} {why}; {RULE}"));
         match raw.chars().next() {
@@ -37,10 +36,7 @@ impl RuntimeName {
         if raw.len() > 63 {
             return Err(err(format!("is {} characters long", raw.len())));
         }
-        if let Some(c) = raw
-            .chars()
-            .find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || "._-".contains(*c)))
-        {
+        if let Some(c) = raw.chars().find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || "._-".contains(*c))) {
             return Err(err(format!("contains {c:?}")));
         }
         Ok(Self(raw.to_owned()))
@@ -67,10 +63,7 @@ pub struct RuntimeError {
 
 impl RuntimeError {
     fn new(field: impl Into<String>, reason: impl Into<String>) -> Self {
-        Self {
-            field: field.into(),
-            reason: reason.into(),
-        }
+        Self { field: field.into(), reason: reason.into() }
     }
 
     fn template(field: impl Into<String>, err: TemplateError) -> Self {
@@ -170,19 +163,12 @@ impl Runtime {
         if draft.args.iter().any(|a| a.contains('\0')) {
             return Err(RuntimeError::new("args", "contain a NUL byte"));
         }
-        let args =
-            ArgTemplate::parse(&draft.args).map_err(|e| RuntimeError::template("args", e))?;
+        let args = ArgTemplate::parse(&draft.args).map_err(|e| RuntimeError::template("args", e))?;
         if !(1..=65535).contains(&draft.port) {
-            return Err(RuntimeError::new(
-                "port",
-                format!("{} is not a port; use 1-65535", draft.port),
-            ));
+            return Err(RuntimeError::new("port", format!("{} is not a port; use 1-65535", draft.port)));
         }
         let path = draft.health_path.as_str();
-        if !path.starts_with('/')
-            || path.len() > 1024
-            || path.chars().any(|c| c.is_whitespace() || c.is_control())
-        {
+        if !path.starts_with('/') || path.len() > 1024 || path.chars().any(|c| c.is_whitespace() || c.is_control()) {
             return Err(RuntimeError::new(
                 "health_path",
                 format!(
@@ -204,40 +190,26 @@ impl Runtime {
         if shm != 0 && shm < MIB {
             return Err(RuntimeError::new(
                 "shm_size_bytes",
-                format!(
-                    "{shm} is in bytes, less than 1 MiB; 1 GiB is {GIB}, 0 keeps Docker's 64 MiB"
-                ),
+                format!("{shm} is in bytes, less than 1 MiB; 1 GiB is {GIB}, 0 keeps Docker's 64 MiB"),
             ));
         }
         if i64::try_from(shm).is_err() {
-            return Err(RuntimeError::new(
-                "shm_size_bytes",
-                format!("{shm} is too large"),
-            ));
+            return Err(RuntimeError::new("shm_size_bytes", format!("{shm} is too large")));
         }
         let mut env = BTreeMap::new();
         for (key, value) in &draft.env {
-            let template = parse_env_entry(key, value)
-                .map_err(|why| RuntimeError::new(format!("env.{key}"), why))?;
+            let template = parse_env_entry(key, value).map_err(|why| RuntimeError::new(format!("env.{key}"), why))?;
             env.insert(key.clone(), template);
         }
         let mut seen = Vec::new();
         for dir in &draft.scratch_dirs {
             check_scratch_dir(dir)?;
             if seen.contains(&dir) {
-                return Err(RuntimeError::new(
-                    "scratch_dirs",
-                    format!("{dir:?} is listed twice"),
-                ));
+                return Err(RuntimeError::new("scratch_dirs", format!("{dir:?} is listed twice")));
             }
             seen.push(dir);
         }
-        Ok(Self {
-            name,
-            draft,
-            args,
-            env,
-        })
+        Ok(Self { name, draft, args, env })
     }
 
     pub fn name(&self) -> &RuntimeName {
@@ -308,11 +280,7 @@ impl serde::Serialize for Runtime {
             #[serde(flatten)]
             draft: &'a RuntimeDraft,
         }
-        View {
-            name: &self.name,
-            draft: &self.draft,
-        }
-        .serialize(serializer)
+        View { name: &self.name, draft: &self.draft }.serialize(serializer)
     }
 }
 
@@ -323,20 +291,13 @@ pub(super) const RESERVED_ENV: &str = "NVIDIA_VISIBLE_DEVICES";
 /// Checks one environment entry (a runtime's or a deployment's override) and parses its
 /// value as a template.
 pub(super) fn parse_env_entry(key: &str, value: &str) -> Result<Template, String> {
-    let valid_key = key
-        .chars()
-        .next()
-        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+    let valid_key = key.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
         && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
     if !valid_key {
-        return Err(format!(
-            "{key:?} is not a variable name; use letters, digits and '_', not starting with a digit"
-        ));
+        return Err(format!("{key:?} is not a variable name; use letters, digits and '_', not starting with a digit"));
     }
     if key == RESERVED_ENV {
-        return Err(format!(
-            "{RESERVED_ENV} is set by Hangar from the deployment's GPUs; request GPUs instead"
-        ));
+        return Err(format!("{RESERVED_ENV} is set by Hangar from the deployment's GPUs; request GPUs instead"));
     }
     if value.contains('\0') {
         return Err("contains a NUL byte".to_owned());
@@ -349,15 +310,8 @@ fn check_scratch_dir(dir: &str) -> Result<(), RuntimeError> {
     if !dir.starts_with('/') || dir == "/" {
         return Err(err("must be an absolute path below /"));
     }
-    if dir.ends_with('/')
-        || dir
-            .split('/')
-            .skip(1)
-            .any(|s| s.is_empty() || s == "." || s == "..")
-    {
-        return Err(err(
-            "must be a plain path without '.', '..', '//' or a trailing '/'",
-        ));
+    if dir.ends_with('/') || dir.split('/').skip(1).any(|s| s.is_empty() || s == "." || s == "..") {
+        return Err(err("must be a plain path without '.', '..', '//' or a trailing '/'"));
     }
     if dir.contains('\0') || dir.contains(',') {
         return Err(err("contains a NUL byte or a comma"));
@@ -436,11 +390,7 @@ fn preset_table(arch: &str) -> [Preset; 6] {
             health_path: "/health",
             startup_deadline_secs: 900,
             shm_size_bytes: 8 * GIB,
-            env: &[
-                ("HF_HUB_OFFLINE", "1"),
-                ("DO_NOT_TRACK", "1"),
-                ("VLLM_NO_USAGE_STATS", "1"),
-            ],
+            env: &[("HF_HUB_OFFLINE", "1"), ("DO_NOT_TRACK", "1"), ("VLLM_NO_USAGE_STATS", "1")],
             openai: true,
             scratch_dirs: &[],
         },
@@ -476,11 +426,7 @@ fn preset_table(arch: &str) -> [Preset; 6] {
         },
         Preset {
             name: "sglang",
-            image: if arm {
-                "lmsysorg/sglang:latest-cu130"
-            } else {
-                "lmsysorg/sglang:latest"
-            },
+            image: if arm { "lmsysorg/sglang:latest-cu130" } else { "lmsysorg/sglang:latest" },
             entrypoint: None,
             args: &[
                 "python3",
@@ -510,14 +456,7 @@ fn preset_table(arch: &str) -> [Preset; 6] {
             // amd64 only upstream.
             image: "ghcr.io/huggingface/text-generation-inference:latest",
             entrypoint: None,
-            args: &[
-                "--model-id",
-                "/model",
-                "--hostname",
-                "0.0.0.0",
-                "--port",
-                "{port}",
-            ],
+            args: &["--model-id", "/model", "--hostname", "0.0.0.0", "--port", "{port}"],
             port: 8080,
             health_path: "/health",
             startup_deadline_secs: 600,
@@ -578,19 +517,13 @@ impl Preset {
     fn build(&self) -> Runtime {
         let draft = RuntimeDraft {
             image: self.image.to_owned(),
-            entrypoint: self
-                .entrypoint
-                .map(|e| e.iter().map(|s| (*s).to_owned()).collect()),
+            entrypoint: self.entrypoint.map(|e| e.iter().map(|s| (*s).to_owned()).collect()),
             args: self.args.iter().map(|s| (*s).to_owned()).collect(),
             port: self.port,
             health_path: self.health_path.to_owned(),
             startup_deadline_secs: self.startup_deadline_secs,
             shm_size_bytes: self.shm_size_bytes,
-            env: self
-                .env
-                .iter()
-                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-                .collect(),
+            env: self.env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect(),
             openai: self.openai,
             scratch_dirs: self.scratch_dirs.iter().map(|s| (*s).to_owned()).collect(),
         };
@@ -611,10 +544,7 @@ pub fn presets() -> Vec<Runtime> {
 
 /// One built-in runtime for this host, by name.
 pub fn preset(name: &str) -> Option<Runtime> {
-    preset_table(std::env::consts::ARCH)
-        .iter()
-        .find(|p| p.name == name)
-        .map(Preset::build)
+    preset_table(std::env::consts::ARCH).iter().find(|p| p.name == name).map(Preset::build)
 }
 
 #[cfg(test)]
@@ -676,49 +606,17 @@ mod tests {
         type Edit = fn(&mut RuntimeDraft);
         let cases: [(Edit, &str, &str); 18] = [
             (|d| d.image = String::new(), "image", "is empty"),
-            (
-                |d| d.image = "a b".into(),
-                "image",
-                "not an image reference",
-            ),
-            (
-                |d| d.entrypoint = Some(vec![]),
-                "entrypoint",
-                "leave it out",
-            ),
-            (
-                |d| d.args = vec!["{prot}".into()],
-                "args",
-                "unknown placeholder {prot}",
-            ),
+            (|d| d.image = "a b".into(), "image", "not an image reference"),
+            (|d| d.entrypoint = Some(vec![]), "entrypoint", "leave it out"),
+            (|d| d.args = vec!["{prot}".into()], "args", "unknown placeholder {prot}"),
             (|d| d.args = vec!["{port".into()], "args", "not closed"),
             (|d| d.port = 0, "port", "1-65535"),
             (|d| d.port = 65536, "port", "1-65535"),
-            (
-                |d| d.health_path = "health".into(),
-                "health_path",
-                "starts with '/'",
-            ),
-            (
-                |d| d.health_path = "/a b".into(),
-                "health_path",
-                "starts with '/'",
-            ),
-            (
-                |d| d.startup_deadline_secs = 0,
-                "startup_deadline_secs",
-                "1-86400",
-            ),
-            (
-                |d| d.shm_size_bytes = 8,
-                "shm_size_bytes",
-                "1 GiB is 1073741824",
-            ),
-            (
-                |d| d.shm_size_bytes = u64::MAX,
-                "shm_size_bytes",
-                "too large",
-            ),
+            (|d| d.health_path = "health".into(), "health_path", "starts with '/'"),
+            (|d| d.health_path = "/a b".into(), "health_path", "starts with '/'"),
+            (|d| d.startup_deadline_secs = 0, "startup_deadline_secs", "1-86400"),
+            (|d| d.shm_size_bytes = 8, "shm_size_bytes", "1 GiB is 1073741824"),
+            (|d| d.shm_size_bytes = u64::MAX, "shm_size_bytes", "too large"),
             (
                 |d| {
                     d.env.insert("1X".into(), "v".into());
@@ -740,21 +638,9 @@ mod tests {
                 "env.NVIDIA_VISIBLE_DEVICES",
                 "set by Hangar",
             ),
-            (
-                |d| d.scratch_dirs = vec!["cache".into()],
-                "scratch_dirs",
-                "absolute",
-            ),
-            (
-                |d| d.scratch_dirs = vec!["/model/x".into()],
-                "scratch_dirs",
-                "read-only model mount",
-            ),
-            (
-                |d| d.scratch_dirs = vec!["/c".into(), "/c".into()],
-                "scratch_dirs",
-                "listed twice",
-            ),
+            (|d| d.scratch_dirs = vec!["cache".into()], "scratch_dirs", "absolute"),
+            (|d| d.scratch_dirs = vec!["/model/x".into()], "scratch_dirs", "read-only model mount"),
+            (|d| d.scratch_dirs = vec!["/c".into(), "/c".into()], "scratch_dirs", "listed twice"),
         ];
         for (edit, field, needle) in cases {
             let mut d = draft();
@@ -778,10 +664,7 @@ mod tests {
     #[test]
     fn every_preset_is_valid_on_both_architectures() {
         for arch in ["x86_64", "aarch64"] {
-            let names: Vec<String> = presets_for_arch(arch)
-                .iter()
-                .map(|r| r.name().to_string())
-                .collect();
+            let names: Vec<String> = presets_for_arch(arch).iter().map(|r| r.name().to_string()).collect();
             assert_eq!(names, PRESET_NAMES, "{arch}");
         }
         assert!(preset("vllm").is_some());
@@ -808,11 +691,7 @@ mod tests {
             "/model --served-model-name chat --host 0.0.0.0 --port 8000 --gpu-memory-utilization 0.25"
         );
         assert_eq!(
-            (
-                vllm.health_path(),
-                vllm.startup_deadline(),
-                vllm.shm_size_bytes()
-            ),
+            (vllm.health_path(), vllm.startup_deadline(), vllm.shm_size_bytes()),
             ("/health", Duration::from_secs(900), Some(8 << 30))
         );
         assert_eq!(vllm.env()["HF_HUB_OFFLINE"].as_str(), "1");
@@ -836,14 +715,8 @@ mod tests {
                 .map(|r| r.image().to_owned())
                 .expect(name)
         };
-        assert_eq!(
-            image("x86_64", "llama-cpp"),
-            "ghcr.io/ggml-org/llama.cpp:server-cuda"
-        );
-        assert_eq!(
-            image("aarch64", "llama-cpp"),
-            "ghcr.io/ggml-org/llama.cpp:server-cuda13"
-        );
+        assert_eq!(image("x86_64", "llama-cpp"), "ghcr.io/ggml-org/llama.cpp:server-cuda");
+        assert_eq!(image("aarch64", "llama-cpp"), "ghcr.io/ggml-org/llama.cpp:server-cuda13");
         assert_eq!(image("aarch64", "sglang"), "lmsysorg/sglang:latest-cu130");
     }
 
@@ -858,10 +731,7 @@ mod tests {
     #[test]
     fn ollama_imports_into_a_scratch_volume_through_the_environment() {
         let ollama = preset("ollama").expect("preset");
-        assert_eq!(
-            ollama.entrypoint(),
-            Some(&["/bin/sh".to_owned(), "-c".to_owned()][..])
-        );
+        assert_eq!(ollama.entrypoint(), Some(&["/bin/sh".to_owned(), "-c".to_owned()][..]));
         assert_eq!(ollama.scratch_dirs(), ["/ollama-store"]);
         assert_eq!(ollama.env()["OLLAMA_MODELS"].as_str(), "/ollama-store");
         assert!(ollama.needs_file(), "the GGUF to import is {{file}}");

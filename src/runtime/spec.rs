@@ -15,8 +15,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
 use bollard::models::{
-    ContainerCreateBody, DeviceRequest, EndpointSettings, HostConfig, Mount, MountType,
-    NetworkingConfig, PortBinding, ResourcesUlimits, RestartPolicy, RestartPolicyNameEnum,
+    ContainerCreateBody, DeviceRequest, EndpointSettings, HostConfig, Mount, MountType, NetworkingConfig, PortBinding,
+    ResourcesUlimits, RestartPolicy, RestartPolicyNameEnum,
 };
 use bollard::query_parameters::{CreateContainerOptions, CreateContainerOptionsBuilder};
 
@@ -28,6 +28,9 @@ pub const LABEL_MANAGED: &str = "hangar.managed";
 pub const LABEL_DEPLOYMENT: &str = "hangar.deployment";
 pub const LABEL_INSTANCE: &str = "hangar.instance";
 pub const LABEL_RUNTIME: &str = "hangar.runtime";
+/// Which Hangar installation (data dir) owns the container: two Hangars sharing one Docker
+/// engine never touch each other's containers.
+pub const LABEL_OWNER: &str = "hangar.owner";
 
 /// Threads count against it; model servers run hundreds.
 pub const DEFAULT_PIDS_LIMIT: i64 = 4096;
@@ -57,6 +60,8 @@ pub struct SpecSettings {
     /// and are reached by name; nothing is published on the host.
     pub docker_network: Option<String>,
     pub pids_limit: i64,
+    /// This installation's id, put on every container as `hangar.owner`.
+    pub owner: String,
 }
 
 impl Default for SpecSettings {
@@ -65,6 +70,7 @@ impl Default for SpecSettings {
             gpu_mode: GpuMode::default(),
             docker_network: None,
             pids_limit: DEFAULT_PIDS_LIMIT,
+            owner: String::new(),
         }
     }
 }
@@ -103,16 +109,10 @@ impl Overrides {
             .map(|(key, value)| {
                 parse_env_entry(key, value)
                     .map(|t| (key.clone(), t))
-                    .map_err(|reason| OverridesError::Env {
-                        key: key.clone(),
-                        reason,
-                    })
+                    .map_err(|reason| OverridesError::Env { key: key.clone(), reason })
             })
             .collect::<Result<_, _>>()?;
-        Ok(Self {
-            env,
-            args: ArgTemplate::parse(args)?,
-        })
+        Ok(Self { env, args: ArgTemplate::parse(args)? })
     }
 }
 
@@ -127,11 +127,7 @@ impl TryFrom<RawOverrides> for Overrides {
 impl From<Overrides> for RawOverrides {
     fn from(overrides: Overrides) -> Self {
         Self {
-            env: overrides
-                .env
-                .into_iter()
-                .map(|(k, v)| (k, v.as_str().to_owned()))
-                .collect(),
+            env: overrides.env.into_iter().map(|(k, v)| (k, v.as_str().to_owned())).collect(),
             args: overrides.args.into(),
         }
     }
@@ -182,9 +178,7 @@ pub enum SpecError {
     DeploymentName(String),
     #[error("the instance id is empty")]
     EmptyInstance,
-    #[error(
-        "snapshot path {0:?} must be an absolute UTF-8 path, as the Docker daemon resolves it on the host"
-    )]
+    #[error("snapshot path {0:?} must be an absolute UTF-8 path, as the Docker daemon resolves it on the host")]
     SnapshotPath(String),
     #[error("docker_network {0:?} is not a network name")]
     Network(String),
@@ -197,29 +191,13 @@ pub fn container_name(deployment: &str) -> String {
 }
 
 pub fn container_spec(input: &SpecInput<'_>) -> Result<ContainerSpec, SpecError> {
-    let SpecInput {
-        deployment,
-        instance,
-        runtime,
-        snapshot,
-        gpus,
-        file,
-        overrides,
-        settings,
-    } = *input;
+    let SpecInput { deployment, instance, runtime, snapshot, gpus, file, overrides, settings } = *input;
     // Docker's rule for names: [a-zA-Z0-9][a-zA-Z0-9_.-]+ (after our "hangar-" prefix).
-    let name_ok = deployment
-        .chars()
-        .next()
-        .is_some_and(|c| c.is_ascii_alphanumeric())
+    let name_ok = deployment.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
         && deployment.len() <= 200
-        && deployment
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c));
+        && deployment.chars().all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c));
     if !name_ok {
-        return Err(SpecError::DeploymentName(
-            deployment.chars().take(80).collect(),
-        ));
+        return Err(SpecError::DeploymentName(deployment.chars().take(80).collect()));
     }
     if instance.is_empty() {
         return Err(SpecError::EmptyInstance);
@@ -229,13 +207,8 @@ pub fn container_spec(input: &SpecInput<'_>) -> Result<ContainerSpec, SpecError>
         .filter(|s| snapshot.is_absolute() && !s.contains('\0'))
         .ok_or_else(|| SpecError::SnapshotPath(snapshot.to_string_lossy().into_owned()))?;
     if let Some(network) = &settings.docker_network {
-        let ok = network
-            .chars()
-            .next()
-            .is_some_and(|c| c.is_ascii_alphanumeric())
-            && network
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c));
+        let ok = network.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
+            && network.chars().all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c));
         if !ok {
             return Err(SpecError::Network(network.clone()));
         }
@@ -247,9 +220,7 @@ pub fn container_spec(input: &SpecInput<'_>) -> Result<ContainerSpec, SpecError>
         model_dir: MODEL_DIR,
         port,
         served_name: deployment,
-        mem_fraction: gpus
-            .and_then(GpuAllocation::mem_fraction)
-            .unwrap_or(WHOLE_GPU_MEM_FRACTION),
+        mem_fraction: gpus.and_then(GpuAllocation::mem_fraction).unwrap_or(WHOLE_GPU_MEM_FRACTION),
         file,
     };
 
@@ -276,6 +247,7 @@ pub fn container_spec(input: &SpecInput<'_>) -> Result<ContainerSpec, SpecError>
         (LABEL_DEPLOYMENT, deployment),
         (LABEL_INSTANCE, instance),
         (LABEL_RUNTIME, runtime.name().as_str()),
+        (LABEL_OWNER, settings.owner.as_str()),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v.to_owned()))
@@ -307,12 +279,7 @@ pub fn container_spec(input: &SpecInput<'_>) -> Result<ContainerSpec, SpecError>
             },
             GpuMode::Cdi => DeviceRequest {
                 driver: Some("cdi".to_owned()),
-                device_ids: Some(
-                    device_ids
-                        .iter()
-                        .map(|id| format!("nvidia.com/gpu={id}"))
-                        .collect(),
-                ),
+                device_ids: Some(device_ids.iter().map(|id| format!("nvidia.com/gpu={id}")).collect()),
                 ..Default::default()
             },
         }]
@@ -320,16 +287,8 @@ pub fn container_spec(input: &SpecInput<'_>) -> Result<ContainerSpec, SpecError>
     // NVIDIA's containers expect these (pinned memory for transfers, deep stacks).
     let ulimits = (!device_ids.is_empty()).then(|| {
         vec![
-            ResourcesUlimits {
-                name: Some("memlock".to_owned()),
-                soft: Some(-1),
-                hard: Some(-1),
-            },
-            ResourcesUlimits {
-                name: Some("stack".to_owned()),
-                soft: Some(67_108_864),
-                hard: Some(67_108_864),
-            },
+            ResourcesUlimits { name: Some("memlock".to_owned()), soft: Some(-1), hard: Some(-1) },
+            ResourcesUlimits { name: Some("stack".to_owned()), soft: Some(67_108_864), hard: Some(67_108_864) },
         ]
     });
 
@@ -346,23 +305,15 @@ pub fn container_spec(input: &SpecInput<'_>) -> Result<ContainerSpec, SpecError>
             )])),
             None,
             None,
-            Reach::Published {
-                port_key: port_key.clone(),
-            },
+            Reach::Published { port_key: port_key.clone() },
         ),
         Some(network) => (
             None,
             Some(network.clone()),
             Some(NetworkingConfig {
-                endpoints_config: Some(HashMap::from([(
-                    network.clone(),
-                    EndpointSettings::default(),
-                )])),
+                endpoints_config: Some(HashMap::from([(network.clone(), EndpointSettings::default())])),
             }),
-            Reach::Network {
-                host: name.clone(),
-                port,
-            },
+            Reach::Network { host: name.clone(), port },
         ),
     };
 
@@ -373,10 +324,7 @@ pub fn container_spec(input: &SpecInput<'_>) -> Result<ContainerSpec, SpecError>
         privileged: Some(false),
         pids_limit: Some(settings.pids_limit),
         shm_size: runtime.shm_size_bytes(),
-        restart_policy: Some(RestartPolicy {
-            name: Some(RestartPolicyNameEnum::NO),
-            maximum_retry_count: None,
-        }),
+        restart_policy: Some(RestartPolicy { name: Some(RestartPolicyNameEnum::NO), maximum_retry_count: None }),
         // Hangar reads the exit code and the last log lines before it removes the container.
         auto_remove: Some(false),
         init: Some(true),
@@ -398,12 +346,7 @@ pub fn container_spec(input: &SpecInput<'_>) -> Result<ContainerSpec, SpecError>
         networking_config,
         ..Default::default()
     };
-    Ok(ContainerSpec {
-        options: CreateContainerOptionsBuilder::new().name(&name).build(),
-        name,
-        body,
-        reach,
-    })
+    Ok(ContainerSpec { options: CreateContainerOptionsBuilder::new().name(&name).build(), name, body, reach })
 }
 
 #[cfg(test)]
@@ -417,16 +360,9 @@ mod tests {
             RuntimeDraft {
                 image: "hangar-test-model:latest".into(),
                 entrypoint: None,
-                args: [
-                    "--port",
-                    "{port}",
-                    "--served-model-name",
-                    "{served_name}",
-                    "--f",
-                    "{mem_fraction}",
-                ]
-                .map(String::from)
-                .to_vec(),
+                args: ["--port", "{port}", "--served-model-name", "{served_name}", "--f", "{mem_fraction}"]
+                    .map(String::from)
+                    .to_vec(),
                 port: 8000,
                 health_path: "/health".into(),
                 startup_deadline_secs: 30,
@@ -449,14 +385,7 @@ mod tests {
         ContainerCreateBody {
             image: Some("hangar-test-model:latest".into()),
             entrypoint: None,
-            cmd: Some(strings(&[
-                "--port",
-                "8000",
-                "--served-model-name",
-                "chat",
-                "--f",
-                "0.9",
-            ])),
+            cmd: Some(strings(&["--port", "8000", "--served-model-name", "chat", "--f", "0.9"])),
             env: Some(strings(&["A=chat-8000", "NVIDIA_VISIBLE_DEVICES=void"])),
             labels: Some(HashMap::from(
                 [
@@ -464,6 +393,7 @@ mod tests {
                     ("hangar.deployment", "chat"),
                     ("hangar.instance", "i-1"),
                     ("hangar.runtime", "test"),
+                    ("hangar.owner", ""),
                 ]
                 .map(|(k, v)| (k.to_owned(), v.to_owned())),
             )),
@@ -491,10 +421,7 @@ mod tests {
                 ulimits: None,
                 port_bindings: Some(HashMap::from([(
                     "8000/tcp".to_owned(),
-                    Some(vec![PortBinding {
-                        host_ip: Some("127.0.0.1".into()),
-                        host_port: Some(String::new()),
-                    }]),
+                    Some(vec![PortBinding { host_ip: Some("127.0.0.1".into()), host_port: Some(String::new()) }]),
                 )])),
                 network_mode: None,
                 ..Default::default()
@@ -510,16 +437,8 @@ mod tests {
 
     fn gpu_ulimits() -> Option<Vec<ResourcesUlimits>> {
         Some(vec![
-            ResourcesUlimits {
-                name: Some("memlock".into()),
-                soft: Some(-1),
-                hard: Some(-1),
-            },
-            ResourcesUlimits {
-                name: Some("stack".into()),
-                soft: Some(67_108_864),
-                hard: Some(67_108_864),
-            },
+            ResourcesUlimits { name: Some("memlock".into()), soft: Some(-1), hard: Some(-1) },
+            ResourcesUlimits { name: Some("stack".into()), soft: Some(67_108_864), hard: Some(67_108_864) },
         ])
     }
 
@@ -528,33 +447,15 @@ mod tests {
         let runtime = test_runtime();
         let no_overrides = Overrides::default();
         let overrides = Overrides::parse(
-            &BTreeMap::from([
-                ("A".into(), "override".into()),
-                ("HANGAR_TEST_FILE".into(), "{file}".into()),
-            ]),
+            &BTreeMap::from([("A".into(), "override".into()), ("HANGAR_TEST_FILE".into(), "{file}".into())]),
             &strings(&["--health-delay-secs", "2"]),
         )
         .expect("valid overrides");
-        let whole = GpuAllocation::Exclusive {
-            device_ids: strings(&["1", "3"]),
-        };
-        let shared = GpuAllocation::Shared {
-            device_id: "0".into(),
-            memory_gib: 16.0,
-            mem_fraction: 0.125,
-        };
-        let network = SpecSettings {
-            docker_network: Some("hangar-net".into()),
-            ..SpecSettings::default()
-        };
-        let cdi = SpecSettings {
-            gpu_mode: GpuMode::Cdi,
-            ..SpecSettings::default()
-        };
-        let limited = SpecSettings {
-            pids_limit: 100,
-            ..SpecSettings::default()
-        };
+        let whole = GpuAllocation::Exclusive { device_ids: strings(&["1", "3"]) };
+        let shared = GpuAllocation::Shared { device_id: "0".into(), memory_gib: 16.0, mem_fraction: 0.125 };
+        let network = SpecSettings { docker_network: Some("hangar-net".into()), ..SpecSettings::default() };
+        let cdi = SpecSettings { gpu_mode: GpuMode::Cdi, ..SpecSettings::default() };
+        let limited = SpecSettings { pids_limit: 100, ..SpecSettings::default() };
         let defaults = SpecSettings::default();
         let base = || SpecInput {
             deployment: "chat",
@@ -573,16 +474,11 @@ mod tests {
                 "no GPU: published on 127.0.0.1 with an ephemeral port",
                 base(),
                 |_| {},
-                Reach::Published {
-                    port_key: "8000/tcp".into(),
-                },
+                Reach::Published { port_key: "8000/tcp".into() },
             ),
             (
                 "whole GPUs, nvidia mode: device ids, never Count",
-                SpecInput {
-                    gpus: Some(&whole),
-                    ..base()
-                },
+                SpecInput { gpus: Some(&whole), ..base() },
                 |b| {
                     b.env = Some(strings(&["A=chat-8000", "NVIDIA_VISIBLE_DEVICES=1,3"]));
                     let h = host(b);
@@ -595,17 +491,11 @@ mod tests {
                     }]);
                     h.ulimits = gpu_ulimits();
                 },
-                Reach::Published {
-                    port_key: "8000/tcp".into(),
-                },
+                Reach::Published { port_key: "8000/tcp".into() },
             ),
             (
                 "whole GPUs, cdi mode: qualified CDI names",
-                SpecInput {
-                    gpus: Some(&whole),
-                    settings: &cdi,
-                    ..base()
-                },
+                SpecInput { gpus: Some(&whole), settings: &cdi, ..base() },
                 |b| {
                     let h = host(b);
                     h.device_requests = Some(vec![DeviceRequest {
@@ -617,25 +507,13 @@ mod tests {
                     }]);
                     h.ulimits = gpu_ulimits();
                 },
-                Reach::Published {
-                    port_key: "8000/tcp".into(),
-                },
+                Reach::Published { port_key: "8000/tcp".into() },
             ),
             (
                 "shared GPU: one device and the fraction in the argv",
-                SpecInput {
-                    gpus: Some(&shared),
-                    ..base()
-                },
+                SpecInput { gpus: Some(&shared), ..base() },
                 |b| {
-                    b.cmd = Some(strings(&[
-                        "--port",
-                        "8000",
-                        "--served-model-name",
-                        "chat",
-                        "--f",
-                        "0.125",
-                    ]));
+                    b.cmd = Some(strings(&["--port", "8000", "--served-model-name", "chat", "--f", "0.125"]));
                     b.env = Some(strings(&["A=chat-8000", "NVIDIA_VISIBLE_DEVICES=0"]));
                     let h = host(b);
                     h.device_requests = Some(vec![DeviceRequest {
@@ -646,39 +524,24 @@ mod tests {
                     }]);
                     h.ulimits = gpu_ulimits();
                 },
-                Reach::Published {
-                    port_key: "8000/tcp".into(),
-                },
+                Reach::Published { port_key: "8000/tcp".into() },
             ),
             (
                 "a docker network: joined, reached by name, nothing published",
-                SpecInput {
-                    settings: &network,
-                    ..base()
-                },
+                SpecInput { settings: &network, ..base() },
                 |b| {
                     b.networking_config = Some(NetworkingConfig {
-                        endpoints_config: Some(HashMap::from([(
-                            "hangar-net".to_owned(),
-                            EndpointSettings::default(),
-                        )])),
+                        endpoints_config: Some(HashMap::from([("hangar-net".to_owned(), EndpointSettings::default())])),
                     });
                     let h = host(b);
                     h.port_bindings = None;
                     h.network_mode = Some("hangar-net".into());
                 },
-                Reach::Network {
-                    host: "hangar-chat".into(),
-                    port: 8000,
-                },
+                Reach::Network { host: "hangar-chat".into(), port: 8000 },
             ),
             (
                 "overrides replace and add env and append args",
-                SpecInput {
-                    overrides: &overrides,
-                    file: Some("weights/a.bin"),
-                    ..base()
-                },
+                SpecInput { overrides: &overrides, file: Some("weights/a.bin"), ..base() },
                 |b| {
                     b.cmd = Some(strings(&[
                         "--port",
@@ -690,26 +553,16 @@ mod tests {
                         "--health-delay-secs",
                         "2",
                     ]));
-                    b.env = Some(strings(&[
-                        "A=override",
-                        "HANGAR_TEST_FILE=weights/a.bin",
-                        "NVIDIA_VISIBLE_DEVICES=void",
-                    ]));
+                    b.env =
+                        Some(strings(&["A=override", "HANGAR_TEST_FILE=weights/a.bin", "NVIDIA_VISIBLE_DEVICES=void"]));
                 },
-                Reach::Published {
-                    port_key: "8000/tcp".into(),
-                },
+                Reach::Published { port_key: "8000/tcp".into() },
             ),
             (
                 "the pids limit comes from the settings",
-                SpecInput {
-                    settings: &limited,
-                    ..base()
-                },
+                SpecInput { settings: &limited, ..base() },
                 |b| host(b).pids_limit = Some(100),
-                Reach::Published {
-                    port_key: "8000/tcp".into(),
-                },
+                Reach::Published { port_key: "8000/tcp".into() },
             ),
         ];
         for (what, input, edit, reach) in cases {
@@ -740,10 +593,7 @@ mod tests {
         .expect("spec");
         assert_eq!(spec.body.entrypoint, Some(strings(&["/bin/sh", "-c"])));
         let env = spec.body.env.expect("env");
-        assert!(
-            env.contains(&"HANGAR_MODEL_FILE=/model/tiny.gguf".to_owned()),
-            "{env:?}"
-        );
+        assert!(env.contains(&"HANGAR_MODEL_FILE=/model/tiny.gguf".to_owned()), "{env:?}");
         assert!(env.contains(&"HANGAR_PORT=11434".to_owned()), "{env:?}");
         let host = spec.body.host_config.expect("host config");
         assert_eq!(
@@ -779,10 +629,7 @@ mod tests {
         let llama = preset("llama-cpp").expect("preset");
         let overrides = Overrides::default();
         let settings = SpecSettings::default();
-        let bad_network = SpecSettings {
-            docker_network: Some("a b".into()),
-            ..SpecSettings::default()
-        };
+        let bad_network = SpecSettings { docker_network: Some("a b".into()), ..SpecSettings::default() };
         let base = SpecInput {
             deployment: "chat",
             instance: "i-1",
@@ -794,55 +641,13 @@ mod tests {
             settings: &settings,
         };
         let cases = [
-            (
-                SpecInput {
-                    deployment: "",
-                    ..base
-                },
-                "cannot name a container",
-            ),
-            (
-                SpecInput {
-                    deployment: "a/b",
-                    ..base
-                },
-                "cannot name a container",
-            ),
-            (
-                SpecInput {
-                    deployment: "-x",
-                    ..base
-                },
-                "cannot name a container",
-            ),
-            (
-                SpecInput {
-                    instance: "",
-                    ..base
-                },
-                "instance id is empty",
-            ),
-            (
-                SpecInput {
-                    snapshot: Path::new("data/s"),
-                    ..base
-                },
-                "absolute",
-            ),
-            (
-                SpecInput {
-                    settings: &bad_network,
-                    ..base
-                },
-                "not a network name",
-            ),
-            (
-                SpecInput {
-                    runtime: &llama,
-                    ..base
-                },
-                "no file was chosen",
-            ),
+            (SpecInput { deployment: "", ..base }, "cannot name a container"),
+            (SpecInput { deployment: "a/b", ..base }, "cannot name a container"),
+            (SpecInput { deployment: "-x", ..base }, "cannot name a container"),
+            (SpecInput { instance: "", ..base }, "instance id is empty"),
+            (SpecInput { snapshot: Path::new("data/s"), ..base }, "absolute"),
+            (SpecInput { settings: &bad_network, ..base }, "not a network name"),
+            (SpecInput { runtime: &llama, ..base }, "no file was chosen"),
         ];
         for (input, needle) in cases {
             let err = container_spec(&input).expect_err(needle).to_string();
@@ -853,25 +658,16 @@ mod tests {
     #[test]
     fn overrides_are_checked_and_round_trip_as_json() {
         let parsed: Overrides =
-            serde_json::from_str(r#"{"env": {"X": "{port}"}, "args": ["--a", "{served_name}"]}"#)
-                .expect("valid");
+            serde_json::from_str(r#"{"env": {"X": "{port}"}, "args": ["--a", "{served_name}"]}"#).expect("valid");
         let json = serde_json::to_value(&parsed).expect("serializes");
-        assert_eq!(
-            json,
-            serde_json::json!({"env": {"X": "{port}"}, "args": ["--a", "{served_name}"]})
-        );
+        assert_eq!(json, serde_json::json!({"env": {"X": "{port}"}, "args": ["--a", "{served_name}"]}));
         for (json, needle) in [
             (r#"{"args": ["{nope}"]}"#, "unknown placeholder {nope}"),
-            (
-                r#"{"env": {"NVIDIA_VISIBLE_DEVICES": "all"}}"#,
-                "set by Hangar",
-            ),
+            (r#"{"env": {"NVIDIA_VISIBLE_DEVICES": "all"}}"#, "set by Hangar"),
             (r#"{"env": {"A-B": "x"}}"#, "not a variable name"),
             (r#"{"argz": []}"#, "argz"),
         ] {
-            let err = serde_json::from_str::<Overrides>(json)
-                .expect_err(json)
-                .to_string();
+            let err = serde_json::from_str::<Overrides>(json).expect_err(json).to_string();
             assert!(err.contains(needle), "{json}: {err}");
         }
     }
@@ -900,9 +696,6 @@ mod tests {
             json["HostConfig"]["PortBindings"]["8000/tcp"][0],
             serde_json::json!({"HostIp": "127.0.0.1", "HostPort": ""})
         );
-        assert!(
-            json["HostConfig"].get("Binds").is_none(),
-            "Mounts, never Binds"
-        );
+        assert!(json["HostConfig"].get("Binds").is_none(), "Mounts, never Binds");
     }
 }

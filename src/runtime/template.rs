@@ -51,11 +51,7 @@ impl fmt::Display for Placeholder {
 }
 
 fn known_list() -> String {
-    Placeholder::ALL
-        .iter()
-        .map(ToString::to_string)
-        .collect::<Vec<_>>()
-        .join(", ")
+    Placeholder::ALL.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
 }
 
 /// Why a template was refused; names the argument and, for placeholders, the known ones.
@@ -113,16 +109,11 @@ impl Template {
                     text.push('}');
                 }
                 '}' => {
-                    return Err(err(format!(
-                        "'}}' at byte {at} closes nothing; write '}}}}' for a literal brace"
-                    )));
+                    return Err(err(format!("'}}' at byte {at} closes nothing; write '}}}}' for a literal brace")));
                 }
                 '{' => {
                     let rest = &raw[at + 1..];
-                    let Some(end) = rest
-                        .find(['}', '{'])
-                        .filter(|&e| rest[e..].starts_with('}'))
-                    else {
+                    let Some(end) = rest.find(['}', '{']).filter(|&e| rest[e..].starts_with('}')) else {
                         return Err(err(format!(
                             "'{{' at byte {at} is not closed; write a placeholder such as \
                              {{port}}, or '{{{{' for a literal brace"
@@ -148,10 +139,7 @@ impl Template {
         if !text.is_empty() {
             pieces.push(Piece::Text(text));
         }
-        Ok(Self {
-            raw: raw.to_owned(),
-            pieces,
-        })
+        Ok(Self { raw: raw.to_owned(), pieces })
     }
 
     /// The template as written.
@@ -174,9 +162,7 @@ impl Template {
                 Piece::Var(Placeholder::MemFraction) => {
                     out.push_str(&format_fraction(values.mem_fraction));
                 }
-                Piece::Var(Placeholder::File) => {
-                    out.push_str(values.file.ok_or(RenderError::NoFile)?)
-                }
+                Piece::Var(Placeholder::File) => out.push_str(values.file.ok_or(RenderError::NoFile)?),
             }
         }
         Ok(out)
@@ -199,10 +185,7 @@ pub struct ArgTemplate(Vec<Template>);
 
 impl ArgTemplate {
     pub fn parse<S: AsRef<str>>(args: &[S]) -> Result<Self, TemplateError> {
-        args.iter()
-            .map(|a| Template::parse(a.as_ref()))
-            .collect::<Result<_, _>>()
-            .map(Self)
+        args.iter().map(|a| Template::parse(a.as_ref())).collect::<Result<_, _>>().map(Self)
     }
 
     pub fn uses(&self, placeholder: Placeholder) -> bool {
@@ -250,13 +233,8 @@ pub struct Values<'a> {
 mod tests {
     use super::*;
 
-    const VALUES: Values<'static> = Values {
-        model_dir: "/model",
-        port: 8000,
-        served_name: "chat",
-        mem_fraction: 0.5,
-        file: Some("q4.gguf"),
-    };
+    const VALUES: Values<'static> =
+        Values { model_dir: "/model", port: 8000, served_name: "chat", mem_fraction: 0.5, file: Some("q4.gguf") };
 
     fn render(raw: &str) -> String {
         Template::parse(raw).expect(raw).render(&VALUES).expect(raw)
@@ -275,13 +253,7 @@ mod tests {
 
     #[test]
     fn fractions_are_rounded_down_to_four_decimals() {
-        for (fraction, want) in [
-            (0.5, "0.5"),
-            (1.0, "1"),
-            (16.0 / 119.6, "0.1337"),
-            (0.99999, "0.9999"),
-            (1.5, "1"),
-        ] {
+        for (fraction, want) in [(0.5, "0.5"), (1.0, "1"), (16.0 / 119.6, "0.1337"), (0.99999, "0.9999"), (1.5, "1")] {
             assert_eq!(format_fraction(fraction), want, "{fraction}");
         }
     }
@@ -299,10 +271,7 @@ mod tests {
         for (raw, needle) in cases {
             let err = Template::parse(raw).expect_err(raw).to_string();
             assert!(err.contains(needle), "{raw}: {err}");
-            assert!(
-                err.contains(&format!("{raw:?}")),
-                "names the argument: {err}"
-            );
+            assert!(err.contains(&format!("{raw:?}")), "names the argument: {err}");
         }
         let err = Template::parse("{gpu}").expect_err("unknown").to_string();
         assert!(
@@ -313,34 +282,19 @@ mod tests {
 
     #[test]
     fn an_argv_round_trips_through_json_and_refuses_bad_arguments() {
-        let argv: ArgTemplate =
-            serde_json::from_str(r#"["/model", "--port", "{port}"]"#).expect("valid");
+        let argv: ArgTemplate = serde_json::from_str(r#"["/model", "--port", "{port}"]"#).expect("valid");
         assert!(argv.uses(Placeholder::Port));
         assert!(!argv.uses(Placeholder::File));
-        assert_eq!(
-            argv.render(&VALUES).expect("renders"),
-            ["/model", "--port", "8000"]
-        );
-        assert_eq!(
-            serde_json::to_string(&argv).expect("serializes"),
-            r#"["/model","--port","{port}"]"#
-        );
+        assert_eq!(argv.render(&VALUES).expect("renders"), ["/model", "--port", "8000"]);
+        assert_eq!(serde_json::to_string(&argv).expect("serializes"), r#"["/model","--port","{port}"]"#);
         let err = serde_json::from_str::<ArgTemplate>(r#"["--x", "{nope}"]"#).expect_err("bad");
-        assert!(
-            err.to_string().contains("unknown placeholder {nope}"),
-            "{err}"
-        );
+        assert!(err.to_string().contains("unknown placeholder {nope}"), "{err}");
     }
 
     #[test]
     fn rendering_file_without_one_says_what_to_do() {
         let argv = ArgTemplate::parse(&["-m", "/model/{file}"]).expect("valid");
-        let err = argv
-            .render(&Values {
-                file: None,
-                ..VALUES
-            })
-            .expect_err("no file");
+        let err = argv.render(&Values { file: None, ..VALUES }).expect_err("no file");
         assert_eq!(err, RenderError::NoFile);
         assert!(err.to_string().contains("{file}"), "{err}");
     }

@@ -162,6 +162,24 @@ impl TestApp {
     }
 }
 
+impl Drop for TestApp {
+    /// Removes the containers this app's supervisor left, so tests leave Docker as they found it.
+    fn drop(&mut self) {
+        remove_containers_of(self.data_dir.path());
+    }
+}
+
+/// `docker rm -f` of every container owned by the Hangar of `data_dir`.
+pub fn remove_containers_of(data_dir: &Path) {
+    let Ok(owner) = std::fs::read_to_string(data_dir.join("installation-id")) else { return };
+    let filter = format!("label=hangar.owner={}", owner.trim());
+    let Ok(listed) = Command::new("docker").args(["ps", "-aq", "--filter", &filter]).output() else { return };
+    let ids: Vec<String> = String::from_utf8_lossy(&listed.stdout).split_whitespace().map(str::to_owned).collect();
+    if !ids.is_empty() {
+        let _ = Command::new("docker").args(["rm", "-f", "-v"]).args(&ids).output();
+    }
+}
+
 pub fn count_files(dir: &Path) -> usize {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return 0;

@@ -1,0 +1,389 @@
+//! Deployments: what should run (target, runtime, GPUs, desired state: written by people)
+//! and what does (state, reason, container, address, allocation: written by the
+//! supervisor). GPU requests and allocations are stored as the runtime module's JSON.
+
+use std::collections::BTreeMap;
+
+use sqlx::SqlitePool;
+
+use super::events::{self, Actor};
+use super::versions::{self, VersionState};
+use super::{CatalogError, Result, begin_write, corrupt, is_unique_violation, models};
+use crate::domain::{AliasName, DeploymentName, Digest, ModelName, RelPath, VersionName};
+
+/// What a deployment serves: a pinned version, or whatever an alias points at.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    Version(VersionName),
+    Alias(AliasName),
+}
+
+impl std::fmt::Display for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Version(v) => write!(f, ":{v}"),
+            Self::Alias(a) => write!(f, "@{a}"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Desired {
+    Running,
+    Stopped,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum State {
+    Pending,
+    Starting,
+    Running,
+    Stopping,
+    Stopped,
+    Failed,
+}
+
+impl State {
+    fn parse(raw: &str) -> Option<Self> {
+        Some(match raw {
+            "pending" => Self::Pending,
+            "starting" => Self::Starting,
+            "running" => Self::Running,
+            "stopping" => Self::Stopping,
+            "stopped" => Self::Stopped,
+            "failed" => Self::Failed,
+            _ => return None,
+        })
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Starting => "starting",
+            Self::Running => "running",
+            Self::Stopping => "stopping",
+            Self::Stopped => "stopped",
+            Self::Failed => "failed",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Deployment {
+    pub id: i64,
+    pub name: DeploymentName,
+    pub model: ModelName,
+    pub target: Target,
+    pub runtime: String,
+    /// JSON of the runtime module's `GpuRequest`.
+    pub gpu_request: Option<String>,
+    pub env: BTreeMap<String, String>,
+    pub args: Vec<String>,
+    pub autostart: bool,
+    pub idle_timeout_secs: Option<i64>,
+    pub desired: Desired,
+    pub observed: Observed,
+    pub created_by: Option<String>,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+/// What the supervisor last saw.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Observed {
+    pub state: State,
+    pub reason: Option<String>,
+    pub serving_version: Option<String>,
+    pub container_id: Option<String>,
+    pub address: Option<String>,
+    /// JSON of the runtime module's `GpuAllocation`.
+    pub gpu_allocation: Option<String>,
+    pub started_at: Option<String>,
+    pub restarts: i64,
+}
+
+#[derive(sqlx::FromRow)]
+struct DeploymentRow {
+    id: i64,
+    name: String,
+    model: String,
+    version: Option<String>,
+    alias: Option<String>,
+    runtime: String,
+    gpu_request: Option<String>,
+    env: String,
+    args: String,
+    autostart: bool,
+    idle_timeout_secs: Option<i64>,
+    desired: String,
+    state: String,
+    reason: Option<String>,
+    serving_version: Option<String>,
+    container_id: Option<String>,
+    address: Option<String>,
+    gpu_allocation: Option<String>,
+    started_at: Option<String>,
+    restarts: i64,
+    created_by: Option<String>,
+    created_at: String,
+    updated_at: String,
+}
+
+impl TryFrom<DeploymentRow> for Deployment {
+    type Error = CatalogError;
+
+    fn try_from(row: DeploymentRow) -> Result<Self> {
+        let target = match (row.version, row.alias) {
+            (Some(v), None) => Target::Version(VersionName::parse(&v).map_err(corrupt)?),
+            (None, Some(a)) => Target::Alias(AliasName::parse(&a).map_err(corrupt)?),
+            _ => return Err(corrupt(std::io::Error::other("a deployment has neither or both of version and alias"))),
+        };
+        Ok(Self {
+            id: row.id,
+            name: DeploymentName::parse(&row.name).map_err(corrupt)?,
+            model: ModelName::parse(&row.model).map_err(corrupt)?,
+            target,
+            runtime: row.runtime,
+            gpu_request: row.gpu_request,
+            env: serde_json::from_str(&row.env).map_err(corrupt)?,
+            args: serde_json::from_str(&row.args).map_err(corrupt)?,
+            autostart: row.autostart,
+            idle_timeout_secs: row.idle_timeout_secs,
+            desired: if row.desired == "running" { Desired::Running } else { Desired::Stopped },
+            observed: Observed {
+                state: State::parse(&row.state).ok_or_else(|| corrupt(std::io::Error::other("unknown state")))?,
+                reason: row.reason,
+                serving_version: row.serving_version,
+                container_id: row.container_id,
+                address: row.address,
+                gpu_allocation: row.gpu_allocation,
+                started_at: row.started_at,
+                restarts: row.restarts,
+            },
+            created_by: row.created_by,
+            created_at: row.created_at,
+            updated_at: row.updated_at,
+        })
+    }
+}
+
+macro_rules! select_deployment {
+    ($tail:literal) => {
+        concat!(
+            "SELECT d.id, d.name, m.name AS model, d.version, d.alias, d.runtime, d.gpu_request, d.env, d.args,
+                    d.autostart, d.idle_timeout_secs, d.desired, d.state, d.reason, d.serving_version,
+                    d.container_id, d.address, d.gpu_allocation, d.started_at, d.restarts,
+                    d.created_by, d.created_at, d.updated_at
+               FROM deployments d JOIN models m ON m.id = d.model_id ",
+            $tail
+        )
+    };
+}
+
+fn not_found(name: &DeploymentName) -> CatalogError {
+    CatalogError::NotFound(format!("deployment '{name}' does not exist"))
+}
+
+/// A deployment to create.
+#[derive(Debug, Clone)]
+pub struct NewDeployment {
+    pub name: DeploymentName,
+    pub model: ModelName,
+    pub target: Target,
+    pub runtime: String,
+    pub gpu_request: Option<String>,
+    pub env: BTreeMap<String, String>,
+    pub args: Vec<String>,
+    pub autostart: bool,
+    pub idle_timeout_secs: Option<i64>,
+    pub desired: Desired,
+}
+
+/// Creates a deployment after checking its target names a ready version now.
+pub async fn create(pool: &SqlitePool, actor: &Actor, new: &NewDeployment) -> Result<Deployment> {
+    let env = serde_json::to_string(&new.env).map_err(corrupt)?;
+    let args = serde_json::to_string(&new.args).map_err(corrupt)?;
+    let mut tx = begin_write(pool).await?;
+    let resolved = resolve_in(&mut tx, &new.model, &new.target).await?;
+    let (version, alias) = match &new.target {
+        Target::Version(v) => (Some(v.as_str()), None),
+        Target::Alias(a) => (None, Some(a.as_str())),
+    };
+    let inserted = sqlx::query(
+        "INSERT INTO deployments (name, model_id, version, alias, runtime, gpu_request, env, args, autostart,
+                                  idle_timeout_secs, desired, created_by)
+         VALUES (?, (SELECT id FROM models WHERE name = ?), ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(new.name.as_str())
+    .bind(new.model.as_str())
+    .bind(version)
+    .bind(alias)
+    .bind(&new.runtime)
+    .bind(new.gpu_request.as_deref())
+    .bind(&env)
+    .bind(&args)
+    .bind(new.autostart)
+    .bind(new.idle_timeout_secs)
+    .bind(if new.desired == Desired::Running { "running" } else { "stopped" })
+    .bind(actor.name())
+    .execute(&mut *tx)
+    .await;
+    match inserted {
+        Err(e) if is_unique_violation(&e) => {
+            return Err(CatalogError::Conflict(format!("deployment '{}' already exists; pick another name", new.name)));
+        }
+        other => other?,
+    };
+    let details = serde_json::json!({
+        "model": new.model, "target": new.target.to_string(), "version": resolved, "runtime": new.runtime,
+        "gpu_request": new.gpu_request, "desired": new.desired,
+    });
+    events::record(&mut tx, actor, "deployment.created", Some(new.model.as_str()), new.name.as_str(), details).await?;
+    tx.commit().await?;
+    get(pool, &new.name).await
+}
+
+pub async fn get(pool: &SqlitePool, name: &DeploymentName) -> Result<Deployment> {
+    let row: Option<DeploymentRow> =
+        sqlx::query_as(select_deployment!("WHERE d.name = ?")).bind(name.as_str()).fetch_optional(pool).await?;
+    row.ok_or_else(|| not_found(name))?.try_into()
+}
+
+pub async fn list(pool: &SqlitePool) -> Result<Vec<Deployment>> {
+    let rows: Vec<DeploymentRow> = sqlx::query_as(select_deployment!("ORDER BY d.name")).fetch_all(pool).await?;
+    rows.into_iter().map(Deployment::try_from).collect()
+}
+
+/// Sets what should happen (`running` or `stopped`); the supervisor converges.
+pub async fn set_desired(
+    pool: &SqlitePool,
+    actor: &Actor,
+    name: &DeploymentName,
+    desired: Desired,
+) -> Result<Deployment> {
+    let mut tx = begin_write(pool).await?;
+    let model: Option<String> = sqlx::query_scalar(
+        "UPDATE deployments SET desired = ?, updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')
+          WHERE name = ? RETURNING (SELECT name FROM models WHERE id = deployments.model_id)",
+    )
+    .bind(if desired == Desired::Running { "running" } else { "stopped" })
+    .bind(name.as_str())
+    .fetch_optional(&mut *tx)
+    .await?;
+    let Some(model) = model else { return Err(not_found(name)) };
+    let action = if desired == Desired::Running { "deployment.start" } else { "deployment.stop" };
+    events::record(&mut tx, actor, action, Some(&model), name.as_str(), serde_json::json!({})).await?;
+    tx.commit().await?;
+    get(pool, name).await
+}
+
+/// Deletes a deployment the supervisor has already stopped (its container gone).
+pub async fn delete(pool: &SqlitePool, actor: &Actor, name: &DeploymentName) -> Result<()> {
+    let mut tx = begin_write(pool).await?;
+    let model: Option<String> = sqlx::query_scalar(
+        "DELETE FROM deployments WHERE name = ? RETURNING (SELECT name FROM models WHERE id = deployments.model_id)",
+    )
+    .bind(name.as_str())
+    .fetch_optional(&mut *tx)
+    .await?;
+    let Some(model) = model else { return Err(not_found(name)) };
+    events::record(&mut tx, actor, "deployment.deleted", Some(&model), name.as_str(), serde_json::json!({})).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Records what the supervisor observed. A change of state is an event
+/// (`deployment.running`, `deployment.failed`, …); the rest is bookkeeping.
+pub async fn observe(pool: &SqlitePool, name: &DeploymentName, observed: &Observed) -> Result<()> {
+    let mut tx = begin_write(pool).await?;
+    let previous: Option<(String, String)> =
+        sqlx::query_as("SELECT d.state, m.name FROM deployments d JOIN models m ON m.id = d.model_id WHERE d.name = ?")
+            .bind(name.as_str())
+            .fetch_optional(&mut *tx)
+            .await?;
+    let Some((previous, model)) = previous else { return Err(not_found(name)) };
+    sqlx::query(
+        "UPDATE deployments SET state = ?, reason = ?, serving_version = ?, container_id = ?, address = ?,
+                gpu_allocation = ?, started_at = ?, restarts = ?, updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')
+          WHERE name = ?",
+    )
+    .bind(observed.state.as_str())
+    .bind(observed.reason.as_deref())
+    .bind(observed.serving_version.as_deref())
+    .bind(observed.container_id.as_deref())
+    .bind(observed.address.as_deref())
+    .bind(observed.gpu_allocation.as_deref())
+    .bind(observed.started_at.as_deref())
+    .bind(observed.restarts)
+    .bind(name.as_str())
+    .execute(&mut *tx)
+    .await?;
+    if previous != observed.state.as_str() {
+        let details = serde_json::json!({
+            "from": previous, "reason": observed.reason, "version": observed.serving_version,
+            "container_id": observed.container_id, "restarts": observed.restarts,
+        });
+        let action = format!("deployment.{}", observed.state.as_str());
+        events::record(&mut tx, &Actor::system(), &action, Some(&model), name.as_str(), details).await?;
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+/// The ready version a target names now, with its files: what a deployment would serve.
+pub async fn resolve(
+    pool: &SqlitePool,
+    model: &ModelName,
+    target: &Target,
+) -> Result<(VersionName, Vec<(RelPath, Digest)>)> {
+    let mut conn = pool.acquire().await?;
+    let version = resolve_in(&mut conn, model, target).await?;
+    let files = super::files::list(pool, model, &version).await?;
+    Ok((version, files.into_iter().map(|f| (f.path, f.digest)).collect()))
+}
+
+async fn resolve_in(conn: &mut sqlx::SqliteConnection, model: &ModelName, target: &Target) -> Result<VersionName> {
+    match target {
+        Target::Version(version) => match versions::locate(conn, model, version).await? {
+            (_, VersionState::Ready) => Ok(version.clone()),
+            (_, VersionState::Draft) => Err(CatalogError::Conflict(format!(
+                "version '{version}' of '{model}' is a draft; publish it before deploying it"
+            ))),
+        },
+        Target::Alias(alias) => {
+            let version: Option<String> = sqlx::query_scalar(
+                "SELECT v.name FROM aliases a JOIN models m ON m.id = a.model_id JOIN versions v ON v.id = a.version_id
+                  WHERE m.name = ? AND a.name = ?",
+            )
+            .bind(model.as_str())
+            .bind(alias.as_str())
+            .fetch_optional(&mut *conn)
+            .await?;
+            match version {
+                Some(v) => VersionName::parse(&v).map_err(corrupt),
+                None => {
+                    let exists: Option<i64> = sqlx::query_scalar("SELECT id FROM models WHERE name = ?")
+                        .bind(model.as_str())
+                        .fetch_optional(&mut *conn)
+                        .await?;
+                    Err(match exists {
+                        Some(_) => CatalogError::NotFound(format!("model '{model}' has no alias '{alias}'")),
+                        None => models::not_found(model),
+                    })
+                }
+            }
+        }
+    }
+}
+
+/// Names of the deployments of a model, to refuse deleting what is deployed.
+pub(crate) async fn names_for_model(conn: &mut sqlx::SqliteConnection, model: &ModelName) -> Result<Vec<String>> {
+    Ok(sqlx::query_scalar(
+        "SELECT d.name FROM deployments d JOIN models m ON m.id = d.model_id WHERE m.name = ? ORDER BY d.name",
+    )
+    .bind(model.as_str())
+    .fetch_all(&mut *conn)
+    .await?)
+}
