@@ -11,17 +11,26 @@ use crate::catalog;
 /// What one sweep removed.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Swept {
+    /// Snapshots of versions that no longer exist (their hardlinks would pin the bytes).
+    pub snapshots: usize,
     /// Blobs with a row that no file names any more.
     pub unreferenced: usize,
     /// Bytes on disk with no row: a crash between linking a blob and committing its row.
     pub orphaned: usize,
 }
 
-/// Deletes blobs that no file refers to and that are older than `grace_secs`. Holds the
+/// Deletes snapshots of deleted versions, then blobs that no file refers to and that are
+/// older than `grace_secs`. Holds the
 /// store's GC lock throughout, so no upload commits a blob while it is being judged.
 pub async fn sweep(pool: &SqlitePool, blobs: &BlobStore, grace_secs: u64) -> anyhow::Result<Swept> {
     let _exclusive = blobs.lock_for_gc().await;
     let mut swept = Swept::default();
+    let versions = catalog::versions::all_names(pool).await?;
+    for stale in blobs.snapshots_except(&versions).await? {
+        tracing::info!(snapshot = %stale.display(), "removing the snapshot of a deleted version");
+        tokio::fs::remove_dir_all(&stale).await?;
+        swept.snapshots += 1;
+    }
     for digest in catalog::blobs::take_unreferenced(pool, grace_secs).await? {
         blobs.delete(&digest).await?;
         swept.unreferenced += 1;

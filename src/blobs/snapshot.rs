@@ -37,17 +37,61 @@ impl BlobStore {
             None => Ok(target),
         }
     }
+}
 
-    /// Removes the snapshot of a version, if any (the blobs stay).
-    pub async fn remove_snapshot(&self, model: &ModelName, version: &VersionName) -> io::Result<()> {
-        let path = self.snapshot_path(model, version);
-        tokio::task::spawn_blocking(move || match std::fs::remove_dir_all(&path) {
-            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
-            _ => Ok(()),
+impl BlobStore {
+    /// Snapshot directories whose (model, version) is not in `live`. Model names are one or
+    /// two segments (`team/name`), so a directory two levels down is a version of a
+    /// one-segment model if `live` says so, and otherwise holds the versions of a team's model.
+    pub async fn snapshots_except(
+        &self,
+        live: &std::collections::HashSet<(String, String)>,
+    ) -> io::Result<Vec<PathBuf>> {
+        let root = self.root.join("snapshots");
+        let live = live.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut stale = Vec::new();
+            for (first, first_path) in subdirs(&root)? {
+                for (second, second_path) in subdirs(&first_path)? {
+                    if live.contains(&(first.clone(), second.clone())) {
+                        continue;
+                    }
+                    let model = format!("{first}/{second}");
+                    let versions = subdirs(&second_path)?;
+                    let is_team_model = live.iter().any(|(m, _)| *m == model);
+                    if !is_team_model {
+                        stale.push(second_path);
+                        continue;
+                    }
+                    for (version, version_path) in versions {
+                        if !live.contains(&(model.clone(), version)) {
+                            stale.push(version_path);
+                        }
+                    }
+                }
+            }
+            Ok(stale)
         })
         .await
         .map_err(io::Error::other)?
     }
+}
+
+/// The subdirectories of `dir` by name; none if it does not exist.
+fn subdirs(dir: &Path) -> io::Result<Vec<(String, PathBuf)>> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    };
+    let mut dirs = Vec::new();
+    for entry in entries {
+        let entry = entry?;
+        if entry.file_type()?.is_dir() {
+            dirs.push((entry.file_name().to_string_lossy().into_owned(), entry.path()));
+        }
+    }
+    Ok(dirs)
 }
 
 /// Links every file under `staging`, then renames it to `target`. Returns the first blob that
@@ -108,8 +152,10 @@ mod tests {
         assert_eq!(std::fs::read(path.join("model.safetensors")).expect("read"), b"weights");
         // A second call finds it built.
         assert_eq!(store.snapshot(&model, &version, files).await.expect("again"), path);
-        store.remove_snapshot(&model, &version).await.expect("remove");
-        assert!(!path.exists());
+        let live = std::collections::HashSet::from([("team/m".to_owned(), "1".to_owned())]);
+        assert!(store.snapshots_except(&live).await.expect("walk").is_empty(), "a live snapshot is kept");
+        let stale = store.snapshots_except(&std::collections::HashSet::new()).await.expect("walk");
+        assert_eq!(stale, vec![dir.path().join("snapshots/team/m")], "a deleted model's snapshots are stale");
         assert_eq!(store.tmp_entries().expect("tmp"), 0);
     }
 

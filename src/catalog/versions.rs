@@ -299,6 +299,15 @@ pub async fn delete(pool: &SqlitePool, actor: &Actor, model: &ModelName, version
     Ok(())
 }
 
+/// Every (model, version) pair, to tell live snapshots from stale ones.
+pub async fn all_names(pool: &SqlitePool) -> Result<std::collections::HashSet<(String, String)>> {
+    let rows: Vec<(String, String)> =
+        sqlx::query_as("SELECT m.name, v.name FROM versions v JOIN models m ON m.id = v.model_id")
+            .fetch_all(pool)
+            .await?;
+    Ok(rows.into_iter().collect())
+}
+
 /// Finds a version's id and state inside a write transaction.
 pub(crate) async fn locate(
     tx: &mut sqlx::SqliteConnection,
