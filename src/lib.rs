@@ -8,6 +8,7 @@ pub mod catalog;
 pub mod config;
 pub mod domain;
 pub mod error;
+pub mod gateway;
 pub mod gc;
 pub mod runtime;
 pub mod startup;

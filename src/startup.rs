@@ -16,10 +16,11 @@ use sqlx::SqlitePool;
 use crate::auth::{self, Authenticator, Bootstrapped, LoginLimiter};
 use crate::blobs::BlobStore;
 use crate::config::Settings;
+use crate::gateway::Gateway;
 use crate::runtime::docker::DockerClient;
 use crate::runtime::supervisor::{Supervisor, SupervisorSettings};
 use crate::runtime::{GpuInventory, SpecSettings};
-use crate::{api, catalog, gc};
+use crate::{api, catalog, gateway, gc};
 
 /// How often unreferenced blobs are looked for after the startup sweep.
 const GC_INTERVAL: Duration = Duration::from_secs(15 * 60);
@@ -91,6 +92,7 @@ fn serve(
     let authenticator = web::Data::new(Authenticator::new(pool.clone()));
     let limiter = web::Data::new(LoginLimiter::default());
     let supervisor = web::Data::from(supervisor);
+    let gateway = web::Data::new(Gateway::new()?);
     let pool = web::Data::new(pool);
     let blobs = web::Data::new(blobs);
     let settings = web::Data::new(settings);
@@ -107,7 +109,9 @@ fn serve(
             .app_data(authenticator.clone())
             .app_data(limiter.clone())
             .app_data(supervisor.clone())
+            .app_data(gateway.clone())
             .configure(api::configure)
+            .configure(gateway::configure)
             .default_service(web::to(api::not_found))
     })
     .listen(listener)?

@@ -17,7 +17,7 @@ use crate::helpers::{
 const IMAGE: &str = "hangar-test-model:latest";
 
 /// Builds the test image once per run; false when Docker tests are skipped by hand.
-fn docker_ready() -> bool {
+pub fn docker_ready() -> bool {
     if std::env::var("HANGAR_TEST_DOCKER").as_deref() == Ok("skip") {
         eprintln!("HANGAR_TEST_DOCKER=skip: not testing against Docker");
         return false;
@@ -35,18 +35,18 @@ fn docker_ready() -> bool {
 }
 
 /// A name no other test (or earlier run) uses, for a deployment and so its container.
-fn unique(prefix: &str) -> String {
+pub fn unique(prefix: &str) -> String {
     format!("{prefix}-{}", &uuid::Uuid::new_v4().simple().to_string()[..8])
 }
 
 /// A model with version 1 holding `weights.bin`, and a runtime `name` for the test server
 /// with `extra` arguments.
-async fn prepare(app: &TestApp, model: &str, runtime: &str, extra: &[&str], deadline_secs: u64) {
+pub async fn prepare(app: &TestApp, model: &str, runtime: &str, extra: &[&str], deadline_secs: u64) {
     app.published(model, &[("weights.bin", b"the weights of version one")]).await;
     put_runtime(app, runtime, IMAGE, extra, deadline_secs).await;
 }
 
-async fn put_runtime(app: &TestApp, runtime: &str, image: &str, extra: &[&str], deadline_secs: u64) {
+pub async fn put_runtime(app: &TestApp, runtime: &str, image: &str, extra: &[&str], deadline_secs: u64) {
     let mut args = vec!["--port", "{port}", "--served-model-name", "{served_name}"];
     args.extend_from_slice(extra);
     let body = json!({
@@ -57,7 +57,7 @@ async fn put_runtime(app: &TestApp, runtime: &str, image: &str, extra: &[&str], 
     assert!(response.status().is_success(), "runtime: {}", response.text().await.unwrap_or_default());
 }
 
-async fn deploy(app: &TestApp, name: &str, model: &str, runtime: &str) -> Value {
+pub async fn deploy(app: &TestApp, name: &str, model: &str, runtime: &str) -> Value {
     let body = json!({"name": name, "model": format!("{model}:1"), "runtime": runtime});
     let response = app.post_json("/api/v1/deployments", &body).await;
     assert_eq!(response.status(), StatusCode::ACCEPTED, "{}", response.text().await.unwrap_or_default());
@@ -65,7 +65,7 @@ async fn deploy(app: &TestApp, name: &str, model: &str, runtime: &str) -> Value 
 }
 
 /// Polls the deployment until `state`, and returns it.
-async fn wait_for(app: &TestApp, name: &str, state: &str, timeout: Duration) -> Value {
+pub async fn wait_for(app: &TestApp, name: &str, state: &str, timeout: Duration) -> Value {
     let deadline = std::time::Instant::now() + timeout;
     loop {
         let deployment: Value = app.get(&format!("/api/v1/deployments/{name}")).await.json().await.expect("json");

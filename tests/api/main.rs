@@ -8,6 +8,7 @@ mod concurrency;
 mod deployments;
 mod durability;
 mod files;
+mod gateway;
 mod helpers;
 mod models;
 mod serve;

@@ -1,0 +1,199 @@
+//! The OpenAI-compatible gateway: `/v1/*` requests are routed by their JSON `model` field to
+//! the deployment that serves it and proxied to its container, the response streamed back
+//! as it comes (SSE tokens are neither buffered nor coalesced). `/deployments/{name}/proxy/…`
+//! passes anything through to runtimes that do not speak OpenAI (Triton's `/v2/…`).
+//! Errors on `/v1/*` have OpenAI's shape, so OpenAI clients show them as such.
+
+mod error;
+mod route;
+
+use std::time::Duration;
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpRequest, HttpResponse, web};
+use futures_util::StreamExt as _;
+use sqlx::SqlitePool;
+
+use crate::auth::Caller;
+use crate::catalog::deployments::{self, Deployment, State};
+use crate::domain::Role;
+use crate::error::ApiError;
+pub use error::OpenAiError;
+
+/// Largest request body passed to a model server (long prompts, batched embeddings).
+const MAX_BODY: usize = 64 << 20;
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// No byte from the model server for this long ends the request with 504.
+const READ_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// The upstream client: one keep-alive pool for every deployment.
+#[derive(Clone)]
+pub struct Gateway {
+    client: reqwest::Client,
+}
+
+impl Gateway {
+    pub fn new() -> anyhow::Result<Self> {
+        let client = reqwest::Client::builder()
+            .connect_timeout(CONNECT_TIMEOUT)
+            .read_timeout(READ_TIMEOUT)
+            .pool_idle_timeout(Duration::from_secs(90))
+            .no_proxy()
+            .build()?;
+        Ok(Self { client })
+    }
+}
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    let body_limit = web::PayloadConfig::new(MAX_BODY);
+    cfg.service(web::resource("/v1/models").route(web::get().to(list_models)))
+        .service(web::resource("/v1/{tail:.*}").app_data(body_limit.clone()).route(web::post().to(forward)))
+        .service(
+            web::resource("/deployments/{name}/proxy/{path:.*}").app_data(body_limit).route(web::route().to(proxy)),
+        );
+}
+
+/// The deployments a caller may use: running, or stopped with autostart.
+async fn list_models(
+    pool: web::Data<SqlitePool>,
+    caller: Result<Caller, ApiError>,
+) -> Result<HttpResponse, OpenAiError> {
+    let caller = caller.map_err(OpenAiError::from)?;
+    caller.require(Role::Viewer).map_err(|e| OpenAiError::from(ApiError::from(e)))?;
+    let data: Vec<serde_json::Value> = deployments::list(&pool)
+        .await
+        .map_err(|e| OpenAiError::from(ApiError::from(e)))?
+        .into_iter()
+        .filter(|d| caller.require_on(Role::Viewer, &d.model).is_ok())
+        .filter(|d| d.observed.state == State::Running || d.autostart)
+        .map(|d| {
+            serde_json::json!({
+                "id": d.name,
+                "object": "model",
+                "created": 0,
+                "owned_by": "hangar",
+                "root": format!("{}{}", d.model, d.target),
+                "state": d.observed.state,
+            })
+        })
+        .collect();
+    Ok(HttpResponse::Ok().json(serde_json::json!({ "object": "list", "data": data })))
+}
+
+#[derive(serde::Deserialize)]
+struct ModelField {
+    model: Option<serde_json::Value>,
+}
+
+/// `POST /v1/…`: finds the deployment for the body's `model` and proxies to it.
+async fn forward(
+    pool: web::Data<SqlitePool>,
+    gateway: web::Data<Gateway>,
+    caller: Result<Caller, ApiError>,
+    req: HttpRequest,
+    tail: web::Path<String>,
+    body: web::Bytes,
+) -> Result<HttpResponse, OpenAiError> {
+    let caller = caller.map_err(OpenAiError::from)?;
+    let fields: ModelField = serde_json::from_slice(&body)
+        .map_err(|e| OpenAiError::invalid_request(format!("the request body is not a JSON object: {e}")))?;
+    let wanted = match fields.model {
+        Some(serde_json::Value::String(model)) => model,
+        _ => return Err(OpenAiError::invalid_request("the request body needs a \"model\" (a deployment name)".into())),
+    };
+    let deployment = route::resolve(&pool, &caller, &wanted).await?;
+    let address = serving_address(&deployment)?;
+    let url = upstream_url(address, &format!("/v1/{tail}"), req.query_string());
+    relay(&gateway, &req, reqwest::Method::POST, url, body, &deployment).await
+}
+
+/// `ANY /deployments/{name}/proxy/{path}`: raw pass-through.
+async fn proxy(
+    pool: web::Data<SqlitePool>,
+    gateway: web::Data<Gateway>,
+    caller: Result<Caller, ApiError>,
+    req: HttpRequest,
+    path: web::Path<(String, String)>,
+    body: web::Bytes,
+) -> Result<HttpResponse, OpenAiError> {
+    let caller = caller.map_err(OpenAiError::from)?;
+    let (name, rest) = path.into_inner();
+    let deployment = route::by_name(&pool, &caller, &name).await?;
+    let address = serving_address(&deployment)?;
+    let method = reqwest::Method::from_bytes(req.method().as_str().as_bytes())
+        .map_err(|_| OpenAiError::invalid_request(format!("method {} cannot be proxied", req.method())))?;
+    let url = upstream_url(address, &format!("/{rest}"), req.query_string());
+    relay(&gateway, &req, method, url, body, &deployment).await
+}
+
+/// Where a deployment answers, or why it cannot answer now.
+fn serving_address(d: &Deployment) -> Result<&str, OpenAiError> {
+    match (d.observed.state, d.observed.address.as_deref()) {
+        (State::Running, Some(address)) => Ok(address),
+        (State::Failed, _) => Err(OpenAiError::unavailable(format!(
+            "deployment '{}' failed: {}",
+            d.name,
+            d.observed.reason.as_deref().unwrap_or("no reason recorded")
+        ))),
+        (state, _) => Err(OpenAiError::unavailable(format!(
+            "deployment '{}' is {}, not running; start it with POST /api/v1/deployments/{}/start",
+            d.name,
+            state.as_str(),
+            d.name
+        ))),
+    }
+}
+
+fn upstream_url(address: &str, path: &str, query: &str) -> String {
+    if query.is_empty() { format!("http://{address}{path}") } else { format!("http://{address}{path}?{query}") }
+}
+
+/// Request/response headers a proxy must not pass on (RFC 9110 §7.6.1), plus the caller's
+/// credentials, which are Hangar's and not the model server's business.
+const HOP_BY_HOP: [&str; 10] = [
+    "connection",
+    "keep-alive",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "host",
+    "authorization",
+];
+
+/// Sends the request upstream and streams the answer back chunk by chunk. Dropping the
+/// response (the client went away) drops the upstream connection, which cancels the work.
+async fn relay(
+    gateway: &Gateway,
+    req: &HttpRequest,
+    method: reqwest::Method,
+    url: String,
+    body: web::Bytes,
+    deployment: &Deployment,
+) -> Result<HttpResponse, OpenAiError> {
+    let mut upstream = gateway.client.request(method, &url).body(body);
+    for (name, value) in req.headers() {
+        if !HOP_BY_HOP.contains(&name.as_str()) && name.as_str() != "content-length" {
+            upstream = upstream.header(name.as_str(), value.as_bytes());
+        }
+    }
+    let response = upstream.send().await.map_err(|e| OpenAiError::upstream(&deployment.name, &e))?;
+    let status = StatusCode::from_u16(response.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
+    let mut reply = HttpResponse::build(status);
+    for (name, value) in response.headers() {
+        if !HOP_BY_HOP.contains(&name.as_str()) && name.as_str() != "content-length" {
+            reply.insert_header((name.as_str(), value.as_bytes()));
+        }
+    }
+    reply.insert_header(("X-Accel-Buffering", "no"));
+    let name = deployment.name.to_string();
+    let stream = response.bytes_stream().map(move |chunk| {
+        chunk.map_err(|e| {
+            tracing::warn!(deployment = %name, error = %e, "upstream stream broke");
+            actix_web::error::ErrorBadGateway(e)
+        })
+    });
+    Ok(reply.streaming(stream))
+}

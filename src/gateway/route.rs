@@ -1,0 +1,68 @@
+//! Which deployment a request means: a deployment's name, or a model (`m`, `m@alias`,
+//! `m:version`) that exactly one deployment serves.
+
+use sqlx::SqlitePool;
+
+use super::OpenAiError;
+use crate::auth::Caller;
+use crate::catalog::deployments::{self, Deployment, Target};
+use crate::domain::Role;
+use crate::error::ApiError;
+
+fn internal(err: impl Into<ApiError>) -> OpenAiError {
+    OpenAiError::from(err.into())
+}
+
+/// Resolves the `model` of a request to one deployment the caller may use.
+pub async fn resolve(pool: &SqlitePool, caller: &Caller, wanted: &str) -> Result<Deployment, OpenAiError> {
+    let all: Vec<Deployment> = deployments::list(pool)
+        .await
+        .map_err(internal)?
+        .into_iter()
+        .filter(|d| caller.require_on(Role::Viewer, &d.model).is_ok())
+        .collect();
+    if let Some(d) = all.iter().find(|d| d.name.as_str() == wanted) {
+        return Ok(d.clone());
+    }
+    let (model, form) = match wanted.find(['@', ':']) {
+        Some(at) => (&wanted[..at], Some(&wanted[at..])),
+        None => (wanted, None),
+    };
+    let matches: Vec<&Deployment> = all
+        .iter()
+        .filter(|d| d.model.as_str() == model)
+        .filter(|d| match (form, &d.target) {
+            (None, _) => true,
+            (Some(f), Target::Alias(a)) if f.starts_with('@') => a.as_str() == &f[1..],
+            (Some(f), target) if f.starts_with(':') => {
+                let version = &f[1..];
+                matches!(target, Target::Version(v) if v.as_str() == version)
+                    || d.observed.serving_version.as_deref() == Some(version)
+            }
+            _ => false,
+        })
+        .collect();
+    match matches.as_slice() {
+        [one] => Ok((*one).clone()),
+        [] => {
+            let available: Vec<&str> = all.iter().map(|d| d.name.as_str()).collect();
+            Err(OpenAiError::model_not_found(format!(
+                "no deployment serves model '{wanted}'; available: {}",
+                if available.is_empty() { "none".to_owned() } else { available.join(", ") }
+            )))
+        }
+        several => Err(OpenAiError::invalid_request(format!(
+            "model '{wanted}' is served by several deployments ({}); name one of them",
+            several.iter().map(|d| d.name.as_str()).collect::<Vec<_>>().join(", ")
+        ))),
+    }
+}
+
+/// A deployment by its name, for the raw proxy.
+pub async fn by_name(pool: &SqlitePool, caller: &Caller, name: &str) -> Result<Deployment, OpenAiError> {
+    caller.require(Role::Viewer).map_err(internal)?;
+    let name = crate::domain::DeploymentName::parse(name).map_err(internal)?;
+    let deployment = deployments::get(pool, &name).await.map_err(internal)?;
+    caller.require_on(Role::Viewer, &deployment.model).map_err(internal)?;
+    Ok(deployment)
+}
