@@ -19,6 +19,7 @@ use crate::config::Settings;
 use crate::gateway::Gateway;
 use crate::runtime::docker::DockerClient;
 use crate::runtime::supervisor::{Supervisor, SupervisorSettings};
+use crate::runtime::traffic::Traffic;
 use crate::runtime::{GpuInventory, SpecSettings};
 use crate::{api, catalog, gateway, gc};
 
@@ -58,9 +59,10 @@ impl Application {
         let swept = gc::sweep(&pool, &blobs, settings.gc_grace_secs).await?;
         tracing::info!(?swept, "startup garbage collection done");
 
-        let supervisor = start_supervisor(&settings, pool.clone(), blobs.clone()).await?;
+        let traffic = Arc::new(Traffic::default());
+        let supervisor = start_supervisor(&settings, pool.clone(), blobs.clone(), Arc::clone(&traffic)).await?;
         tokio::spawn(gc_loop(pool.clone(), blobs.clone(), settings.gc_grace_secs));
-        let server = serve(listener, pool.clone(), blobs, supervisor, settings)?;
+        let server = serve(listener, pool.clone(), blobs, supervisor, traffic, settings)?;
         Ok(Self { port, server, pool, bootstrapped, _lock: lock })
     }
 
@@ -86,13 +88,14 @@ fn serve(
     pool: SqlitePool,
     blobs: BlobStore,
     supervisor: Arc<Supervisor>,
+    traffic: Arc<Traffic>,
     settings: Settings,
 ) -> anyhow::Result<Server> {
     let (json, query, path) = api::extractor_configs(settings.json_limit);
     let authenticator = web::Data::new(Authenticator::new(pool.clone()));
     let limiter = web::Data::new(LoginLimiter::default());
     let supervisor = web::Data::from(supervisor);
-    let gateway = web::Data::new(Gateway::new()?);
+    let gateway = web::Data::new(Gateway::new(traffic)?);
     let pool = web::Data::new(pool);
     let blobs = web::Data::new(blobs);
     let settings = web::Data::new(settings);
@@ -141,7 +144,12 @@ fn prepare_data_dir(dir: &Path) -> anyhow::Result<File> {
 
 /// Connects to Docker (lazily: Hangar starts without it), loads the GPU inventory and starts
 /// the reconcile loop.
-async fn start_supervisor(settings: &Settings, pool: SqlitePool, blobs: BlobStore) -> anyhow::Result<Arc<Supervisor>> {
+async fn start_supervisor(
+    settings: &Settings,
+    pool: SqlitePool,
+    blobs: BlobStore,
+    traffic: Arc<Traffic>,
+) -> anyhow::Result<Arc<Supervisor>> {
     let owner = installation_id(&settings.data_dir)?;
     let docker = DockerClient::connect(&owner).await;
     let inventory = GpuInventory::load(settings.gpus.as_deref())?;
@@ -157,8 +165,8 @@ async fn start_supervisor(settings: &Settings, pool: SqlitePool, blobs: BlobStor
         backoff_base: Duration::from_millis(settings.restart_backoff_ms),
         ..SupervisorSettings::default()
     };
-    let supervisor =
-        Supervisor::new(pool, blobs, docker, inventory, supervisor_settings, std::path::absolute(&settings.data_dir)?);
+    let data_dir = std::path::absolute(&settings.data_dir)?;
+    let supervisor = Supervisor::new(pool, blobs, docker, inventory, supervisor_settings, data_dir, traffic);
     tokio::spawn(Arc::clone(&supervisor).run());
     Ok(supervisor)
 }

@@ -7,6 +7,7 @@
 mod error;
 mod route;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::http::StatusCode;
@@ -18,6 +19,8 @@ use crate::auth::Caller;
 use crate::catalog::deployments::{self, Deployment, State};
 use crate::domain::Role;
 use crate::error::ApiError;
+use crate::runtime::supervisor::Supervisor;
+use crate::runtime::traffic::{InFlight, Traffic};
 pub use error::OpenAiError;
 
 /// Largest request body passed to a model server (long prompts, batched embeddings).
@@ -25,22 +28,25 @@ const MAX_BODY: usize = 64 << 20;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// No byte from the model server for this long ends the request with 504.
 const READ_TIMEOUT: Duration = Duration::from_secs(600);
+/// The longest a request waits for a cold start.
+const MAX_COLD_START: Duration = Duration::from_secs(900);
 
 /// The upstream client: one keep-alive pool for every deployment.
 #[derive(Clone)]
 pub struct Gateway {
     client: reqwest::Client,
+    traffic: Arc<Traffic>,
 }
 
 impl Gateway {
-    pub fn new() -> anyhow::Result<Self> {
+    pub fn new(traffic: Arc<Traffic>) -> anyhow::Result<Self> {
         let client = reqwest::Client::builder()
             .connect_timeout(CONNECT_TIMEOUT)
             .read_timeout(READ_TIMEOUT)
             .pool_idle_timeout(Duration::from_secs(90))
             .no_proxy()
             .build()?;
-        Ok(Self { client })
+        Ok(Self { client, traffic })
     }
 }
 
@@ -89,6 +95,7 @@ struct ModelField {
 async fn forward(
     pool: web::Data<SqlitePool>,
     gateway: web::Data<Gateway>,
+    supervisor: web::Data<Supervisor>,
     caller: Result<Caller, ApiError>,
     req: HttpRequest,
     tail: web::Path<String>,
@@ -102,6 +109,7 @@ async fn forward(
         _ => return Err(OpenAiError::invalid_request("the request body needs a \"model\" (a deployment name)".into())),
     };
     let deployment = route::resolve(&pool, &caller, &wanted).await?;
+    let deployment = autostart(&supervisor, deployment).await?;
     let address = serving_address(&deployment)?;
     let url = upstream_url(address, &format!("/v1/{tail}"), req.query_string());
     relay(&gateway, &req, reqwest::Method::POST, url, body, &deployment).await
@@ -124,6 +132,23 @@ async fn proxy(
         .map_err(|_| OpenAiError::invalid_request(format!("method {} cannot be proxied", req.method())))?;
     let url = upstream_url(address, &format!("/{rest}"), req.query_string());
     relay(&gateway, &req, method, url, body, &deployment).await
+}
+
+/// Starts a stopped autostart deployment for a request and waits for it, bounded by its
+/// runtime's startup deadline. Concurrent requests share the one start.
+async fn autostart(supervisor: &Supervisor, deployment: Deployment) -> Result<Deployment, OpenAiError> {
+    let ready = deployment.observed.state == State::Running && deployment.observed.address.is_some();
+    if ready || !deployment.autostart || deployment.observed.state == State::Failed {
+        return Ok(deployment);
+    }
+    let deadline = match supervisor.runtime(&deployment.runtime).await {
+        Ok(runtime) => runtime.startup_deadline(),
+        Err(e) => return Err(OpenAiError::unavailable(e.to_string())),
+    };
+    supervisor
+        .ensure_running(&deployment.name, deadline.min(MAX_COLD_START))
+        .await
+        .map_err(|e| OpenAiError::unavailable(format!("could not start deployment '{}': {e}", deployment.name)))
 }
 
 /// Where a deployment answers, or why it cannot answer now.
@@ -173,6 +198,7 @@ async fn relay(
     body: web::Bytes,
     deployment: &Deployment,
 ) -> Result<HttpResponse, OpenAiError> {
+    let in_flight = gateway.traffic.begin(deployment.name.as_str(), address_of(&url));
     let mut upstream = gateway.client.request(method, &url).body(body);
     for (name, value) in req.headers() {
         if !HOP_BY_HOP.contains(&name.as_str()) && name.as_str() != "content-length" {
@@ -195,5 +221,28 @@ async fn relay(
             actix_web::error::ErrorBadGateway(e)
         })
     });
-    Ok(reply.streaming(stream))
+    Ok(reply.streaming(Counted { inner: stream, _in_flight: in_flight }))
+}
+
+/// `host:port` of an upstream URL, the key traffic is counted by.
+fn address_of(url: &str) -> &str {
+    let rest = url.strip_prefix("http://").unwrap_or(url);
+    rest.split(['/', '?']).next().unwrap_or(rest)
+}
+
+/// A response body that counts as a request in flight until it ends or is dropped.
+struct Counted<S> {
+    inner: S,
+    _in_flight: InFlight,
+}
+
+impl<S: futures_util::Stream + Unpin> futures_util::Stream for Counted<S> {
+    type Item = S::Item;
+
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        std::pin::Pin::new(&mut self.inner).poll_next(cx)
+    }
 }

@@ -9,6 +9,7 @@ pub mod presets;
 pub mod spec;
 pub mod supervisor;
 pub mod template;
+pub mod traffic;
 
 pub use gpu::{
     AdmissionError, Gpu, GpuAllocation, GpuConfig, GpuConfigError, GpuInventory, GpuRequest, GpuUsage, InventorySource,

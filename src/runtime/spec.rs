@@ -50,6 +50,10 @@ pub enum GpuMode {
     /// nvidia.com/gpu=0` sends (Engine >= 28.2 has CDI on by default; needs a CDI spec
     /// from `nvidia-ctk cdi generate` or the toolkit's nvidia-cdi-refresh).
     Cdi,
+    /// Admission control only: GPUs are accounted for, but no device is requested from
+    /// Docker. For CPU-only hosts that still want budgets (and for tests on machines
+    /// without a GPU); the servers see no GPU.
+    None,
 }
 
 /// Host-wide settings that shape every container.
@@ -268,24 +272,26 @@ pub fn container_spec(input: &SpecInput<'_>) -> Result<ContainerSpec, SpecError>
         ..Default::default()
     }));
 
-    let device_requests = (!device_ids.is_empty()).then(|| {
-        vec![match settings.gpu_mode {
-            // Never Count: it always means the first N GPUs, busy or not.
-            GpuMode::Nvidia => DeviceRequest {
-                driver: Some("nvidia".to_owned()),
-                device_ids: Some(device_ids.clone()),
-                capabilities: Some(vec![vec!["gpu".to_owned()]]),
-                ..Default::default()
-            },
-            GpuMode::Cdi => DeviceRequest {
-                driver: Some("cdi".to_owned()),
-                device_ids: Some(device_ids.iter().map(|id| format!("nvidia.com/gpu={id}")).collect()),
-                ..Default::default()
-            },
-        }]
-    });
+    let device_request = match settings.gpu_mode {
+        _ if device_ids.is_empty() => None,
+        GpuMode::None => None,
+        // Never Count: it always means the first N GPUs, busy or not.
+        GpuMode::Nvidia => Some(DeviceRequest {
+            driver: Some("nvidia".to_owned()),
+            device_ids: Some(device_ids.clone()),
+            capabilities: Some(vec![vec!["gpu".to_owned()]]),
+            ..Default::default()
+        }),
+        GpuMode::Cdi => Some(DeviceRequest {
+            driver: Some("cdi".to_owned()),
+            device_ids: Some(device_ids.iter().map(|id| format!("nvidia.com/gpu={id}")).collect()),
+            ..Default::default()
+        }),
+    };
+    let requests_devices = device_request.is_some();
+    let device_requests = device_request.map(|request| vec![request]);
     // NVIDIA's containers expect these (pinned memory for transfers, deep stacks).
-    let ulimits = (!device_ids.is_empty()).then(|| {
+    let ulimits = requests_devices.then(|| {
         vec![
             ResourcesUlimits { name: Some("memlock".to_owned()), soft: Some(-1), hard: Some(-1) },
             ResourcesUlimits { name: Some("stack".to_owned()), soft: Some(67_108_864), hard: Some(67_108_864) },
@@ -455,6 +461,7 @@ mod tests {
         let shared = GpuAllocation::Shared { device_id: "0".into(), memory_gib: 16.0, mem_fraction: 0.125 };
         let network = SpecSettings { docker_network: Some("hangar-net".into()), ..SpecSettings::default() };
         let cdi = SpecSettings { gpu_mode: GpuMode::Cdi, ..SpecSettings::default() };
+        let accounting_only = SpecSettings { gpu_mode: GpuMode::None, ..SpecSettings::default() };
         let limited = SpecSettings { pids_limit: 100, ..SpecSettings::default() };
         let defaults = SpecSettings::default();
         let base = || SpecInput {
@@ -507,6 +514,12 @@ mod tests {
                     }]);
                     h.ulimits = gpu_ulimits();
                 },
+                Reach::Published { port_key: "8000/tcp".into() },
+            ),
+            (
+                "gpu_mode none: GPUs are accounted, none is requested",
+                SpecInput { gpus: Some(&whole), settings: &accounting_only, ..base() },
+                |_| {},
                 Reach::Published { port_key: "8000/tcp".into() },
             ),
             (

@@ -22,6 +22,7 @@ use super::docker::{Container, DockerClient, DockerError};
 use super::gpu::{self, AdmissionError, GpuAllocation, GpuInventory, GpuRequest, GpuUsage};
 use super::presets::{self, Runtime, RuntimeDraft, RuntimeName};
 use super::spec::{self, Overrides, SpecInput, SpecSettings};
+use super::traffic::Traffic;
 use crate::blobs::BlobStore;
 use crate::catalog::deployments::{self, Deployment, Desired, NewDeployment, Observed, State};
 use crate::catalog::{self, Actor, CatalogError};
@@ -94,6 +95,7 @@ pub struct Supervisor {
     /// Serializes GPU placement, so two requests never get the same GPU.
     admission: tokio::sync::Mutex<()>,
     tracks: Mutex<HashMap<String, Track>>,
+    traffic: Arc<Traffic>,
 }
 
 impl Supervisor {
@@ -104,6 +106,7 @@ impl Supervisor {
         inventory: GpuInventory,
         settings: SupervisorSettings,
         data_dir: PathBuf,
+        traffic: Arc<Traffic>,
     ) -> Arc<Self> {
         Arc::new(Self {
             pool,
@@ -115,6 +118,7 @@ impl Supervisor {
             wake: Notify::new(),
             admission: tokio::sync::Mutex::new(()),
             tracks: Mutex::new(HashMap::new()),
+            traffic,
         })
     }
 
@@ -205,28 +209,130 @@ impl Supervisor {
 
     /// Wants a deployment running again; a failed one gets a fresh set of restarts.
     pub async fn start(&self, actor: &Actor, name: &DeploymentName) -> Result<Deployment, SupervisorError> {
+        self.start_with(actor, name, false).await
+    }
+
+    /// As `start`; with `evict`, a request that does not fit first stops idle autostart
+    /// deployments, least recently used first (never one with requests in flight).
+    async fn start_with(
+        &self,
+        actor: &Actor,
+        name: &DeploymentName,
+        evict: bool,
+    ) -> Result<Deployment, SupervisorError> {
+        // Read under the lock: concurrent starts (say, twenty cold requests) then see what
+        // the first one did, and only the first does anything.
+        let _placing = self.admission.lock().await;
         let current = deployments::get(&self.pool, name).await?;
-        {
-            let _placing = self.admission.lock().await;
-            let allocation = match &current.observed.gpu_allocation {
-                Some(held) => Some(held.clone()),
-                None => self
-                    .place(name.as_str(), parse_request(current.gpu_request.as_deref())?)
-                    .await?
-                    .map(|a| to_json(&a))
-                    .transpose()?,
-            };
-            let reset = if current.observed.state == State::Failed {
-                Observed { state: State::Pending, reason: None, restarts: 0, ..current.observed.clone() }
-            } else {
-                current.observed.clone()
-            };
-            deployments::observe(&self.pool, name, &Observed { gpu_allocation: allocation, ..reset }).await?;
+        if current.desired == Desired::Running && current.observed.state != State::Failed {
+            return Ok(current);
         }
+        let allocation = match &current.observed.gpu_allocation {
+            Some(held) => Some(held.clone()),
+            None => {
+                let request = parse_request(current.gpu_request.as_deref())?;
+                let placed = match self.place(name.as_str(), request).await {
+                    Err(SupervisorError::Admission(refused)) if evict => self.evict_for(name, request, refused).await?,
+                    other => other?,
+                };
+                placed.map(|a| to_json(&a)).transpose()?
+            }
+        };
+        let reset = if current.observed.state == State::Failed {
+            Observed { state: State::Pending, reason: None, restarts: 0, ..current.observed.clone() }
+        } else {
+            current.observed.clone()
+        };
+        deployments::observe(&self.pool, name, &Observed { gpu_allocation: allocation, ..reset }).await?;
         self.track(name.as_str(), |t| *t = Track { busy: t.busy, ..Track::default() });
         let updated = deployments::set_desired(&self.pool, actor, name, Desired::Running).await?;
         self.wake();
         Ok(updated)
+    }
+
+    /// Stops idle autostart deployments, least recently used first, until `request` fits;
+    /// if it never does, the original refusal (which names who holds what) stands.
+    async fn evict_for(
+        &self,
+        name: &DeploymentName,
+        request: Option<GpuRequest>,
+        refused: AdmissionError,
+    ) -> Result<Option<GpuAllocation>, SupervisorError> {
+        let mut candidates: Vec<Deployment> = deployments::list(&self.pool)
+            .await?
+            .into_iter()
+            .filter(|d| d.name != *name && d.autostart && d.observed.gpu_allocation.is_some())
+            .filter(|d| self.traffic.in_flight(d.name.as_str()) == 0 && !self.track(d.name.as_str(), |t| t.busy))
+            .collect();
+        candidates.sort_by_key(|d| self.traffic.last_active(d.name.as_str()));
+        for victim in candidates {
+            tracing::info!(deployment = %victim.name, for_deployment = %name, "stopping an idle deployment to make room");
+            self.stop_now(&victim).await?;
+            match self.place(name.as_str(), request).await {
+                Err(SupervisorError::Admission(_)) => continue,
+                other => return other,
+            }
+        }
+        Err(refused.into())
+    }
+
+    /// Stops a deployment at once and frees its GPUs (for eviction).
+    async fn stop_now(&self, d: &Deployment) -> Result<(), SupervisorError> {
+        self.track(d.name.as_str(), |t| t.busy = true);
+        let stopped = async {
+            deployments::set_desired(&self.pool, &Actor::system(), &d.name, Desired::Stopped).await?;
+            self.remove_containers_of(d.name.as_str()).await?;
+            let stopped = Observed {
+                state: State::Stopped,
+                reason: Some("stopped to make room for another deployment".into()),
+                container_id: None,
+                address: None,
+                gpu_allocation: None,
+                ..d.observed.clone()
+            };
+            deployments::observe(&self.pool, &d.name, &stopped).await?;
+            Ok::<(), SupervisorError>(())
+        }
+        .await;
+        self.track(d.name.as_str(), |t| t.busy = false);
+        stopped
+    }
+
+    /// Makes sure an autostart deployment runs, starting it if needed, and waits for it to
+    /// be healthy. Concurrent callers share one start: the first sets it running, the rest
+    /// find it so, and all wait on the same container.
+    pub async fn ensure_running(
+        &self,
+        name: &DeploymentName,
+        timeout: Duration,
+    ) -> Result<Deployment, SupervisorError> {
+        let current = deployments::get(&self.pool, name).await?;
+        if current.observed.state == State::Running && current.observed.address.is_some() {
+            return Ok(current);
+        }
+        if current.desired == Desired::Stopped {
+            self.start_with(&Actor::system(), name, true).await?;
+        }
+        let until = Instant::now() + timeout;
+        loop {
+            let d = deployments::get(&self.pool, name).await?;
+            match d.observed.state {
+                State::Running if d.observed.address.is_some() => return Ok(d),
+                State::Failed => {
+                    return Err(SupervisorError::Invalid(format!(
+                        "deployment '{name}' failed to start: {}",
+                        d.observed.reason.as_deref().unwrap_or("no reason recorded")
+                    )));
+                }
+                _ if Instant::now() >= until => {
+                    return Err(SupervisorError::Invalid(format!(
+                        "deployment '{name}' did not become ready within {} s",
+                        timeout.as_secs()
+                    )));
+                }
+                _ => tokio::time::sleep(Duration::from_millis(25)).await,
+            }
+        }
     }
 
     pub async fn stop(&self, actor: &Actor, name: &DeploymentName) -> Result<Deployment, SupervisorError> {
@@ -318,6 +424,12 @@ impl Supervisor {
             containers = vec![containers.swap_remove(keep)];
         }
         let container = containers.pop();
+        if d.desired == Desired::Running && d.observed.state == State::Running && self.idle(&d) {
+            tracing::info!(deployment = %d.name, "stopping after its idle timeout");
+            deployments::set_desired(&self.pool, &Actor::system(), &d.name, Desired::Stopped).await?;
+            self.wake();
+            return Ok(());
+        }
         match (d.desired, container) {
             (Desired::Running, Some(c)) if c.running => {
                 if d.observed.state != State::Running || d.observed.container_id.as_ref() != Some(&c.id) {
@@ -342,6 +454,22 @@ impl Supervisor {
             }
         }
         Ok(())
+    }
+
+    /// Whether a running deployment has had no request in flight for its idle timeout.
+    fn idle(&self, d: &Deployment) -> bool {
+        let Some(timeout) = d.idle_timeout_secs.and_then(|s| u64::try_from(s).ok()) else { return false };
+        if self.traffic.in_flight(d.name.as_str()) > 0 {
+            return false;
+        }
+        match self.traffic.last_active(d.name.as_str()) {
+            Some(at) => at.elapsed() >= Duration::from_secs(timeout),
+            None => {
+                // Running since before this process: idle time counts from now.
+                self.traffic.touch(d.name.as_str());
+                false
+            }
+        }
     }
 
     /// Runs `task` for deployment `name` beside the loop, marking it busy meanwhile.
@@ -381,6 +509,11 @@ impl Supervisor {
     }
 
     async fn start_instance(self: Arc<Self>, d: Deployment) -> Result<(), SupervisorError> {
+        // The pass that spawned this may have read a state that has changed since.
+        let d = deployments::get(&self.pool, &d.name).await?;
+        if d.desired != Desired::Running || d.observed.state == State::Failed {
+            return Ok(());
+        }
         let starting = Observed { state: State::Starting, reason: None, ..d.observed.clone() };
         self.observe(&d, starting).await?;
         let prepared = match self.prepare(&d).await {
@@ -409,12 +542,10 @@ impl Supervisor {
             Health::Healthy => {
                 observed.state = State::Running;
                 observed.started_at = Some(now_rfc3339());
+                self.traffic.touch(d.name.as_str());
                 self.observe(&d, observed).await
             }
-            Health::Exited(c) => {
-                let d = Deployment { observed, ..d };
-                self.crashed(d, c).await
-            }
+            Health::Exited(c) => self.crashed(d, c).await,
             Health::Deadline => {
                 let lines = self.docker.last_lines(&id, REASON_LOG_LINES).await;
                 self.docker.stop_and_remove(&id, self.settings.stop_grace_secs).await?;
@@ -497,6 +628,10 @@ impl Supervisor {
 
     /// Waits for a running container (adopted or interrupted) to answer its health check.
     async fn await_health(self: Arc<Self>, d: Deployment, c: Container) -> Result<(), SupervisorError> {
+        let d = deployments::get(&self.pool, &d.name).await?;
+        if d.observed.state == State::Running && d.observed.container_id.as_ref() == Some(&c.id) {
+            return Ok(());
+        }
         let runtime = match self.runtime(&d.runtime).await {
             Ok(r) => r,
             Err(e) => return self.fail(&d, e.to_string()).await,
@@ -516,7 +651,7 @@ impl Supervisor {
                 observed.started_at.get_or_insert_with(now_rfc3339);
                 self.observe(&d, observed).await
             }
-            Health::Exited(exited) => self.crashed(Deployment { observed, ..d }, exited).await,
+            Health::Exited(exited) => self.crashed(d, exited).await,
             Health::Deadline => {
                 self.docker.stop_and_remove(&c.id, self.settings.stop_grace_secs).await?;
                 let reason = format!("the server did not answer 200 on {} in time", runtime.health_path());
@@ -527,6 +662,7 @@ impl Supervisor {
 
     /// A container exited while it should run: back off and restart, or give up.
     async fn crashed(self: Arc<Self>, d: Deployment, c: Container) -> Result<(), SupervisorError> {
+        let d = deployments::get(&self.pool, &d.name).await?;
         let lines = self.docker.last_lines(&c.id, REASON_LOG_LINES).await;
         self.docker.stop_and_remove(&c.id, self.settings.stop_grace_secs).await?;
         let why = if c.oom_killed {
@@ -565,13 +701,19 @@ impl Supervisor {
     }
 
     async fn stop_instance(self: Arc<Self>, d: Deployment, c: Option<Container>) -> Result<(), SupervisorError> {
+        let d = deployments::get(&self.pool, &d.name).await?;
+        if d.desired != Desired::Stopped {
+            return Ok(());
+        }
+        // Keep the reason of a deployment already stopped (say, evicted to make room).
+        let reason = if d.observed.state == State::Stopped { d.observed.reason.clone() } else { None };
         if let Some(c) = c {
             self.observe(&d, Observed { state: State::Stopping, ..d.observed.clone() }).await?;
             self.docker.stop_and_remove(&c.id, self.settings.stop_grace_secs).await?;
         }
         let stopped = Observed {
             state: State::Stopped,
-            reason: None,
+            reason,
             container_id: None,
             address: None,
             gpu_allocation: None,

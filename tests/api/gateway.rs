@@ -7,7 +7,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 use crate::deployments::{deploy, docker_ready, prepare, put_runtime, unique, wait_for};
-use crate::helpers::{TestApp, sha256_digest, spawn_app};
+use crate::helpers::{TestApp, sha256_digest, spawn_app, spawn_app_with};
 
 const WEIGHTS: &[u8] = b"the weights of version one";
 
@@ -140,4 +140,105 @@ async fn an_upstream_killed_mid_stream_ends_the_stream_without_taking_hangar_dow
     assert!(!rest.contains("[DONE]"), "the stream did not pretend to finish: {rest}");
     let health = app.get("/healthz").await;
     assert_eq!(health.status(), StatusCode::OK);
+}
+
+/// Creates a stopped autostart deployment of `m:1` (prepared with `prepare`).
+async fn autostart_deployment(app: &TestApp, name: &str, extra: Value) {
+    let mut body = json!({"name": name, "model": "m:1", "runtime": "test", "autostart": true, "start": false});
+    if let (Some(body), Some(extra)) = (body.as_object_mut(), extra.as_object()) {
+        body.extend(extra.clone());
+    }
+    let response = app.post_json("/api/v1/deployments", &body).await;
+    assert_eq!(response.status(), StatusCode::ACCEPTED, "{}", response.text().await.unwrap_or_default());
+}
+
+async fn count_events(app: &TestApp, name: &str, action: &str) -> usize {
+    let events: Value =
+        app.get(&format!("/api/v1/events?action={action}&limit=1000")).await.json().await.expect("json");
+    events["items"].as_array().expect("items").iter().filter(|e| e["target"] == name).count()
+}
+
+#[tokio::test]
+async fn twenty_concurrent_cold_requests_share_one_start() {
+    if !docker_ready() {
+        return;
+    }
+    let app = spawn_app().await;
+    prepare(&app, "m", "test", &["--listen-delay-secs", "1"], 30).await;
+    let name = unique("cold");
+    autostart_deployment(&app, &name, json!({})).await;
+    let models: Value = app.get("/v1/models").await.json().await.expect("json");
+    assert_eq!(models["data"][0]["id"], name.as_str(), "a stopped autostart deployment is listed");
+
+    let requests = (0..20).map(|_| chat(&app, &name, false));
+    let responses = futures_util::future::join_all(requests).await;
+    for response in responses {
+        assert_eq!(response.status(), StatusCode::OK);
+    }
+    assert_eq!(count_events(&app, &name, "deployment.starting").await, 1, "one start");
+    assert_eq!(count_events(&app, &name, "deployment.running").await, 1);
+    let output = std::process::Command::new("docker")
+        .args(["ps", "-aq", "--filter", &format!("label=hangar.deployment={name}")])
+        .output()
+        .expect("docker ps");
+    assert_eq!(String::from_utf8_lossy(&output.stdout).split_whitespace().count(), 1, "one container");
+}
+
+#[tokio::test]
+async fn an_idle_deployment_stops_but_not_while_a_request_is_in_flight() {
+    if !docker_ready() {
+        return;
+    }
+    let app = spawn_app().await;
+    prepare(&app, "m", "test", &["--token-delay-ms", "600"], 30).await;
+    let name = unique("idle");
+    autostart_deployment(&app, &name, json!({"idle_timeout_secs": 2})).await;
+
+    // A streamed answer of ~5 s: longer than the idle timeout, and it must hold.
+    let response = chat(&app, &name, true).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let body = response.text().await.expect("a complete stream");
+    assert!(body.contains("[DONE]"), "the long request was not cut: {body}");
+    let d: Value = app.get(&format!("/api/v1/deployments/{name}")).await.json().await.expect("json");
+    assert_eq!(d["state"], "running", "in-flight requests keep it alive");
+
+    wait_for(&app, &name, "stopped", Duration::from_secs(15)).await;
+    // And the next request brings it back.
+    assert_eq!(chat(&app, &name, false).await.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn a_cold_start_that_does_not_fit_evicts_the_least_recently_used_idle_deployment() {
+    if !docker_ready() {
+        return;
+    }
+    let app = spawn_app_with(|s| {
+        s.gpus = Some(vec![hangar::runtime::GpuConfig {
+            index: Some(0),
+            uuid: None,
+            name: Some("test-gpu".into()),
+            memory_gib: Some(10.0),
+        }]);
+        s.gpu_mode = hangar::runtime::GpuMode::None;
+    })
+    .await;
+    prepare(&app, "m", "test", &["--token-delay-ms", "400"], 30).await;
+    let (a, b) = (unique("lru-a"), unique("lru-b"));
+    autostart_deployment(&app, &a, json!({"gpu_memory_gib": 6})).await;
+    autostart_deployment(&app, &b, json!({"gpu_memory_gib": 6})).await;
+
+    assert_eq!(chat(&app, &a, false).await.status(), StatusCode::OK);
+    assert_eq!(chat(&app, &b, false).await.status(), StatusCode::OK, "b evicts idle a");
+    let a_now: Value = app.get(&format!("/api/v1/deployments/{a}")).await.json().await.expect("json");
+    assert_eq!(a_now["state"], "stopped");
+    assert!(a_now["reason"].as_str().unwrap_or_default().contains("make room"), "{a_now}");
+
+    // While b streams, it cannot be evicted: a cold start of a is refused, naming b.
+    let streaming = chat(&app, &b, true).await;
+    let mut stream = streaming.bytes_stream();
+    stream.next().await.expect("first chunk").expect("ok");
+    let refused = chat(&app, &a, false).await;
+    let message = openai_error(refused, StatusCode::SERVICE_UNAVAILABLE).await;
+    assert!(message.contains(&b), "the refusal names who holds the memory: {message}");
+    while stream.next().await.is_some() {}
 }
