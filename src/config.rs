@@ -9,6 +9,7 @@ use anyhow::Context as _;
 use serde::Deserialize;
 
 use crate::domain::Glob;
+use crate::runtime::supervisor::Rollout;
 use crate::runtime::{GpuConfig, GpuMode};
 
 /// Everything `hangar serve` needs, resolved.
@@ -39,6 +40,8 @@ pub struct Settings {
     pub max_restarts: u32,
     /// The first restart backoff, in milliseconds; it doubles per crash.
     pub restart_backoff_ms: u64,
+    /// How deployments follow an alias that moves: `surge` (blue/green) or `recreate`.
+    pub rollout: Rollout,
     /// `HANGAR_ADMIN_PASSWORD`: the first admin's password, on first start only.
     pub admin_password: Option<Redacted>,
     /// `HANGAR_BOOTSTRAP_TOKEN`: an admin token created at start if it does not exist.
@@ -71,6 +74,7 @@ impl Default for Settings {
             host_data_dir: None,
             max_restarts: 5,
             restart_backoff_ms: 1000,
+            rollout: Rollout::default(),
             admin_password: None,
             bootstrap_token: None,
         }
@@ -95,6 +99,7 @@ struct FileSettings {
     host_data_dir: Option<PathBuf>,
     max_restarts: Option<u32>,
     restart_backoff_ms: Option<u64>,
+    rollout: Option<Rollout>,
 }
 
 /// Values from the environment or flags; `None` where neither was given.
@@ -163,6 +168,9 @@ impl Settings {
         }
         if let Some(ms) = file.restart_backoff_ms {
             settings.restart_backoff_ms = ms;
+        }
+        if let Some(rollout) = file.rollout {
+            settings.rollout = rollout;
         }
         if let Some(globs) = file.protected_aliases {
             settings.protected_aliases = globs

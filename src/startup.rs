@@ -163,6 +163,7 @@ async fn start_supervisor(
         host_data_dir: settings.host_data_dir.clone(),
         max_restarts: settings.max_restarts,
         backoff_base: Duration::from_millis(settings.restart_backoff_ms),
+        rollout: settings.rollout,
         ..SupervisorSettings::default()
     };
     let data_dir = std::path::absolute(&settings.data_dir)?;

@@ -10,6 +10,7 @@ use crate::catalog::{self, aliases::Alias};
 use crate::config::Settings;
 use crate::domain::{AliasName, ModelName, Role, VersionName};
 use crate::error::ApiError;
+use crate::runtime::supervisor::Supervisor;
 
 #[derive(Debug, Serialize)]
 pub struct AliasView {
@@ -49,11 +50,13 @@ fn require_alias_change(
     Ok(())
 }
 
-/// Points an alias at a ready version, creating or moving it.
+/// Points an alias at a ready version, creating or moving it. Deployments that follow the
+/// alias roll out to the new version.
 pub async fn set_alias(
     pool: web::Data<SqlitePool>,
     caller: Caller,
     settings: web::Data<Settings>,
+    supervisor: web::Data<Supervisor>,
     path: web::Path<AliasPath>,
     body: web::Json<SetAlias>,
 ) -> Result<HttpResponse, ApiError> {
@@ -61,6 +64,7 @@ pub async fn set_alias(
     require_alias_change(&caller, &settings, &model, &alias)?;
     let version = VersionName::parse(&body.version)?;
     let previous = catalog::aliases::set(&pool, &caller.actor(), &model, &alias, &version).await?;
+    supervisor.wake();
     let alias = catalog::aliases::get(&pool, &model, &alias).await?;
     let view = AliasView::from(alias);
     Ok(match previous {

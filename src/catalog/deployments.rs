@@ -332,6 +332,20 @@ pub async fn observe(pool: &SqlitePool, name: &DeploymentName, observed: &Observ
     Ok(())
 }
 
+/// Records an event about a deployment that is not a state change (a rollout).
+pub async fn note(pool: &SqlitePool, name: &DeploymentName, action: &str, details: serde_json::Value) -> Result<()> {
+    let mut tx = begin_write(pool).await?;
+    let model: Option<String> =
+        sqlx::query_scalar("SELECT m.name FROM deployments d JOIN models m ON m.id = d.model_id WHERE d.name = ?")
+            .bind(name.as_str())
+            .fetch_optional(&mut *tx)
+            .await?;
+    let Some(model) = model else { return Err(not_found(name)) };
+    events::record(&mut tx, &Actor::system(), action, Some(&model), name.as_str(), details).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
 /// The ready version a target names now, with its files: what a deployment would serve.
 pub async fn resolve(
     pool: &SqlitePool,

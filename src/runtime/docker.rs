@@ -8,7 +8,7 @@ use bollard::Docker;
 use bollard::container::LogOutput;
 use bollard::query_parameters::{
     EventsOptionsBuilder, InspectContainerOptions, ListContainersOptionsBuilder, LogsOptionsBuilder,
-    RemoveContainerOptionsBuilder, StartContainerOptions, StopContainerOptionsBuilder,
+    RemoveContainerOptionsBuilder, RenameContainerOptionsBuilder, StartContainerOptions, StopContainerOptionsBuilder,
 };
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt as _};
@@ -154,6 +154,12 @@ impl DockerClient {
             Reach::Published { .. } => self.inspect(&created.id).await?.and_then(|c| c.address),
         };
         Ok((created.id, address))
+    }
+
+    /// Renames a container (a rolled-out container takes the deployment's usual name).
+    pub async fn rename(&self, id: &str, name: &str) -> Result<(), DockerError> {
+        let options = RenameContainerOptionsBuilder::default().name(name).build();
+        self.docker()?.rename_container(id, options).await.map_err(|e| self.classify(e))
     }
 
     /// SIGTERM, up to `grace_secs` to exit, then SIGKILL; then the container is removed.

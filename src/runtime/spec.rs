@@ -194,6 +194,12 @@ pub fn container_name(deployment: &str) -> String {
     format!("hangar-{deployment}")
 }
 
+/// Create options for a rollout's new container, which runs beside the one holding the
+/// usual name until it takes that name over.
+pub fn rollout_options(usual_name: &str, suffix: &str) -> CreateContainerOptions {
+    CreateContainerOptionsBuilder::default().name(&format!("{usual_name}-{suffix}")).build()
+}
+
 pub fn container_spec(input: &SpecInput<'_>) -> Result<ContainerSpec, SpecError> {
     let SpecInput { deployment, instance, runtime, snapshot, gpus, file, overrides, settings } = *input;
     // Docker's rule for names: [a-zA-Z0-9][a-zA-Z0-9_.-]+ (after our "hangar-" prefix).

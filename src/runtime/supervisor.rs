@@ -34,6 +34,8 @@ const RECONCILE_EVERY: Duration = Duration::from_secs(2);
 const PROBE_EVERY: Duration = Duration::from_millis(100);
 /// A server that ran this long before exiting starts its crash count afresh.
 const STABLE_AFTER: Duration = Duration::from_secs(600);
+/// The longest a rollout waits for the old container's requests to finish.
+const DRAIN_AT_MOST: Duration = Duration::from_secs(600);
 /// Log lines quoted in a failure reason.
 const REASON_LOG_LINES: u32 = 10;
 
@@ -49,6 +51,20 @@ pub struct SupervisorSettings {
     pub max_restarts: u32,
     /// The first backoff; each further crash doubles it.
     pub backoff_base: Duration,
+    /// How an alias move reaches the deployments that follow it.
+    pub rollout: Rollout,
+}
+
+/// How a deployment that follows an alias moves to the alias's new version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Rollout {
+    /// Blue/green: start the new version beside the old, switch when it is healthy, let
+    /// the old finish its requests, then stop it. Needs GPU room for both.
+    #[default]
+    Surge,
+    /// Stop the old, then start the new: a gap in service, but no room needed.
+    Recreate,
 }
 
 impl Default for SupervisorSettings {
@@ -59,6 +75,7 @@ impl Default for SupervisorSettings {
             stop_grace_secs: 10,
             max_restarts: 5,
             backoff_base: Duration::from_secs(1),
+            rollout: Rollout::default(),
         }
     }
 }
@@ -82,6 +99,8 @@ struct Track {
     retry_at: Option<Instant>,
     busy: bool,
     started: Option<Instant>,
+    /// A version whose rollout failed: not tried again until the alias moves on.
+    failed_rollout: Option<String>,
 }
 
 pub struct Supervisor {
@@ -435,6 +454,8 @@ impl Supervisor {
                 if d.observed.state != State::Running || d.observed.container_id.as_ref() != Some(&c.id) {
                     // Adopted after a restart, or a start whose health wait was interrupted.
                     self.spawn(name, move |sv| async move { sv.await_health(d, c).await });
+                } else if let Some(version) = self.moved_on(&d).await? {
+                    self.spawn(name, move |sv| async move { sv.roll_out(d, c, version).await });
                 }
             }
             (Desired::Running, Some(c)) => self.spawn(name, move |sv| async move { sv.crashed(d, c).await }),
@@ -453,6 +474,153 @@ impl Supervisor {
                 }
             }
         }
+        Ok(())
+    }
+
+    /// For a running deployment that follows an alias: the alias's version, if it has moved
+    /// away from what the deployment serves (and a rollout to it has not already failed).
+    async fn moved_on(&self, d: &Deployment) -> Result<Option<String>, SupervisorError> {
+        if !matches!(d.target, deployments::Target::Alias(_)) {
+            return Ok(None);
+        }
+        let (version, _) = match deployments::resolve(&self.pool, &d.model, &d.target).await {
+            Ok(resolved) => resolved,
+            // The alias is gone; keep serving what runs.
+            Err(CatalogError::NotFound(_)) => return Ok(None),
+            Err(e) => return Err(e.into()),
+        };
+        let version = version.to_string();
+        let failed_before = self.track(d.name.as_str(), |t| t.failed_rollout.as_deref() == Some(version.as_str()));
+        Ok((d.observed.serving_version.as_deref() != Some(version.as_str()) && !failed_before).then_some(version))
+    }
+
+    /// Moves a running deployment to `version`: blue/green, or recreate if so configured.
+    async fn roll_out(self: Arc<Self>, d: Deployment, old: Container, version: String) -> Result<(), SupervisorError> {
+        let d = deployments::get(&self.pool, &d.name).await?;
+        let from = d.observed.serving_version.clone();
+        tracing::info!(deployment = %d.name, ?from, to = %version, "rolling out");
+        if self.settings.rollout == Rollout::Recreate {
+            return self.recreate(d, old, &version).await;
+        }
+        match self.surge(&d, &old, &version).await? {
+            Ok(()) => {
+                let details = serde_json::json!({ "from": from, "to": version, "mode": "surge" });
+                deployments::note(&self.pool, &d.name, "deployment.rolled_out", details).await?;
+                Ok(())
+            }
+            Err(reason) => {
+                tracing::warn!(deployment = %d.name, %reason, "rollout failed; the old version keeps serving");
+                self.track(d.name.as_str(), |t| t.failed_rollout = Some(version.clone()));
+                let current = deployments::get(&self.pool, &d.name).await?;
+                let reason = format!(
+                    "rollout to version {version} failed, version {} keeps serving: {reason}",
+                    from.as_deref().unwrap_or("?")
+                );
+                self.observe(&current, Observed { reason: Some(reason.clone()), ..current.observed.clone() }).await?;
+                let details = serde_json::json!({ "from": from, "to": version, "reason": reason });
+                deployments::note(&self.pool, &d.name, "deployment.rollout_failed", details).await?;
+                Ok(())
+            }
+        }
+    }
+
+    /// Starts `version` beside the running container, switches to it once healthy, drains
+    /// and stops the old one. `Ok(Err(reason))` is a failed rollout that left the old serving.
+    async fn surge(
+        &self,
+        d: &Deployment,
+        old: &Container,
+        version: &str,
+    ) -> Result<Result<(), String>, SupervisorError> {
+        // Both versions hold GPUs until the old one stops: place the new beside everything.
+        let allocation = {
+            let _placing = self.admission.lock().await;
+            let request = parse_request(d.gpu_request.as_deref())?;
+            match request {
+                None => None,
+                Some(request) => match gpu::admit(&self.inventory, &self.allocations(None).await?, request) {
+                    Ok(a) => Some(a),
+                    Err(e) => {
+                        return Ok(Err(format!(
+                            "there is no GPU room to run both versions side by side ({e}); set rollout = \"recreate\" to \
+                             stop the old one first"
+                        )));
+                    }
+                },
+            }
+        };
+        let target = deployments::Target::Version(
+            crate::domain::VersionName::parse(version).map_err(|e| SupervisorError::Invalid(e.to_string()))?,
+        );
+        let pinned =
+            Deployment { target, observed: Observed { gpu_allocation: None, ..d.observed.clone() }, ..d.clone() };
+        let prepared = match self.prepare_with(&pinned, allocation).await {
+            Ok(prepared) => prepared,
+            Err(reason) => return Ok(Err(reason)),
+        };
+        let Prepared { mut spec, version, allocation, deadline, health_path } = prepared;
+        let usual_name = spec.name.clone();
+        let instance = uuid::Uuid::new_v4().simple().to_string();
+        spec.options = spec::rollout_options(&usual_name, &instance[..8]);
+        let (id, address) = match self.docker.create_and_start(spec).await {
+            Ok(started) => started,
+            Err(e) => return Ok(Err(format!("the new container could not start: {e}"))),
+        };
+        match self.wait_healthy(&id, address.as_deref(), &health_path, deadline).await? {
+            Health::Healthy => {}
+            Health::Exited(c) => {
+                let lines = self.docker.last_lines(&id, REASON_LOG_LINES).await;
+                self.docker.stop_and_remove(&id, self.settings.stop_grace_secs).await?;
+                let code = c.exit_code.map_or_else(|| "?".to_owned(), |c| c.to_string());
+                return Ok(Err(format!("the new server exited with code {code}{}", quoted(&lines))));
+            }
+            Health::Deadline => {
+                self.docker.stop_and_remove(&id, self.settings.stop_grace_secs).await?;
+                return Ok(Err(format!(
+                    "the new server did not answer 200 on {health_path} within {} s",
+                    deadline.as_secs()
+                )));
+            }
+        }
+        // The switch: one committed row, read by every next request.
+        let current = deployments::get(&self.pool, &d.name).await?;
+        let switched = Observed {
+            state: State::Running,
+            reason: None,
+            serving_version: Some(version),
+            container_id: Some(id.clone()),
+            address,
+            gpu_allocation: allocation.as_ref().map(to_json).transpose()?,
+            started_at: Some(now_rfc3339()),
+            restarts: current.observed.restarts,
+        };
+        self.observe(&current, switched).await?;
+        // Requests already on the old container finish there.
+        if let Some(old_address) = &old.address {
+            let until = Instant::now() + DRAIN_AT_MOST;
+            while self.traffic.in_flight_at(old_address) > 0 && Instant::now() < until {
+                tokio::time::sleep(PROBE_EVERY).await;
+            }
+        }
+        self.docker.stop_and_remove(&old.id, self.settings.stop_grace_secs).await?;
+        self.docker.rename(&id, &usual_name).await?;
+        self.track(d.name.as_str(), |t| t.failed_rollout = None);
+        Ok(Ok(()))
+    }
+
+    /// Stops the old container and lets the loop start the alias's version in its place.
+    async fn recreate(&self, d: Deployment, old: Container, version: &str) -> Result<(), SupervisorError> {
+        self.docker.stop_and_remove(&old.id, self.settings.stop_grace_secs).await?;
+        let pending = Observed {
+            state: State::Pending,
+            reason: Some(format!("recreating for version {version}")),
+            container_id: None,
+            address: None,
+            ..d.observed.clone()
+        };
+        self.observe(&d, pending).await?;
+        let details = serde_json::json!({ "from": d.observed.serving_version, "to": version, "mode": "recreate" });
+        deployments::note(&self.pool, &d.name, "deployment.rolled_out", details).await?;
         Ok(())
     }
 
@@ -561,10 +729,6 @@ impl Supervisor {
 
     /// Everything a start needs that can fail for a reason a person should read.
     async fn prepare(&self, d: &Deployment) -> Result<Prepared, String> {
-        let runtime = self.runtime(&d.runtime).await.map_err(|e| e.to_string())?;
-        let (version, files) =
-            deployments::resolve(&self.pool, &d.model, &d.target).await.map_err(|e| e.to_string())?;
-        let file = pick_file(&runtime, &files)?;
         let allocation = match &d.observed.gpu_allocation {
             Some(json) => Some(serde_json::from_str::<GpuAllocation>(json).map_err(|e| e.to_string())?),
             None => {
@@ -573,6 +737,15 @@ impl Supervisor {
                 self.place(d.name.as_str(), request).await.map_err(|e| format!("no GPU free: {e}"))?
             }
         };
+        self.prepare_with(d, allocation).await
+    }
+
+    /// As `prepare`, with the GPUs already placed.
+    async fn prepare_with(&self, d: &Deployment, allocation: Option<GpuAllocation>) -> Result<Prepared, String> {
+        let runtime = self.runtime(&d.runtime).await.map_err(|e| e.to_string())?;
+        let (version, files) =
+            deployments::resolve(&self.pool, &d.model, &d.target).await.map_err(|e| e.to_string())?;
+        let file = pick_file(&runtime, &files)?;
         match self.docker.image_exists(runtime.image()).await {
             Ok(true) => {}
             Ok(false) => return Err(DockerError::ImageMissing(runtime.image().to_owned()).to_string()),

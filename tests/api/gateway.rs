@@ -242,3 +242,102 @@ async fn a_cold_start_that_does_not_fit_evicts_the_least_recently_used_idle_depl
     assert!(message.contains(&b), "the refusal names who holds the memory: {message}");
     while stream.next().await.is_some() {}
 }
+
+/// Sends chat requests back to back until told to stop; returns (failures, digests seen).
+async fn load(app: &TestApp, model: &str, stop: &std::sync::atomic::AtomicBool) -> (Vec<String>, Vec<String>) {
+    let mut failures = Vec::new();
+    let mut seen = Vec::new();
+    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+        let response = chat(app, model, false).await;
+        let status = response.status();
+        let body = response.text().await.unwrap_or_default();
+        if status != StatusCode::OK {
+            failures.push(format!("{status}: {body}"));
+            continue;
+        }
+        if let Some(at) = body.find("sha256:") {
+            let digest = body[at..at + 71].to_owned();
+            if seen.last() != Some(&digest) {
+                seen.push(digest);
+            }
+        }
+    }
+    (failures, seen)
+}
+
+#[tokio::test]
+async fn an_alias_move_rolls_out_blue_green_without_a_failed_request() {
+    if !docker_ready() {
+        return;
+    }
+    let app = spawn_app().await;
+    let v2 = b"the weights of version two";
+    prepare(&app, "m", "test", &[], 30).await;
+    app.create_version("m", "2").await;
+    app.upload("m", "2", "weights.bin", v2).await;
+    app.publish("m", "2").await;
+    app.create_version("m", "3").await;
+    app.upload("m", "3", "weights.bin", b"the weights of version three").await;
+    app.upload("m", "3", "BROKEN", b"this version cannot serve").await;
+    app.publish("m", "3").await;
+    app.put_json("/api/v1/models/m/aliases/staging", &json!({"version": "1"})).await;
+    let name = unique("bg");
+    let body = json!({"name": name, "model": "m@staging", "runtime": "test"});
+    assert_eq!(app.post_json("/api/v1/deployments", &body).await.status(), StatusCode::ACCEPTED);
+    let before = wait_for(&app, &name, "running", Duration::from_secs(30)).await;
+    let old_container = before["container_id"].as_str().expect("id").to_owned();
+
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let mover = async {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        app.put_json("/api/v1/models/m/aliases/staging", &json!({"version": "2"})).await;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let d: Value = app.get(&format!("/api/v1/deployments/{name}")).await.json().await.expect("json");
+            let old_gone = std::process::Command::new("docker")
+                .args(["inspect", &old_container])
+                .output()
+                .is_ok_and(|o| !o.status.success());
+            if d["version"] == "2" && old_gone {
+                break;
+            }
+            assert!(Instant::now() < deadline, "never rolled out: {d}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    };
+    let ((failures_a, seen_a), (failures_b, seen_b), ()) =
+        tokio::join!(load(&app, &name, &stop), load(&app, &name, &stop), mover);
+    assert!(failures_a.is_empty() && failures_b.is_empty(), "failed requests: {failures_a:?} {failures_b:?}");
+    for seen in [&seen_a, &seen_b] {
+        assert_eq!(seen, &vec![sha256_digest(WEIGHTS), sha256_digest(v2)], "v1 then v2, never back");
+    }
+    let after: Value = app.get(&format!("/api/v1/deployments/{name}")).await.json().await.expect("json");
+    let containers = std::process::Command::new("docker")
+        .args(["ps", "-a", "--format", "{{.Names}}", "--filter", &format!("label=hangar.deployment={name}")])
+        .output()
+        .expect("docker ps");
+    assert_eq!(
+        String::from_utf8_lossy(&containers.stdout).trim(),
+        format!("hangar-{name}"),
+        "one container, usual name"
+    );
+    assert_ne!(after["container_id"], old_container.as_str());
+
+    // A broken version: the rollout fails and version 2 keeps serving.
+    app.put_json("/api/v1/models/m/aliases/staging", &json!({"version": "3"})).await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let failed = loop {
+        let d: Value = app.get(&format!("/api/v1/deployments/{name}")).await.json().await.expect("json");
+        if d["reason"].as_str().is_some_and(|r| r.contains("rollout to version 3 failed")) {
+            break d;
+        }
+        assert!(Instant::now() < deadline, "the failed rollout was never reported: {d}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(failed["state"], "running");
+    assert_eq!(failed["version"], "2");
+    let answer = chat(&app, &name, false).await.text().await.expect("text");
+    assert!(answer.contains(&sha256_digest(v2)), "version 2 still answers: {answer}");
+}

@@ -56,6 +56,11 @@ fn main() {
         });
     }
 
+    // A version can carry its own failure, so a test can publish one that never serves.
+    if std::path::Path::new(&config.model_dir).join("BROKEN").exists() {
+        eprintln!("hangar-test-model: the model dir holds BROKEN; exiting with code 1");
+        std::process::exit(1);
+    }
     let digest = digest_of_model_file(&config.model_dir, config.digest_file.as_deref());
     match &digest {
         Ok((file, hex)) => println!("hangar-test-model: {file} has sha256:{hex}"),
