@@ -117,6 +117,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     )
     .service(web::resource("/api/v1/users/{name}/password").route(web::post().to(users::reset_password)))
     .service(web::resource("/api/v1/system").route(web::get().to(system::get_system)))
+    .service(web::resource("/metrics").route(web::get().to(system::get_metrics)))
     .service(web::resource("/healthz").route(web::get().to(system::healthz)))
     .service(web::resource("/readyz").route(web::get().to(system::readyz)));
 }

@@ -1,5 +1,7 @@
 //! `GET /api/v1/system`, `/healthz` and `/readyz`.
 
+use std::fmt::Write as _;
+
 use actix_web::{HttpResponse, web};
 use serde::Serialize;
 use sqlx::SqlitePool;
@@ -10,6 +12,7 @@ use crate::catalog;
 use crate::config::Settings;
 use crate::domain::Role;
 use crate::error::ApiError;
+use crate::gateway::Gateway;
 use crate::runtime::supervisor::Supervisor;
 
 #[derive(Debug, Serialize)]
@@ -73,6 +76,48 @@ fn disk_usage(data_dir: &std::path::Path) -> std::io::Result<DiskView> {
         total_bytes: stat.f_blocks.saturating_mul(stat.f_frsize),
         free_bytes: stat.f_bavail.saturating_mul(stat.f_frsize),
     })
+}
+
+/// Prometheus text: the gateway's per-deployment series, deployments by state, and the
+/// catalog's and blob store's gauges. Needs a token unless `metrics_public = true`.
+pub async fn get_metrics(
+    pool: web::Data<SqlitePool>,
+    blobs: web::Data<BlobStore>,
+    settings: web::Data<Settings>,
+    gateway: web::Data<Gateway>,
+    caller: Result<Caller, ApiError>,
+) -> Result<HttpResponse, ApiError> {
+    if !settings.metrics_public {
+        caller?.require(Role::Viewer)?;
+    }
+    let totals = catalog::blobs::totals(&pool).await?;
+    let mut out = String::new();
+    let gauges = [
+        ("hangar_models", "Models in the catalog.", totals.models),
+        ("hangar_versions", "Versions in the catalog.", totals.versions),
+        ("hangar_files", "Files of all versions.", totals.files),
+        ("hangar_blobs", "Blobs in the store.", totals.blobs),
+        ("hangar_logical_bytes", "Sum of file sizes, as if nothing were deduplicated.", totals.logical_bytes),
+        ("hangar_stored_bytes", "Bytes of the blobs on disk.", totals.stored_bytes),
+    ];
+    for (name, help, value) in gauges {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}");
+    }
+    let uploads = blobs.tmp_entries().map_err(ApiError::internal)?;
+    let _ = writeln!(
+        out,
+        "# HELP hangar_uploads_in_flight Uploads being received.\n# TYPE hangar_uploads_in_flight gauge\nhangar_uploads_in_flight {uploads}"
+    );
+    let _ = writeln!(out, "# HELP hangar_deployments Deployments by observed state.\n# TYPE hangar_deployments gauge");
+    let mut by_state: std::collections::BTreeMap<&str, u64> = std::collections::BTreeMap::new();
+    for d in catalog::deployments::list(&pool).await? {
+        *by_state.entry(d.observed.state.as_str()).or_default() += 1;
+    }
+    for (state, n) in by_state {
+        let _ = writeln!(out, "hangar_deployments{{state=\"{state}\"}} {n}");
+    }
+    gateway.render_metrics(&mut out);
+    Ok(HttpResponse::Ok().content_type("text/plain; version=0.0.4; charset=utf-8").body(out))
 }
 
 /// The process is up.

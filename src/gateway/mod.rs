@@ -5,11 +5,13 @@
 //! Errors on `/v1/*` have OpenAI's shape, so OpenAI clients show them as such.
 
 mod error;
+mod metrics;
 mod route;
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use actix_web::ResponseError as _;
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 use futures_util::StreamExt as _;
@@ -22,6 +24,7 @@ use crate::error::ApiError;
 use crate::runtime::supervisor::Supervisor;
 use crate::runtime::traffic::{InFlight, Traffic};
 pub use error::OpenAiError;
+pub use metrics::Metrics;
 
 /// Largest request body passed to a model server (long prompts, batched embeddings).
 const MAX_BODY: usize = 64 << 20;
@@ -36,6 +39,7 @@ const MAX_COLD_START: Duration = Duration::from_secs(900);
 pub struct Gateway {
     client: reqwest::Client,
     traffic: Arc<Traffic>,
+    metrics: Arc<Metrics>,
 }
 
 impl Gateway {
@@ -46,7 +50,12 @@ impl Gateway {
             .pool_idle_timeout(Duration::from_secs(90))
             .no_proxy()
             .build()?;
-        Ok(Self { client, traffic })
+        Ok(Self { client, traffic, metrics: Arc::new(Metrics::default()) })
+    }
+
+    /// Appends the gateway's Prometheus series to `out`.
+    pub fn render_metrics(&self, out: &mut String) {
+        self.metrics.render(out, |deployment| self.traffic.in_flight(deployment));
     }
 }
 
@@ -108,11 +117,20 @@ async fn forward(
         Some(serde_json::Value::String(model)) => model,
         _ => return Err(OpenAiError::invalid_request("the request body needs a \"model\" (a deployment name)".into())),
     };
+    let started = Instant::now();
     let deployment = route::resolve(&pool, &caller, &wanted).await?;
-    let deployment = autostart(&supervisor, deployment).await?;
-    let address = serving_address(&deployment)?;
-    let url = upstream_url(address, &format!("/v1/{tail}"), req.query_string());
-    relay(&gateway, &req, reqwest::Method::POST, url, body, &deployment).await
+    let name = deployment.name.to_string();
+    let result = async {
+        let deployment = autostart(&supervisor, &gateway.metrics, deployment).await?;
+        let address = serving_address(&deployment)?;
+        let url = upstream_url(address, &format!("/v1/{tail}"), req.query_string());
+        relay(&gateway, &req, reqwest::Method::POST, url, body, &deployment, started).await
+    }
+    .await;
+    if let Err(e) = &result {
+        gateway.metrics.responded(&name, e.status_code().as_u16(), None);
+    }
+    result
 }
 
 /// `ANY /deployments/{name}/proxy/{path}`: raw pass-through.
@@ -126,17 +144,22 @@ async fn proxy(
 ) -> Result<HttpResponse, OpenAiError> {
     let caller = caller.map_err(OpenAiError::from)?;
     let (name, rest) = path.into_inner();
+    let started = Instant::now();
     let deployment = route::by_name(&pool, &caller, &name).await?;
     let address = serving_address(&deployment)?;
     let method = reqwest::Method::from_bytes(req.method().as_str().as_bytes())
         .map_err(|_| OpenAiError::invalid_request(format!("method {} cannot be proxied", req.method())))?;
     let url = upstream_url(address, &format!("/{rest}"), req.query_string());
-    relay(&gateway, &req, method, url, body, &deployment).await
+    relay(&gateway, &req, method, url, body, &deployment, started).await
 }
 
 /// Starts a stopped autostart deployment for a request and waits for it, bounded by its
 /// runtime's startup deadline. Concurrent requests share the one start.
-async fn autostart(supervisor: &Supervisor, deployment: Deployment) -> Result<Deployment, OpenAiError> {
+async fn autostart(
+    supervisor: &Supervisor,
+    metrics: &Metrics,
+    deployment: Deployment,
+) -> Result<Deployment, OpenAiError> {
     let ready = deployment.observed.state == State::Running && deployment.observed.address.is_some();
     if ready || !deployment.autostart || deployment.observed.state == State::Failed {
         return Ok(deployment);
@@ -145,10 +168,13 @@ async fn autostart(supervisor: &Supervisor, deployment: Deployment) -> Result<De
         Ok(runtime) => runtime.startup_deadline(),
         Err(e) => return Err(OpenAiError::unavailable(e.to_string())),
     };
-    supervisor
+    let waited = Instant::now();
+    let started = supervisor
         .ensure_running(&deployment.name, deadline.min(MAX_COLD_START))
         .await
-        .map_err(|e| OpenAiError::unavailable(format!("could not start deployment '{}': {e}", deployment.name)))
+        .map_err(|e| OpenAiError::unavailable(format!("could not start deployment '{}': {e}", deployment.name)))?;
+    metrics.cold_start(deployment.name.as_str(), waited.elapsed());
+    Ok(started)
 }
 
 /// Where a deployment answers, or why it cannot answer now.
@@ -197,6 +223,7 @@ async fn relay(
     url: String,
     body: web::Bytes,
     deployment: &Deployment,
+    started: Instant,
 ) -> Result<HttpResponse, OpenAiError> {
     let in_flight = gateway.traffic.begin(deployment.name.as_str(), address_of(&url));
     let mut upstream = gateway.client.request(method, &url).body(body);
@@ -207,6 +234,7 @@ async fn relay(
     }
     let response = upstream.send().await.map_err(|e| OpenAiError::upstream(&deployment.name, &e))?;
     let status = StatusCode::from_u16(response.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
+    gateway.metrics.responded(deployment.name.as_str(), status.as_u16(), Some(started.elapsed()));
     let mut reply = HttpResponse::build(status);
     for (name, value) in response.headers() {
         if !HOP_BY_HOP.contains(&name.as_str()) && name.as_str() != "content-length" {
@@ -221,7 +249,14 @@ async fn relay(
             actix_web::error::ErrorBadGateway(e)
         })
     });
-    Ok(reply.streaming(Counted { inner: stream, _in_flight: in_flight }))
+    let counted = Counted {
+        inner: stream,
+        _in_flight: in_flight,
+        metrics: Arc::clone(&gateway.metrics),
+        deployment: deployment.name.to_string(),
+        started,
+    };
+    Ok(reply.streaming(counted))
 }
 
 /// `host:port` of an upstream URL, the key traffic is counted by.
@@ -230,10 +265,20 @@ fn address_of(url: &str) -> &str {
     rest.split(['/', '?']).next().unwrap_or(rest)
 }
 
-/// A response body that counts as a request in flight until it ends or is dropped.
+/// A response body that counts as a request in flight until it ends or is dropped, and
+/// then records the request's latency.
 struct Counted<S> {
     inner: S,
     _in_flight: InFlight,
+    metrics: Arc<Metrics>,
+    deployment: String,
+    started: Instant,
+}
+
+impl<S> Drop for Counted<S> {
+    fn drop(&mut self) {
+        self.metrics.finished(&self.deployment, self.started.elapsed());
+    }
 }
 
 impl<S: futures_util::Stream + Unpin> futures_util::Stream for Counted<S> {

@@ -57,6 +57,24 @@ async fn chat_goes_to_the_deployment_by_name_or_by_model() {
     assert_eq!(models["data"][0]["id"], name.as_str());
     let health = app.get(&format!("/deployments/{name}/proxy/health")).await;
     assert_eq!(health.status(), StatusCode::OK, "the raw proxy passes through");
+
+    let metrics = app.get("/metrics").await.text().await.expect("metrics");
+    let label = format!("deployment=\"{name}\"");
+    assert!(metrics.contains(&format!("hangar_gateway_requests_total{{{label},status=\"200\"}} 5")), "{metrics}");
+    assert!(metrics.contains(&format!("hangar_gateway_request_seconds_count{{{label}}} 5")), "{metrics}");
+    assert!(metrics.contains(&format!("hangar_gateway_in_flight{{{label}}} 0")), "{metrics}");
+    assert!(metrics.contains("hangar_deployments{state=\"running\"} 1"), "{metrics}");
+    assert!(metrics.contains("hangar_models 1"), "{metrics}");
+    let anonymous = reqwest::get(app.url("/metrics")).await.expect("metrics");
+    assert_eq!(anonymous.status(), StatusCode::UNAUTHORIZED, "metrics need a token unless metrics_public");
+}
+
+#[tokio::test]
+async fn metrics_can_be_public() {
+    let app = spawn_app_with(|s| s.metrics_public = true).await;
+    let response = reqwest::get(app.url("/metrics")).await.expect("metrics");
+    assert_eq!(response.status(), StatusCode::OK);
+    assert!(response.text().await.expect("text").contains("# TYPE hangar_blobs gauge"));
 }
 
 #[tokio::test]
@@ -182,6 +200,11 @@ async fn twenty_concurrent_cold_requests_share_one_start() {
         .output()
         .expect("docker ps");
     assert_eq!(String::from_utf8_lossy(&output.stdout).split_whitespace().count(), 1, "one container");
+    let metrics = app.get("/metrics").await.text().await.expect("metrics");
+    assert!(
+        metrics.contains(&format!("hangar_gateway_cold_start_seconds_count{{deployment=\"{name}\"}} 20")),
+        "every request that waited counts its wait: {metrics}"
+    );
 }
 
 #[tokio::test]
