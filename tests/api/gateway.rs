@@ -364,3 +364,27 @@ async fn an_alias_move_rolls_out_blue_green_without_a_failed_request() {
     let answer = chat(&app, &name, false).await.text().await.expect("text");
     assert!(answer.contains(&sha256_digest(v2)), "version 2 still answers: {answer}");
 }
+
+#[tokio::test]
+async fn the_official_openai_python_client_chats_and_streams_through_the_gateway() {
+    if !docker_ready() {
+        return;
+    }
+    let (app, name) = running(&["--token-delay-ms", "150"]).await;
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/python/openai_chat.py");
+    let address = app.address.clone();
+    let digest = sha256_digest(WEIGHTS);
+    let output = tokio::task::spawn_blocking(move || {
+        std::process::Command::new("python3")
+            .arg(script)
+            .args([address.as_str(), crate::helpers::ADMIN_TOKEN, name.as_str(), digest.as_str()])
+            .output()
+    })
+    .await
+    .expect("join")
+    .expect("python3 runs (CI installs the openai package)");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "the OpenAI client failed:\n{stdout}\n{stderr}");
+    assert!(stdout.contains("streamed: ok") && stdout.contains("unknown model: ok"), "{stdout}");
+}
