@@ -159,7 +159,7 @@ pub async fn create_deployment(
     };
     supervisor.runtime(&body.runtime).await?;
     Overrides::parse(&body.env, &body.args).map_err(|e| ApiError::BadRequest(e.to_string()))?;
-    supervisor.docker().ping().await.map_err(|e| ApiError::Unavailable(e.to_string()))?;
+    docker_answers(&supervisor).await?;
     let new = NewDeployment {
         gpu_request: parse_gpus(&body)?,
         name,
@@ -187,6 +187,11 @@ pub async fn list_deployments(pool: web::Data<SqlitePool>, caller: Caller) -> Re
         .map(DeploymentView::from)
         .collect();
     Ok(HttpResponse::Ok().json(serde_json::json!({ "items": items })))
+}
+
+/// Deployment calls need Docker: without it, 503 naming the socket tried.
+async fn docker_answers(supervisor: &Supervisor) -> Result<(), ApiError> {
+    supervisor.docker().ping().await.map_err(|e| ApiError::Unavailable(e.to_string()))
 }
 
 /// Looks a deployment up and checks the caller may act on its model.
@@ -230,7 +235,7 @@ pub async fn start_deployment(
     path: web::Path<DeploymentPath>,
 ) -> Result<HttpResponse, ApiError> {
     let deployment = authorized(&pool, &caller, Role::Maintainer, &path).await?;
-    supervisor.docker().ping().await.map_err(|e| ApiError::Unavailable(e.to_string()))?;
+    docker_answers(&supervisor).await?;
     let deployment = supervisor.start(&caller.actor(), &deployment.name).await?;
     Ok(HttpResponse::Accepted().json(DeploymentView::from(deployment)))
 }
@@ -253,7 +258,7 @@ pub async fn restart_deployment(
     path: web::Path<DeploymentPath>,
 ) -> Result<HttpResponse, ApiError> {
     let deployment = authorized(&pool, &caller, Role::Maintainer, &path).await?;
-    supervisor.docker().ping().await.map_err(|e| ApiError::Unavailable(e.to_string()))?;
+    docker_answers(&supervisor).await?;
     let deployment = supervisor.restart(&caller.actor(), &deployment.name).await?;
     Ok(HttpResponse::Accepted().json(DeploymentView::from(deployment)))
 }
@@ -275,7 +280,7 @@ pub async fn deployment_logs(
             deployment.observed.state.as_str()
         )));
     };
-    supervisor.docker().ping().await.map_err(|e| ApiError::Unavailable(e.to_string()))?;
+    docker_answers(&supervisor).await?;
     let stream = supervisor
         .docker()
         .logs(&container, query.tail.unwrap_or(DEFAULT_LOG_TAIL), query.follow.unwrap_or(false))
