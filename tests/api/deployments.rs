@@ -142,8 +142,13 @@ async fn a_deployment_serves_the_mounted_version_and_stops_without_a_trace() {
     assert_eq!(logs.status(), StatusCode::OK);
     assert!(logs.text().await.expect("text").contains("serving"), "the log tail has the server's output");
 
+    // A followed log ends when the container stops.
+    let follow = app.get(&format!("/api/v1/deployments/{name}/logs?tail=1&follow=true")).await;
+    assert_eq!(follow.status(), StatusCode::OK);
     let stop = app.client.post(app.url(&format!("/api/v1/deployments/{name}/stop"))).send().await.expect("stop");
     assert_eq!(stop.status(), StatusCode::ACCEPTED);
+    let ended = tokio::time::timeout(Duration::from_secs(30), follow.text()).await;
+    assert!(ended.is_ok(), "the followed log ended with the container");
     let stopped = wait_for(&app, &name, "stopped", Duration::from_secs(30)).await;
     assert_eq!(stopped["container_id"], Value::Null);
     assert!(containers_named(&name).is_empty(), "the container is gone");
