@@ -13,3 +13,4 @@ pub mod gc;
 pub mod runtime;
 pub mod startup;
 pub mod telemetry;
+pub mod web;

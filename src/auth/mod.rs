@@ -7,6 +7,7 @@ mod authenticator;
 mod bootstrap;
 mod limiter;
 pub mod password;
+pub mod session;
 pub mod token;
 
 pub use authenticator::Authenticator;

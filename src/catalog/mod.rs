@@ -10,6 +10,7 @@ pub mod events;
 pub mod files;
 pub mod models;
 pub mod runtimes;
+pub mod sessions;
 pub mod tokens;
 pub mod users;
 pub mod versions;

@@ -5,6 +5,7 @@ mod aliases;
 mod auth;
 mod bad_input;
 mod concurrency;
+mod dashboard;
 mod deployments;
 mod durability;
 mod files;

@@ -1,0 +1,43 @@
+//! The dashboard: server-rendered askama pages over the same catalog the API serves. Every
+//! core action works without JavaScript (plain forms with a CSRF token); `app.js` only
+//! enhances. Everything a user typed reaches the page escaped, or, for model cards,
+//! rendered from Markdown and sanitized.
+
+mod assets;
+mod error;
+mod markdown;
+mod pages;
+mod session;
+
+use actix_web::web;
+
+pub use error::WebError;
+pub use session::WebCaller;
+
+/// A model name in a URL, as in the API.
+const MODEL: &str = "{model:[^/]+(?:/[^/]+)?}";
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    let forms = web::FormConfig::default().error_handler(|err, _req| {
+        WebError::Page {
+            status: actix_web::http::StatusCode::BAD_REQUEST,
+            message: format!("the form could not be read: {err}"),
+        }
+        .into()
+    });
+    cfg.app_data(forms)
+        .service(web::resource("/static/{file}").route(web::get().to(assets::asset)))
+        .service(
+            web::resource("/login")
+                .route(web::get().to(pages::login::show))
+                .route(web::post().to(pages::login::sign_in)),
+        )
+        .service(web::resource("/logout").route(web::post().to(pages::login::sign_out)))
+        .service(
+            web::resource(format!("/models/{MODEL}/versions/{{version}}")).route(web::get().to(pages::version::show)),
+        )
+        .service(web::resource(format!("/models/{MODEL}/aliases")).route(web::post().to(pages::model::promote)))
+        .service(web::resource(format!("/models/{MODEL}")).route(web::get().to(pages::model::show)))
+        .service(web::resource("/models").route(web::post().to(pages::models::create)))
+        .service(web::resource("/").route(web::get().to(pages::models::list)));
+}

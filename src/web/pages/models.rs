@@ -1,0 +1,110 @@
+//! The models list (the home page): search, pages, and a form to create a model.
+
+use actix_web::http::header;
+use actix_web::{HttpResponse, web};
+use askama::Template;
+use base64::Engine as _;
+use serde::Deserialize;
+use sqlx::SqlitePool;
+
+use super::Notice;
+use crate::catalog::{self, models::Model};
+use crate::domain::{ModelName, Role};
+use crate::error::ApiError;
+use crate::web::error::encode_query;
+use crate::web::{WebCaller, WebError};
+
+const PAGE: u32 = 50;
+
+pub struct ModelRow {
+    name: String,
+    description: String,
+    tags: Vec<String>,
+    latest: String,
+    versions: i64,
+}
+
+impl From<Model> for ModelRow {
+    fn from(m: Model) -> Self {
+        Self {
+            name: m.name.to_string(),
+            description: m.description,
+            tags: m.tags,
+            latest: m.latest_version.unwrap_or_else(|| "—".into()),
+            versions: m.version_count,
+        }
+    }
+}
+
+#[derive(Template)]
+#[template(path = "models.html")]
+struct ModelsPage {
+    user: String,
+    csrf: String,
+    notice: Option<String>,
+    q: String,
+    models: Vec<ModelRow>,
+    next: Option<String>,
+    can_create: bool,
+}
+
+#[derive(Deserialize)]
+pub struct ListQuery {
+    q: Option<String>,
+    cursor: Option<String>,
+    notice: Option<String>,
+}
+
+#[derive(Deserialize)]
+pub struct CreateForm {
+    #[serde(default)]
+    csrf: String,
+    name: String,
+    #[serde(default)]
+    description: String,
+}
+
+pub async fn list(
+    pool: web::Data<SqlitePool>,
+    caller: WebCaller,
+    query: web::Query<ListQuery>,
+) -> Result<HttpResponse, WebError> {
+    let query = query.into_inner();
+    let q = query.q.unwrap_or_default();
+    let cursor = query
+        .cursor
+        .as_deref()
+        .and_then(|c| base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(c).ok())
+        .and_then(|bytes| String::from_utf8(bytes).ok());
+    let search = Some(q.trim()).filter(|q| !q.is_empty());
+    let page = catalog::models::list(&pool, search, caller.caller.models.as_deref(), cursor.as_deref(), PAGE).await?;
+    let next = page.next.map(|c| {
+        let cursor = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(c);
+        format!("/?q={}&cursor={cursor}", encode_query(&q))
+    });
+    let body = ModelsPage {
+        user: caller.user(),
+        can_create: caller.caller.role >= Role::Maintainer,
+        csrf: caller.csrf,
+        notice: Notice { notice: query.notice }.notice,
+        q,
+        models: page.items.into_iter().map(ModelRow::from).collect(),
+        next,
+    }
+    .render()
+    .map_err(ApiError::internal)?;
+    Ok(HttpResponse::Ok().content_type("text/html; charset=utf-8").body(body))
+}
+
+pub async fn create(
+    pool: web::Data<SqlitePool>,
+    caller: WebCaller,
+    form: web::Form<CreateForm>,
+) -> Result<HttpResponse, WebError> {
+    caller.check_csrf(&form.csrf)?;
+    let name = ModelName::parse(form.name.trim()).map_err(ApiError::from)?;
+    caller.caller.require_on(Role::Maintainer, &name)?;
+    catalog::models::create(&pool, &caller.caller.actor(), &name, form.description.trim(), &[]).await?;
+    let target = format!("/models/{name}?notice={}", encode_query("Model created."));
+    Ok(HttpResponse::SeeOther().insert_header((header::LOCATION, target)).finish())
+}

@@ -1,0 +1,52 @@
+//! The `WebCaller` extractor: the signed-in user of a dashboard request, from the session
+//! cookie, with the session's CSRF token for the page's forms. Forms send the token back as
+//! a field, checked by `check_csrf`.
+
+use actix_web::dev::Payload;
+use actix_web::{FromRequest, HttpRequest, web};
+use futures_util::future::LocalBoxFuture;
+use sqlx::SqlitePool;
+
+use super::WebError;
+use crate::auth::{Caller, session};
+
+pub struct WebCaller {
+    pub caller: Caller,
+    pub csrf: String,
+}
+
+impl WebCaller {
+    /// Refuses a form that did not come from one of our pages.
+    pub fn check_csrf(&self, presented: &str) -> Result<(), WebError> {
+        if session::csrf_matches(&self.csrf, Some(presented)) {
+            Ok(())
+        } else {
+            Err(WebError::forbidden(
+                "this form was not sent from a Hangar page (its CSRF token is missing or stale); reload the page and try again",
+            ))
+        }
+    }
+
+    pub fn user(&self) -> String {
+        self.caller.user.as_ref().map(ToString::to_string).unwrap_or_default()
+    }
+}
+
+impl FromRequest for WebCaller {
+    type Error = WebError;
+    type Future = LocalBoxFuture<'static, Result<Self, Self::Error>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let pool = req.app_data::<web::Data<SqlitePool>>().cloned();
+        let cookie = req.cookie(session::COOKIE).map(|c| c.value().to_owned());
+        let remote_addr = req.peer_addr().map(|a| a.ip().to_string());
+        let next = req.uri().path_and_query().map_or_else(|| "/".to_owned(), ToString::to_string);
+        Box::pin(async move {
+            let (Some(pool), Some(cookie)) = (pool, cookie) else { return Err(WebError::SignIn { next }) };
+            match session::resume(&pool, &cookie, remote_addr).await? {
+                Some((caller, csrf)) => Ok(Self { caller, csrf }),
+                None => Err(WebError::SignIn { next }),
+            }
+        })
+    }
+}

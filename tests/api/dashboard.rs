@@ -1,0 +1,171 @@
+//! The dashboard over plain HTTP: sessions, CSRF, escaping and security headers. The
+//! browser flows are in `browser.rs`.
+
+use reqwest::StatusCode;
+use reqwest::header::{LOCATION, SET_COOKIE};
+use serde_json::json;
+
+use crate::helpers::{TestApp, spawn_app};
+
+/// A client that keeps cookies but follows no redirects, signed in as a fresh user.
+async fn signed_in(app: &TestApp, user: &str, role: &str) -> (reqwest::Client, String) {
+    app.post_json("/api/v1/users", &json!({"name": user, "role": role, "password": format!("{user}-long-password")}))
+        .await;
+    let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client");
+    let response = client
+        .post(app.url("/login"))
+        .form(&[("user", user), ("password", &format!("{user}-long-password")), ("next", "/")])
+        .send()
+        .await
+        .expect("login");
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    let cookie = response.headers()[SET_COOKIE].to_str().expect("ascii").to_owned();
+    assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Lax"), "{cookie}");
+    assert!(!cookie.contains("Secure"), "not Secure over plain HTTP: {cookie}");
+    let value = cookie.split(';').next().expect("pair").to_owned();
+    (client, value)
+}
+
+async fn page(client: &reqwest::Client, app: &TestApp, cookie: &str, path: &str) -> (StatusCode, String) {
+    let response = client.get(app.url(path)).header("cookie", cookie).send().await.expect("get");
+    (response.status(), response.text().await.expect("text"))
+}
+
+fn csrf_of(html: &str) -> String {
+    let at = html.find("name=\"csrf\" value=\"").expect("a csrf field") + 19;
+    html[at..].split('"').next().expect("value").to_owned()
+}
+
+#[tokio::test]
+async fn pages_need_a_session_and_send_you_to_sign_in() {
+    let app = spawn_app().await;
+    let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client");
+    let response = client.get(app.url("/models/m?x=1")).send().await.expect("get");
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    assert_eq!(response.headers()[LOCATION], "/login?next=/models/m%3Fx%3D1");
+    let wrong =
+        client.post(app.url("/login")).form(&[("user", "admin"), ("password", "nope")]).send().await.expect("post");
+    assert_eq!(wrong.status(), StatusCode::UNAUTHORIZED);
+    assert!(wrong.text().await.expect("text").contains("Unknown user or wrong password"));
+    let offsite =
+        client.get(app.url("/login?next=//evil.example/")).send().await.expect("get").text().await.expect("text");
+    assert!(offsite.contains("name=\"next\" value=\"/\""), "an off-site next is dropped");
+}
+
+#[tokio::test]
+async fn a_form_without_its_csrf_token_is_refused_and_changes_nothing() {
+    let app = spawn_app().await;
+    let (client, cookie) = signed_in(&app, "max", "maintainer").await;
+    let refused = client
+        .post(app.url("/models"))
+        .header("cookie", &cookie)
+        .form(&[("name", "sneaky")])
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(refused.status(), StatusCode::FORBIDDEN);
+    assert!(refused.text().await.expect("text").contains("CSRF"));
+    let forged = client
+        .post(app.url("/models"))
+        .header("cookie", &cookie)
+        .form(&[("name", "sneaky"), ("csrf", "forged")])
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(forged.status(), StatusCode::FORBIDDEN);
+    assert_eq!(app.system().await["counts"]["models"], 0);
+
+    let (_, home) = page(&client, &app, &cookie, "/").await;
+    let created = client
+        .post(app.url("/models"))
+        .header("cookie", &cookie)
+        .form(&[("name", "real"), ("csrf", &csrf_of(&home))])
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(created.status(), StatusCode::SEE_OTHER);
+    assert_eq!(app.system().await["counts"]["models"], 1);
+}
+
+#[tokio::test]
+async fn the_api_takes_a_session_with_its_csrf_header_on_changes() {
+    let app = spawn_app().await;
+    let (client, cookie) = signed_in(&app, "max", "maintainer").await;
+    let read = client.get(app.url("/api/v1/me")).header("cookie", &cookie).send().await.expect("me");
+    assert_eq!(read.status(), StatusCode::OK);
+    let without = client
+        .post(app.url("/api/v1/models"))
+        .header("cookie", &cookie)
+        .json(&json!({"name": "a"}))
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(without.status(), StatusCode::FORBIDDEN);
+    let (_, home) = page(&client, &app, &cookie, "/").await;
+    let with = client
+        .post(app.url("/api/v1/models"))
+        .header("cookie", &cookie)
+        .header("x-csrf-token", csrf_of(&home))
+        .json(&json!({"name": "a"}))
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(with.status(), StatusCode::CREATED);
+}
+
+#[tokio::test]
+async fn what_users_typed_is_escaped_and_model_cards_are_sanitized() {
+    let app = spawn_app().await;
+    let payload = "<script>window.pwned=1</script><img src=x onerror=alert(1)>";
+    app.post_json("/api/v1/models", &json!({"name": "m", "description": payload, "tags": ["<b>t</b>"]})).await;
+    app.create_version("m", "1").await;
+    let card = format!("# Card\n\n{payload}\n\n[click](javascript:alert(2))\n");
+    app.upload("m", "1", "README.md", card.as_bytes()).await;
+    app.publish("m", "1").await;
+    let (client, cookie) = signed_in(&app, "vera", "viewer").await;
+    for path in ["/", "/models/m", "/models/m/versions/1"] {
+        let (status, html) = page(&client, &app, &cookie, path).await;
+        assert_eq!(status, StatusCode::OK, "{path}");
+        for bad in ["<script>window", "onerror=alert(1)>", "javascript:", "<b>t</b>"] {
+            assert!(!html.contains(bad), "{path} contains {bad}");
+        }
+    }
+    let (_, model) = page(&client, &app, &cookie, "/models/m").await;
+    assert!(model.contains("<h1>Card</h1>"), "the card is rendered from Markdown");
+    assert!(model.contains("&#60;script&#62;"), "the description is escaped, not dropped");
+}
+
+#[tokio::test]
+async fn every_response_carries_the_security_headers() {
+    let app = spawn_app().await;
+    for path in ["/login", "/api/v1/models", "/static/app.css"] {
+        let response = app.get(path).await;
+        let headers = response.headers();
+        let csp = headers["content-security-policy"].to_str().expect("ascii");
+        assert!(csp.contains("script-src 'self'") && !csp.contains("unsafe-inline"), "{path}: {csp}");
+        assert_eq!(headers["x-frame-options"], "DENY", "{path}");
+        assert_eq!(headers["x-content-type-options"], "nosniff", "{path}");
+    }
+}
+
+#[tokio::test]
+async fn promoting_a_protected_alias_from_the_page_takes_an_admin() {
+    let app = spawn_app().await;
+    app.published("m", &[("a.bin", b"a")]).await;
+    let (client, cookie) = signed_in(&app, "max", "maintainer").await;
+    let (_, html) = page(&client, &app, &cookie, "/models/m").await;
+    let csrf = csrf_of(&html);
+    let promote = |alias: &'static str| {
+        client
+            .post(app.url("/models/m/aliases"))
+            .header("cookie", &cookie)
+            .form(&[("csrf", csrf.as_str()), ("alias", alias), ("version", "1")])
+            .send()
+    };
+    assert_eq!(promote("staging").await.expect("post").status(), StatusCode::SEE_OTHER);
+    let refused = promote("prod").await.expect("post");
+    assert_eq!(refused.status(), StatusCode::FORBIDDEN);
+    assert!(refused.text().await.expect("text").contains("protected"));
+    let (_, after) = page(&client, &app, &cookie, "/models/m").await;
+    assert!(after.contains("staging") && !after.contains(">prod<"), "only staging moved");
+}
