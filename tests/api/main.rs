@@ -4,6 +4,7 @@
 mod aliases;
 mod auth;
 mod bad_input;
+mod browser;
 mod concurrency;
 mod dashboard;
 mod deployments;

@@ -1,0 +1,144 @@
+//! The dashboard in a real browser: Debian's headless Chromium driven over WebDriver
+//! (chromedriver). Screenshots of each page land in `target/screenshots/`.
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use fantoccini::{Client, ClientBuilder, Locator};
+use serde_json::json;
+
+use crate::helpers::{TestApp, spawn_app, wait_until};
+
+/// A chromedriver process on a free port; killed on drop.
+struct Driver {
+    child: Child,
+    port: u16,
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn start_driver() -> Driver {
+    let port = TcpListener::bind("127.0.0.1:0").expect("a free port").local_addr().expect("addr").port();
+    let child = Command::new("chromedriver")
+        .arg(format!("--port={port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("chromedriver (Debian's chromium-driver, installed by .ci/run)");
+    wait_until("chromedriver listens", Duration::from_secs(20), || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    })
+    .await;
+    Driver { child, port }
+}
+
+async fn browser(driver: &Driver) -> Client {
+    let mut capabilities = serde_json::Map::new();
+    capabilities.insert(
+        "goog:chromeOptions".into(),
+        json!({"args": [
+            "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
+            "--disable-component-update", "--disable-sync", "--disable-quic", "--window-size=1280,1000"
+        ]}),
+    );
+    ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+        .capabilities(capabilities)
+        .connect(&format!("http://127.0.0.1:{}", driver.port))
+        .await
+        .expect("a browser session")
+}
+
+async fn screenshot(client: &Client, name: &str) {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/screenshots");
+    std::fs::create_dir_all(&dir).expect("screenshot dir");
+    let png = client.screenshot().await.expect("screenshot");
+    std::fs::write(dir.join(format!("{name}.png")), png).expect("write screenshot");
+}
+
+async fn sign_in(client: &Client, app: &TestApp, user: &str, password: &str) {
+    client.goto(&app.url("/")).await.expect("goto");
+    assert!(
+        client.current_url().await.expect("url").path().starts_with("/login"),
+        "signed-out visitors land on sign in"
+    );
+    screenshot(client, "sign-in").await;
+    client.find(Locator::Id("user")).await.expect("user field").send_keys(user).await.expect("type");
+    client.find(Locator::Id("password")).await.expect("password field").send_keys(password).await.expect("type");
+    client.find(Locator::Css("form button[type=submit]")).await.expect("button").click().await.expect("click");
+    client.wait().for_element(Locator::Css("h1")).await.expect("a page");
+}
+
+async fn text_of(client: &Client, css: &str) -> String {
+    client.find(Locator::Css(css)).await.expect(css).text().await.expect("text")
+}
+
+#[tokio::test]
+async fn sign_in_browse_create_promote_and_sign_out_in_a_real_browser() {
+    let app = spawn_app().await;
+    let payload = "<script>window.pwned = 1</script><img src=x onerror=\"window.pwned = 2\">";
+    app.post_json("/api/v1/models", &json!({"name": "team/llama", "description": payload, "tags": ["chat"]})).await;
+    app.create_version("team/llama", "1").await;
+    app.upload("team/llama", "1", "weights.bin", b"weights").await;
+    let card = format!("# Llama\n\nA *fine* model.\n\n{payload}\n\n| a | b |\n|---|---|\n| 1 | 2 |\n");
+    app.upload("team/llama", "1", "README.md", card.as_bytes()).await;
+    app.publish("team/llama", "1").await;
+    app.post_json("/api/v1/users", &json!({"name": "max", "role": "maintainer", "password": "max-long-password"}))
+        .await;
+
+    let driver = start_driver().await;
+    let client = browser(&driver).await;
+    sign_in(&client, &app, "max", "max-long-password").await;
+    assert_eq!(text_of(&client, "h1").await, "Models");
+    assert!(text_of(&client, "table.list").await.contains("team/llama"));
+    screenshot(&client, "models").await;
+
+    // Create a model through the form.
+    client.find(Locator::Id("name")).await.expect("name").send_keys("whisper").await.expect("type");
+    client
+        .find(Locator::Id("description"))
+        .await
+        .expect("description")
+        .send_keys("speech to text")
+        .await
+        .expect("type");
+    client.find(Locator::Css("form.card button")).await.expect("create").click().await.expect("click");
+    client.wait().for_element(Locator::Css("p.notice")).await.expect("a notice");
+    assert_eq!(text_of(&client, "h1").await, "whisper");
+
+    // The model with the XSS payload: shown as text, never run.
+    client.goto(&app.url("/models/team/llama")).await.expect("goto");
+    client.wait().for_element(Locator::Css("article.markdown")).await.expect("the card");
+    assert!(text_of(&client, "article.markdown").await.contains("A fine model."));
+    assert!(text_of(&client, "p.description").await.contains("<script>"), "the description shows as text");
+    let pwned = client.execute("return window.pwned === undefined;", vec![]).await.expect("script");
+    assert_eq!(pwned, json!(true), "no payload ran");
+    screenshot(&client, "model").await;
+
+    // Promote an alias through the form.
+    client.find(Locator::Id("alias")).await.expect("alias").send_keys("staging").await.expect("type");
+    client.find(Locator::Css("form.inline button")).await.expect("promote").click().await.expect("click");
+    client.wait().for_element(Locator::Css("p.notice")).await.expect("a notice");
+    assert!(text_of(&client, "p.notice").await.contains("staging now points at version 1"));
+    let alias: serde_json::Value =
+        app.get("/api/v1/models/team/llama/aliases/staging").await.json().await.expect("json");
+    assert_eq!(alias["updated_by"], "max");
+
+    client.goto(&app.url("/models/team/llama/versions/1")).await.expect("goto");
+    client.wait().for_element(Locator::Css("dl.facts")).await.expect("facts");
+    assert!(text_of(&client, "dl.facts").await.contains("sha256:"), "the manifest digest is shown");
+    screenshot(&client, "version").await;
+
+    // Sign out: back to the sign-in page, and the pages are closed again.
+    client.find(Locator::Css("form.signout button")).await.expect("sign out").click().await.expect("click");
+    client.wait().for_element(Locator::Id("password")).await.expect("the sign-in page");
+    client.goto(&app.url("/")).await.expect("goto");
+    assert!(client.current_url().await.expect("url").path().starts_with("/login"));
+    client.close().await.expect("close");
+}
