@@ -649,10 +649,17 @@ impl Supervisor {
         self.track(&name, |t| t.busy = true);
         let sv = Arc::clone(self);
         tokio::spawn(async move {
-            if let Err(e) = task(Arc::clone(&sv)).await {
-                tracing::warn!(deployment = %name, error = %e, "supervisor task failed; will retry");
+            match task(Arc::clone(&sv)).await {
+                Ok(()) => sv.track(&name, |t| t.busy = false),
+                // Deleted while the pass that spawned this was looking at it: nothing to do.
+                Err(SupervisorError::Catalog(CatalogError::NotFound(_))) => {
+                    sv.tracks.lock().unwrap_or_else(PoisonError::into_inner).remove(&name);
+                }
+                Err(e) => {
+                    tracing::warn!(deployment = %name, error = %e, "supervisor task failed; will retry");
+                    sv.track(&name, |t| t.busy = false);
+                }
             }
-            sv.track(&name, |t| t.busy = false);
             sv.wake();
         });
     }
