@@ -32,6 +32,9 @@ use crate::domain::DeploymentName;
 const RECONCILE_EVERY: Duration = Duration::from_secs(2);
 /// How often health is probed while a server starts.
 const PROBE_EVERY: Duration = Duration::from_millis(100);
+/// The first probes of a start come this often.
+const FAST_PROBE_EVERY: Duration = Duration::from_millis(10);
+const FAST_PROBES: u32 = 50;
 /// A server that ran this long before exiting starts its crash count afresh.
 const STABLE_AFTER: Duration = Duration::from_secs(600);
 /// The longest a rollout waits for the old container's requests to finish.
@@ -920,7 +923,7 @@ impl Supervisor {
             }
             probes += 1;
             // Docker is asked less often than the port is probed.
-            if probes.is_multiple_of(5) {
+            if probes.is_multiple_of(if probes < FAST_PROBES { 25 } else { 5 }) {
                 match self.docker.inspect(id).await? {
                     Some(c) if !c.running => return Ok(Health::Exited(c)),
                     None => {
@@ -937,7 +940,9 @@ impl Supervisor {
                     Some(_) => {}
                 }
             }
-            tokio::time::sleep(PROBE_EVERY).await;
+            // Quick probes first, when a small server is about to answer; then calmer ones
+            // for the minutes a large model takes to load.
+            tokio::time::sleep(if probes < FAST_PROBES { FAST_PROBE_EVERY } else { PROBE_EVERY }).await;
         }
         Ok(Health::Deadline)
     }
