@@ -39,5 +39,12 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(web::resource(format!("/models/{MODEL}/aliases")).route(web::post().to(pages::model::promote)))
         .service(web::resource(format!("/models/{MODEL}")).route(web::get().to(pages::model::show)))
         .service(web::resource("/models").route(web::post().to(pages::models::create)))
+        .service(
+            web::resource("/deployments")
+                .route(web::get().to(pages::deployments::list))
+                .route(web::post().to(pages::deployments::create)),
+        )
+        .service(web::resource("/deployments/{name}").route(web::get().to(pages::deployments::show)))
+        .service(web::resource("/deployments/{name}/{action}").route(web::post().to(pages::deployments::act)))
         .service(web::resource("/").route(web::get().to(pages::models::list)));
 }

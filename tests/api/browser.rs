@@ -142,3 +142,56 @@ async fn sign_in_browse_create_promote_and_sign_out_in_a_real_browser() {
     assert!(client.current_url().await.expect("url").path().starts_with("/login"));
     client.close().await.expect("close");
 }
+
+#[tokio::test]
+async fn a_deployment_turns_running_on_the_page_without_a_reload() {
+    if !crate::deployments::docker_ready() {
+        return;
+    }
+    let app = spawn_app().await;
+    crate::deployments::prepare(&app, "m", "test", &["--listen-delay-secs", "1"], 30).await;
+    app.put_json("/api/v1/models/m/aliases/staging", &json!({"version": "1"})).await;
+    app.post_json("/api/v1/users", &json!({"name": "max", "role": "maintainer", "password": "max-long-password"}))
+        .await;
+    let name = crate::deployments::unique("web");
+
+    let driver = start_driver().await;
+    let client = browser(&driver).await;
+    sign_in(&client, &app, "max", "max-long-password").await;
+    client.goto(&app.url("/deployments")).await.expect("goto");
+    client.find(Locator::Id("target")).await.expect("target").send_keys("m@staging").await.expect("type");
+    client.find(Locator::Css("#runtime option[value=test], #runtime option")).await.expect("runtime");
+    client.execute("document.getElementById('runtime').value = 'test';", vec![]).await.expect("pick runtime");
+    client.find(Locator::Id("dname")).await.expect("name").send_keys(&name).await.expect("type");
+    client.find(Locator::Css("form.card button")).await.expect("deploy").click().await.expect("click");
+    client.wait().for_element(Locator::Css("p.notice")).await.expect("a notice");
+    let row = format!("tr[data-deployment='{name}'] [data-field=state]");
+    let first = text_of(&client, &row).await;
+    assert_ne!(first, "running", "still starting when the page loads (the server waits a second)");
+    screenshot(&client, "deployments").await;
+
+    // The page changes by itself: no goto, no refresh.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while text_of(&client, &row).await != "running" {
+        assert!(std::time::Instant::now() < deadline, "the row never turned running");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    screenshot(&client, "deployments-running").await;
+
+    client.goto(&app.url(&format!("/deployments/{name}"))).await.expect("goto");
+    client.wait().for_element(Locator::Css("[data-log]")).await.expect("the log");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !text_of(&client, "[data-log]").await.contains("serving") {
+        assert!(std::time::Instant::now() < deadline, "the log tail never showed the server's output");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    screenshot(&client, "deployment").await;
+    client.find(Locator::Css("button[data-action=stop]")).await.expect("stop").click().await.expect("click");
+    client.wait().for_element(Locator::Css("p.notice")).await.expect("a notice");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while text_of(&client, "h1 [data-field=state]").await != "stopped" {
+        assert!(std::time::Instant::now() < deadline, "the state never turned stopped");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    client.close().await.expect("close");
+}

@@ -1,5 +1,6 @@
 //! One file per page; each builds a view model from domain types and renders a template.
 
+pub mod deployments;
 pub mod login;
 pub mod model;
 pub mod models;

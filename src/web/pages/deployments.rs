@@ -1,0 +1,273 @@
+//! Deployments: a table whose states update live (the page's script follows the event
+//! stream), a form to create one, start/stop/restart, and a page per deployment with its
+//! events and the tail of its log.
+
+use actix_web::http::header;
+use actix_web::{HttpResponse, web};
+use askama::Template;
+use serde::Deserialize;
+use sqlx::SqlitePool;
+
+use super::Notice;
+use crate::catalog::deployments::{self, Deployment, Desired, NewDeployment, Target};
+use crate::catalog::events::{self, EventFilter};
+use crate::domain::{AliasName, DeploymentName, ModelName, Role, VersionName};
+use crate::error::ApiError;
+use crate::runtime::supervisor::Supervisor;
+use crate::runtime::{GpuAllocation, GpuRequest, PRESET_NAMES};
+use crate::web::error::encode_query;
+use crate::web::{WebCaller, WebError};
+
+pub struct DeploymentRow {
+    pub name: String,
+    pub target: String,
+    pub runtime: String,
+    pub state: String,
+    pub version: String,
+    pub gpus: String,
+    pub started_at: String,
+    pub restarts: i64,
+    pub reason: String,
+    pub address: String,
+    pub autostart: bool,
+}
+
+impl From<Deployment> for DeploymentRow {
+    fn from(d: Deployment) -> Self {
+        let gpus =
+            match d.observed.gpu_allocation.as_deref().and_then(|g| serde_json::from_str::<GpuAllocation>(g).ok()) {
+                Some(GpuAllocation::Exclusive { device_ids }) => format!("GPU {}", device_ids.join(", ")),
+                Some(GpuAllocation::Shared { device_id, memory_gib, .. }) => {
+                    format!("{memory_gib} GiB of GPU {device_id}")
+                }
+                None => "—".into(),
+            };
+        Self {
+            target: format!("{}{}", d.model, d.target),
+            name: d.name.to_string(),
+            runtime: d.runtime,
+            state: d.observed.state.as_str().to_owned(),
+            version: d.observed.serving_version.unwrap_or_default(),
+            gpus,
+            started_at: d.observed.started_at.unwrap_or_default(),
+            restarts: d.observed.restarts,
+            reason: d.observed.reason.unwrap_or_default(),
+            address: d.observed.address.unwrap_or_default(),
+            autostart: d.autostart,
+        }
+    }
+}
+
+#[derive(Template)]
+#[template(path = "deployments.html")]
+struct DeploymentsPage {
+    user: String,
+    csrf: String,
+    notice: Option<String>,
+    deployments: Vec<DeploymentRow>,
+    runtimes: Vec<String>,
+    can_deploy: bool,
+}
+
+pub struct EventRow {
+    at: String,
+    action: String,
+    actor: String,
+    details: String,
+}
+
+#[derive(Template)]
+#[template(path = "deployment.html")]
+struct DeploymentPage {
+    user: String,
+    csrf: String,
+    notice: Option<String>,
+    d: DeploymentRow,
+    events: Vec<EventRow>,
+    can_change: bool,
+}
+
+#[derive(Deserialize)]
+pub struct CreateForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    name: String,
+    /// `model@alias` or `model:version`.
+    target: String,
+    runtime: String,
+    #[serde(default)]
+    gpus: String,
+    #[serde(default)]
+    gpu_memory_gib: String,
+    autostart: Option<String>,
+    #[serde(default)]
+    idle_timeout_secs: String,
+}
+
+#[derive(Deserialize)]
+pub struct ActionForm {
+    #[serde(default)]
+    csrf: String,
+}
+
+#[derive(Deserialize)]
+pub struct ActionPath {
+    name: String,
+    action: String,
+}
+
+fn html(body: Result<String, askama::Error>) -> Result<HttpResponse, WebError> {
+    Ok(HttpResponse::Ok().content_type("text/html; charset=utf-8").body(body.map_err(ApiError::internal)?))
+}
+
+fn redirect(to: &str, notice: &str) -> HttpResponse {
+    HttpResponse::SeeOther().insert_header((header::LOCATION, format!("{to}?notice={}", encode_query(notice)))).finish()
+}
+
+pub async fn list(
+    pool: web::Data<SqlitePool>,
+    caller: WebCaller,
+    notice: web::Query<Notice>,
+) -> Result<HttpResponse, WebError> {
+    caller.caller.require(Role::Viewer)?;
+    let mut runtimes: Vec<String> = PRESET_NAMES.iter().map(|s| (*s).to_owned()).collect();
+    for (name, _) in crate::catalog::runtimes::list(&pool).await? {
+        if !runtimes.contains(&name) {
+            runtimes.push(name);
+        }
+    }
+    let deployments = deployments::list(&pool)
+        .await?
+        .into_iter()
+        .filter(|d| caller.caller.require_on(Role::Viewer, &d.model).is_ok())
+        .map(DeploymentRow::from)
+        .collect();
+    html(
+        DeploymentsPage {
+            user: caller.user(),
+            can_deploy: caller.caller.role >= Role::Maintainer,
+            csrf: caller.csrf,
+            notice: notice.into_inner().notice,
+            deployments,
+            runtimes,
+        }
+        .render(),
+    )
+}
+
+pub async fn show(
+    pool: web::Data<SqlitePool>,
+    caller: WebCaller,
+    name: web::Path<String>,
+    notice: web::Query<Notice>,
+) -> Result<HttpResponse, WebError> {
+    let name = DeploymentName::parse(&name).map_err(ApiError::from)?;
+    let deployment = deployments::get(&pool, &name).await?;
+    caller.caller.require_on(Role::Viewer, &deployment.model)?;
+    let filter = EventFilter { model: Some(deployment.model.to_string()), limit: 1000, ..EventFilter::default() };
+    let mut events: Vec<EventRow> = events::list(&pool, &filter)
+        .await?
+        .into_iter()
+        .filter(|e| e.target == name.as_str())
+        .map(|e| EventRow {
+            at: e.at,
+            action: e.action,
+            actor: e.actor.unwrap_or_default(),
+            details: e.details.to_string(),
+        })
+        .collect();
+    events.reverse();
+    events.truncate(50);
+    html(
+        DeploymentPage {
+            user: caller.user(),
+            can_change: caller.caller.require_on(Role::Maintainer, &deployment.model).is_ok(),
+            csrf: caller.csrf,
+            notice: notice.into_inner().notice,
+            d: deployment.into(),
+            events,
+        }
+        .render(),
+    )
+}
+
+/// Optional number fields arrive as text; empty means absent.
+fn number<T: std::str::FromStr>(raw: &str, field: &str) -> Result<Option<T>, WebError> {
+    let raw = raw.trim();
+    if raw.is_empty() {
+        return Ok(None);
+    }
+    raw.parse().map(Some).map_err(|_| ApiError::BadRequest(format!("{field} must be a number, not {raw:?}")).into())
+}
+
+pub async fn create(
+    supervisor: web::Data<Supervisor>,
+    caller: WebCaller,
+    form: web::Form<CreateForm>,
+) -> Result<HttpResponse, WebError> {
+    caller.check_csrf(&form.csrf)?;
+    let form = form.into_inner();
+    let (model, target) = match form.target.trim().split_once(['@', ':']) {
+        Some((model, _)) => (model, &form.target.trim()[model.len()..]),
+        None => return Err(ApiError::BadRequest("give the target as model@alias or model:version".into()).into()),
+    };
+    let model = ModelName::parse(model).map_err(ApiError::from)?;
+    let target = match target.split_at(1) {
+        ("@", alias) => Target::Alias(AliasName::parse(alias).map_err(ApiError::from)?),
+        (_, version) => Target::Version(VersionName::parse(version).map_err(ApiError::from)?),
+    };
+    caller.caller.require_on(Role::Maintainer, &model)?;
+    let name = match form.name.trim() {
+        "" => DeploymentName::for_model(&model),
+        name => DeploymentName::parse(name),
+    }
+    .map_err(ApiError::from)?;
+    let request = match (number::<u32>(&form.gpus, "GPUs")?, number::<f64>(&form.gpu_memory_gib, "GPU memory")?) {
+        (None, None) => None,
+        (Some(n), None) => Some(GpuRequest::gpus(n)),
+        (None, Some(gib)) => Some(GpuRequest::memory_gib(gib)),
+        (Some(_), Some(_)) => return Err(ApiError::BadRequest("give whole GPUs or GPU memory, not both".into()).into()),
+    }
+    .transpose()
+    .map_err(ApiError::BadRequest)?;
+    supervisor.runtime(&form.runtime).await.map_err(ApiError::from)?;
+    supervisor.docker().ping().await.map_err(|e| ApiError::Unavailable(e.to_string()))?;
+    let new = NewDeployment {
+        name,
+        model,
+        target,
+        runtime: form.runtime,
+        gpu_request: request.map(|r| serde_json::to_string(&r)).transpose().map_err(ApiError::internal)?,
+        env: Default::default(),
+        args: Vec::new(),
+        autostart: form.autostart.is_some(),
+        idle_timeout_secs: number::<i64>(&form.idle_timeout_secs, "idle timeout")?,
+        desired: Desired::Running,
+    };
+    let created = supervisor.create(&caller.caller.actor(), new).await.map_err(ApiError::from)?;
+    Ok(redirect("/deployments", &format!("Deployment {} created; it is starting.", created.name)))
+}
+
+/// Start, stop or restart from a button.
+pub async fn act(
+    pool: web::Data<SqlitePool>,
+    supervisor: web::Data<Supervisor>,
+    caller: WebCaller,
+    path: web::Path<ActionPath>,
+    form: web::Form<ActionForm>,
+) -> Result<HttpResponse, WebError> {
+    caller.check_csrf(&form.csrf)?;
+    let name = DeploymentName::parse(&path.name).map_err(ApiError::from)?;
+    let deployment = deployments::get(&pool, &name).await?;
+    caller.caller.require_on(Role::Maintainer, &deployment.model)?;
+    let actor = caller.caller.actor();
+    let done = match path.action.as_str() {
+        "start" => supervisor.start(&actor, &name).await,
+        "stop" => supervisor.stop(&actor, &name).await,
+        "restart" => supervisor.restart(&actor, &name).await,
+        other => return Err(ApiError::NotFound(format!("no action {other:?}; use start, stop or restart")).into()),
+    };
+    done.map_err(ApiError::from)?;
+    Ok(redirect(&format!("/deployments/{name}"), &format!("{} requested.", path.action)))
+}
