@@ -7,6 +7,7 @@ use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpResponse, ResponseError};
 
 use crate::auth::AuthError;
+use crate::auth::issue::IssueError;
 use crate::blobs::BlobError;
 use crate::catalog::CatalogError;
 use crate::domain::{DigestError, GlobError, NameError, RelPathError, RoleError};
@@ -125,6 +126,16 @@ impl From<SupervisorError> for ApiError {
             SupervisorError::Catalog(e) => e.into(),
             SupervisorError::Admission(e) => Self::Conflict(e.to_string()),
             SupervisorError::Invalid(msg) => Self::BadRequest(msg),
+        }
+    }
+}
+
+impl From<IssueError> for ApiError {
+    fn from(err: IssueError) -> Self {
+        match err {
+            IssueError::Invalid(msg) => Self::BadRequest(msg),
+            IssueError::Forbidden(msg) => Self::Forbidden(msg),
+            IssueError::Catalog(e) => e.into(),
         }
     }
 }

@@ -5,15 +5,15 @@ use actix_web::{HttpResponse, web};
 use serde::{Deserialize, Serialize};
 use sqlx::SqlitePool;
 
-use crate::auth::token::{Secret, parse_lifetime};
+use crate::auth::issue::{self, TokenRequest};
+use crate::auth::token::Secret;
 use crate::auth::{Authenticator, Caller, LoginLimiter, password};
-use crate::catalog::{self, Actor, tokens::NewToken, tokens::Token};
+use crate::catalog::{self, Actor, tokens::Token};
 use crate::domain::{Glob, Role, UserName};
 use crate::error::ApiError;
 
 /// Tokens issued by a login last this long unless asked otherwise.
 const LOGIN_LIFETIME: &str = "30d";
-const MAX_TOKEN_NAME: usize = 100;
 
 #[derive(Debug, Serialize)]
 pub struct TokenView {
@@ -75,37 +75,8 @@ pub struct Login {
     expires_in: Option<String>,
 }
 
-fn parse_name(name: &str) -> Result<&str, ApiError> {
-    let name = name.trim();
-    if name.is_empty() || name.len() > MAX_TOKEN_NAME || name.chars().any(char::is_control) {
-        return Err(ApiError::BadRequest(format!("token name must be 1-{MAX_TOKEN_NAME} bytes of printable text")));
-    }
-    Ok(name)
-}
-
-fn expiry(expires_in: Option<&str>) -> Result<Option<i64>, ApiError> {
-    expires_in
-        .map(|raw| {
-            let secs = parse_lifetime(raw).map_err(ApiError::BadRequest)?;
-            Ok(crate::auth::now_unix().saturating_add(i64::try_from(secs).unwrap_or(i64::MAX)))
-        })
-        .transpose()
-}
-
-/// Stores a new token and answers with its secret.
-async fn issue(
-    pool: &SqlitePool,
-    actor: &Actor,
-    user: &UserName,
-    name: &str,
-    role: Role,
-    models: Option<&[Glob]>,
-    expires_at: Option<i64>,
-) -> Result<HttpResponse, ApiError> {
-    let secret = Secret::generate();
-    let new = NewToken { user, name, prefix: secret.prefix(), secret_hash: &secret.hash(), role, models, expires_at };
-    let token = catalog::tokens::create(pool, actor, new).await?;
-    Ok(HttpResponse::Created().json(CreatedToken { view: token.into(), token: secret.expose().to_owned() }))
+fn created(token: Token, secret: &Secret) -> HttpResponse {
+    HttpResponse::Created().json(CreatedToken { view: token.into(), token: secret.expose().to_owned() })
 }
 
 /// Creates a token for the caller, with at most the caller's role and within its globs.
@@ -115,29 +86,10 @@ pub async fn create_token(
     body: web::Json<CreateToken>,
 ) -> Result<HttpResponse, ApiError> {
     caller.require(Role::Viewer)?;
-    let user = caller.user()?.clone();
     let body = body.into_inner();
-    let name = parse_name(&body.name)?;
-    let role = body.role.as_deref().map(Role::parse).transpose()?.unwrap_or(caller.role);
-    if role > caller.role {
-        return Err(ApiError::Forbidden(format!(
-            "a token cannot have more than the role it is created with: you have {}, not {role}",
-            caller.role
-        )));
-    }
-    let models = body.models.map(|m| m.iter().map(|g| Glob::parse(g)).collect::<Result<Vec<_>, _>>()).transpose()?;
-    // A limited token can only create tokens at least as limited.
-    let models = match (&caller.models, models) {
-        (Some(own), None) => Some(own.clone()),
-        (Some(own), Some(asked)) if asked.iter().any(|g| !own.contains(g)) => {
-            return Err(ApiError::Forbidden(
-                "this token is limited to some models; a token it creates can only use the same globs".into(),
-            ));
-        }
-        (_, asked) => asked,
-    };
-    let expires_at = expiry(body.expires_in.as_deref())?;
-    issue(&pool, &caller.actor(), &user, name, role, models.as_deref(), expires_at).await
+    let request = TokenRequest { name: body.name, role: body.role, expires_in: body.expires_in, models: body.models };
+    let (token, secret) = issue::issue_for(&pool, &caller, request).await?;
+    Ok(created(token, &secret))
 }
 
 /// Lists the caller's tokens; an admin sees everyone's.
@@ -192,8 +144,9 @@ pub async fn login(
     if user.disabled {
         return Err(ApiError::Forbidden(format!("user '{}' is disabled; ask an admin", user.name)));
     }
-    let name = parse_name(body.token_name.as_deref().unwrap_or("login"))?;
-    let expires_at = expiry(Some(body.expires_in.as_deref().unwrap_or(LOGIN_LIFETIME)))?;
+    let name = issue::token_name(body.token_name.as_deref().unwrap_or("login"))?;
+    let expires_at = issue::expiry(Some(body.expires_in.as_deref().unwrap_or(LOGIN_LIFETIME)))?;
     let actor = Actor { user_id: Some(user.id), user: Some(user.name.to_string()), token_id: None, remote_addr };
-    issue(&pool, &actor, &user.name, name, user.role, None, expires_at).await
+    let (token, secret) = issue::issue(&pool, &actor, &user.name, name, user.role, None, expires_at).await?;
+    Ok(created(token, &secret))
 }

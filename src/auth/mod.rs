@@ -5,6 +5,7 @@
 
 mod authenticator;
 mod bootstrap;
+pub mod issue;
 mod limiter;
 pub mod password;
 pub mod session;

@@ -96,31 +96,49 @@ pub struct EventFilter {
     pub limit: u32,
 }
 
+/// The one SELECT of events under a filter, ordered by `$order` (a string literal).
+macro_rules! select_events {
+    ($order:literal) => {
+        concat!(
+            "SELECT id, at, actor, token_id, remote_addr, action, model, target, details FROM events
+              WHERE id > ?1
+                AND (?2 IS NULL OR model = ?2)
+                AND (?3 IS NULL OR actor = ?3)
+                AND (?4 IS NULL OR action = ?4 OR action LIKE ?4 || '.%')
+                AND (?5 IS NULL OR model IS NULL OR EXISTS (SELECT 1 FROM json_each(?5) g WHERE model GLOB g.value))
+              ORDER BY id ",
+            $order,
+            " LIMIT ?6"
+        )
+    };
+}
+
 /// Events in order of id, oldest first, after `filter.after`.
 pub async fn list(pool: &SqlitePool, filter: &EventFilter) -> Result<Vec<Event>> {
+    fetch(pool, filter, select_events!("ASC")).await
+}
+
+/// The newest events that match, newest first (for people reading the log).
+pub async fn recent(pool: &SqlitePool, filter: &EventFilter) -> Result<Vec<Event>> {
+    fetch(pool, filter, select_events!("DESC")).await
+}
+
+async fn fetch(pool: &SqlitePool, filter: &EventFilter, sql: &'static str) -> Result<Vec<Event>> {
     let globs = filter
         .model_globs
         .as_ref()
         .map(|g| serde_json::to_string(&g.iter().map(Glob::as_str).collect::<Vec<_>>()))
         .transpose()
         .map_err(corrupt)?;
-    let rows: Vec<EventRow> = sqlx::query_as(
-        "SELECT id, at, actor, token_id, remote_addr, action, model, target, details FROM events
-          WHERE id > ?1
-            AND (?2 IS NULL OR model = ?2)
-            AND (?3 IS NULL OR actor = ?3)
-            AND (?4 IS NULL OR action = ?4 OR action LIKE ?4 || '.%')
-            AND (?5 IS NULL OR model IS NULL OR EXISTS (SELECT 1 FROM json_each(?5) g WHERE model GLOB g.value))
-          ORDER BY id LIMIT ?6",
-    )
-    .bind(filter.after.unwrap_or(0))
-    .bind(filter.model.as_deref())
-    .bind(filter.actor.as_deref())
-    .bind(filter.action.as_deref())
-    .bind(globs)
-    .bind(i64::from(filter.limit))
-    .fetch_all(pool)
-    .await?;
+    let rows: Vec<EventRow> = sqlx::query_as(sql)
+        .bind(filter.after.unwrap_or(0))
+        .bind(filter.model.as_deref())
+        .bind(filter.actor.as_deref())
+        .bind(filter.action.as_deref())
+        .bind(globs)
+        .bind(i64::from(filter.limit))
+        .fetch_all(pool)
+        .await?;
     rows.into_iter()
         .map(|row| {
             Ok(Event {

@@ -46,5 +46,13 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         )
         .service(web::resource("/deployments/{name}").route(web::get().to(pages::deployments::show)))
         .service(web::resource("/deployments/{name}/{action}").route(web::post().to(pages::deployments::act)))
+        .service(web::resource("/system").route(web::get().to(pages::system::show)))
+        .service(web::resource("/activity").route(web::get().to(pages::activity::show)))
+        .service(
+            web::resource("/tokens")
+                .route(web::get().to(pages::tokens::list))
+                .route(web::post().to(pages::tokens::create)),
+        )
+        .service(web::resource("/tokens/{id}/revoke").route(web::post().to(pages::tokens::revoke)))
         .service(web::resource("/").route(web::get().to(pages::models::list)));
 }

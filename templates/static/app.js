@@ -67,3 +67,15 @@ if (log && window.fetch && window.TextDecoder) {
     }
   });
 }
+
+// Copy buttons: data-copy names the id of the field to copy.
+for (const button of document.querySelectorAll("[data-copy]")) {
+  button.addEventListener("click", () => {
+    const field = document.getElementById(button.dataset.copy);
+    if (!field) return;
+    field.select();
+    const done = () => { button.textContent = "Copied"; };
+    if (navigator.clipboard) navigator.clipboard.writeText(field.value).then(done, () => document.execCommand("copy"));
+    else if (document.execCommand("copy")) done();
+  });
+}

@@ -135,6 +135,32 @@ async fn sign_in_browse_create_promote_and_sign_out_in_a_real_browser() {
     assert!(text_of(&client, "dl.facts").await.contains("sha256:"), "the manifest digest is shown");
     screenshot(&client, "version").await;
 
+    for (path, name) in [("/system", "system"), ("/activity?actor=max", "activity")] {
+        client.goto(&app.url(path)).await.expect("goto");
+        client.wait().for_element(Locator::Css("h1")).await.expect("a page");
+        screenshot(&client, name).await;
+    }
+    assert!(text_of(&client, "table.list").await.contains("alias.moved"), "the activity shows max's alias move");
+
+    // A token: its secret is shown once, then only its prefix; then it is revoked.
+    client.goto(&app.url("/tokens")).await.expect("goto");
+    client.find(Locator::Id("tname")).await.expect("name").send_keys("ci").await.expect("type");
+    client.find(Locator::Css("form.card button")).await.expect("create").click().await.expect("click");
+    client.wait().for_element(Locator::Id("secret")).await.expect("the secret");
+    let secret =
+        client.find(Locator::Id("secret")).await.expect("secret").prop("value").await.expect("value").expect("set");
+    assert!(secret.starts_with("hgr_"), "{secret}");
+    screenshot(&client, "tokens").await;
+    let works = reqwest::Client::new().get(app.url("/api/v1/me")).bearer_auth(&secret).send().await.expect("me");
+    assert_eq!(works.status(), 200);
+    client.goto(&app.url("/tokens")).await.expect("goto");
+    let page = client.source().await.expect("source");
+    assert!(!page.contains(&secret[12..]), "the secret is not shown again");
+    client.find(Locator::Css("button[data-revoke]")).await.expect("revoke").click().await.expect("click");
+    client.wait().for_element(Locator::Css("p.notice")).await.expect("a notice");
+    let revoked = reqwest::Client::new().get(app.url("/api/v1/me")).bearer_auth(&secret).send().await.expect("me");
+    assert_eq!(revoked.status(), 401, "a revoked token stops working");
+
     // Sign out: back to the sign-in page, and the pages are closed again.
     client.find(Locator::Css("form.signout button")).await.expect("sign out").click().await.expect("click");
     client.wait().for_element(Locator::Id("password")).await.expect("the sign-in page");

@@ -1,9 +1,12 @@
 //! One file per page; each builds a view model from domain types and renders a template.
 
+pub mod activity;
 pub mod deployments;
 pub mod login;
 pub mod model;
 pub mod models;
+pub mod system;
+pub mod tokens;
 pub mod version;
 
 /// Bytes for people: `1.5 GiB`.

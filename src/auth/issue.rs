@@ -1,0 +1,109 @@
+//! Issuing API tokens, with the rules the API and the dashboard share: a token has at most
+//! its creator's role, a token limited to some models only creates tokens as limited, and
+//! the secret is returned once, here, and never stored.
+
+use sqlx::SqlitePool;
+
+use super::token::{Secret, parse_lifetime};
+use super::{Caller, now_unix};
+use crate::catalog::tokens::{NewToken, Token};
+use crate::catalog::{self, Actor, CatalogError};
+use crate::domain::{Glob, Role, UserName};
+
+const MAX_TOKEN_NAME: usize = 100;
+
+/// What someone asks for.
+#[derive(Debug, Default, Clone)]
+pub struct TokenRequest {
+    pub name: String,
+    /// Defaults to the creator's role.
+    pub role: Option<String>,
+    /// `30d`, `12h`, …; none: never expires.
+    pub expires_in: Option<String>,
+    pub models: Option<Vec<String>>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum IssueError {
+    #[error("{0}")]
+    Invalid(String),
+    #[error("{0}")]
+    Forbidden(String),
+    #[error(transparent)]
+    Catalog(#[from] CatalogError),
+}
+
+/// The token's name: printable, 1-100 bytes.
+pub fn token_name(name: &str) -> Result<&str, IssueError> {
+    let name = name.trim();
+    if name.is_empty() || name.len() > MAX_TOKEN_NAME || name.chars().any(char::is_control) {
+        return Err(IssueError::Invalid(format!("token name must be 1-{MAX_TOKEN_NAME} bytes of printable text")));
+    }
+    Ok(name)
+}
+
+/// Unix seconds a lifetime from now.
+pub fn expiry(expires_in: Option<&str>) -> Result<Option<i64>, IssueError> {
+    expires_in
+        .map(|raw| {
+            let secs = parse_lifetime(raw).map_err(IssueError::Invalid)?;
+            Ok(now_unix().saturating_add(i64::try_from(secs).unwrap_or(i64::MAX)))
+        })
+        .transpose()
+}
+
+/// Issues a token for the calling user.
+pub async fn issue_for(
+    pool: &SqlitePool,
+    caller: &Caller,
+    request: TokenRequest,
+) -> Result<(Token, Secret), IssueError> {
+    let user = caller.user().map_err(|e| IssueError::Forbidden(e.to_string()))?.clone();
+    let name = token_name(&request.name)?;
+    let role = request
+        .role
+        .as_deref()
+        .filter(|r| !r.is_empty())
+        .map(Role::parse)
+        .transpose()
+        .map_err(|e| IssueError::Invalid(e.to_string()))?
+        .unwrap_or(caller.role);
+    if role > caller.role {
+        return Err(IssueError::Forbidden(format!(
+            "a token cannot have more than the role it is created with: you have {}, not {role}",
+            caller.role
+        )));
+    }
+    let models = request
+        .models
+        .map(|m| m.iter().map(|g| Glob::parse(g)).collect::<Result<Vec<_>, _>>())
+        .transpose()
+        .map_err(|e| IssueError::Invalid(e.to_string()))?;
+    let models = match (&caller.models, models) {
+        (Some(own), None) => Some(own.clone()),
+        (Some(own), Some(asked)) if asked.iter().any(|g| !own.contains(g)) => {
+            return Err(IssueError::Forbidden(
+                "this token is limited to some models; a token it creates can only use the same globs".into(),
+            ));
+        }
+        (_, asked) => asked,
+    };
+    let expires_at = expiry(request.expires_in.as_deref())?;
+    issue(pool, &caller.actor(), &user, name, role, models.as_deref(), expires_at).await
+}
+
+/// Stores a new token for `user` and returns it with its secret.
+pub async fn issue(
+    pool: &SqlitePool,
+    actor: &Actor,
+    user: &UserName,
+    name: &str,
+    role: Role,
+    models: Option<&[Glob]>,
+    expires_at: Option<i64>,
+) -> Result<(Token, Secret), IssueError> {
+    let secret = Secret::generate();
+    let new = NewToken { user, name, prefix: secret.prefix(), secret_hash: &secret.hash(), role, models, expires_at };
+    let token = catalog::tokens::create(pool, actor, new).await?;
+    Ok((token, secret))
+}
