@@ -212,6 +212,20 @@ async fn a_deployment_turns_running_on_the_page_without_a_reload() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     screenshot(&client, "deployment").await;
+
+    // The try-it panel streams an answer from the running server.
+    client.find(Locator::Css("form[data-try] button")).await.expect("send").click().await.expect("click");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let output = client.find(Locator::Css("[data-try-output]")).await.expect("output");
+        if output.attr("data-done").await.expect("attr").is_some() {
+            assert!(output.text().await.expect("text").contains("sha256:"), "the answer names the mounted file");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "no answer arrived");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    screenshot(&client, "try-it").await;
     client.find(Locator::Css("button[data-action=stop]")).await.expect("stop").click().await.expect("click");
     client.wait().for_element(Locator::Css("p.notice")).await.expect("a notice");
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
@@ -219,5 +233,84 @@ async fn a_deployment_turns_running_on_the_page_without_a_reload() {
         assert!(std::time::Instant::now() < deadline, "the state never turned stopped");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    client.close().await.expect("close");
+}
+
+/// Waits until the upload page says it is done, and returns what it says.
+async fn upload_finished(client: &Client) -> String {
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    loop {
+        let done = client.find(Locator::Css("[data-upload-done]")).await.expect("status");
+        let text = done.text().await.unwrap_or_default();
+        if !text.is_empty() {
+            return text;
+        }
+        assert!(std::time::Instant::now() < deadline, "the upload never finished");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test]
+async fn files_upload_through_the_page_with_progress_and_known_bytes_are_not_sent_again() {
+    let app = spawn_app().await;
+    app.create_model("m").await;
+    app.post_json("/api/v1/users", &json!({"name": "max", "role": "maintainer", "password": "max-long-password"}))
+        .await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let big = dir.path().join("weights.bin");
+    {
+        use std::io::Write as _;
+        let mut file = std::fs::File::create(&big).expect("create");
+        let block: Vec<u8> = (0..(1 << 20)).map(|i: u32| (i % 251) as u8).collect();
+        for _ in 0..200 {
+            file.write_all(&block).expect("write");
+        }
+    }
+    let readme = dir.path().join("README.md");
+    std::fs::write(&readme, "# M\n\nUploaded from the browser.\n").expect("write");
+    let big_digest = {
+        use sha2::{Digest as _, Sha256};
+        let mut hasher = Sha256::new();
+        let block: Vec<u8> = (0..(1 << 20)).map(|i: u32| (i % 251) as u8).collect();
+        for _ in 0..200 {
+            hasher.update(&block);
+        }
+        format!("sha256:{}", hex::encode(hasher.finalize()))
+    };
+
+    let driver = start_driver().await;
+    let client = browser(&driver).await;
+    sign_in(&client, &app, "max", "max-long-password").await;
+    for (version, expect_status) in [("1", "uploaded, verified"), ("2", "already stored")] {
+        client.goto(&app.url("/models/m/upload")).await.expect("goto");
+        client.find(Locator::Id("uversion")).await.expect("version").send_keys(version).await.expect("type");
+        let files = format!("{}\n{}", big.display(), readme.display());
+        client.find(Locator::Id("ufiles")).await.expect("file input").send_keys(&files).await.expect("pick files");
+        if version == "1" {
+            client.find(Locator::Id("ualias")).await.expect("alias").send_keys("staging").await.expect("type");
+        }
+        client
+            .find(Locator::Css("form.upload button[type=submit]"))
+            .await
+            .expect("upload")
+            .click()
+            .await
+            .expect("click");
+        let done = upload_finished(&client).await;
+        assert!(done.contains(&format!("Version {version} is up")), "{done}");
+        let status = text_of(&client, "tr[data-file='weights.bin']").await;
+        assert!(status.contains(expect_status), "version {version}: {status}");
+        screenshot(&client, &format!("upload-{version}")).await;
+    }
+    let files: serde_json::Value = app.get("/api/v1/models/m/versions/1/files").await.json().await.expect("json");
+    let weights =
+        files["items"].as_array().expect("items").iter().find(|f| f["path"] == "weights.bin").expect("weights");
+    assert_eq!(weights["digest"], big_digest.as_str());
+    assert_eq!(weights["size"], 200 << 20);
+    let version: serde_json::Value = app.get("/api/v1/models/m/versions/1").await.json().await.expect("json");
+    assert_eq!(version["state"], "ready");
+    assert_eq!(version["aliases"], json!(["staging"]));
+    let system = app.system().await;
+    assert_eq!(system["counts"]["blobs"], 2, "version 2 linked the same bytes, stored once");
     client.close().await.expect("close");
 }

@@ -7,6 +7,7 @@ pub mod model;
 pub mod models;
 pub mod system;
 pub mod tokens;
+pub mod upload;
 pub mod version;
 
 /// Bytes for people: `1.5 GiB`.

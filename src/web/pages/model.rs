@@ -67,6 +67,12 @@ pub struct ModelPath {
     model: String,
 }
 
+impl ModelPath {
+    pub fn model(&self) -> &str {
+        &self.model
+    }
+}
+
 #[derive(Deserialize)]
 pub struct PromoteForm {
     #[serde(default)]
