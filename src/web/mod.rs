@@ -55,5 +55,11 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .route(web::post().to(pages::tokens::create)),
         )
         .service(web::resource("/tokens/{id}/revoke").route(web::post().to(pages::tokens::revoke)))
+        .service(
+            web::resource("/users")
+                .route(web::get().to(pages::users::list))
+                .route(web::post().to(pages::users::create)),
+        )
+        .service(web::resource("/users/{name}").route(web::post().to(pages::users::update)))
         .service(web::resource("/").route(web::get().to(pages::models::list)));
 }

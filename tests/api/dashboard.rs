@@ -169,3 +169,44 @@ async fn promoting_a_protected_alias_from_the_page_takes_an_admin() {
     let (_, after) = page(&client, &app, &cookie, "/models/m").await;
     assert!(after.contains("staging") && !after.contains(">prod<"), "only staging moved");
 }
+
+#[tokio::test]
+async fn admins_manage_users_from_the_page_and_others_cannot() {
+    let app = spawn_app().await;
+    let (client, cookie) = signed_in(&app, "boss", "admin").await;
+    let (status, html) = page(&client, &app, &cookie, "/users").await;
+    assert_eq!(status, StatusCode::OK);
+    let created = client
+        .post(app.url("/users"))
+        .header("cookie", &cookie)
+        .form(&[("csrf", csrf_of(&html).as_str()), ("name", "newbie"), ("role", "viewer"), ("password", "")])
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(created.status(), StatusCode::OK);
+    let shown = created.text().await.expect("text");
+    let at = shown.find("id=\"newpassword\" readonly value=\"").expect("the generated password") + 33;
+    let password = shown[at..].split('"').next().expect("value").to_owned();
+    assert!(password.len() >= 20);
+    let login = reqwest::Client::new()
+        .post(app.url("/api/v1/login"))
+        .json(&json!({"user": "newbie", "password": password}))
+        .send()
+        .await
+        .expect("login");
+    assert_eq!(login.status(), StatusCode::CREATED, "the shown password works");
+    let disabled = client
+        .post(app.url("/users/newbie"))
+        .header("cookie", &cookie)
+        .form(&[("csrf", csrf_of(&html).as_str()), ("state", "disable")])
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(disabled.status(), StatusCode::SEE_OTHER);
+    let user: serde_json::Value = app.get("/api/v1/users/newbie").await.json().await.expect("json");
+    assert_eq!(user["disabled"], true);
+
+    let (viewer, viewer_cookie) = signed_in(&app, "vera", "viewer").await;
+    let (status, _) = page(&viewer, &app, &viewer_cookie, "/users").await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+}

@@ -8,6 +8,7 @@ pub mod models;
 pub mod system;
 pub mod tokens;
 pub mod upload;
+pub mod users;
 pub mod version;
 
 /// Bytes for people: `1.5 GiB`.

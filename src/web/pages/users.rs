@@ -1,0 +1,136 @@
+//! Users (admins only): list, create (a generated password is shown once), change role,
+//! disable and enable.
+
+use actix_web::http::header;
+use actix_web::{HttpResponse, web};
+use askama::Template;
+use serde::Deserialize;
+use sqlx::SqlitePool;
+
+use super::Notice;
+use crate::auth::{Authenticator, password};
+use crate::catalog;
+use crate::domain::{Role, UserName};
+use crate::error::ApiError;
+use crate::web::error::encode_query;
+use crate::web::{WebCaller, WebError};
+
+pub struct UserRow {
+    name: String,
+    role: String,
+    disabled: bool,
+    created_at: String,
+}
+
+#[derive(Template)]
+#[template(path = "users.html")]
+struct UsersPage {
+    user: String,
+    csrf: String,
+    notice: Option<String>,
+    /// A generated password, shown once.
+    password: Option<String>,
+    users: Vec<UserRow>,
+    roles: [&'static str; 3],
+}
+
+#[derive(Deserialize)]
+pub struct CreateForm {
+    #[serde(default)]
+    csrf: String,
+    name: String,
+    role: String,
+    #[serde(default)]
+    password: String,
+}
+
+#[derive(Deserialize)]
+pub struct UpdateForm {
+    #[serde(default)]
+    csrf: String,
+    role: Option<String>,
+    /// "disable" or "enable".
+    state: Option<String>,
+}
+
+async fn render(
+    pool: &SqlitePool,
+    caller: WebCaller,
+    notice: Option<String>,
+    password: Option<String>,
+) -> Result<HttpResponse, WebError> {
+    caller.caller.require(Role::Admin)?;
+    let users = catalog::users::list(pool)
+        .await?
+        .into_iter()
+        .map(|u| UserRow {
+            name: u.name.to_string(),
+            role: u.role.to_string(),
+            disabled: u.disabled,
+            created_at: u.created_at,
+        })
+        .collect();
+    let roles = [Role::Viewer.as_str(), Role::Maintainer.as_str(), Role::Admin.as_str()];
+    let body = UsersPage { user: caller.user(), csrf: caller.csrf, notice, password, users, roles }
+        .render()
+        .map_err(ApiError::internal)?;
+    Ok(HttpResponse::Ok()
+        .content_type("text/html; charset=utf-8")
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .body(body))
+}
+
+pub async fn list(
+    pool: web::Data<SqlitePool>,
+    caller: WebCaller,
+    notice: web::Query<Notice>,
+) -> Result<HttpResponse, WebError> {
+    render(&pool, caller, notice.into_inner().notice, None).await
+}
+
+pub async fn create(
+    pool: web::Data<SqlitePool>,
+    caller: WebCaller,
+    form: web::Form<CreateForm>,
+) -> Result<HttpResponse, WebError> {
+    caller.check_csrf(&form.csrf)?;
+    caller.caller.require(Role::Admin)?;
+    let form = form.into_inner();
+    let name = UserName::parse(form.name.trim()).map_err(ApiError::from)?;
+    let role = Role::parse(&form.role).map_err(ApiError::from)?;
+    let (secret, generated) = match form.password.as_str() {
+        "" => (password::generate(), true),
+        given => {
+            password::check_strength(given).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+            (given.to_owned(), false)
+        }
+    };
+    let hash = password::hash(secret.clone()).await.map_err(ApiError::internal)?;
+    catalog::users::create(&pool, &caller.caller.actor(), &name, role, &hash).await?;
+    let notice = format!("User {name} created as {role}.");
+    render(&pool, caller, Some(notice), generated.then_some(secret)).await
+}
+
+pub async fn update(
+    pool: web::Data<SqlitePool>,
+    authenticator: web::Data<Authenticator>,
+    caller: WebCaller,
+    name: web::Path<String>,
+    form: web::Form<UpdateForm>,
+) -> Result<HttpResponse, WebError> {
+    caller.check_csrf(&form.csrf)?;
+    caller.caller.require(Role::Admin)?;
+    let name = UserName::parse(&name).map_err(ApiError::from)?;
+    let role = form.role.as_deref().map(Role::parse).transpose().map_err(ApiError::from)?;
+    let disabled = match form.state.as_deref() {
+        Some("disable") => Some(true),
+        Some("enable") => Some(false),
+        _ => None,
+    };
+    let user = catalog::users::update(&pool, &caller.caller.actor(), &name, role, disabled).await?;
+    authenticator.invalidate();
+    let notice = format!("{} is {}{}.", user.name, user.role, if user.disabled { ", disabled" } else { "" });
+    Ok(HttpResponse::SeeOther()
+        .insert_header((header::LOCATION, format!("/users?notice={}", encode_query(&notice))))
+        .finish())
+}
