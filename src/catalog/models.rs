@@ -19,6 +19,12 @@ pub struct Model {
     pub version_count: i64,
     /// The most recently published version, if any.
     pub latest_version: Option<String>,
+    /// Bytes of the latest published version.
+    pub latest_size: i64,
+    /// `prod, staging`: the model's aliases, for lists.
+    pub aliases: Option<String>,
+    /// `chat running, batch stopped`: its deployments and their states, for lists.
+    pub deployments: Option<String>,
 }
 
 #[derive(sqlx::FromRow)]
@@ -32,6 +38,9 @@ struct ModelRow {
     created_by: Option<String>,
     version_count: i64,
     latest_version: Option<String>,
+    latest_size: i64,
+    aliases: Option<String>,
+    deployments: Option<String>,
 }
 
 impl TryFrom<ModelRow> for Model {
@@ -50,6 +59,9 @@ impl TryFrom<ModelRow> for Model {
             created_by: row.created_by,
             version_count: row.version_count,
             latest_version: row.latest_version,
+            latest_size: row.latest_size,
+            aliases: row.aliases,
+            deployments: row.deployments,
         })
     }
 }
@@ -61,7 +73,13 @@ macro_rules! select_model {
             "SELECT m.id, m.name, m.description, m.tags, m.created_at, m.updated_at, m.created_by,
                     (SELECT COUNT(*) FROM versions v WHERE v.model_id = m.id) AS version_count,
                     (SELECT v.name FROM versions v WHERE v.model_id = m.id AND v.state = 'ready'
-                      ORDER BY v.published_at DESC, v.id DESC LIMIT 1) AS latest_version
+                      ORDER BY v.published_at DESC, v.id DESC LIMIT 1) AS latest_version,
+                    (SELECT COALESCE(SUM(f.size), 0) FROM files f WHERE f.version_id =
+                       (SELECT v.id FROM versions v WHERE v.model_id = m.id AND v.state = 'ready'
+                         ORDER BY v.published_at DESC, v.id DESC LIMIT 1)) AS latest_size,
+                    (SELECT group_concat(a.name, ', ') FROM aliases a WHERE a.model_id = m.id) AS aliases,
+                    (SELECT group_concat(d.name || ' ' || d.state, ', ') FROM deployments d WHERE d.model_id = m.id)
+                      AS deployments
                FROM models m ",
             $tail
         )

@@ -36,7 +36,11 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(
             web::resource(format!("/models/{MODEL}/versions/{{version}}")).route(web::get().to(pages::version::show)),
         )
-        .service(web::resource(format!("/models/{MODEL}/upload")).route(web::get().to(pages::upload::show)))
+        .service(
+            web::resource(format!("/models/{MODEL}/upload"))
+                .route(web::get().to(pages::upload::show))
+                .route(web::post().to(pages::upload::receive)),
+        )
         .service(web::resource(format!("/models/{MODEL}/aliases")).route(web::post().to(pages::model::promote)))
         .service(web::resource(format!("/models/{MODEL}")).route(web::get().to(pages::model::show)))
         .service(web::resource("/models").route(web::post().to(pages::models::create)))

@@ -210,3 +210,44 @@ async fn admins_manage_users_from_the_page_and_others_cannot() {
     let (status, _) = page(&viewer, &app, &viewer_cookie, "/users").await;
     assert_eq!(status, StatusCode::FORBIDDEN);
 }
+
+#[tokio::test]
+async fn files_upload_through_the_plain_form_without_javascript() {
+    let app = spawn_app().await;
+    app.create_model("m").await;
+    let (client, cookie) = signed_in(&app, "max", "maintainer").await;
+    let (status, html) = page(&client, &app, &cookie, "/models/m/upload").await;
+    assert_eq!(status, StatusCode::OK);
+    let weights: Vec<u8> = (0..(3 << 20)).map(|i: u32| (i % 249) as u8).collect();
+    let form = reqwest::multipart::Form::new()
+        .text("csrf", csrf_of(&html))
+        .text("version", "1")
+        .part("files", reqwest::multipart::Part::bytes(weights.clone()).file_name("weights.bin"))
+        .part("files", reqwest::multipart::Part::bytes(b"# M\n".to_vec()).file_name("README.md"))
+        .text("publish", "1")
+        .text("alias", "staging");
+    let response =
+        client.post(app.url("/models/m/upload")).header("cookie", &cookie).multipart(form).send().await.expect("post");
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    assert_eq!(response.headers()[LOCATION], "/models/m/versions/1");
+    let files: serde_json::Value = app.get("/api/v1/models/m/versions/1/files").await.json().await.expect("json");
+    let items = files["items"].as_array().expect("items");
+    assert_eq!(items.len(), 2);
+    let stored = items.iter().find(|f| f["path"] == "weights.bin").expect("weights");
+    assert_eq!(stored["digest"], crate::helpers::sha256_digest(&weights));
+    let alias: serde_json::Value = app.get("/api/v1/models/m/aliases/staging").await.json().await.expect("json");
+    assert_eq!(alias["version"], "1");
+
+    let forged = reqwest::multipart::Form::new()
+        .text("csrf", "forged")
+        .part("files", reqwest::multipart::Part::bytes(b"x".to_vec()).file_name("x.bin"));
+    let refused = client
+        .post(app.url("/models/m/upload"))
+        .header("cookie", &cookie)
+        .multipart(forged)
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(refused.status(), StatusCode::FORBIDDEN);
+    assert_eq!(app.system().await["counts"]["versions"], 1, "nothing was created");
+}

@@ -7,7 +7,7 @@ use base64::Engine as _;
 use serde::Deserialize;
 use sqlx::SqlitePool;
 
-use super::Notice;
+use super::{Notice, human_size};
 use crate::catalog::{self, models::Model};
 use crate::domain::{ModelName, Role};
 use crate::error::ApiError;
@@ -22,6 +22,9 @@ pub struct ModelRow {
     tags: Vec<String>,
     latest: String,
     versions: i64,
+    size: String,
+    aliases: String,
+    deployments: String,
 }
 
 impl From<Model> for ModelRow {
@@ -32,6 +35,9 @@ impl From<Model> for ModelRow {
             tags: m.tags,
             latest: m.latest_version.unwrap_or_else(|| "—".into()),
             versions: m.version_count,
+            size: human_size(m.latest_size),
+            aliases: m.aliases.unwrap_or_default(),
+            deployments: m.deployments.unwrap_or_default(),
         }
     }
 }

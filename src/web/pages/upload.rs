@@ -39,3 +39,91 @@ pub async fn show(
     .map_err(ApiError::internal)?;
     Ok(HttpResponse::Ok().content_type("text/html; charset=utf-8").body(body))
 }
+
+/// The upload form without JavaScript: a multipart post whose fields come in the form's
+/// order (the CSRF token first), each file streamed straight into the blob store. The
+/// server hashes what arrives; there is no client digest to check it against.
+pub async fn receive(
+    pool: web::Data<SqlitePool>,
+    blobs: web::Data<crate::blobs::BlobStore>,
+    caller: WebCaller,
+    path: web::Path<ModelPath>,
+    mut form: actix_multipart::Multipart,
+) -> Result<HttpResponse, WebError> {
+    use futures_util::StreamExt as _;
+
+    let model = ModelName::parse(path.model()).map_err(ApiError::from)?;
+    caller.caller.require_on(Role::Maintainer, &model)?;
+    let actor = caller.caller.actor();
+    let mut csrf_ok = false;
+    let mut requested: Option<String> = None;
+    let mut version: Option<crate::domain::VersionName> = None;
+    let mut publish = false;
+    let mut alias = String::new();
+    while let Some(field) = form.next().await {
+        let mut field = field.map_err(|e| ApiError::BadRequest(format!("the upload form could not be read: {e}")))?;
+        let name = field.name().unwrap_or_default().to_owned();
+        if name == "files" {
+            if !csrf_ok {
+                return Err(WebError::forbidden("the form's CSRF token must come before its files; reload the page"));
+            }
+            let Some(filename) = field.content_disposition().and_then(|d| d.get_filename()).map(str::to_owned) else {
+                continue;
+            };
+            if filename.is_empty() {
+                continue;
+            }
+            let rel = crate::domain::RelPath::parse(&filename).map_err(ApiError::from)?;
+            let version = match &version {
+                Some(v) => v.clone(),
+                None => {
+                    let name = requested
+                        .as_deref()
+                        .filter(|v| !v.is_empty())
+                        .map(crate::domain::VersionName::parse)
+                        .transpose()
+                        .map_err(ApiError::from)?;
+                    let new = catalog::versions::NewVersion { name, ..Default::default() };
+                    let created = catalog::versions::create(&pool, &actor, &model, new).await?;
+                    version = Some(created.name.clone());
+                    created.name
+                }
+            };
+            let body = futures_util::stream::poll_fn(move |cx| field.poll_next_unpin(cx));
+            let blob = blobs.ingest(body, None).await.map_err(ApiError::from)?;
+            catalog::files::put(&pool, &actor, &model, &version, &rel, &blob.digest, blob.size).await?;
+            continue;
+        }
+        let mut value = Vec::new();
+        while let Some(chunk) = field.next().await {
+            let chunk = chunk.map_err(|e| ApiError::BadRequest(format!("the upload form could not be read: {e}")))?;
+            if value.len() + chunk.len() > 4096 {
+                return Err(ApiError::BadRequest(format!("the form field {name} is too long")).into());
+            }
+            value.extend_from_slice(&chunk);
+        }
+        let value = String::from_utf8_lossy(&value).trim().to_owned();
+        match name.as_str() {
+            "csrf" => {
+                caller.check_csrf(&value)?;
+                csrf_ok = true;
+            }
+            "version" => requested = Some(value),
+            "publish" => publish = true,
+            "alias" => alias = value,
+            _ => {}
+        }
+    }
+    let Some(version) = version else {
+        return Err(ApiError::BadRequest("choose at least one file to upload".into()).into());
+    };
+    if publish {
+        catalog::versions::publish(&pool, &actor, &model, &version).await?;
+        if !alias.is_empty() {
+            let alias = crate::domain::AliasName::parse(&alias).map_err(ApiError::from)?;
+            catalog::aliases::set(&pool, &actor, &model, &alias, &version).await?;
+        }
+    }
+    let target = format!("/models/{model}/versions/{version}");
+    Ok(HttpResponse::SeeOther().insert_header((actix_web::http::header::LOCATION, target)).finish())
+}
