@@ -76,6 +76,15 @@ impl Metrics {
         self.with(deployment, |d| d.cold_starts.observe(took));
     }
 
+    /// Requests routed to `deployment` since the process started.
+    pub fn requests(&self, deployment: &str) -> u64 {
+        self.deployments
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(deployment)
+            .map_or(0, |d| d.by_status.values().sum())
+    }
+
     /// Appends the gateway's series; `in_flight` gives the current count per deployment.
     pub fn render(&self, out: &mut String, in_flight: impl Fn(&str) -> u64) {
         let deployments = self.deployments.lock().unwrap_or_else(PoisonError::into_inner).clone();

@@ -53,6 +53,11 @@ impl Gateway {
         Ok(Self { client, traffic, metrics: Arc::new(Metrics::default()) })
     }
 
+    /// Requests routed to `deployment` since the process started.
+    pub fn requests(&self, deployment: &str) -> u64 {
+        self.metrics.requests(deployment)
+    }
+
     /// Appends the gateway's Prometheus series to `out`.
     pub fn render_metrics(&self, out: &mut String) {
         self.metrics.render(out, |deployment| self.traffic.in_flight(deployment));

@@ -13,6 +13,7 @@ use crate::catalog::deployments::{self, Deployment, Desired, NewDeployment, Targ
 use crate::catalog::events::{self, EventFilter};
 use crate::domain::{AliasName, DeploymentName, ModelName, Role, VersionName};
 use crate::error::ApiError;
+use crate::gateway::Gateway;
 use crate::runtime::supervisor::Supervisor;
 use crate::runtime::{GpuAllocation, GpuRequest, PRESET_NAMES};
 use crate::web::error::encode_query;
@@ -30,6 +31,7 @@ pub struct DeploymentRow {
     pub reason: String,
     pub address: String,
     pub autostart: bool,
+    pub requests: u64,
 }
 
 impl From<Deployment> for DeploymentRow {
@@ -54,6 +56,7 @@ impl From<Deployment> for DeploymentRow {
             reason: d.observed.reason.unwrap_or_default(),
             address: d.observed.address.unwrap_or_default(),
             autostart: d.autostart,
+            requests: 0,
         }
     }
 }
@@ -127,6 +130,7 @@ fn redirect(to: &str, notice: &str) -> HttpResponse {
 
 pub async fn list(
     pool: web::Data<SqlitePool>,
+    gateway: web::Data<Gateway>,
     caller: WebCaller,
     notice: web::Query<Notice>,
 ) -> Result<HttpResponse, WebError> {
@@ -141,7 +145,10 @@ pub async fn list(
         .await?
         .into_iter()
         .filter(|d| caller.caller.require_on(Role::Viewer, &d.model).is_ok())
-        .map(DeploymentRow::from)
+        .map(|d| {
+            let requests = gateway.requests(d.name.as_str());
+            DeploymentRow { requests, ..DeploymentRow::from(d) }
+        })
         .collect();
     html(
         DeploymentsPage {
