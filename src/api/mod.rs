@@ -31,95 +31,107 @@ const MODEL: &str = "{model:[^/]+(?:/[^/]+)?}";
 pub fn configure(cfg: &mut web::ServiceConfig) {
     let at = |tail: &str| format!("/api/v1/models/{MODEL}{tail}");
     cfg.service(
-        web::resource(at("/versions/{version}/files/{path:.*}"))
+        resource(at("/versions/{version}/files/{path:.*}"))
             .route(web::put().to(files::upload_file))
             .route(web::post().to(files::link_file))
             .route(web::get().to(files::download_file))
             .route(web::head().to(files::download_file))
             .route(web::delete().to(files::delete_file)),
     )
-    .service(web::resource(at("/versions/{version}/files")).route(web::get().to(files::list_files)))
-    .service(web::resource(at("/versions/{version}/publish")).route(web::post().to(versions::publish_version)))
+    .service(resource(at("/versions/{version}/files")).route(web::get().to(files::list_files)))
+    .service(resource(at("/versions/{version}/publish")).route(web::post().to(versions::publish_version)))
     .service(
-        web::resource(at("/versions/{version}"))
+        resource(at("/versions/{version}"))
             .route(web::get().to(versions::get_version))
             .route(web::patch().to(versions::update_version))
             .route(web::delete().to(versions::delete_version)),
     )
     .service(
-        web::resource(at("/versions"))
+        resource(at("/versions"))
             .route(web::get().to(versions::list_versions))
             .route(web::post().to(versions::create_version)),
     )
     .service(
-        web::resource(at("/aliases/{alias}"))
+        resource(at("/aliases/{alias}"))
             .route(web::put().to(aliases::set_alias))
             .route(web::get().to(aliases::get_alias))
             .route(web::delete().to(aliases::delete_alias)),
     )
-    .service(web::resource(at("/aliases")).route(web::get().to(aliases::list_aliases)))
+    .service(resource(at("/aliases")).route(web::get().to(aliases::list_aliases)))
     .service(
-        web::resource(at(""))
+        resource(at(""))
             .route(web::get().to(models::get_model))
             .route(web::patch().to(models::update_model))
             .route(web::delete().to(models::delete_model)),
     )
     .service(
-        web::resource("/api/v1/models")
+        resource("/api/v1/models")
             .route(web::get().to(models::list_models))
             .route(web::post().to(models::create_model)),
     )
     .service(
-        web::resource("/api/v1/blobs/{digest}")
+        resource("/api/v1/blobs/{digest}")
             .route(web::head().to(files::head_blob))
             .route(web::get().to(files::head_blob)),
     )
     .service(
-        web::resource("/api/v1/deployments")
+        resource("/api/v1/deployments")
             .route(web::get().to(deployments::list_deployments))
             .route(web::post().to(deployments::create_deployment)),
     )
     .service(
-        web::resource("/api/v1/deployments/{name}")
+        resource("/api/v1/deployments/{name}")
             .route(web::get().to(deployments::get_deployment))
             .route(web::delete().to(deployments::delete_deployment)),
     )
-    .service(web::resource("/api/v1/deployments/{name}/start").route(web::post().to(deployments::start_deployment)))
-    .service(web::resource("/api/v1/deployments/{name}/stop").route(web::post().to(deployments::stop_deployment)))
-    .service(web::resource("/api/v1/deployments/{name}/restart").route(web::post().to(deployments::restart_deployment)))
-    .service(web::resource("/api/v1/deployments/{name}/logs").route(web::get().to(deployments::deployment_logs)))
-    .service(web::resource("/api/v1/runtimes").route(web::get().to(runtimes::list_runtimes)))
+    .service(resource("/api/v1/deployments/{name}/start").route(web::post().to(deployments::start_deployment)))
+    .service(resource("/api/v1/deployments/{name}/stop").route(web::post().to(deployments::stop_deployment)))
+    .service(resource("/api/v1/deployments/{name}/restart").route(web::post().to(deployments::restart_deployment)))
+    .service(resource("/api/v1/deployments/{name}/logs").route(web::get().to(deployments::deployment_logs)))
+    .service(resource("/api/v1/runtimes").route(web::get().to(runtimes::list_runtimes)))
     .service(
-        web::resource("/api/v1/runtimes/{name}")
+        resource("/api/v1/runtimes/{name}")
             .route(web::get().to(runtimes::get_runtime))
             .route(web::put().to(runtimes::put_runtime))
             .route(web::delete().to(runtimes::delete_runtime)),
     )
-    .service(web::resource("/api/v1/events").route(web::get().to(events::list_events)))
-    .service(web::resource("/api/v1/events/stream").route(web::get().to(events::stream_events)))
+    .service(resource("/api/v1/events").route(web::get().to(events::list_events)))
+    .service(resource("/api/v1/events/stream").route(web::get().to(events::stream_events)))
     .service(
-        web::resource("/api/v1/tokens")
+        resource("/api/v1/tokens")
             .route(web::get().to(tokens::list_tokens))
             .route(web::post().to(tokens::create_token)),
     )
-    .service(web::resource("/api/v1/tokens/{id}").route(web::delete().to(tokens::revoke_token)))
-    .service(web::resource("/api/v1/login").route(web::post().to(tokens::login)))
-    .service(web::resource("/api/v1/me").route(web::get().to(users::get_me)))
+    .service(resource("/api/v1/tokens/{id}").route(web::delete().to(tokens::revoke_token)))
+    .service(resource("/api/v1/login").route(web::post().to(tokens::login)))
+    .service(resource("/api/v1/me").route(web::get().to(users::get_me)))
     .service(
-        web::resource("/api/v1/users")
-            .route(web::get().to(users::list_users))
-            .route(web::post().to(users::create_user)),
+        resource("/api/v1/users").route(web::get().to(users::list_users)).route(web::post().to(users::create_user)),
     )
     .service(
-        web::resource("/api/v1/users/{name}")
+        resource("/api/v1/users/{name}")
             .route(web::get().to(users::get_user))
             .route(web::patch().to(users::update_user)),
     )
-    .service(web::resource("/api/v1/users/{name}/password").route(web::post().to(users::reset_password)))
-    .service(web::resource("/api/v1/system").route(web::get().to(system::get_system)))
-    .service(web::resource("/metrics").route(web::get().to(system::get_metrics)))
-    .service(web::resource("/healthz").route(web::get().to(system::healthz)))
-    .service(web::resource("/readyz").route(web::get().to(system::readyz)));
+    .service(resource("/api/v1/users/{name}/password").route(web::post().to(users::reset_password)))
+    .service(resource("/api/v1/system").route(web::get().to(system::get_system)))
+    .service(resource("/metrics").route(web::get().to(system::get_metrics)))
+    .service(resource("/healthz").route(web::get().to(system::healthz)))
+    .service(resource("/readyz").route(web::get().to(system::readyz)));
+}
+
+/// A resource whose other methods answer 405 as problem+json, not actix's empty body.
+fn resource(path: impl AsRef<str>) -> actix_web::Resource {
+    web::resource(path.as_ref()).default_service(web::to(method_not_allowed))
+}
+
+/// Answers a known URL called with a method it does not take.
+async fn method_not_allowed(req: actix_web::HttpRequest) -> Result<actix_web::HttpResponse, ApiError> {
+    Err(ApiError::MethodNotAllowed(format!(
+        "{} does not take {}; see the API table in the README",
+        req.path(),
+        req.method()
+    )))
 }
 
 /// Answers a URL no route matches.

@@ -287,7 +287,22 @@ impl Supervisor {
             .filter(|d| self.traffic.in_flight(d.name.as_str()) == 0 && !self.track(d.name.as_str(), |t| t.busy))
             .collect();
         candidates.sort_by_key(|d| self.traffic.last_active(d.name.as_str()));
-        for victim in candidates {
+        // Stop only the fewest least recently used that make room, and none at all when
+        // even stopping every candidate would not: an eviction that frees too little
+        // would take deployments down for nothing.
+        let (Some(wanted), mut held) = (request, self.allocations(Some(name.as_str())).await?) else {
+            return Err(refused.into());
+        };
+        let mut needed = None;
+        for (i, candidate) in candidates.iter().enumerate() {
+            held.remove(candidate.name.as_str());
+            if gpu::admit(&self.inventory, &held, wanted).is_ok() {
+                needed = Some(i + 1);
+                break;
+            }
+        }
+        let Some(needed) = needed else { return Err(refused.into()) };
+        for victim in candidates.into_iter().take(needed) {
             tracing::info!(deployment = %victim.name, for_deployment = %name, "stopping an idle deployment to make room");
             self.stop_now(&victim).await?;
             match self.place(name.as_str(), request).await {

@@ -233,3 +233,21 @@ async fn bad_paging_parameters_are_400s() {
         problem(response, StatusCode::BAD_REQUEST).await;
     }
 }
+
+#[tokio::test]
+async fn a_method_a_route_does_not_take_is_a_405_problem_that_names_it() {
+    let app = app_with_draft().await;
+    let before = snapshot(&app).await;
+    for (method, path) in [
+        (reqwest::Method::POST, "/api/v1/system"),
+        (reqwest::Method::PATCH, "/api/v1/models/m/aliases"),
+        (reqwest::Method::PUT, "/api/v1/models"),
+        (reqwest::Method::DELETE, "/api/v1/models/m/versions/1/publish"),
+    ] {
+        let response = app.client.request(method.clone(), app.url(path)).send().await.expect("request");
+        assert_eq!(response.headers()["content-type"], "application/problem+json", "{method} {path}");
+        let detail = problem(response, StatusCode::METHOD_NOT_ALLOWED).await;
+        assert!(detail.contains(path) && detail.contains(method.as_str()), "{method} {path}: {detail}");
+    }
+    assert_eq!(snapshot(&app).await, before);
+}
