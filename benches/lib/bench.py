@@ -1,0 +1,152 @@
+#!/usr/bin/env python3
+"""Helpers for the Hangar benchmarks (stdlib only, HTTP keep-alive).
+
+  bench.py seed BASE MODELS VERSIONS_PER_MODEL [THREADS]   models m0000.. with versions 1..N
+  bench.py files BASE MODEL NFILES                           model with version 1 of N small files, published
+  bench.py deploy BASE NAME MODEL RUNTIME                    seconds from POST /deployments to state running
+  bench.py docker IMAGE MODEL_DIR NAME                       seconds from `docker run -d` to /health 200
+  bench.py stop BASE NAME                                    stop and delete a deployment, wait until gone
+
+The token is read from $TOKEN. Polls every 5 ms.
+"""
+import hashlib
+import http.client
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+import urllib.parse
+
+TOKEN = os.environ.get("TOKEN", "")
+POLL = 0.005
+
+
+class Api:
+    def __init__(self, base):
+        u = urllib.parse.urlparse(base)
+        self.host, self.port = u.hostname, u.port
+        self.conn = None
+
+    def call(self, method, path, body=None, expect=None, raw=None, headers=None):
+        h = {"Authorization": f"Bearer {TOKEN}"}
+        if headers:
+            h.update(headers)
+        data = raw
+        if body is not None:
+            data = json.dumps(body).encode()
+            h["Content-Type"] = "application/json"
+        for attempt in range(3):
+            try:
+                if self.conn is None:
+                    self.conn = http.client.HTTPConnection(self.host, self.port, timeout=60)
+                self.conn.request(method, path, body=data, headers=h)
+                r = self.conn.getresponse()
+                text = r.read()
+                break
+            except (http.client.HTTPException, OSError):
+                self.conn = None
+                if attempt == 2:
+                    raise
+        if expect is not None and r.status not in expect:
+            sys.exit(f"bench.py: {method} {path}: HTTP {r.status}, expected {expect}: {text[:300]!r}")
+        return r.status, (json.loads(text) if text and text[:1] in b"{[" else text)
+
+
+def seed(base, models, per_model, threads=4):
+    models, per_model, threads = int(models), int(per_model), int(threads)
+    names = [f"m{i:04d}" for i in range(models)]
+    errors = []
+
+    def work(chunk):
+        api = Api(base)
+        try:
+            for name in chunk:
+                api.call("POST", "/api/v1/models", {"name": name}, expect=(201,))
+                for v in range(1, per_model + 1):
+                    api.call("POST", f"/api/v1/models/{name}/versions", {"version": str(v)}, expect=(201,))
+        except SystemExit as e:
+            errors.append(str(e))
+
+    t0 = time.monotonic()
+    ts = [threading.Thread(target=work, args=(names[i::threads],)) for i in range(threads)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    if errors:
+        sys.exit(errors[0])
+    n = models * (1 + per_model)
+    print(f"{n} requests in {time.monotonic() - t0:.1f} s", file=sys.stderr)
+
+
+def files(base, model, nfiles):
+    api = Api(base)
+    api.call("POST", "/api/v1/models", {"name": model}, expect=(201,))
+    api.call("POST", f"/api/v1/models/{model}/versions", {"version": "1"}, expect=(201,))
+    for i in range(int(nfiles)):
+        content = f"file {i} of {model}\n".encode()
+        digest = hashlib.sha256(content).hexdigest()
+        path = f"/api/v1/models/{model}/versions/1/files/shard-{i:04d}.txt?digest=sha256:{digest}"
+        api.call("PUT", path, raw=content, expect=(200, 201))
+    api.call("POST", f"/api/v1/models/{model}/versions/1/publish", expect=(200,))
+
+
+def deploy(base, name, model, runtime):
+    api = Api(base)
+    t0 = time.monotonic()
+    api.call("POST", "/api/v1/deployments", {"name": name, "model": f"{model}:1", "runtime": runtime}, expect=(202,))
+    deadline = t0 + 60
+    while True:
+        _, d = api.call("GET", f"/api/v1/deployments/{name}", expect=(200,))
+        if d.get("state") == "running":
+            t = time.monotonic() - t0
+            break
+        if d.get("state") in ("failed", "stopped") or time.monotonic() > deadline:
+            sys.exit(f"bench.py: deployment {name} did not run: {d}")
+        time.sleep(POLL)
+    print(f"{t:.4f} {d.get('address')}")
+
+
+def stop(base, name):
+    api = Api(base)
+    api.call("POST", f"/api/v1/deployments/{name}/stop", expect=(200, 202, 204, 409))
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        s, _ = api.call("DELETE", f"/api/v1/deployments/{name}")
+        if s in (204, 404):
+            return
+        time.sleep(0.1)
+    sys.exit(f"bench.py: could not delete deployment {name}")
+
+
+def docker(image, model_dir, name):
+    t0 = time.monotonic()
+    cid = subprocess.run(
+        ["docker", "run", "-d", "--name", name, "-p", "127.0.0.1::8000",
+         "--mount", f"type=bind,source={model_dir},target=/model,readonly",
+         image, "--port", "8000", "--served-model-name", name],
+        check=True, capture_output=True, text=True).stdout.strip()
+    port = subprocess.run(["docker", "port", cid, "8000/tcp"], check=True, capture_output=True,
+                          text=True).stdout.split()[0].rsplit(":", 1)[1]
+    deadline = t0 + 60
+    while True:
+        try:
+            c = http.client.HTTPConnection("127.0.0.1", int(port), timeout=1)
+            c.request("GET", "/health")
+            if c.getresponse().status == 200:
+                break
+        except (http.client.HTTPException, OSError):
+            pass
+        if time.monotonic() > deadline:
+            sys.exit(f"bench.py: {name} never answered /health")
+        time.sleep(POLL)
+    print(f"{time.monotonic() - t0:.4f} 127.0.0.1:{port}")
+
+
+if __name__ == "__main__":
+    cmds = {"seed": seed, "files": files, "deploy": deploy, "docker": docker, "stop": stop}
+    if len(sys.argv) < 2 or sys.argv[1] not in cmds:
+        sys.exit(__doc__)
+    cmds[sys.argv[1]](*sys.argv[2:])
