@@ -411,6 +411,27 @@ pub fn admit(
     }
 }
 
+/// After `request` was refused: how many of `candidates`, in the order they would be
+/// stopped, must give up what they hold in `allocations` for `request` to fit; `None` when
+/// even all of them would not make room, so that an eviction never stops anything for
+/// nothing.
+pub fn evictions_needed(
+    inventory: &GpuInventory,
+    allocations: &BTreeMap<String, GpuAllocation>,
+    candidates: &[&str],
+    request: GpuRequest,
+) -> Option<usize> {
+    let mut held = allocations.clone();
+    let fits = |held: &BTreeMap<String, GpuAllocation>| admit(inventory, held, request).is_ok();
+    candidates
+        .iter()
+        .position(|candidate| {
+            held.remove(*candidate);
+            fits(&held)
+        })
+        .map(|i| i + 1)
+}
+
 /// GiB for people: at most two decimals, no trailing zeros.
 fn gib_text(gib: f64) -> String {
     let text = format!("{gib:.2}");
@@ -584,6 +605,19 @@ mod tests {
         assert_eq!(second.device_ids(), ["0"]);
         let err = admit(&spark, &held, GpuRequest::MemoryGib(104.0)).expect_err("too much");
         assert!(err.to_string().contains("shared by a (16 GiB), 103.6 GiB free"), "{err}");
+    }
+
+    #[test]
+    fn eviction_stops_the_fewest_in_order_and_none_when_that_cannot_make_room() {
+        let two = inventory(vec![gpu(0, Some(80.0)), gpu(1, Some(80.0))]);
+        let held = held(&[("a", shared("0", 40.0, 80.0)), ("b", shared("0", 40.0, 80.0)), ("c", exclusive(&["1"]))]);
+        let need = |candidates: &[&str], request| evictions_needed(&two, &held, candidates, request);
+        assert_eq!(need(&["a", "b"], GpuRequest::MemoryGib(30.0)), Some(1));
+        assert_eq!(need(&["a", "b"], GpuRequest::MemoryGib(70.0)), Some(2));
+        assert_eq!(need(&["b", "c", "a"], GpuRequest::Gpus(1)), Some(2), "c frees GPU 1; b alone frees nothing whole");
+        assert_eq!(need(&["a", "b"], GpuRequest::Gpus(2)), None, "c holds GPU 1 and is no candidate");
+        assert_eq!(need(&["a"], GpuRequest::MemoryGib(90.0)), None, "no GPU is that large");
+        assert_eq!(need(&[], GpuRequest::MemoryGib(1.0)), None);
     }
 
     #[test]

@@ -188,18 +188,7 @@ impl Supervisor {
 
     /// What every deployment but `except` holds now.
     async fn allocations(&self, except: Option<&str>) -> Result<BTreeMap<String, GpuAllocation>, SupervisorError> {
-        let mut held = BTreeMap::new();
-        for d in deployments::list(&self.pool).await? {
-            if Some(d.name.as_str()) == except {
-                continue;
-            }
-            if let Some(json) = &d.observed.gpu_allocation {
-                let allocation: GpuAllocation =
-                    serde_json::from_str(json).map_err(|e| SupervisorError::Invalid(e.to_string()))?;
-                held.insert(d.name.to_string(), allocation);
-            }
-        }
-        Ok(held)
+        held_by(&deployments::list(&self.pool).await?, except)
     }
 
     /// Places a deployment's GPU request against what the others hold.
@@ -254,7 +243,7 @@ impl Supervisor {
             None => {
                 let request = parse_request(current.gpu_request.as_deref())?;
                 let placed = match self.place(name.as_str(), request).await {
-                    Err(SupervisorError::Admission(refused)) if evict => self.evict_for(name, request, refused).await?,
+                    Err(SupervisorError::Admission(refused)) if evict => Some(self.evict_for(name, refused).await?),
                     other => other?,
                 };
                 placed.map(|a| to_json(&a)).transpose()?
@@ -272,45 +261,32 @@ impl Supervisor {
         Ok(updated)
     }
 
-    /// Stops idle autostart deployments, least recently used first, until `request` fits;
-    /// if it never does, the original refusal (which names who holds what) stands.
+    /// Stops the fewest idle autostart deployments, least recently used first, that make
+    /// room for the refused request, then places it; if no such set exists, nothing is
+    /// stopped and the original refusal (which names who holds what) stands.
     async fn evict_for(
         &self,
         name: &DeploymentName,
-        request: Option<GpuRequest>,
         refused: AdmissionError,
-    ) -> Result<Option<GpuAllocation>, SupervisorError> {
-        let mut candidates: Vec<Deployment> = deployments::list(&self.pool)
-            .await?
-            .into_iter()
+    ) -> Result<GpuAllocation, SupervisorError> {
+        let all = deployments::list(&self.pool).await?;
+        let held = held_by(&all, Some(name.as_str()))?;
+        let mut candidates: Vec<&Deployment> = all
+            .iter()
             .filter(|d| d.name != *name && d.autostart && d.observed.gpu_allocation.is_some())
             .filter(|d| self.traffic.in_flight(d.name.as_str()) == 0 && !self.track(d.name.as_str(), |t| t.busy))
             .collect();
         candidates.sort_by_key(|d| self.traffic.last_active(d.name.as_str()));
-        // Stop only the fewest least recently used that make room, and none at all when
-        // even stopping every candidate would not: an eviction that frees too little
-        // would take deployments down for nothing.
-        let (Some(wanted), mut held) = (request, self.allocations(Some(name.as_str())).await?) else {
+        let order: Vec<&str> = candidates.iter().map(|d| d.name.as_str()).collect();
+        let Some(needed) = gpu::evictions_needed(&self.inventory, &held, &order, refused.request) else {
             return Err(refused.into());
         };
-        let mut needed = None;
-        for (i, candidate) in candidates.iter().enumerate() {
-            held.remove(candidate.name.as_str());
-            if gpu::admit(&self.inventory, &held, wanted).is_ok() {
-                needed = Some(i + 1);
-                break;
-            }
-        }
-        let Some(needed) = needed else { return Err(refused.into()) };
-        for victim in candidates.into_iter().take(needed) {
+        for victim in &candidates[..needed] {
             tracing::info!(deployment = %victim.name, for_deployment = %name, "stopping an idle deployment to make room");
-            self.stop_now(&victim).await?;
-            match self.place(name.as_str(), request).await {
-                Err(SupervisorError::Admission(_)) => continue,
-                other => return other,
-            }
+            self.stop_now(victim).await?;
         }
-        Err(refused.into())
+        let held = self.allocations(Some(name.as_str())).await?;
+        Ok(gpu::admit(&self.inventory, &held, refused.request)?)
     }
 
     /// Stops a deployment at once and frees its GPUs (for eviction).
@@ -1010,6 +986,22 @@ fn pick_file(
             files.len()
         )),
     }
+}
+
+/// What each of `deployments` but `except` holds, by deployment name.
+fn held_by(
+    deployments: &[Deployment],
+    except: Option<&str>,
+) -> Result<BTreeMap<String, GpuAllocation>, SupervisorError> {
+    let mut held = BTreeMap::new();
+    for d in deployments.iter().filter(|d| Some(d.name.as_str()) != except) {
+        if let Some(json) = &d.observed.gpu_allocation {
+            let allocation: GpuAllocation =
+                serde_json::from_str(json).map_err(|e| SupervisorError::Invalid(e.to_string()))?;
+            held.insert(d.name.to_string(), allocation);
+        }
+    }
+    Ok(held)
 }
 
 fn parse_request(json: Option<&str>) -> Result<Option<GpuRequest>, SupervisorError> {
