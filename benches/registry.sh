@@ -7,6 +7,7 @@
 #   2. download of it (curl -o /dev/null)   vs  cat file > /dev/null
 #   3. the server's peak RSS during the upload, above its idle RSS
 #   4. catalog reads under wrk (64 connections): req/s and p99, vs GET /healthz
+#   5. the same read with a token vs without one on an `--anonymous-read` server
 # Each figure is checked against its target and printed PASS or MISS. The exit status is 0
 # whatever the figures; it is non-zero only when the benchmark itself could not run.
 #
@@ -20,112 +21,43 @@
 #   BENCH_WRK_WARMUP=2     seconds of discarded wrk load before each measured run
 #   BENCH_CONNECTIONS=64   wrk connections
 #   BENCH_THREADS=2        wrk threads
-#   TOKEN=...              sent as `Authorization: Bearer $TOKEN` by curl and wrk
+#   TOKEN=hgr_...          the admin token the server is started with and every request
+#                          sends (default: a fixed one; see benches/lib/common.sh)
 #   CARGO_TARGET_DIR       where cargo builds (default target/ in the repository)
 #   HANGAR_BIN=PATH        benchmark this binary instead of building one
 #   RUST_LOG               passed to the server (its default is info: one line a request)
 
 set -euo pipefail
-export LC_ALL=C
 
 if [[ ${1:-} == -h || ${1:-} == --help ]]; then
     sed -n '2,/^$/{s/^# \{0,1\}//;p}' "$0"
     exit 0
 fi
 
-ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
-[[ $TARGET_DIR == /* ]] || TARGET_DIR=$PWD/$TARGET_DIR
+SCRIPT=registry.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
 SIZE_MIB=${BENCH_SIZE_MIB:-2048}
 RUNS=${BENCH_RUNS:-3}
-WRK_SECS=${BENCH_WRK_SECS:-10}
-WRK_WARMUP=${BENCH_WRK_WARMUP:-2}
-WRK_CONNS=${BENCH_CONNECTIONS:-64}
-WRK_THREADS=${BENCH_THREADS:-2}
-KEEP=${BENCH_KEEP:-0}
 
-# Targets, from the issue.
+# Targets, from the issues.
 UPLOAD_MAX_RATIO=1.3      # upload time <= 1.3x the slower of sha256 and cp+fsync
 DOWNLOAD_MIN_RATIO=0.7    # download throughput >= 0.7x that of cat
 RSS_MAX_MIB=64            # peak RSS during upload <= idle + 64 MiB
 P99_MAX_MS=10             # catalog read p99 < 10 ms
+TOKEN_MIN_RATIO=0.9       # req/s with a token >= 0.9x that of anonymous reads
 
-# Sent by every request, curl and wrk alike (both take -H "Name: value").
-AUTH=()
-if [[ -n ${TOKEN:-} ]]; then
-    AUTH=(-H "Authorization: Bearer $TOKEN")
-fi
-
-log() { printf '%s\n' "$*" >&2; }
-die() {
-    log "registry.sh: $*"
-    exit 2
-}
-
-for n in "$SIZE_MIB" "$RUNS" "$WRK_SECS" "$WRK_WARMUP" "$WRK_CONNS" "$WRK_THREADS"; do
+for n in "$SIZE_MIB" "$RUNS"; do
     [[ $n =~ ^[0-9]+$ ]] || die "not a whole number: $n"
 done
-((SIZE_MIB > 0 && RUNS > 0 && WRK_SECS > 0)) || die "BENCH_SIZE_MIB, BENCH_RUNS and BENCH_WRK_SECS must be > 0"
-
-for tool in cargo curl openssl awk head cp sync df sort git; do
+((SIZE_MIB > 0 && RUNS > 0)) || die "BENCH_SIZE_MIB and BENCH_RUNS must be > 0"
+for tool in openssl head cp sync; do
     command -v "$tool" >/dev/null || die "$tool is required"
 done
-if ! command -v wrk >/dev/null; then
-    log "== installing wrk"
-    command -v apt-get >/dev/null || die "wrk is required (and apt-get is not here to install it)"
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get install -y wrk >&2 || { apt-get update >&2 && apt-get install -y wrk >&2; } ||
-        die "cannot install wrk"
-fi
-
-# --- build -----------------------------------------------------------------------------
-
-if [[ -n ${HANGAR_BIN:-} ]]; then
-    BIN=$HANGAR_BIN
-    log "== using $BIN (HANGAR_BIN is set; not building)"
-else
-    log "== cargo build --release (target dir $TARGET_DIR)"
-    (cd "$ROOT" && CARGO_TARGET_DIR=$TARGET_DIR cargo build --release >&2) || die "build failed"
-    BIN=$TARGET_DIR/release/hangar
-fi
-[[ -x $BIN ]] || die "no binary at $BIN"
-
-# --- scratch dir -----------------------------------------------------------------------
-
-fstype() { df --output=fstype "$1" | tail -n 1 | tr -d ' '; }
-if [[ -n ${BENCH_DIR:-} ]]; then
-    PARENT=$BENCH_DIR
-    mkdir -p "$PARENT"
-elif [[ $(fstype /tmp) == tmpfs ]]; then
-    PARENT=$TARGET_DIR
-    mkdir -p "$PARENT"
-else
-    PARENT=/tmp
-fi
-WORK=$(mktemp -d "$PARENT/hangar-bench.XXXXXX")
-WORK_FS=$(fstype "$WORK")
-[[ $WORK_FS == tmpfs ]] && log "warning: $WORK is on a tmpfs; the disk is not being measured"
-
-SERVER_PID=
-cleanup() {
-    local status=$?
-    stop_server
-    if [[ $KEEP == 1 ]]; then
-        log "scratch dir kept: $WORK"
-    else
-        rm -rf "$WORK"
-    fi
-    exit "$status"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
 
 SIZE_BYTES=$((SIZE_MIB * 1024 * 1024))
 need_kib=$((SIZE_BYTES * 3 / 1024 + 1024 * 1024)) # input, one blob, one copy, slack
 avail_kib=$(df --output=avail -k "$WORK" | tail -n 1 | tr -d ' ')
 ((avail_kib >= need_kib)) || die "$WORK has $((avail_kib / 1024)) MiB free; need $((need_kib / 1024)) MiB"
-
-# --- helpers ---------------------------------------------------------------------------
 
 # elapsed VAR CMD...: runs CMD, sets VAR to its wall time in seconds.
 elapsed() {
@@ -138,10 +70,7 @@ elapsed() {
     return "$rc"
 }
 
-median() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { m = int((NR + 1) / 2); printf "%.3f", (NR % 2 ? v[m] : (v[m] + v[m + 1]) / 2) }'; }
 maximum() { printf '%s\n' "$@" | sort -g | tail -n 1; }
-calc() { awk "BEGIN { printf \"$1\", $2 }"; }
-verdict() { awk "BEGIN { exit !($1) }" && echo PASS || echo MISS; }
 
 # Evicts nothing, but makes every timed step start alike: no dirty pages from the last step
 # being written back under it, and the file it reads already in the page cache.
@@ -156,52 +85,6 @@ durable_copy() { cp "$1" "$2" && sync "$2" "$(dirname "$2")"; }
 
 # kib FIELD: a field of /proc/$SERVER_PID/status, in KiB.
 kib() { awk -v f="$1:" '$1 == f { print $2 }' "/proc/$SERVER_PID/status"; }
-
-# api METHOD PATH EXPECTED_STATUS [JSON]: one API call; the body goes to $WORK/resp.json.
-api() {
-    local method=$1 path=$2 expect=$3 body=${4:-} code
-    local args=(-sS -o "$WORK/resp.json" -w '%{http_code}' -X "$method" "${AUTH[@]}")
-    [[ -n $body ]] && args+=(-H 'content-type: application/json' --data "$body")
-    code=$(curl "${args[@]}" "$BASE$path") || die "$method $path: curl failed"
-    [[ $code == "$expect" ]] || die "$method $path: HTTP $code, expected $expect: $(cat "$WORK/resp.json")"
-}
-
-start_server() {
-    local data=$1
-    : >"$WORK/server.out"
-    RUST_LOG=${RUST_LOG:-info} "$BIN" serve --data-dir "$data" --listen 127.0.0.1:0 \
-        >"$WORK/server.out" 2>>"$WORK/server.log" &
-    SERVER_PID=$!
-    local i
-    for ((i = 0; i < 300; i++)); do
-        BASE=$(grep -o 'http://[^ ]*' "$WORK/server.out" || true)
-        [[ -n $BASE ]] && return 0
-        kill -0 "$SERVER_PID" 2>/dev/null || die "the server exited at start; see $WORK/server.log (BENCH_KEEP=1 keeps it)"
-        sleep 0.1
-    done
-    die "the server did not say where it serves within 30 s"
-}
-
-stop_server() {
-    if [[ -n $SERVER_PID ]]; then
-        kill -TERM "$SERVER_PID" 2>/dev/null || true
-        wait "$SERVER_PID" 2>/dev/null || true
-        SERVER_PID=
-    fi
-}
-
-# How busy the CPUs are with other work, over one second, in percent.
-cpu_busy() {
-    local a b
-    a=$(awk '$1 == "cpu"' /proc/stat)
-    sleep 1
-    b=$(awk '$1 == "cpu"' /proc/stat)
-    printf '%s\n%s\n' "$a" "$b" | awk '{ t = 0; for (i = 2; i <= NF; i++) t += $i; tot[NR] = t; idle[NR] = $5 + $6 }
-        END { d = tot[2] - tot[1]; printf "%.0f", (d > 0 ? 100 * (1 - (idle[2] - idle[1]) / d) : 0) }'
-}
-BUSY_AT_START=$(cpu_busy)
-((BUSY_AT_START <= 10)) ||
-    log "warning: the CPUs are ${BUSY_AT_START}% busy with other work; that skews the figures"
 
 # --- input -----------------------------------------------------------------------------
 
@@ -276,36 +159,21 @@ done
 
 # --- catalog reads ---------------------------------------------------------------------
 
-# wrk_run NAME PATH: a warm-up, then the measured run; sets RPS, P99_MS, ERRORS.
-wrk_run() {
-    local name=$1 path=$2 out=$WORK/wrk-$1.txt
-    api GET "$path" 200
-    if ((WRK_WARMUP > 0)); then
-        wrk -t"$WRK_THREADS" -c"$WRK_CONNS" -d"${WRK_WARMUP}s" "${AUTH[@]}" "$BASE$path" >/dev/null ||
-            die "wrk failed on $path"
-    fi
-    wrk -t"$WRK_THREADS" -c"$WRK_CONNS" -d"${WRK_SECS}s" --latency "${AUTH[@]}" "$BASE$path" >"$out" ||
-        die "wrk failed on $path"
-    cat "$out" >&2
-    RPS=$(awk '$1 == "Requests/sec:" { printf "%.0f", $2 }' "$out")
-    P99_MS=$(awk '$1 == "99%" {
-        v = $2; u = v; sub(/^[0-9.]+/, "", u); sub(/[a-z]+$/, "", v)
-        f = (u == "us") ? 0.001 : (u == "ms") ? 1 : (u == "s") ? 1000 : (u == "m") ? 60000 : -1
-        if (f < 0) exit 1
-        printf "%.2f", v * f }' "$out") || die "wrk: cannot read the p99 unit in $out"
-    [[ -n $RPS && -n $P99_MS ]] || die "wrk: no Requests/sec or 99% line in $out"
-    ERRORS=$(awk '/Non-2xx or 3xx responses:/ { n += $NF }
-        /Socket errors:/ { for (i = 3; i <= NF; i++) { gsub(/,/, "", $i); if ($i ~ /^[0-9]+$/) n += $i } }
-        END { print n + 0 }' "$out")
-    log "   $name: $RPS req/s, p99 $P99_MS ms, $ERRORS errors"
+# read_under_load NAME PATH [CURL/WRK ARGS...]: checks PATH answers 200, then puts it under wrk.
+read_under_load() {
+    local name=$1 path=$2 code
+    shift 2
+    code=$(curl -sS -o /dev/null -w '%{http_code}' "$@" "$BASE$path") || die "GET $path: curl failed"
+    [[ $code == 200 ]] || die "GET $path: HTTP $code, expected 200"
+    wrk_run "$name" "$BASE$path" "$@"
 }
 
 log "== catalog reads: wrk -t$WRK_THREADS -c$WRK_CONNS -d${WRK_SECS}s (after ${WRK_WARMUP}s warm-up)"
-wrk_run healthz /healthz
+read_under_load healthz /healthz "${AUTH[@]}"
 REF_RPS=$RPS REF_P99=$P99_MS REF_ERR=$ERRORS
 CAT_LINES=()
 for path in /api/v1/models/bench /api/v1/models/bench/versions/1/files; do
-    wrk_run "$(basename "$path")" "$path"
+    read_under_load "$(basename "$path")" "$path" "${AUTH[@]}"
     v=$(verdict "$P99_MS < $P99_MAX_MS && $ERRORS == 0")
     note=""
     ((ERRORS == 0)) || note=" ($ERRORS errors or non-2xx)"
@@ -314,7 +182,19 @@ for path in /api/v1/models/bench /api/v1/models/bench/versions/1/files; do
         "$(calc %.2f "$P99_MS / $REF_P99")" "$(calc %.2f "$RPS / $REF_RPS")" "$P99_MAX_MS" "$v" "$note")")
 done
 ((REF_ERR == 0)) || log "note: GET /healthz had $REF_ERR errors or non-2xx"
+read_under_load token /api/v1/models/bench "${AUTH[@]}"
+TOKEN_RPS=$RPS TOKEN_P99=$P99_MS TOKEN_ERR=$ERRORS
 stop_server
+
+log "== the same read on the same data dir, served with --anonymous-read and sent no token"
+start_server "$DATA" --anonymous-read
+read_under_load anonymous /api/v1/models/bench
+ANON_RPS=$RPS ANON_P99=$P99_MS ANON_ERR=$ERRORS
+stop_server
+token_ratio=$(calc %.2f "$TOKEN_RPS / $ANON_RPS")
+TOKEN_LINE=$(printf 'GET /api/v1/models/bench with a token: %s req/s, p99 %s ms; anonymous_read without one: %s req/s, p99 %s ms; ratio req/s %sx (target >= %sx) %s' \
+    "$TOKEN_RPS" "$TOKEN_P99" "$ANON_RPS" "$ANON_P99" "$token_ratio" "$TOKEN_MIN_RATIO" \
+    "$(verdict "$token_ratio >= $TOKEN_MIN_RATIO && $TOKEN_ERR == 0 && $ANON_ERR == 0")")
 
 # --- results ---------------------------------------------------------------------------
 
@@ -325,15 +205,7 @@ up_ratio=$(calc %.2f "$up / $slower")
 down_ratio=$(calc %.2f "$ct / $down")
 idle=$(calc %.1f "$(median "${IDLE[@]}")") peak=$(maximum "${PEAK[@]}") growth=$(maximum "${GROWTH[@]}")
 
-printf '\n== hangar registry benchmark, %s\n' "$(date -u '+%Y-%m-%d %H:%M UTC')"
-printf '%s, %s cores, %s MiB RAM, kernel %s; scratch on %s (%s); CPUs busy before start %s%%\n' \
-    "$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)" "$(nproc)" \
-    "$(awk '$1 == "MemTotal:" { printf "%d", $2 / 1024 }' /proc/meminfo)" "$(uname -r)" \
-    "$(df --output=source "$WORK" | tail -n 1)" "$WORK_FS" "$BUSY_AT_START"
-REV=$(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo unknown)
-[[ -n ${HANGAR_BIN:-} ]] && REV="binary $BIN (tree at $REV)"
-printf 'hangar %s; %s MiB file, median of %s rounds, files in the page cache before each step\n\n' \
-    "$REV" "$SIZE_MIB" "$RUNS"
+header registry "$SIZE_MIB MiB file, median of $RUNS rounds, files in the page cache before each step"
 printf 'upload %s MiB: %s s; openssl dgst %s s; cp+sync %s s; ratio %sx of slower (target <= %sx) %s\n' \
     "$SIZE_MIB" "$up" "$dg" "$cs" "$up_ratio" "$UPLOAD_MAX_RATIO" "$(verdict "$up_ratio <= $UPLOAD_MAX_RATIO")"
 printf 'download %s MiB: %s s (%s MiB/s); cat %s s (%s MiB/s); ratio %sx (target >= %sx) %s\n' \
@@ -342,3 +214,4 @@ printf 'download %s MiB: %s s (%s MiB/s); cat %s s (%s MiB/s); ratio %sx (target
 printf 'upload RSS: idle %s MiB; peak %s MiB; +%s MiB over idle (target <= %s MiB) %s\n' \
     "$idle" "$peak" "$growth" "$RSS_MAX_MIB" "$(verdict "$growth <= $RSS_MAX_MIB")"
 printf '%s\n' "${CAT_LINES[@]}"
+printf '%s\n' "$TOKEN_LINE"

@@ -1,7 +1,7 @@
-# Shared by benches/dashboard.sh, deploy.sh and gateway.sh (sourced, not run).
-# Expects SCRIPT (the script's name) to be set. Provides: BIN, WORK, BASE, TOKEN, AUTH,
-# start_server/stop_server, wrk_run, median, calc, verdict, header; a cleanup trap that
-# stops the server and removes containers named hangar-*bench*.
+# What benches/registry.sh and benches/deploy.sh share (sourced, not run).
+# Expects SCRIPT (the script's name) to be set. Provides: BIN, WORK (and WORK_FS), BASE,
+# TOKEN, AUTH, log/die, start_server/stop_server, api, wrk_run, median, calc, verdict,
+# header; a cleanup trap that stops the server and removes containers named hangar-*bench*.
 
 export LC_ALL=C
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -13,7 +13,8 @@ WRK_WARMUP=${BENCH_WRK_WARMUP:-2}
 WRK_CONNS=${BENCH_CONNECTIONS:-64}
 WRK_THREADS=${BENCH_THREADS:-2}
 KEEP=${BENCH_KEEP:-0}
-# A fixed admin token created at start (HANGAR_BOOTSTRAP_TOKEN): hgr_ + 43 base64url chars.
+# The admin token every server here is started with (HANGAR_BOOTSTRAP_TOKEN creates it):
+# hgr_ + 43 base64url characters.
 TOKEN=${TOKEN:-hgr_benchToken0123456789benchToken0123456789abc}
 ADMIN_PASSWORD=${BENCH_ADMIN_PASSWORD:-bench-admin-password-0123456789}
 AUTH=(-H "Authorization: Bearer $TOKEN")
@@ -27,9 +28,20 @@ median() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { m = int((NR 
 calc() { awk "BEGIN { printf \"$1\", $2 }"; }
 verdict() { awk "BEGIN { exit !($1) }" && echo PASS || echo MISS; }
 
-for tool in curl awk sort python3 wrk; do
+for n in "$WRK_SECS" "$WRK_WARMUP" "$WRK_CONNS" "$WRK_THREADS"; do
+    [[ $n =~ ^[0-9]+$ ]] || die "not a whole number: $n"
+done
+((WRK_SECS > 0)) || die "BENCH_WRK_SECS must be > 0"
+for tool in curl awk sort df git; do
     command -v "$tool" >/dev/null || die "$tool is required"
 done
+if ! command -v wrk >/dev/null; then
+    log "== installing wrk"
+    command -v apt-get >/dev/null || die "wrk is required (and apt-get is not here to install it)"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get install -y wrk >&2 || { apt-get update >&2 && apt-get install -y wrk >&2; } ||
+        die "cannot install wrk"
+fi
 
 if [[ -n ${HANGAR_BIN:-} ]]; then
     BIN=$HANGAR_BIN
@@ -41,7 +53,20 @@ else
 fi
 [[ -x $BIN ]] || die "no binary at $BIN"
 
-WORK=$(mktemp -d "${BENCH_DIR:-/tmp}/hangar-bench.XXXXXX")
+# The scratch dir holds the data dirs, so it should be on the disk being measured: under
+# BENCH_DIR, else /tmp unless that is a tmpfs, else the cargo target dir.
+fstype() { df --output=fstype "$1" | tail -n 1 | tr -d ' '; }
+if [[ -n ${BENCH_DIR:-} ]]; then
+    PARENT=$BENCH_DIR
+elif [[ $(fstype /tmp) == tmpfs ]]; then
+    PARENT=$TARGET_DIR
+else
+    PARENT=/tmp
+fi
+mkdir -p "$PARENT"
+WORK=$(mktemp -d "$PARENT/hangar-bench.XXXXXX")
+WORK_FS=$(fstype "$WORK")
+[[ $WORK_FS == tmpfs ]] && log "warning: $WORK is on a tmpfs; the disk is not being measured"
 SERVER_PID=
 
 remove_bench_containers() {
@@ -135,14 +160,15 @@ cpu_busy() {
 BUSY_AT_START=$(cpu_busy)
 ((BUSY_AT_START <= 10)) || log "warning: the CPUs are ${BUSY_AT_START}% busy with other work; that skews the figures"
 
-# header TITLE: the first lines of the table on stdout.
+# header TITLE [NOTE]: the first lines of the table on stdout; NOTE ends the last of them.
 header() {
     printf '\n== hangar %s benchmark, %s\n' "$1" "$(date -u '+%Y-%m-%d %H:%M UTC')"
-    printf '%s, %s cores (shared by client and server), %s MiB RAM, kernel %s; CPUs busy before start %s%%\n' \
+    printf '%s, %s cores (shared by client and server), %s MiB RAM, kernel %s; scratch on %s (%s); CPUs busy before start %s%%\n' \
         "$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)" "$(nproc)" \
-        "$(awk '$1 == "MemTotal:" { printf "%d", $2 / 1024 }' /proc/meminfo)" "$(uname -r)" "$BUSY_AT_START"
+        "$(awk '$1 == "MemTotal:" { printf "%d", $2 / 1024 }' /proc/meminfo)" "$(uname -r)" \
+        "$(df --output=source "$WORK" | tail -n 1)" "$WORK_FS" "$BUSY_AT_START"
     local rev
     rev=$(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo unknown)
     [[ -n ${HANGAR_BIN:-} ]] && rev="binary $BIN (tree at $rev)"
-    printf 'hangar %s\n\n' "$rev"
+    printf 'hangar %s%s\n\n' "$rev" "${2:+; $2}"
 }
