@@ -1,10 +1,9 @@
 #!/usr/bin/env python3
 """Helpers for the Hangar benchmarks (stdlib only, HTTP keep-alive).
 
-  bench.py seed BASE MODELS VERSIONS_PER_MODEL [THREADS]   models m0000.. with versions 1..N
   bench.py files BASE MODEL NFILES                           model with version 1 of N small files, published
   bench.py deploy BASE NAME MODEL RUNTIME                    seconds from POST /deployments to state running
-  bench.py docker IMAGE MODEL_DIR NAME                       seconds from `docker run -d` to /health 200
+  bench.py docker IMAGE MODEL_DIR NAME                       seconds from `docker run -d` (one CLI call) to /health 200
   bench.py stop BASE NAME                                    stop and delete a deployment, wait until gone
 
 The token is read from $TOKEN. Polls every 5 ms.
@@ -13,9 +12,9 @@ import hashlib
 import http.client
 import json
 import os
+import socket
 import subprocess
 import sys
-import threading
 import time
 import urllib.parse
 
@@ -52,33 +51,6 @@ class Api:
         if expect is not None and r.status not in expect:
             sys.exit(f"bench.py: {method} {path}: HTTP {r.status}, expected {expect}: {text[:300]!r}")
         return r.status, (json.loads(text) if text and text[:1] in b"{[" else text)
-
-
-def seed(base, models, per_model, threads=4):
-    models, per_model, threads = int(models), int(per_model), int(threads)
-    names = [f"m{i:04d}" for i in range(models)]
-    errors = []
-
-    def work(chunk):
-        api = Api(base)
-        try:
-            for name in chunk:
-                api.call("POST", "/api/v1/models", {"name": name}, expect=(201,))
-                for v in range(1, per_model + 1):
-                    api.call("POST", f"/api/v1/models/{name}/versions", {"version": str(v)}, expect=(201,))
-        except SystemExit as e:
-            errors.append(str(e))
-
-    t0 = time.monotonic()
-    ts = [threading.Thread(target=work, args=(names[i::threads],)) for i in range(threads)]
-    for t in ts:
-        t.start()
-    for t in ts:
-        t.join()
-    if errors:
-        sys.exit(errors[0])
-    n = models * (1 + per_model)
-    print(f"{n} requests in {time.monotonic() - t0:.1f} s", file=sys.stderr)
 
 
 def files(base, model, nfiles):
@@ -121,15 +93,22 @@ def stop(base, name):
     sys.exit(f"bench.py: could not delete deployment {name}")
 
 
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def docker(image, model_dir, name):
+    # The host port is chosen here, so that the timed window holds one docker CLI call,
+    # `docker run`, and no `docker port` to find out where it went.
+    port = free_port()
     t0 = time.monotonic()
-    cid = subprocess.run(
-        ["docker", "run", "-d", "--name", name, "-p", "127.0.0.1::8000",
+    subprocess.run(
+        ["docker", "run", "-d", "--name", name, "-p", f"127.0.0.1:{port}:8000",
          "--mount", f"type=bind,source={model_dir},target=/model,readonly",
          image, "--port", "8000", "--served-model-name", name],
-        check=True, capture_output=True, text=True).stdout.strip()
-    port = subprocess.run(["docker", "port", cid, "8000/tcp"], check=True, capture_output=True,
-                          text=True).stdout.split()[0].rsplit(":", 1)[1]
+        check=True, capture_output=True, text=True)
     deadline = t0 + 60
     while True:
         try:
@@ -146,7 +125,7 @@ def docker(image, model_dir, name):
 
 
 if __name__ == "__main__":
-    cmds = {"seed": seed, "files": files, "deploy": deploy, "docker": docker, "stop": stop}
+    cmds = {"files": files, "deploy": deploy, "docker": docker, "stop": stop}
     if len(sys.argv) < 2 or sys.argv[1] not in cmds:
         sys.exit(__doc__)
     cmds[sys.argv[1]](*sys.argv[2:])
