@@ -34,6 +34,10 @@ fn route(method: Method, path: &'static str, body: Option<Value>, needs: Needs, 
 fn routes() -> Vec<Route> {
     use Needs::{Admin, Maintainer, Viewer};
     let digest = sha256_digest(b"aaa");
+    let runtime = json!({
+        "image": "example/server:1", "args": ["--port", "{port}"], "port": 8000, "health_path": "/health",
+        "startup_deadline_secs": 60,
+    });
     vec![
         route(Method::GET, "/api/v1/models", None, Viewer, false),
         route(Method::POST, "/api/v1/models", Some(json!({"name": "team-a/new"})), Maintainer, true),
@@ -81,6 +85,38 @@ fn routes() -> Vec<Route> {
         route(Method::GET, "/api/v1/users/vera", None, Admin, false),
         route(Method::PATCH, "/api/v1/users/nobody", Some(json!({"role": "viewer"})), Admin, false),
         route(Method::POST, "/api/v1/users/nobody/password", Some(json!({})), Admin, false),
+        route(
+            Method::GET,
+            "/api/v1/blobs/sha256:9834876dcfb05cb167a5c24953eba58c4ac89b1adf57f28f2f9d09af107ee8f0",
+            None,
+            Viewer,
+            false,
+        ),
+        route(Method::GET, "/api/v1/events/stream", None, Viewer, false),
+        route(Method::GET, "/metrics", None, Viewer, false),
+        route(Method::GET, "/api/v1/runtimes", None, Viewer, false),
+        route(Method::GET, "/api/v1/runtimes/vllm", None, Viewer, false),
+        route(Method::PUT, "/api/v1/runtimes/custom", Some(runtime), Admin, false),
+        route(Method::DELETE, "/api/v1/runtimes/custom", None, Admin, false),
+        route(Method::GET, "/api/v1/deployments", None, Viewer, false),
+        // The model is checked against the token's globs before anything else is looked at;
+        // the unknown runtime then stops an allowed caller before Docker is asked.
+        route(
+            Method::POST,
+            "/api/v1/deployments",
+            Some(json!({"model": "team-a/m:1", "runtime": "no-such-runtime"})),
+            Maintainer,
+            true,
+        ),
+        // A deployment that does not exist: the role is checked before the lookup, the
+        // model globs (which need the deployment's model) after it, so these say 404 to a
+        // caller of the right role whatever its globs.
+        route(Method::GET, "/api/v1/deployments/ghost", None, Viewer, false),
+        route(Method::DELETE, "/api/v1/deployments/ghost", None, Maintainer, false),
+        route(Method::POST, "/api/v1/deployments/ghost/start", None, Maintainer, false),
+        route(Method::POST, "/api/v1/deployments/ghost/stop", None, Maintainer, false),
+        route(Method::POST, "/api/v1/deployments/ghost/restart", None, Maintainer, false),
+        route(Method::GET, "/api/v1/deployments/ghost/logs", None, Viewer, false),
     ]
 }
 
