@@ -42,6 +42,8 @@ pub struct Settings {
     pub restart_backoff_ms: u64,
     /// How deployments follow an alias that moves: `surge` (blue/green) or `recreate`.
     pub rollout: Rollout,
+    /// A model server that sends no byte for this long fails the request with 504.
+    pub upstream_timeout_secs: u64,
     /// `HANGAR_ADMIN_PASSWORD`: the first admin's password, on first start only.
     pub admin_password: Option<Redacted>,
     /// `HANGAR_BOOTSTRAP_TOKEN`: an admin token created at start if it does not exist.
@@ -75,6 +77,7 @@ impl Default for Settings {
             max_restarts: 5,
             restart_backoff_ms: 1000,
             rollout: Rollout::default(),
+            upstream_timeout_secs: 600,
             admin_password: None,
             bootstrap_token: None,
         }
@@ -100,6 +103,7 @@ struct FileSettings {
     max_restarts: Option<u32>,
     restart_backoff_ms: Option<u64>,
     rollout: Option<Rollout>,
+    upstream_timeout_secs: Option<u64>,
 }
 
 /// Values from the environment or flags; `None` where neither was given.
@@ -171,6 +175,10 @@ impl Settings {
         }
         if let Some(rollout) = file.rollout {
             settings.rollout = rollout;
+        }
+        if let Some(secs) = file.upstream_timeout_secs {
+            anyhow::ensure!(secs > 0, "upstream_timeout_secs in the config file must be at least 1");
+            settings.upstream_timeout_secs = secs;
         }
         if let Some(globs) = file.protected_aliases {
             settings.protected_aliases = globs

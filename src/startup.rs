@@ -95,7 +95,7 @@ fn serve(
     let authenticator = web::Data::new(Authenticator::new(pool.clone()));
     let limiter = web::Data::new(LoginLimiter::default());
     let supervisor = web::Data::from(supervisor);
-    let gateway = web::Data::new(Gateway::new(traffic)?);
+    let gateway = web::Data::new(Gateway::new(traffic, Duration::from_secs(settings.upstream_timeout_secs))?);
     let pool = web::Data::new(pool);
     let blobs = web::Data::new(blobs);
     let settings = web::Data::new(settings);

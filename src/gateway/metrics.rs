@@ -99,7 +99,7 @@ impl Metrics {
             (
                 "hangar_gateway_cold_start_seconds",
                 "histogram",
-                "Time a request waited for a stopped deployment to start.",
+                "Starts of a stopped deployment that a request asked for, and how long until it served.",
             ),
         ];
         for (name, kind, help) in series {

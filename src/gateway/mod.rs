@@ -29,8 +29,6 @@ pub use metrics::Metrics;
 /// Largest request body passed to a model server (long prompts, batched embeddings).
 const MAX_BODY: usize = 64 << 20;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-/// No byte from the model server for this long ends the request with 504.
-const READ_TIMEOUT: Duration = Duration::from_secs(600);
 /// The longest a request waits for a cold start.
 const MAX_COLD_START: Duration = Duration::from_secs(900);
 
@@ -43,10 +41,12 @@ pub struct Gateway {
 }
 
 impl Gateway {
-    pub fn new(traffic: Arc<Traffic>) -> anyhow::Result<Self> {
+    /// `read_timeout`: no byte from the model server for this long ends the request (504
+    /// before the answer began; a cut stream after).
+    pub fn new(traffic: Arc<Traffic>, read_timeout: Duration) -> anyhow::Result<Self> {
         let client = reqwest::Client::builder()
             .connect_timeout(CONNECT_TIMEOUT)
-            .read_timeout(READ_TIMEOUT)
+            .read_timeout(read_timeout)
             .pool_idle_timeout(Duration::from_secs(90))
             .no_proxy()
             .build()?;
@@ -128,8 +128,8 @@ async fn forward(
     let result = async {
         let deployment = autostart(&supervisor, &gateway.metrics, deployment).await?;
         let address = serving_address(&deployment)?;
-        let url = upstream_url(address, &format!("/v1/{tail}"), req.query_string());
-        relay(&gateway, &req, reqwest::Method::POST, url, body, &deployment, started).await
+        let path = path_and_query(&format!("/v1/{tail}"), req.query_string());
+        relay(&gateway, &req, reqwest::Method::POST, address, &path, body, &deployment, started).await
     }
     .await;
     if let Err(e) = &result {
@@ -154,8 +154,8 @@ async fn proxy(
     let address = serving_address(&deployment)?;
     let method = reqwest::Method::from_bytes(req.method().as_str().as_bytes())
         .map_err(|_| OpenAiError::invalid_request(format!("method {} cannot be proxied", req.method())))?;
-    let url = upstream_url(address, &format!("/{rest}"), req.query_string());
-    relay(&gateway, &req, method, url, body, &deployment, started).await
+    let path = path_and_query(&format!("/{rest}"), req.query_string());
+    relay(&gateway, &req, method, address, &path, body, &deployment, started).await
 }
 
 /// Starts a stopped autostart deployment for a request and waits for it, bounded by its
@@ -174,12 +174,14 @@ async fn autostart(
         Err(e) => return Err(OpenAiError::unavailable(e.to_string())),
     };
     let waited = Instant::now();
-    let started = supervisor
+    let (running, started_here) = supervisor
         .ensure_running(&deployment.name, deadline.min(MAX_COLD_START))
         .await
         .map_err(|e| OpenAiError::unavailable(format!("could not start deployment '{}': {e}", deployment.name)))?;
-    metrics.cold_start(deployment.name.as_str(), waited.elapsed());
-    Ok(started)
+    if started_here {
+        metrics.cold_start(deployment.name.as_str(), waited.elapsed());
+    }
+    Ok(running)
 }
 
 /// Where a deployment answers, or why it cannot answer now.
@@ -200,8 +202,8 @@ fn serving_address(d: &Deployment) -> Result<&str, OpenAiError> {
     }
 }
 
-fn upstream_url(address: &str, path: &str, query: &str) -> String {
-    if query.is_empty() { format!("http://{address}{path}") } else { format!("http://{address}{path}?{query}") }
+fn path_and_query(path: &str, query: &str) -> String {
+    if query.is_empty() { path.to_owned() } else { format!("{path}?{query}") }
 }
 
 /// Request/response headers a proxy must not pass on (RFC 9110 §7.6.1), plus the caller's
@@ -221,16 +223,21 @@ const HOP_BY_HOP: [&str; 10] = [
 
 /// Sends the request upstream and streams the answer back chunk by chunk. Dropping the
 /// response (the client went away) drops the upstream connection, which cancels the work.
+#[expect(clippy::too_many_arguments, reason = "two call sites; a struct would only rename them")]
 async fn relay(
     gateway: &Gateway,
     req: &HttpRequest,
     method: reqwest::Method,
-    url: String,
+    address: &str,
+    path: &str,
     body: web::Bytes,
     deployment: &Deployment,
     started: Instant,
 ) -> Result<HttpResponse, OpenAiError> {
-    let in_flight = gateway.traffic.begin(deployment.name.as_str(), address_of(&url));
+    // Counted before the first byte goes out, so a rollout waits for it; the address may
+    // change here if a rollout switched since the catalog was read.
+    let in_flight = gateway.traffic.begin(deployment.name.as_str(), address);
+    let url = format!("http://{}{path}", in_flight.address());
     let mut upstream = gateway.client.request(method, &url).body(body);
     for (name, value) in req.headers() {
         if !HOP_BY_HOP.contains(&name.as_str()) && name.as_str() != "content-length" {
@@ -262,12 +269,6 @@ async fn relay(
         started,
     };
     Ok(reply.streaming(counted))
-}
-
-/// `host:port` of an upstream URL, the key traffic is counted by.
-fn address_of(url: &str) -> &str {
-    let rest = url.strip_prefix("http://").unwrap_or(url);
-    rest.split(['/', '?']).next().unwrap_or(rest)
 }
 
 /// A response body that counts as a request in flight until it ends or is dropped, and

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use bollard::Docker;
 use bollard::container::LogOutput;
+use bollard::models::ContainerInspectResponse;
 use bollard::query_parameters::{
     EventsOptionsBuilder, InspectContainerOptions, ListContainersOptionsBuilder, LogsOptionsBuilder,
     RemoveContainerOptionsBuilder, RenameContainerOptionsBuilder, StartContainerOptions, StopContainerOptionsBuilder,
@@ -115,11 +116,7 @@ impl DockerClient {
 
     /// The container's state now; `None` if it is gone.
     pub async fn inspect(&self, id: &str) -> Result<Option<Container>, DockerError> {
-        let response = match self.docker()?.inspect_container(id, None::<InspectContainerOptions>).await {
-            Ok(r) => r,
-            Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => return Ok(None),
-            Err(e) => return Err(self.classify(e)),
-        };
+        let Some(response) = self.inspect_raw(id).await? else { return Ok(None) };
         let labels = response.config.as_ref().and_then(|c| c.labels.clone()).unwrap_or_default();
         let state = response.state.unwrap_or_default();
         let running = state.running.unwrap_or(false);
@@ -150,10 +147,30 @@ impl DockerClient {
             return Err(self.classify(e));
         }
         let address = match spec.reach {
-            Reach::Network { host, port } => Some(format!("{host}:{port}")),
+            Reach::Network { network, port } => self.network_address(&created.id, &network, port).await?,
             Reach::Published { .. } => self.inspect(&created.id).await?.and_then(|c| c.address),
         };
         Ok((created.id, address))
+    }
+
+    async fn inspect_raw(&self, id: &str) -> Result<Option<ContainerInspectResponse>, DockerError> {
+        match self.docker()?.inspect_container(id, None::<InspectContainerOptions>).await {
+            Ok(r) => Ok(Some(r)),
+            Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => Ok(None),
+            Err(e) => Err(self.classify(e)),
+        }
+    }
+
+    /// `ip:port` of a container on `network`; `None` if it is not attached (yet).
+    async fn network_address(&self, id: &str, network: &str, port: u16) -> Result<Option<String>, DockerError> {
+        let Some(response) = self.inspect_raw(id).await? else { return Ok(None) };
+        let ip = response
+            .network_settings
+            .and_then(|n| n.networks)
+            .and_then(|mut networks| networks.remove(network))
+            .and_then(|endpoint| endpoint.ip_address)
+            .filter(|ip| !ip.is_empty());
+        Ok(ip.map(|ip| format!("{ip}:{port}")))
     }
 
     /// Renames a container (a rolled-out container takes the deployment's usual name).

@@ -161,8 +161,10 @@ pub enum Reach {
     /// Published on 127.0.0.1; the host port is chosen by Docker and read back from
     /// `NetworkSettings.Ports[port_key]` after start.
     Published { port_key: String },
-    /// On the shared network, by container name.
-    Network { host: String, port: u16 },
+    /// On the shared network, at the container's address there (read back after start).
+    /// Not by name: a rollout's new container takes the usual name only after the old one
+    /// is gone, and requests must reach it from the switch on.
+    Network { network: String, port: u16 },
 }
 
 /// The create-container call for one deployment instance.
@@ -325,7 +327,7 @@ pub fn container_spec(input: &SpecInput<'_>) -> Result<ContainerSpec, SpecError>
             Some(NetworkingConfig {
                 endpoints_config: Some(HashMap::from([(network.clone(), EndpointSettings::default())])),
             }),
-            Reach::Network { host: name.clone(), port },
+            Reach::Network { network: network.clone(), port },
         ),
     };
 
@@ -556,7 +558,7 @@ mod tests {
                     h.port_bindings = None;
                     h.network_mode = Some("hangar-net".into());
                 },
-                Reach::Network { host: "hangar-chat".into(), port: 8000 },
+                Reach::Network { network: "hangar-net".into(), port: 8000 },
             ),
             (
                 "overrides replace and add env and append args",

@@ -220,23 +220,24 @@ impl Supervisor {
 
     /// Wants a deployment running again; a failed one gets a fresh set of restarts.
     pub async fn start(&self, actor: &Actor, name: &DeploymentName) -> Result<Deployment, SupervisorError> {
-        self.start_with(actor, name, false).await
+        Ok(self.start_with(actor, name, false).await?.0)
     }
 
     /// As `start`; with `evict`, a request that does not fit first stops idle autostart
-    /// deployments, least recently used first (never one with requests in flight).
+    /// deployments, least recently used first (never one with requests in flight). Also
+    /// says whether this call did the start (`false`: it was wanted running already).
     async fn start_with(
         &self,
         actor: &Actor,
         name: &DeploymentName,
         evict: bool,
-    ) -> Result<Deployment, SupervisorError> {
+    ) -> Result<(Deployment, bool), SupervisorError> {
         // Read under the lock: concurrent starts (say, twenty cold requests) then see what
         // the first one did, and only the first does anything.
         let _placing = self.admission.lock().await;
         let current = deployments::get(&self.pool, name).await?;
         if current.desired == Desired::Running && current.observed.state != State::Failed {
-            return Ok(current);
+            return Ok((current, false));
         }
         let allocation = match &current.observed.gpu_allocation {
             Some(held) => Some(held.clone()),
@@ -258,7 +259,7 @@ impl Supervisor {
         self.track(name.as_str(), |t| *t = Track { busy: t.busy, ..Track::default() });
         let updated = deployments::set_desired(&self.pool, actor, name, Desired::Running).await?;
         self.wake();
-        Ok(updated)
+        Ok((updated, true))
     }
 
     /// Stops the fewest idle autostart deployments, least recently used first, that make
@@ -313,24 +314,23 @@ impl Supervisor {
 
     /// Makes sure an autostart deployment runs, starting it if needed, and waits for it to
     /// be healthy. Concurrent callers share one start: the first sets it running, the rest
-    /// find it so, and all wait on the same container.
+    /// find it so, and all wait on the same container. Also says whether this call was the
+    /// one that started it (a cold start, counted once however many waited).
     pub async fn ensure_running(
         &self,
         name: &DeploymentName,
         timeout: Duration,
-    ) -> Result<Deployment, SupervisorError> {
+    ) -> Result<(Deployment, bool), SupervisorError> {
         let current = deployments::get(&self.pool, name).await?;
         if current.observed.state == State::Running && current.observed.address.is_some() {
-            return Ok(current);
+            return Ok((current, false));
         }
-        if current.desired == Desired::Stopped {
-            self.start_with(&Actor::system(), name, true).await?;
-        }
+        let started = current.desired == Desired::Stopped && self.start_with(&Actor::system(), name, true).await?.1;
         let until = Instant::now() + timeout;
         loop {
             let d = deployments::get(&self.pool, name).await?;
             match d.observed.state {
-                State::Running if d.observed.address.is_some() => return Ok(d),
+                State::Running if d.observed.address.is_some() => return Ok((d, started)),
                 State::Failed => {
                     return Err(SupervisorError::Invalid(format!(
                         "deployment '{name}' failed to start: {}",
@@ -578,19 +578,26 @@ impl Supervisor {
         }
         // The switch: one committed row, read by every next request.
         let current = deployments::get(&self.pool, &d.name).await?;
+        // What requests read until now (the container's own report has no address when it
+        // is reached over a Docker network).
+        let old_address = current.observed.address.clone().or_else(|| old.address.clone());
         let switched = Observed {
             state: State::Running,
             reason: None,
             serving_version: Some(version),
             container_id: Some(id.clone()),
-            address,
+            address: address.clone(),
             gpu_allocation: allocation.as_ref().map(to_json).transpose()?,
             started_at: Some(now_rfc3339()),
             restarts: current.observed.restarts,
         };
         self.observe(&current, switched).await?;
-        // Requests already on the old container finish there.
-        if let Some(old_address) = &old.address {
+        // Requests already on the old container finish there; any that read its address
+        // just before the switch are sent on to the new one.
+        if let Some(old_address) = &old_address {
+            if let Some(new_address) = &address {
+                self.traffic.retire(d.name.as_str(), old_address, new_address);
+            }
             let until = Instant::now() + DRAIN_AT_MOST;
             while self.traffic.in_flight_at(old_address) > 0 && Instant::now() < until {
                 tokio::time::sleep(PROBE_EVERY).await;

@@ -14,7 +14,7 @@ use crate::helpers::{
     spawn_app_with, wait_until,
 };
 
-const IMAGE: &str = "hangar-test-model:latest";
+pub const IMAGE: &str = "hangar-test-model:latest";
 
 /// Builds the test image once per run; false when Docker tests are skipped by hand.
 pub fn docker_ready() -> bool {

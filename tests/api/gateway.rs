@@ -14,13 +14,19 @@ const WEIGHTS: &[u8] = b"the weights of version one";
 /// An app with a running deployment of `m:1` under a fresh name, with `extra` server flags.
 async fn running(extra: &[&str]) -> (TestApp, String) {
     let app = spawn_app().await;
+    let name = running_on(&app, extra).await;
+    (app, name)
+}
+
+/// A running deployment of `m@staging` (at version 1) on `app`, its runtime with `extra` flags.
+async fn running_on(app: &TestApp, extra: &[&str]) -> String {
     let name = unique("gw");
-    prepare(&app, "m", "test", extra, 30).await;
+    prepare(app, "m", "test", extra, 30).await;
     app.put_json("/api/v1/models/m/aliases/staging", &json!({"version": "1"})).await;
     let body = json!({"name": name, "model": "m@staging", "runtime": "test"});
     assert_eq!(app.post_json("/api/v1/deployments", &body).await.status(), StatusCode::ACCEPTED);
-    wait_for(&app, &name, "running", Duration::from_secs(30)).await;
-    (app, name)
+    wait_for(app, &name, "running", Duration::from_secs(30)).await;
+    name
 }
 
 async fn chat(app: &TestApp, model: &str, stream: bool) -> reqwest::Response {
@@ -160,6 +166,78 @@ async fn an_upstream_killed_mid_stream_ends_the_stream_without_taking_hangar_dow
     assert_eq!(health.status(), StatusCode::OK);
 }
 
+#[tokio::test]
+async fn an_upstream_that_hangs_up_is_a_502_and_one_that_stays_silent_a_504() {
+    if !docker_ready() {
+        return;
+    }
+    let app = spawn_app_with(|s| s.upstream_timeout_secs = 1).await;
+    let hangs_up = running_on(&app, &["--hang-up"]).await;
+    let response = chat(&app, &hangs_up, false).await;
+    let message = openai_error(response, StatusCode::BAD_GATEWAY).await;
+    assert!(message.contains(&hangs_up), "names the deployment: {message}");
+
+    put_runtime(&app, "silent", crate::deployments::IMAGE, &["--response-delay-ms", "5000"], 30).await;
+    let silent = unique("silent");
+    deploy(&app, &silent, "m", "silent").await;
+    wait_for(&app, &silent, "running", Duration::from_secs(30)).await;
+    let started = Instant::now();
+    let response = chat(&app, &silent, false).await;
+    let message = openai_error(response, StatusCode::GATEWAY_TIMEOUT).await;
+    assert!(started.elapsed() < Duration::from_secs(4), "the 1 s upstream timeout applied: {:?}", started.elapsed());
+    assert!(message.contains(&silent), "{message}");
+
+    let metrics = app.get("/metrics").await.text().await.expect("metrics");
+    for (name, status) in [(&hangs_up, 502), (&silent, 504)] {
+        let line = format!("hangar_gateway_errors_total{{deployment=\"{name}\",status=\"{status}\"}} 1");
+        assert!(metrics.contains(&line), "{line} in {metrics}");
+    }
+}
+
+#[tokio::test]
+async fn a_client_that_goes_away_cancels_the_upstream_request() {
+    if !docker_ready() {
+        return;
+    }
+    // Eight tokens 500 ms apart: 3.5 s if nobody stopped it. Actix notices a client has
+    // gone when a write to it fails, the second write after it left; then the upstream
+    // connection is dropped, and the model server stops between two tokens.
+    let (app, name) = running(&["--token-delay-ms", "500"]).await;
+    let deployment: Value = app.get(&format!("/api/v1/deployments/{name}")).await.json().await.expect("json");
+    let container = deployment["container_id"].as_str().expect("id").to_owned();
+    let response = chat(&app, &name, true).await;
+    let mut stream = response.bytes_stream();
+    stream.next().await.expect("a first chunk").expect("ok");
+    let gone = Instant::now();
+    drop(stream);
+
+    let in_flight = format!("hangar_gateway_in_flight{{deployment=\"{name}\"}} 0");
+    loop {
+        let metrics = app.get("/metrics").await.text().await.expect("metrics");
+        if metrics.contains(&in_flight) {
+            break;
+        }
+        assert!(gone.elapsed() < Duration::from_millis(2500), "the request stayed in flight: {metrics}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let ended = loop {
+        let logs = std::process::Command::new("docker").args(["logs", &container]).output().expect("docker logs");
+        let text = String::from_utf8_lossy(&logs.stderr).into_owned() + &String::from_utf8_lossy(&logs.stdout);
+        if let Some(at) = text.find("stream to the client ended after ") {
+            break text[at..].lines().next().unwrap_or_default().to_owned();
+        }
+        assert!(gone.elapsed() < Duration::from_secs(5), "the model server kept generating: {text}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let sent: usize = ended
+        .trim_start_matches("stream to the client ended after ")
+        .split(' ')
+        .next()
+        .and_then(|n| n.parse().ok())
+        .expect("a chunk count");
+    assert!(sent <= 4, "half the answer was never generated: {ended}");
+}
+
 /// Creates a stopped autostart deployment of `m:1` (prepared with `prepare`).
 async fn autostart_deployment(app: &TestApp, name: &str, extra: Value) {
     let mut body = json!({"name": name, "model": "m:1", "runtime": "test", "autostart": true, "start": false});
@@ -202,8 +280,12 @@ async fn twenty_concurrent_cold_requests_share_one_start() {
     assert_eq!(String::from_utf8_lossy(&output.stdout).split_whitespace().count(), 1, "one container");
     let metrics = app.get("/metrics").await.text().await.expect("metrics");
     assert!(
-        metrics.contains(&format!("hangar_gateway_cold_start_seconds_count{{deployment=\"{name}\"}} 20")),
-        "every request that waited counts its wait: {metrics}"
+        metrics.contains(&format!("hangar_gateway_cold_start_seconds_count{{deployment=\"{name}\"}} 1")),
+        "one cold start, however many requests waited for it: {metrics}"
+    );
+    assert!(
+        metrics.contains(&format!("hangar_gateway_requests_total{{deployment=\"{name}\",status=\"200\"}} 20")),
+        "{metrics}"
     );
 }
 
@@ -387,4 +469,47 @@ async fn the_official_openai_python_client_chats_and_streams_through_the_gateway
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "the OpenAI client failed:\n{stdout}\n{stderr}");
     assert!(stdout.contains("streamed: ok") && stdout.contains("unknown model: ok"), "{stdout}");
+}
+
+#[tokio::test]
+async fn on_a_docker_network_deployments_are_reached_at_their_address_there_through_a_rollout() {
+    if !docker_ready() {
+        return;
+    }
+    let network = unique("hangar-test-net");
+    let docker = |args: &[&str]| std::process::Command::new("docker").args(args).output().expect("docker");
+    assert!(docker(&["network", "create", &network]).status.success());
+    let app = spawn_app_with(|s| s.docker_network = Some(network.clone())).await;
+    let name = running_on(&app, &[]).await;
+    let before: Value = app.get(&format!("/api/v1/deployments/{name}")).await.json().await.expect("json");
+    let address = before["address"].as_str().expect("address").to_owned();
+    assert!(!address.starts_with("127.0.0.1"), "on the network, not published: {address}");
+    let answer = chat(&app, &name, false).await.text().await.expect("text");
+    assert!(answer.contains(&sha256_digest(WEIGHTS)), "{answer}");
+
+    // The new container runs under a temporary name until the old one is gone; requests
+    // must reach it from the switch on, and still after it takes the usual name.
+    let v2 = b"the weights of version two";
+    app.create_version("m", "2").await;
+    app.upload("m", "2", "weights.bin", v2).await;
+    app.publish("m", "2").await;
+    app.put_json("/api/v1/models/m/aliases/staging", &json!({"version": "2"})).await;
+    let old = before["container_id"].as_str().expect("id").to_owned();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let d: Value = app.get(&format!("/api/v1/deployments/{name}")).await.json().await.expect("json");
+        let names =
+            docker(&["ps", "-a", "--format", "{{.Names}}", "--filter", &format!("label=hangar.deployment={name}")]);
+        if d["version"] == "2" && !docker(&["inspect", &old]).status.success() {
+            assert_eq!(String::from_utf8_lossy(&names.stdout).trim(), format!("hangar-{name}"), "the usual name");
+            break;
+        }
+        assert!(Instant::now() < deadline, "never rolled out: {d}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let answer = chat(&app, &name, false).await.text().await.expect("text");
+    assert!(answer.contains(&sha256_digest(v2)), "version 2 answers on the network: {answer}");
+
+    assert_eq!(app.delete(&format!("/api/v1/deployments/{name}")).await.status(), StatusCode::NO_CONTENT);
+    assert!(docker(&["network", "rm", &network]).status.success(), "nothing of ours is left on the network");
 }

@@ -28,6 +28,11 @@ pub struct Config {
     pub token_delay: Duration,
     /// Answer 404 when a request names a model other than `served_model_name`, as vLLM does.
     pub strict_model: bool,
+    /// Wait this long before answering a `/v1/*` request at all (a server that hangs).
+    pub response_delay: Duration,
+    /// Close the connection on a `/v1/*` request without answering (a server that crashed
+    /// under the request, or a port nothing listens on behind Docker's proxy).
+    pub hang_up: bool,
 }
 
 impl Default for Config {
@@ -45,6 +50,8 @@ impl Default for Config {
             exit_code: 1,
             token_delay: Duration::ZERO,
             strict_model: false,
+            response_delay: Duration::ZERO,
+            hang_up: false,
         }
     }
 }
@@ -63,77 +70,37 @@ enum Key {
     ExitCode,
     TokenDelayMs,
     StrictModel,
+    ResponseDelayMs,
+    HangUp,
 }
 
 /// Flag spellings (ours first, then those of real runtimes) and the variable for each key.
 const KEYS: &[(Key, &[&str], &str)] = &[
     (Key::Host, &["--host", "--hostname"], "HANGAR_TEST_HOST"),
     (Key::Port, &["--port", "--http-port"], "HANGAR_TEST_PORT"),
-    (
-        Key::ModelDir,
-        &[
-            "--model-dir",
-            "--model-path",
-            "--model-id",
-            "--model-repository",
-        ],
-        "HANGAR_TEST_MODEL_DIR",
-    ),
-    (
-        Key::ServedName,
-        &["--served-model-name", "--alias"],
-        "HANGAR_TEST_SERVED_MODEL_NAME",
-    ),
+    (Key::ModelDir, &["--model-dir", "--model-path", "--model-id", "--model-repository"], "HANGAR_TEST_MODEL_DIR"),
+    (Key::ServedName, &["--served-model-name", "--alias"], "HANGAR_TEST_SERVED_MODEL_NAME"),
     // llama.cpp names the one file it serves with `-m /model/{file}`.
-    (
-        Key::DigestFile,
-        &["--digest-file", "-m", "--model"],
-        "HANGAR_TEST_FILE",
-    ),
-    (
-        Key::HealthDelaySecs,
-        &["--health-delay-secs"],
-        "HANGAR_TEST_HEALTH_DELAY_SECS",
-    ),
-    (
-        Key::ListenDelaySecs,
-        &["--listen-delay-secs"],
-        "HANGAR_TEST_LISTEN_DELAY_SECS",
-    ),
-    (
-        Key::NeverHealthy,
-        &["--never-healthy"],
-        "HANGAR_TEST_NEVER_HEALTHY",
-    ),
-    (
-        Key::ExitAfterSecs,
-        &["--exit-after-secs"],
-        "HANGAR_TEST_EXIT_AFTER_SECS",
-    ),
+    (Key::DigestFile, &["--digest-file", "-m", "--model"], "HANGAR_TEST_FILE"),
+    (Key::HealthDelaySecs, &["--health-delay-secs"], "HANGAR_TEST_HEALTH_DELAY_SECS"),
+    (Key::ListenDelaySecs, &["--listen-delay-secs"], "HANGAR_TEST_LISTEN_DELAY_SECS"),
+    (Key::NeverHealthy, &["--never-healthy"], "HANGAR_TEST_NEVER_HEALTHY"),
+    (Key::ExitAfterSecs, &["--exit-after-secs"], "HANGAR_TEST_EXIT_AFTER_SECS"),
     (Key::ExitCode, &["--exit-code"], "HANGAR_TEST_EXIT_CODE"),
-    (
-        Key::TokenDelayMs,
-        &["--token-delay-ms"],
-        "HANGAR_TEST_TOKEN_DELAY_MS",
-    ),
-    (
-        Key::StrictModel,
-        &["--strict-model"],
-        "HANGAR_TEST_STRICT_MODEL",
-    ),
+    (Key::TokenDelayMs, &["--token-delay-ms"], "HANGAR_TEST_TOKEN_DELAY_MS"),
+    (Key::StrictModel, &["--strict-model"], "HANGAR_TEST_STRICT_MODEL"),
+    (Key::ResponseDelayMs, &["--response-delay-ms"], "HANGAR_TEST_RESPONSE_DELAY_MS"),
+    (Key::HangUp, &["--hang-up"], "HANGAR_TEST_HANG_UP"),
 ];
 
 fn is_switch(key: Key) -> bool {
-    matches!(key, Key::NeverHealthy | Key::StrictModel)
+    matches!(key, Key::NeverHealthy | Key::StrictModel | Key::HangUp)
 }
 
 impl Config {
     /// Reads `args` (without the program name) over `env`. `--exit-code C` alone exits at once;
     /// `--exit-after-secs N` alone exits with code 1.
-    pub fn parse(
-        args: impl IntoIterator<Item = String>,
-        env: impl Fn(&str) -> Option<String>,
-    ) -> Result<Self, String> {
+    pub fn parse(args: impl IntoIterator<Item = String>, env: impl Fn(&str) -> Option<String>) -> Result<Self, String> {
         let mut given: Vec<(Key, String, String)> = Vec::new();
         for (key, _, var) in KEYS {
             if let Some(value) = env(var) {
@@ -146,8 +113,7 @@ impl Config {
                 Some((flag, value)) if flag.starts_with('-') => (flag.to_owned(), Some(value)),
                 _ => (arg.clone(), None),
             };
-            let Some((key, _, _)) = KEYS.iter().find(|(_, flags, _)| flags.contains(&&*flag))
-            else {
+            let Some((key, _, _)) = KEYS.iter().find(|(_, flags, _)| flags.contains(&&*flag)) else {
                 // Someone else's flag or a positional argument: not ours to judge.
                 continue;
             };
@@ -162,6 +128,9 @@ impl Config {
         let mut config = Config::default();
         let mut exit_code_given = false;
         for (key, source, value) in given {
+            let millis = |v: &str| -> Result<Duration, String> {
+                v.parse::<u64>().map(Duration::from_millis).map_err(|_| format!("{source}: {v:?} is not milliseconds"))
+            };
             let secs = |v: &str| -> Result<Duration, String> {
                 v.parse::<f64>()
                     .ok()
@@ -172,9 +141,7 @@ impl Config {
             match key {
                 Key::Host => config.host = value,
                 Key::Port => {
-                    config.port = value
-                        .parse()
-                        .map_err(|_| format!("{source}: {value:?} is not a port (0-65535)"))?;
+                    config.port = value.parse().map_err(|_| format!("{source}: {value:?} is not a port (0-65535)"))?;
                 }
                 Key::ModelDir => config.model_dir = PathBuf::from(value),
                 Key::ServedName => config.served_model_name = value,
@@ -183,19 +150,14 @@ impl Config {
                 Key::ListenDelaySecs => config.listen_delay = secs(&value)?,
                 Key::NeverHealthy => config.never_healthy = parse_bool(&source, &value)?,
                 Key::StrictModel => config.strict_model = parse_bool(&source, &value)?,
+                Key::HangUp => config.hang_up = parse_bool(&source, &value)?,
                 Key::ExitAfterSecs => config.exit_after = Some(secs(&value)?),
                 Key::ExitCode => {
-                    config.exit_code = value
-                        .parse()
-                        .map_err(|_| format!("{source}: {value:?} is not an exit code"))?;
+                    config.exit_code = value.parse().map_err(|_| format!("{source}: {value:?} is not an exit code"))?;
                     exit_code_given = true;
                 }
-                Key::TokenDelayMs => {
-                    let ms: u64 = value
-                        .parse()
-                        .map_err(|_| format!("{source}: {value:?} is not milliseconds"))?;
-                    config.token_delay = Duration::from_millis(ms);
-                }
+                Key::TokenDelayMs => config.token_delay = millis(&value)?,
+                Key::ResponseDelayMs => config.response_delay = millis(&value)?,
             }
         }
         if exit_code_given && config.exit_after.is_none() {
@@ -248,6 +210,8 @@ mod tests {
             "--digest-file",
             "weights.bin",
             "--strict-model",
+            "--response-delay-ms=250",
+            "--hang-up",
         ])
         .expect("valid");
         assert_eq!(c.host, "127.0.0.1");
@@ -261,6 +225,8 @@ mod tests {
         assert_eq!(c.token_delay, Duration::from_millis(20));
         assert_eq!(c.digest_file, Some(PathBuf::from("weights.bin")));
         assert!(c.strict_model);
+        assert_eq!(c.response_delay, Duration::from_millis(250));
+        assert!(c.hang_up);
         assert!(!c.never_healthy);
         assert!(parse(&["--never-healthy"]).expect("valid").never_healthy);
     }
@@ -299,12 +265,7 @@ mod tests {
         assert_eq!(llama.served_model_name, "tiny");
         assert_eq!(llama.port, 8080);
 
-        let triton = parse(&[
-            "tritonserver",
-            "--model-repository=/model",
-            "--http-port=8000",
-        ])
-        .expect("triton argv");
+        let triton = parse(&["tritonserver", "--model-repository=/model", "--http-port=8000"]).expect("triton argv");
         assert_eq!(triton.model_dir, PathBuf::from("/model"));
     }
 
@@ -329,10 +290,7 @@ mod tests {
         let c = parse(&["--exit-code", "3"]).expect("valid");
         assert_eq!((c.exit_after, c.exit_code), (Some(Duration::ZERO), 3));
         let c = parse(&["--exit-after-secs", "2"]).expect("valid");
-        assert_eq!(
-            (c.exit_after, c.exit_code),
-            (Some(Duration::from_secs(2)), 1)
-        );
+        assert_eq!((c.exit_after, c.exit_code), (Some(Duration::from_secs(2)), 1));
     }
 
     #[test]
@@ -348,10 +306,8 @@ mod tests {
             let err = parse(args).expect_err("invalid");
             assert!(err.contains(needle), "{args:?}: {err}");
         }
-        let err = Config::parse(Vec::<String>::new(), |v: &str| {
-            (v == "HANGAR_TEST_PORT").then(|| "x".to_owned())
-        })
-        .expect_err("invalid env");
+        let err = Config::parse(Vec::<String>::new(), |v: &str| (v == "HANGAR_TEST_PORT").then(|| "x".to_owned()))
+            .expect_err("invalid env");
         assert!(err.contains("HANGAR_TEST_PORT"), "{err}");
     }
 }

@@ -37,17 +37,11 @@ impl From<io::Error> for ReadError {
 }
 
 fn refuse(status: u16, message: impl Into<String>) -> ReadError {
-    ReadError::Refused(Refusal {
-        status,
-        message: message.into(),
-    })
+    ReadError::Refused(Refusal { status, message: message.into() })
 }
 
 /// Reads the next request; `writer` is needed to answer `Expect: 100-continue`.
-pub fn read_request(
-    reader: &mut impl BufRead,
-    writer: &mut impl Write,
-) -> Result<Request, ReadError> {
+pub fn read_request(reader: &mut impl BufRead, writer: &mut impl Write) -> Result<Request, ReadError> {
     let mut head = reader.by_ref().take(MAX_HEAD);
     let mut line = String::new();
     // Tolerate empty lines before a request (RFC 9112 §2.2).
@@ -61,8 +55,7 @@ pub fn read_request(
         }
     }
     let mut parts = line.split_whitespace();
-    let (Some(method), Some(target), Some(version)) = (parts.next(), parts.next(), parts.next())
-    else {
+    let (Some(method), Some(target), Some(version)) = (parts.next(), parts.next(), parts.next()) else {
         return Err(refuse(400, "malformed request line"));
     };
     let http11 = match version {
@@ -95,11 +88,7 @@ pub fn read_request(
         let value = value.trim();
         match name.trim().to_ascii_lowercase().as_str() {
             "content-length" => {
-                content_length = Some(
-                    value
-                        .parse()
-                        .map_err(|_| refuse(400, "bad Content-Length"))?,
-                );
+                content_length = Some(value.parse().map_err(|_| refuse(400, "bad Content-Length"))?);
             }
             "transfer-encoding" => chunked = value.to_ascii_lowercase().contains("chunked"),
             "connection" => connection = value.to_ascii_lowercase(),
@@ -125,13 +114,7 @@ pub fn read_request(
     } else {
         Vec::new()
     };
-    Ok(Request {
-        method,
-        path,
-        http11,
-        keep_alive,
-        body,
-    })
+    Ok(Request { method, path, http11, keep_alive, body })
 }
 
 fn read_chunked(reader: &mut impl BufRead) -> Result<Vec<u8>, ReadError> {
@@ -149,9 +132,7 @@ fn read_chunked(reader: &mut impl BufRead) -> Result<Vec<u8>, ReadError> {
             // Trailers, up to the empty line.
             loop {
                 line.clear();
-                if reader.by_ref().take(8192).read_line(&mut line)? == 0
-                    || line.trim_end().is_empty()
-                {
+                if reader.by_ref().take(8192).read_line(&mut line)? == 0 || line.trim_end().is_empty() {
                     return Ok(body);
                 }
             }
@@ -183,13 +164,7 @@ pub fn reason(status: u16) -> &'static str {
 }
 
 /// Writes a complete response in one write, so it leaves in as few packets as possible.
-pub fn respond(
-    w: &mut impl Write,
-    status: u16,
-    content_type: &str,
-    body: &[u8],
-    keep_alive: bool,
-) -> io::Result<()> {
+pub fn respond(w: &mut impl Write, status: u16, content_type: &str, body: &[u8], keep_alive: bool) -> io::Result<()> {
     let mut out = format!(
         "HTTP/1.1 {status} {}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: {}\r\n\r\n",
         reason(status),
@@ -210,22 +185,9 @@ pub struct Stream<'a, W: Write> {
 }
 
 impl<'a, W: Write> Stream<'a, W> {
-    pub fn start(
-        w: &'a mut W,
-        content_type: &str,
-        http11: bool,
-        keep_alive: bool,
-    ) -> io::Result<Self> {
-        let framing = if http11 {
-            "Transfer-Encoding: chunked\r\n"
-        } else {
-            ""
-        };
-        let connection = if http11 && keep_alive {
-            "keep-alive"
-        } else {
-            "close"
-        };
+    pub fn start(w: &'a mut W, content_type: &str, http11: bool, keep_alive: bool) -> io::Result<Self> {
+        let framing = if http11 { "Transfer-Encoding: chunked\r\n" } else { "" };
+        let connection = if http11 && keep_alive { "keep-alive" } else { "close" };
         write!(
             w,
             "HTTP/1.1 200 OK\r\nContent-Type: {content_type}\r\nCache-Control: no-cache\r\nX-Accel-Buffering: no\r\n{framing}Connection: {connection}\r\n\r\n"
@@ -269,22 +231,14 @@ mod tests {
 
     #[test]
     fn a_request_with_a_body_and_keep_alive_defaults() {
-        let (req, _) =
-            read(b"POST /v1/completions?x=1 HTTP/1.1\r\nHost: a\r\nContent-Length: 2\r\n\r\n{}");
+        let (req, _) = read(b"POST /v1/completions?x=1 HTTP/1.1\r\nHost: a\r\nContent-Length: 2\r\n\r\n{}");
         let Ok(req) = req else { panic!("parses") };
-        assert_eq!(
-            (req.method.as_str(), req.path.as_str()),
-            ("POST", "/v1/completions")
-        );
+        assert_eq!((req.method.as_str(), req.path.as_str()), ("POST", "/v1/completions"));
         assert!(req.http11 && req.keep_alive);
         assert_eq!(req.body, b"{}");
-        let Ok(old) = read(b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n").0 else {
-            panic!("parses")
-        };
+        let Ok(old) = read(b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n").0 else { panic!("parses") };
         assert!(!old.keep_alive);
-        let Ok(closing) = read(b"GET / HTTP/1.1\r\nConnection: close\r\n\r\n").0 else {
-            panic!("parses")
-        };
+        let Ok(closing) = read(b"GET / HTTP/1.1\r\nConnection: close\r\n\r\n").0 else { panic!("parses") };
         assert!(!closing.keep_alive);
     }
 
@@ -304,10 +258,7 @@ mod tests {
             (&b"GARBAGE\r\n\r\n"[..], 400),
             (b"GET / HTTP/2\r\n\r\n", 505),
             (b"POST / HTTP/1.1\r\nContent-Length: x\r\n\r\n", 400),
-            (
-                b"POST / HTTP/1.1\r\nContent-Length: 99999999999\r\n\r\n",
-                413,
-            ),
+            (b"POST / HTTP/1.1\r\nContent-Length: 99999999999\r\n\r\n", 413),
         ] {
             match read(raw).0 {
                 Err(ReadError::Refused(r)) => assert_eq!(r.status, status, "{raw:?}"),
@@ -325,9 +276,6 @@ mod tests {
         s.finish().expect("vec");
         let text = String::from_utf8(out).expect("ascii");
         assert!(text.contains("Transfer-Encoding: chunked\r\n"), "{text}");
-        assert!(
-            text.ends_with("\r\n\r\n9\r\ndata: x\n\n\r\n0\r\n\r\n"),
-            "{text}"
-        );
+        assert!(text.ends_with("\r\n\r\n9\r\ndata: x\n\n\r\n0\r\n\r\n"), "{text}");
     }
 }

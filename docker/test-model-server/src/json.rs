@@ -11,10 +11,7 @@ pub struct Request {
 
 pub fn parse_request(body: &[u8]) -> Result<Request, String> {
     let text = std::str::from_utf8(body).map_err(|_| "the body is not UTF-8".to_owned())?;
-    let mut p = Parser {
-        s: text.as_bytes(),
-        i: 0,
-    };
+    let mut p = Parser { s: text.as_bytes(), i: 0 };
     let mut req = Request::default();
     p.ws();
     p.expect(b'{')?;
@@ -72,11 +69,7 @@ impl Parser<'_> {
     }
 
     fn expect(&mut self, c: u8) -> Result<(), String> {
-        if self.next() == Some(c) {
-            Ok(())
-        } else {
-            Err(self.error(&format!("expected '{}'", c as char)))
-        }
+        if self.next() == Some(c) { Ok(()) } else { Err(self.error(&format!("expected '{}'", c as char))) }
     }
 
     fn string(&mut self) -> Result<String, String> {
@@ -93,10 +86,7 @@ impl Parser<'_> {
                     Some(b'b') => out.push(8),
                     Some(b'f') => out.push(12),
                     Some(b'u') => {
-                        let hex = self
-                            .s
-                            .get(self.i..self.i + 4)
-                            .ok_or_else(|| self.error("bad \\u"))?;
+                        let hex = self.s.get(self.i..self.i + 4).ok_or_else(|| self.error("bad \\u"))?;
                         let code = std::str::from_utf8(hex)
                             .ok()
                             .and_then(|h| u32::from_str_radix(h, 16).ok())
@@ -145,11 +135,7 @@ impl Parser<'_> {
                 while matches!(self.peek(), Some(c) if !b",}] \t\r\n".contains(&c)) {
                     self.i += 1;
                 }
-                if self.i == start {
-                    Err(self.error("expected a value"))
-                } else {
-                    Ok(())
-                }
+                if self.i == start { Err(self.error("expected a value")) } else { Ok(()) }
             }
             None => Err(self.error("expected a value")),
         }
@@ -181,41 +167,20 @@ mod tests {
 
     #[test]
     fn model_and_stream_are_read_from_the_top_level_only() {
-        let body =
-            br#"{"messages":[{"role":"user","content":"{\"model\": \"x\", \"stream\": true}"}],
+        let body = br#"{"messages":[{"role":"user","content":"{\"model\": \"x\", \"stream\": true}"}],
             "max_tokens": 5, "stream" : true, "model":"llama\u0041", "n": {"model": "no"}}"#;
-        assert_eq!(
-            parse_request(body),
-            Ok(Request {
-                model: Some("llamaA".into()),
-                stream: true
-            })
-        );
+        assert_eq!(parse_request(body), Ok(Request { model: Some("llamaA".into()), stream: true }));
         assert_eq!(
             parse_request(br#"{"stream": false, "model": "m"}"#),
-            Ok(Request {
-                model: Some("m".into()),
-                stream: false
-            })
+            Ok(Request { model: Some("m".into()), stream: false })
         );
         assert_eq!(parse_request(b" {} "), Ok(Request::default()));
     }
 
     #[test]
     fn bodies_that_are_not_objects_are_refused() {
-        for bad in [
-            &b""[..],
-            b"[]",
-            b"{\"model\"",
-            b"{\"a\":}",
-            b"{\"a\":1 \"b\":2}",
-            b"\xff",
-        ] {
-            assert!(
-                parse_request(bad).is_err(),
-                "{:?}",
-                String::from_utf8_lossy(bad)
-            );
+        for bad in [&b""[..], b"[]", b"{\"model\"", b"{\"a\":}", b"{\"a\":1 \"b\":2}", b"\xff"] {
+            assert!(parse_request(bad).is_err(), "{:?}", String::from_utf8_lossy(bad));
         }
     }
 

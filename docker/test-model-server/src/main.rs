@@ -79,16 +79,11 @@ fn main() {
     let listener = match TcpListener::bind(&addrs[..]) {
         Ok(listener) => listener,
         Err(e) => {
-            eprintln!(
-                "hangar-test-model: cannot listen on {}:{}: {e}",
-                config.host, config.port
-            );
+            eprintln!("hangar-test-model: cannot listen on {}:{}: {e}", config.host, config.port);
             std::process::exit(2);
         }
     };
-    let local = listener
-        .local_addr()
-        .map_or_else(|_| "?".to_owned(), |a| a.to_string());
+    let local = listener.local_addr().map_or_else(|_| "?".to_owned(), |a| a.to_string());
     println!(
         "hangar-test-model: serving {:?} on {local}, healthy after {:?}{}",
         config.served_model_name,
@@ -96,12 +91,7 @@ fn main() {
         if config.never_healthy { " (never)" } else { "" }
     );
 
-    let state = Arc::new(State {
-        config,
-        started,
-        digest,
-        next_id: AtomicU64::new(1),
-    });
+    let state = Arc::new(State { config, started, digest, next_id: AtomicU64::new(1) });
     for stream in listener.incoming() {
         let Ok(stream) = stream else { continue };
         let state = Arc::clone(&state);
@@ -131,23 +121,14 @@ fn exit_promptly_on_sigterm() {
 
 /// Hashes the chosen file: `wanted` (relative to `model_dir`, or absolute), else the
 /// lexicographically first regular file under `model_dir` by relative path.
-fn digest_of_model_file(
-    model_dir: &Path,
-    wanted: Option<&Path>,
-) -> Result<(String, String), String> {
+fn digest_of_model_file(model_dir: &Path, wanted: Option<&Path>) -> Result<(String, String), String> {
     let path = match wanted {
         Some(path) => model_dir.join(path),
         None => first_file(model_dir)?,
     };
-    let file =
-        std::fs::File::open(&path).map_err(|e| format!("cannot open {}: {e}", path.display()))?;
-    let digest =
-        sha256::hash_reader(file).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    let shown = path
-        .strip_prefix(model_dir)
-        .unwrap_or(&path)
-        .to_string_lossy()
-        .into_owned();
+    let file = std::fs::File::open(&path).map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+    let digest = sha256::hash_reader(file).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let shown = path.strip_prefix(model_dir).unwrap_or(&path).to_string_lossy().into_owned();
     Ok((shown, sha256::hex(&digest)))
 }
 
@@ -155,8 +136,7 @@ fn first_file(model_dir: &Path) -> Result<PathBuf, String> {
     let mut best: Option<PathBuf> = None;
     let mut dirs = vec![model_dir.to_path_buf()];
     while let Some(dir) = dirs.pop() {
-        let entries =
-            std::fs::read_dir(&dir).map_err(|e| format!("cannot list {}: {e}", dir.display()))?;
+        let entries = std::fs::read_dir(&dir).map_err(|e| format!("cannot list {}: {e}", dir.display()))?;
         for entry in entries.flatten() {
             let path = entry.path();
             let Ok(meta) = std::fs::symlink_metadata(&path) else {
@@ -169,10 +149,7 @@ fn first_file(model_dir: &Path) -> Result<PathBuf, String> {
                 // Compare the bytes of relative paths, as `LC_ALL=C sort` would.
                 if best.as_deref().is_none_or(|b| {
                     rel.as_os_str().as_encoded_bytes()
-                        < b.strip_prefix(model_dir)
-                            .unwrap_or(b)
-                            .as_os_str()
-                            .as_encoded_bytes()
+                        < b.strip_prefix(model_dir).unwrap_or(b).as_os_str().as_encoded_bytes()
                 }) {
                     best = Some(path);
                 }
@@ -218,10 +195,7 @@ fn error_body(status: u16, message: &str) -> String {
         400..=499 => "invalid_request_error",
         _ => "server_error",
     };
-    format!(
-        r#"{{"error":{{"message":{},"type":"{kind}","code":{status}}}}}"#,
-        json::string(message)
-    )
+    format!(r#"{{"error":{{"message":{},"type":"{kind}","code":{status}}}}}"#, json::string(message))
 }
 
 fn handle(req: &http::Request, w: &mut TcpStream, state: &State) -> std::io::Result<()> {
@@ -251,9 +225,7 @@ fn handle(req: &http::Request, w: &mut TcpStream, state: &State) -> std::io::Res
         return json_reply(w, 503, &error_body(503, "Loading model"));
     }
     let name = &state.config.served_model_name;
-    let created = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
+    let created = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
     match req.path.as_str() {
         "/" | "/health" | "/v2/health/ready" => json_reply(w, 200, r#"{"status":"ok"}"#),
         "/v1/models" => json_reply(
@@ -265,6 +237,11 @@ fn handle(req: &http::Request, w: &mut TcpStream, state: &State) -> std::io::Res
             ),
         ),
         path => {
+            if state.config.hang_up {
+                eprintln!("hanging up on {path} (--hang-up)");
+                return Err(std::io::Error::other("hang-up requested"));
+            }
+            std::thread::sleep(state.config.response_delay);
             let body = match json::parse_request(&req.body) {
                 Ok(body) => body,
                 Err(why) => return json_reply(w, 400, &error_body(400, &why)),
@@ -290,11 +267,10 @@ fn handle(req: &http::Request, w: &mut TcpStream, state: &State) -> std::io::Res
                 Ok(digest) => digest,
                 Err(why) => return json_reply(w, 500, &error_body(500, why)),
             };
-            let words: Vec<String> =
-                format!("hangar-test-model {name} says: file {file} has digest sha256:{hex}")
-                    .split(' ')
-                    .map(str::to_owned)
-                    .collect();
+            let words: Vec<String> = format!("hangar-test-model {name} says: file {file} has digest sha256:{hex}")
+                .split(' ')
+                .map(str::to_owned)
+                .collect();
             let id = state.next_id.fetch_add(1, Ordering::Relaxed);
             let chat = path == "/v1/chat/completions";
             if body.stream {
@@ -307,15 +283,9 @@ fn handle(req: &http::Request, w: &mut TcpStream, state: &State) -> std::io::Res
                         r#"{{"index":0,"message":{{"role":"assistant","content":{content}}},"finish_reason":"stop"}}"#
                     )
                 } else {
-                    format!(
-                        r#"{{"index":0,"text":{content},"logprobs":null,"finish_reason":"stop"}}"#
-                    )
+                    format!(r#"{{"index":0,"text":{content},"logprobs":null,"finish_reason":"stop"}}"#)
                 };
-                let (prefix, object) = if chat {
-                    ("chatcmpl", "chat.completion")
-                } else {
-                    ("cmpl", "text_completion")
-                };
+                let (prefix, object) = if chat { ("chatcmpl", "chat.completion") } else { ("cmpl", "text_completion") };
                 json_reply(
                     w,
                     200,
@@ -329,12 +299,28 @@ fn handle(req: &http::Request, w: &mut TcpStream, state: &State) -> std::io::Res
     }
 }
 
+/// Waits `delay` (the time to "generate" a token), returning early with `true` if the
+/// client closes its end meanwhile.
+fn client_left_within(socket: &TcpStream, delay: Duration) -> bool {
+    if delay.is_zero() || socket.set_read_timeout(Some(delay)).is_err() {
+        return false;
+    }
+    let started = Instant::now();
+    let mut byte = [0u8; 1];
+    match socket.peek(&mut byte) {
+        Ok(0) => true,
+        // Bytes of a next request: not a hang-up; let the time pass.
+        Ok(_) => {
+            std::thread::sleep(delay.saturating_sub(started.elapsed()));
+            false
+        }
+        Err(e) => !matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut),
+    }
+}
+
 /// One SSE event per word (the words, joined, equal the non-streamed answer), then a final
 /// event with `finish_reason`, then `data: [DONE]`.
-#[expect(
-    clippy::too_many_arguments,
-    reason = "one call site; a struct would only rename them"
-)]
+#[expect(clippy::too_many_arguments, reason = "one call site; a struct would only rename them")]
 fn stream_answer(
     req: &http::Request,
     w: &mut TcpStream,
@@ -345,30 +331,27 @@ fn stream_answer(
     model_field: &str,
     words: &[String],
 ) -> std::io::Result<()> {
-    let (prefix, object) = if chat {
-        ("chatcmpl", "chat.completion.chunk")
-    } else {
-        ("cmpl", "text_completion")
-    };
+    let (prefix, object) = if chat { ("chatcmpl", "chat.completion.chunk") } else { ("cmpl", "text_completion") };
     let event = |choice: String| {
         format!(
             "data: {{\"id\":\"{prefix}-test-{id}\",\"object\":\"{object}\",\"created\":{created},\"model\":{model_field},\"choices\":[{choice}]}}\n\n"
         )
     };
+    // A second handle to watch for the client leaving; its read timeout is the connection's,
+    // so it is put back once the stream ends.
+    let watch = w.try_clone()?;
     let mut stream = http::Stream::start(w, "text/event-stream", req.http11, req.keep_alive)?;
     for (i, word) in words.iter().enumerate() {
-        if i > 0 {
-            std::thread::sleep(state.config.token_delay);
+        if i > 0 && client_left_within(&watch, state.config.token_delay) {
+            // As vLLM aborts a request whose client disconnected, between two tokens.
+            eprintln!("stream to the client ended after {i} of {} chunks: the client left", words.len());
+            return Ok(());
         }
-        let piece = if i + 1 < words.len() {
-            json::string(&format!("{word} "))
-        } else {
-            json::string(word)
-        };
+        let piece = if i + 1 < words.len() { json::string(&format!("{word} ")) } else { json::string(word) };
         let choice = match (chat, i) {
-            (true, 0) => format!(
-                r#"{{"index":0,"delta":{{"role":"assistant","content":{piece}}},"finish_reason":null}}"#
-            ),
+            (true, 0) => {
+                format!(r#"{{"index":0,"delta":{{"role":"assistant","content":{piece}}},"finish_reason":null}}"#)
+            }
             (true, _) => {
                 format!(r#"{{"index":0,"delta":{{"content":{piece}}},"finish_reason":null}}"#)
             }
@@ -376,7 +359,11 @@ fn stream_answer(
                 format!(r#"{{"index":0,"text":{piece},"logprobs":null,"finish_reason":null}}"#)
             }
         };
-        stream.send(event(choice).as_bytes())?;
+        if let Err(e) = stream.send(event(choice).as_bytes()) {
+            // The reader is gone: the work stops here, as a real server aborts the request.
+            eprintln!("stream to the client ended after {i} of {} chunks: {e}", words.len());
+            return Err(e);
+        }
     }
     let last = if chat {
         r#"{"index":0,"delta":{},"finish_reason":"stop"}"#
@@ -386,6 +373,7 @@ fn stream_answer(
     stream.send(event(last.to_owned()).as_bytes())?;
     stream.send(b"data: [DONE]\n\n")?;
     stream.finish()?;
+    watch.set_read_timeout(Some(IDLE_TIMEOUT))?;
     w.flush()
 }
 
@@ -409,10 +397,7 @@ mod tests {
         std::fs::remove_dir_all(dir.join("B")).expect("rm");
         let (file, hex) = digest_of_model_file(&dir, None).expect("digest");
         assert_eq!(file, "a/b/z.bin");
-        assert_eq!(
-            hex,
-            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
-        );
+        assert_eq!(hex, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
         let (file, _) = digest_of_model_file(&dir, Some(Path::new("b.txt"))).expect("digest");
         assert_eq!(file, "b.txt");
         let abs = dir.join("a/c");
