@@ -5,6 +5,8 @@
   bench.py deploy BASE NAME MODEL RUNTIME                    seconds from POST /deployments to state running
   bench.py docker IMAGE MODEL_DIR NAME                       seconds from `docker run -d` (one CLI call) to /health 200
   bench.py stop BASE NAME                                    stop and delete a deployment, wait until gone
+  bench.py ttfb URL MODEL N                                  streamed chat N times on one keep-alive connection:
+                                                             median and p90 ms from sending to the first SSE event
 
 The token is read from $TOKEN. Polls every 5 ms.
 """
@@ -124,8 +126,36 @@ def docker(image, model_dir, name):
     print(f"{time.monotonic() - t0:.4f} 127.0.0.1:{port}")
 
 
+def ttfb(url, model, n):
+    """Time to the first streamed event, on one keep-alive connection (raw socket: the
+    clock stops at the first `data:` byte, not when a library has parsed something)."""
+    u = urllib.parse.urlparse(url)
+    body = json.dumps({"model": model, "stream": True, "messages": [{"role": "user", "content": "hi"}]}).encode()
+    head = (f"POST {u.path} HTTP/1.1\r\nHost: {u.netloc}\r\nAuthorization: Bearer {TOKEN}\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n").encode()
+    sock = socket.create_connection((u.hostname, u.port), timeout=30)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    times = []
+    for _ in range(int(n)):
+        t0 = time.perf_counter()
+        sock.sendall(head + body)
+        seen, first = b"", None
+        while not seen.endswith(b"0\r\n\r\n"):
+            chunk = sock.recv(65536)
+            if not chunk:
+                sys.exit(f"bench.py: {url} closed the connection")
+            seen += chunk
+            if first is None and b"data:" in seen:
+                first = time.perf_counter() - t0
+        if first is None or b" 200 " not in seen.split(b"\r\n", 1)[0]:
+            sys.exit(f"bench.py: {url}: no streamed answer: {seen[:300]!r}")
+        times.append(first * 1000)
+    times.sort()
+    print(f"{times[len(times) // 2]:.3f} {times[int(len(times) * 0.9)]:.3f}")
+
+
 if __name__ == "__main__":
-    cmds = {"files": files, "deploy": deploy, "docker": docker, "stop": stop}
+    cmds = {"files": files, "deploy": deploy, "docker": docker, "stop": stop, "ttfb": ttfb}
     if len(sys.argv) < 2 or sys.argv[1] not in cmds:
         sys.exit(__doc__)
     cmds[sys.argv[1]](*sys.argv[2:])

@@ -3,6 +3,7 @@
 //! supervisor). GPU requests and allocations are stored as the runtime module's JSON.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use sqlx::SqlitePool;
 
@@ -10,6 +11,23 @@ use super::events::{self, Actor};
 use super::versions::{self, VersionState};
 use super::{CatalogError, Result, begin_write, corrupt, is_unique_violation, models};
 use crate::domain::{AliasName, DeploymentName, Digest, ModelName, RelPath, VersionName};
+
+/// Counts committed changes to the deployments table, so a reader can keep a copy of the
+/// list (the gateway does, to route without a query per request) and know when it is stale.
+/// One process serves one data dir (it holds the dir's lock), so a process-wide count sees
+/// every write; where tests run several servers in one process, a write to one only makes
+/// the others read again.
+static GENERATION: AtomicU64 = AtomicU64::new(0);
+
+/// The count of committed changes so far. Read it before `list`: a change that commits
+/// while the list is read then shows as a newer generation than the copy.
+pub fn generation() -> u64 {
+    GENERATION.load(Ordering::Acquire)
+}
+
+fn changed() {
+    GENERATION.fetch_add(1, Ordering::AcqRel);
+}
 
 /// What a deployment serves: a pinned version, or whatever an alias points at.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -242,6 +260,7 @@ pub async fn create(pool: &SqlitePool, actor: &Actor, new: &NewDeployment) -> Re
     });
     events::record(&mut tx, actor, "deployment.created", Some(new.model.as_str()), new.name.as_str(), details).await?;
     tx.commit().await?;
+    changed();
     get(pool, &new.name).await
 }
 
@@ -276,6 +295,7 @@ pub async fn set_desired(
     let action = if desired == Desired::Running { "deployment.start" } else { "deployment.stop" };
     events::record(&mut tx, actor, action, Some(&model), name.as_str(), serde_json::json!({})).await?;
     tx.commit().await?;
+    changed();
     get(pool, name).await
 }
 
@@ -291,6 +311,7 @@ pub async fn delete(pool: &SqlitePool, actor: &Actor, name: &DeploymentName) -> 
     let Some(model) = model else { return Err(not_found(name)) };
     events::record(&mut tx, actor, "deployment.deleted", Some(&model), name.as_str(), serde_json::json!({})).await?;
     tx.commit().await?;
+    changed();
     Ok(())
 }
 
@@ -329,6 +350,7 @@ pub async fn observe(pool: &SqlitePool, name: &DeploymentName, observed: &Observ
         events::record(&mut tx, &Actor::system(), &action, Some(&model), name.as_str(), details).await?;
     }
     tx.commit().await?;
+    changed();
     Ok(())
 }
 

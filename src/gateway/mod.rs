@@ -8,7 +8,7 @@ mod error;
 mod metrics;
 mod route;
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use actix_web::ResponseError as _;
@@ -32,12 +32,17 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// The longest a request waits for a cold start.
 const MAX_COLD_START: Duration = Duration::from_secs(900);
 
-/// The upstream client: one keep-alive pool for every deployment.
+/// The deployments as of a generation of their table (`deployments::generation`).
+type Routes = Option<(u64, Arc<Vec<Deployment>>)>;
+
+/// The upstream client (one keep-alive pool for every deployment) and the routing table.
 #[derive(Clone)]
 pub struct Gateway {
     client: reqwest::Client,
     traffic: Arc<Traffic>,
     metrics: Arc<Metrics>,
+    /// Requests are routed from this copy; only a change to the table costs a query.
+    routes: Arc<Mutex<Routes>>,
 }
 
 impl Gateway {
@@ -50,7 +55,20 @@ impl Gateway {
             .pool_idle_timeout(Duration::from_secs(90))
             .no_proxy()
             .build()?;
-        Ok(Self { client, traffic, metrics: Arc::new(Metrics::default()) })
+        Ok(Self { client, traffic, metrics: Arc::new(Metrics::default()), routes: Arc::default() })
+    }
+
+    /// Every deployment, from the copy unless the table changed since it was taken.
+    async fn deployments(&self, pool: &SqlitePool) -> Result<Arc<Vec<Deployment>>, OpenAiError> {
+        let generation = deployments::generation();
+        if let Some((seen, list)) = &*self.routes.lock().unwrap_or_else(PoisonError::into_inner)
+            && *seen == generation
+        {
+            return Ok(Arc::clone(list));
+        }
+        let list = Arc::new(deployments::list(pool).await.map_err(|e| OpenAiError::from(ApiError::from(e)))?);
+        *self.routes.lock().unwrap_or_else(PoisonError::into_inner) = Some((generation, Arc::clone(&list)));
+        Ok(list)
     }
 
     /// Requests routed to `deployment` since the process started.
@@ -76,14 +94,15 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 /// The deployments a caller may use: running, or stopped with autostart.
 async fn list_models(
     pool: web::Data<SqlitePool>,
+    gateway: web::Data<Gateway>,
     caller: Result<Caller, ApiError>,
 ) -> Result<HttpResponse, OpenAiError> {
     let caller = caller.map_err(OpenAiError::from)?;
     caller.require(Role::Viewer).map_err(|e| OpenAiError::from(ApiError::from(e)))?;
-    let data: Vec<serde_json::Value> = deployments::list(&pool)
-        .await
-        .map_err(|e| OpenAiError::from(ApiError::from(e)))?
-        .into_iter()
+    let data: Vec<serde_json::Value> = gateway
+        .deployments(&pool)
+        .await?
+        .iter()
         .filter(|d| caller.require_on(Role::Viewer, &d.model).is_ok())
         .filter(|d| d.observed.state == State::Running || d.autostart)
         .map(|d| {
@@ -123,7 +142,7 @@ async fn forward(
         _ => return Err(OpenAiError::invalid_request("the request body needs a \"model\" (a deployment name)".into())),
     };
     let started = Instant::now();
-    let deployment = route::resolve(&pool, &caller, &wanted).await?;
+    let deployment = route::resolve(&gateway.deployments(&pool).await?, &caller, &wanted)?;
     let name = deployment.name.to_string();
     let result = async {
         let deployment = autostart(&supervisor, &gateway.metrics, deployment).await?;

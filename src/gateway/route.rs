@@ -13,16 +13,12 @@ fn internal(err: impl Into<ApiError>) -> OpenAiError {
     OpenAiError::from(err.into())
 }
 
-/// Resolves the `model` of a request to one deployment the caller may use.
-pub async fn resolve(pool: &SqlitePool, caller: &Caller, wanted: &str) -> Result<Deployment, OpenAiError> {
-    let all: Vec<Deployment> = deployments::list(pool)
-        .await
-        .map_err(internal)?
-        .into_iter()
-        .filter(|d| caller.require_on(Role::Viewer, &d.model).is_ok())
-        .collect();
+/// Resolves the `model` of a request to one of `deployments` the caller may use.
+pub fn resolve(deployments: &[Deployment], caller: &Caller, wanted: &str) -> Result<Deployment, OpenAiError> {
+    let all: Vec<&Deployment> =
+        deployments.iter().filter(|d| caller.require_on(Role::Viewer, &d.model).is_ok()).collect();
     if let Some(d) = all.iter().find(|d| d.name.as_str() == wanted) {
-        return Ok(d.clone());
+        return Ok((*d).clone());
     }
     let (model, form) = match wanted.find(['@', ':']) {
         Some(at) => (&wanted[..at], Some(&wanted[at..])),
@@ -30,6 +26,7 @@ pub async fn resolve(pool: &SqlitePool, caller: &Caller, wanted: &str) -> Result
     };
     let matches: Vec<&Deployment> = all
         .iter()
+        .copied()
         .filter(|d| d.model.as_str() == model)
         .filter(|d| match (form, &d.target) {
             (None, _) => true,

@@ -498,13 +498,15 @@ async fn on_a_docker_network_deployments_are_reached_at_their_address_there_thro
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let d: Value = app.get(&format!("/api/v1/deployments/{name}")).await.json().await.expect("json");
+        let old_gone = !docker(&["inspect", &old]).status.success();
         let names =
             docker(&["ps", "-a", "--format", "{{.Names}}", "--filter", &format!("label=hangar.deployment={name}")]);
-        if d["version"] == "2" && !docker(&["inspect", &old]).status.success() {
-            assert_eq!(String::from_utf8_lossy(&names.stdout).trim(), format!("hangar-{name}"), "the usual name");
+        let names = String::from_utf8_lossy(&names.stdout).trim().to_owned();
+        // Done when the new container serves, the old is gone and the new has its name.
+        if d["version"] == "2" && old_gone && names == format!("hangar-{name}") {
             break;
         }
-        assert!(Instant::now() < deadline, "never rolled out: {d}");
+        assert!(Instant::now() < deadline, "never rolled out: {d}; containers: {names}");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let answer = chat(&app, &name, false).await.text().await.expect("text");
