@@ -7,8 +7,8 @@ use serde::{Deserialize, Serialize};
 use sqlx::SqlitePool;
 
 use crate::auth::Caller;
+use crate::catalog;
 use crate::catalog::webhooks::{Delivery, NewWebhook, Webhook, WebhookChange};
-use crate::catalog::{self};
 use crate::domain::{DeliveryStatus, EventTypes, Role, WebhookSecret, WebhookUrl};
 use crate::error::ApiError;
 use crate::webhooks::generate_secret;
