@@ -44,11 +44,21 @@ pub struct Settings {
     pub rollout: Rollout,
     /// A model server that sends no byte for this long fails the request with 504.
     pub upstream_timeout_secs: u64,
+    /// Attempts at a webhook delivery before it is marked failed.
+    pub webhook_max_attempts: u32,
+    /// The wait after a webhook delivery's first failed attempt, in milliseconds; it
+    /// doubles after each further one.
+    pub webhook_backoff_ms: u64,
+    /// How long a webhook receiver has to connect and answer.
+    pub webhook_timeout_secs: u64,
     /// `HANGAR_ADMIN_PASSWORD`: the first admin's password, on first start only.
     pub admin_password: Option<Redacted>,
     /// `HANGAR_BOOTSTRAP_TOKEN`: an admin token created at start if it does not exist.
     pub bootstrap_token: Option<Redacted>,
 }
+
+/// More attempts than this would only retry a receiver that has been gone for days.
+const MAX_WEBHOOK_ATTEMPTS: u32 = 20;
 
 /// A secret setting: usable, never printed.
 #[derive(Clone, PartialEq, Eq)]
@@ -78,6 +88,9 @@ impl Default for Settings {
             restart_backoff_ms: 1000,
             rollout: Rollout::default(),
             upstream_timeout_secs: 600,
+            webhook_max_attempts: 6,
+            webhook_backoff_ms: 1000,
+            webhook_timeout_secs: 10,
             admin_password: None,
             bootstrap_token: None,
         }
@@ -104,6 +117,9 @@ struct FileSettings {
     restart_backoff_ms: Option<u64>,
     rollout: Option<Rollout>,
     upstream_timeout_secs: Option<u64>,
+    webhook_max_attempts: Option<u32>,
+    webhook_backoff_ms: Option<u64>,
+    webhook_timeout_secs: Option<u64>,
 }
 
 /// Values from the environment or flags; `None` where neither was given.
@@ -179,6 +195,21 @@ impl Settings {
         if let Some(secs) = file.upstream_timeout_secs {
             anyhow::ensure!(secs > 0, "upstream_timeout_secs in the config file must be at least 1");
             settings.upstream_timeout_secs = secs;
+        }
+        if let Some(n) = file.webhook_max_attempts {
+            anyhow::ensure!(
+                (1..=MAX_WEBHOOK_ATTEMPTS).contains(&n),
+                "webhook_max_attempts in the config file must be 1 to {MAX_WEBHOOK_ATTEMPTS}"
+            );
+            settings.webhook_max_attempts = n;
+        }
+        if let Some(ms) = file.webhook_backoff_ms {
+            anyhow::ensure!(ms > 0, "webhook_backoff_ms in the config file must be at least 1");
+            settings.webhook_backoff_ms = ms;
+        }
+        if let Some(secs) = file.webhook_timeout_secs {
+            anyhow::ensure!(secs > 0, "webhook_timeout_secs in the config file must be at least 1");
+            settings.webhook_timeout_secs = secs;
         }
         if let Some(globs) = file.protected_aliases {
             settings.protected_aliases = globs

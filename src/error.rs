@@ -10,7 +10,7 @@ use crate::auth::AuthError;
 use crate::auth::issue::IssueError;
 use crate::blobs::BlobError;
 use crate::catalog::CatalogError;
-use crate::domain::{DigestError, GlobError, NameError, RelPathError, RoleError};
+use crate::domain::{DigestError, GlobError, NameError, RelPathError, RoleError, WebhookError};
 use crate::runtime::docker::DockerError;
 use crate::runtime::supervisor::SupervisorError;
 
@@ -162,4 +162,4 @@ macro_rules! bad_request_from {
         }
     )*};
 }
-bad_request_from!(NameError, RelPathError, DigestError, RoleError, GlobError);
+bad_request_from!(NameError, RelPathError, DigestError, RoleError, GlobError, WebhookError);

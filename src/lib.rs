@@ -14,3 +14,4 @@ pub mod runtime;
 pub mod startup;
 pub mod telemetry;
 pub mod web;
+pub mod webhooks;

@@ -1,5 +1,6 @@
 //! Builds the application: opens the data dir, database and blob store, binds the listener
-//! (port 0 works; `port()` says which one was chosen), and spawns background loops.
+//! (port 0 works; `port()` says which one was chosen), and spawns background loops: the
+//! supervisor, garbage collection and webhook delivery.
 
 use std::fs::File;
 use std::net::TcpListener;
@@ -21,6 +22,7 @@ use crate::runtime::docker::DockerClient;
 use crate::runtime::supervisor::{Supervisor, SupervisorSettings};
 use crate::runtime::traffic::Traffic;
 use crate::runtime::{GpuInventory, SpecSettings};
+use crate::webhooks::{Deliverer, DeliverySettings};
 use crate::{api, catalog, gateway, gc, web as dashboard};
 
 /// How often unreferenced blobs are looked for after the startup sweep.
@@ -62,6 +64,16 @@ impl Application {
         let traffic = Arc::new(Traffic::default());
         let supervisor = start_supervisor(&settings, pool.clone(), blobs.clone(), Arc::clone(&traffic)).await?;
         tokio::spawn(gc_loop(pool.clone(), blobs.clone(), settings.gc_grace_secs));
+        let deliverer = Deliverer::new(
+            pool.clone(),
+            DeliverySettings {
+                max_attempts: settings.webhook_max_attempts,
+                backoff: Duration::from_millis(settings.webhook_backoff_ms),
+                timeout: Duration::from_secs(settings.webhook_timeout_secs),
+            },
+        )
+        .context("cannot build the webhook client")?;
+        tokio::spawn(deliverer.run());
         let server = serve(listener, pool.clone(), blobs, supervisor, traffic, settings)?;
         Ok(Self { port, server, pool, bootstrapped, _lock: lock })
     }

@@ -15,6 +15,7 @@ mod system;
 mod tokens;
 mod users;
 mod versions;
+mod webhooks;
 
 use actix_web::web;
 
@@ -117,7 +118,20 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .service(resource("/api/v1/system").route(web::get().to(system::get_system)))
     .service(resource("/metrics").route(web::get().to(system::get_metrics)))
     .service(resource("/healthz").route(web::get().to(system::healthz)))
-    .service(resource("/readyz").route(web::get().to(system::readyz)));
+    .service(resource("/readyz").route(web::get().to(system::readyz)))
+    .service(
+        resource("/api/v1/webhooks")
+            .route(web::get().to(webhooks::list_webhooks))
+            .route(web::post().to(webhooks::create_webhook)),
+    )
+    .service(
+        resource("/api/v1/webhooks/{id}")
+            .route(web::get().to(webhooks::get_webhook))
+            .route(web::patch().to(webhooks::update_webhook))
+            .route(web::delete().to(webhooks::delete_webhook)),
+    )
+    .service(resource("/api/v1/webhooks/{id}/deliveries").route(web::get().to(webhooks::list_deliveries)))
+    .service(resource("/api/v1/webhooks/{id}/ping").route(web::post().to(webhooks::ping_webhook)));
 }
 
 /// A resource whose other methods answer 405 as problem+json, not actix's empty body.

@@ -64,6 +64,10 @@ pub enum State {
 }
 
 impl State {
+    /// Every state; each change into one is recorded as the event `deployment.<state>`.
+    pub const ALL: [Self; 6] =
+        [Self::Pending, Self::Starting, Self::Running, Self::Stopping, Self::Stopped, Self::Failed];
+
     fn parse(raw: &str) -> Option<Self> {
         Some(match raw {
             "pending" => Self::Pending,

@@ -4,7 +4,7 @@
 use sqlx::{SqliteConnection, SqlitePool};
 
 use super::{Result, corrupt};
-use crate::domain::Glob;
+use crate::domain::{EVENT_ACTIONS, Glob};
 
 /// Who is making a change. Built from the authenticated caller at the HTTP edge, or
 /// `Actor::system()` for Hangar's own changes and offline admin commands.
@@ -62,6 +62,10 @@ pub(crate) async fn record(
     target: &str,
     details: serde_json::Value,
 ) -> Result<()> {
+    debug_assert!(
+        EVENT_ACTIONS.contains(&action),
+        "event action {action:?} is missing from domain::EVENT_ACTIONS; add it there so webhooks can subscribe to it"
+    );
     sqlx::query(
         "INSERT INTO events (actor, actor_id, token_id, remote_addr, action, model, target, details)
          VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
@@ -123,7 +127,17 @@ pub async fn recent(pool: &SqlitePool, filter: &EventFilter) -> Result<Vec<Event
     fetch(pool, filter, select_events!("DESC")).await
 }
 
-async fn fetch(pool: &SqlitePool, filter: &EventFilter, sql: &'static str) -> Result<Vec<Event>> {
+/// Up to `limit` events after `after`, oldest first, read inside the caller's transaction.
+pub(crate) async fn after_in(conn: &mut SqliteConnection, after: i64, limit: u32) -> Result<Vec<Event>> {
+    let filter = EventFilter { after: Some(after), limit, ..EventFilter::default() };
+    fetch(conn, &filter, select_events!("ASC")).await
+}
+
+async fn fetch<'e>(
+    executor: impl sqlx::SqliteExecutor<'e>,
+    filter: &EventFilter,
+    sql: &'static str,
+) -> Result<Vec<Event>> {
     let globs = filter
         .model_globs
         .as_ref()
@@ -137,7 +151,7 @@ async fn fetch(pool: &SqlitePool, filter: &EventFilter, sql: &'static str) -> Re
         .bind(filter.action.as_deref())
         .bind(globs)
         .bind(i64::from(filter.limit))
-        .fetch_all(pool)
+        .fetch_all(executor)
         .await?;
     rows.into_iter()
         .map(|row| {

@@ -14,6 +14,7 @@ pub mod sessions;
 pub mod tokens;
 pub mod users;
 pub mod versions;
+pub mod webhooks;
 
 pub use events::Actor;
 

@@ -6,9 +6,11 @@ mod glob;
 mod names;
 mod rel_path;
 mod role;
+mod webhook;
 
 pub use digest::{Digest, DigestError};
 pub use glob::{Glob, GlobError};
 pub use names::{AliasName, DeploymentName, ModelName, NameError, UserName, VersionName};
 pub use rel_path::{RelPath, RelPathError};
 pub use role::{Role, RoleError};
+pub use webhook::{ALL_EVENTS, DeliveryStatus, EVENT_ACTIONS, EventTypes, WebhookError, WebhookSecret, WebhookUrl};

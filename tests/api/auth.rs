@@ -117,6 +117,19 @@ fn routes() -> Vec<Route> {
         route(Method::POST, "/api/v1/deployments/ghost/stop", None, Maintainer, false),
         route(Method::POST, "/api/v1/deployments/ghost/restart", None, Maintainer, false),
         route(Method::GET, "/api/v1/deployments/ghost/logs", None, Viewer, false),
+        route(Method::GET, "/api/v1/webhooks", None, Admin, false),
+        route(
+            Method::POST,
+            "/api/v1/webhooks",
+            Some(json!({"url": "http://127.0.0.1:9/hook", "events": ["*"]})),
+            Admin,
+            false,
+        ),
+        route(Method::GET, "/api/v1/webhooks/999999", None, Admin, false),
+        route(Method::PATCH, "/api/v1/webhooks/999999", Some(json!({"active": false})), Admin, false),
+        route(Method::DELETE, "/api/v1/webhooks/999999", None, Admin, false),
+        route(Method::GET, "/api/v1/webhooks/999999/deliveries", None, Admin, false),
+        route(Method::POST, "/api/v1/webhooks/999999/ping", None, Admin, false),
     ]
 }
 

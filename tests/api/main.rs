@@ -15,3 +15,4 @@ mod helpers;
 mod models;
 mod serve;
 mod versions;
+mod webhooks;

@@ -1,0 +1,261 @@
+//! `/api/v1/webhooks` (admins): receivers told of events, and each delivery made to them.
+//! A webhook's secret is write-only: set at creation (or generated and returned that once)
+//! and by PATCH, otherwise shown only as a hint of its last four characters.
+
+use actix_web::{HttpResponse, web};
+use serde::{Deserialize, Serialize};
+use sqlx::SqlitePool;
+
+use crate::auth::Caller;
+use crate::catalog;
+use crate::catalog::webhooks::{Delivery, NewWebhook, Webhook, WebhookChange};
+use crate::domain::{DeliveryStatus, EventTypes, Role, WebhookSecret, WebhookUrl};
+use crate::error::ApiError;
+use crate::webhooks::generate_secret;
+
+const DEFAULT_LIMIT: u32 = 100;
+const MAX_LIMIT: u32 = 1000;
+const MAX_DESCRIPTION_CHARS: usize = 500;
+
+#[derive(Debug, Serialize)]
+pub struct WebhookView {
+    id: i64,
+    url: WebhookUrl,
+    events: EventTypes,
+    description: String,
+    active: bool,
+    secret_hint: String,
+    created_by: Option<String>,
+    created_at: String,
+    updated_at: String,
+}
+
+impl From<Webhook> for WebhookView {
+    fn from(w: Webhook) -> Self {
+        Self {
+            id: w.id,
+            url: w.url,
+            events: w.events,
+            description: w.description,
+            active: w.active,
+            secret_hint: w.secret_hint,
+            created_by: w.created_by,
+            created_at: w.created_at,
+            updated_at: w.updated_at,
+        }
+    }
+}
+
+/// The creation response: the view, plus the secret when Hangar generated it (this once).
+#[derive(Debug, Serialize)]
+struct CreatedWebhook {
+    #[serde(flatten)]
+    view: WebhookView,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    secret: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct DeliveryView {
+    id: i64,
+    uuid: String,
+    webhook_id: i64,
+    event_id: Option<i64>,
+    action: String,
+    status: DeliveryStatus,
+    attempts: i64,
+    response_status: Option<i64>,
+    error: Option<String>,
+    next_attempt_at: Option<String>,
+    last_attempt_at: Option<String>,
+    delivered_at: Option<String>,
+    created_at: String,
+}
+
+impl From<Delivery> for DeliveryView {
+    fn from(d: Delivery) -> Self {
+        Self {
+            id: d.id,
+            uuid: d.uuid,
+            webhook_id: d.webhook_id,
+            event_id: d.event_id,
+            action: d.action,
+            status: d.status,
+            attempts: d.attempts,
+            response_status: d.response_status,
+            error: d.error,
+            next_attempt_at: d.next_attempt_at,
+            last_attempt_at: d.last_attempt_at,
+            delivered_at: d.delivered_at,
+            created_at: d.created_at,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateWebhook {
+    url: String,
+    /// Event actions, or `["*"]` for all.
+    events: Vec<String>,
+    /// Left out: one is generated and returned once.
+    secret: Option<String>,
+    description: Option<String>,
+    active: Option<bool>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateWebhook {
+    url: Option<String>,
+    events: Option<Vec<String>>,
+    secret: Option<String>,
+    description: Option<String>,
+    active: Option<bool>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct WebhookPath {
+    id: i64,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeliveryQuery {
+    status: Option<String>,
+    limit: Option<u32>,
+}
+
+/// Admins only, and not through a token limited to some models: a webhook is told of the
+/// events of every model.
+fn require_admin(caller: &Caller) -> Result<(), ApiError> {
+    caller.require(Role::Admin)?;
+    if caller.models.is_some() {
+        return Err(ApiError::Forbidden(
+            "a token limited to some models cannot manage webhooks, which see every model's events; \
+             use an admin token without model globs"
+                .into(),
+        ));
+    }
+    Ok(())
+}
+
+fn description(raw: Option<String>) -> Result<Option<String>, ApiError> {
+    match raw {
+        Some(d) if d.chars().count() > MAX_DESCRIPTION_CHARS => {
+            Err(ApiError::BadRequest(format!("the description is longer than {MAX_DESCRIPTION_CHARS} characters")))
+        }
+        other => Ok(other),
+    }
+}
+
+pub async fn list_webhooks(pool: web::Data<SqlitePool>, caller: Caller) -> Result<HttpResponse, ApiError> {
+    require_admin(&caller)?;
+    let webhooks = catalog::webhooks::list(&pool).await?;
+    Ok(HttpResponse::Ok().json(serde_json::json!({
+        "items": webhooks.into_iter().map(WebhookView::from).collect::<Vec<_>>()
+    })))
+}
+
+/// Registers a receiver; it is told of events from now on.
+pub async fn create_webhook(
+    pool: web::Data<SqlitePool>,
+    caller: Caller,
+    body: web::Json<CreateWebhook>,
+) -> Result<HttpResponse, ApiError> {
+    require_admin(&caller)?;
+    let body = body.into_inner();
+    let url = WebhookUrl::parse(&body.url)?;
+    let events = EventTypes::parse(&body.events)?;
+    let description = description(body.description)?.unwrap_or_default();
+    let (secret, generated) = match body.secret {
+        Some(given) => (WebhookSecret::parse(&given)?, false),
+        None => (generate_secret(), true),
+    };
+    let new = NewWebhook {
+        url: &url,
+        events: &events,
+        secret: &secret,
+        description: &description,
+        active: body.active.unwrap_or(true),
+    };
+    let webhook = catalog::webhooks::create(&pool, &caller.actor(), new).await?;
+    let secret = generated.then(|| secret.expose().to_owned());
+    Ok(HttpResponse::Created().json(CreatedWebhook { view: webhook.into(), secret }))
+}
+
+pub async fn get_webhook(
+    pool: web::Data<SqlitePool>,
+    caller: Caller,
+    path: web::Path<WebhookPath>,
+) -> Result<HttpResponse, ApiError> {
+    require_admin(&caller)?;
+    let webhook = catalog::webhooks::get(&pool, path.id).await?;
+    Ok(HttpResponse::Ok().json(WebhookView::from(webhook)))
+}
+
+/// Changes the URL, events, secret, description, or pauses (`active: false`) a webhook.
+pub async fn update_webhook(
+    pool: web::Data<SqlitePool>,
+    caller: Caller,
+    path: web::Path<WebhookPath>,
+    body: web::Json<UpdateWebhook>,
+) -> Result<HttpResponse, ApiError> {
+    require_admin(&caller)?;
+    let body = body.into_inner();
+    let url = body.url.as_deref().map(WebhookUrl::parse).transpose()?;
+    let events = body.events.as_deref().map(EventTypes::parse).transpose()?;
+    let secret = body.secret.as_deref().map(WebhookSecret::parse).transpose()?;
+    let description = description(body.description)?;
+    let change = WebhookChange {
+        url: url.as_ref(),
+        events: events.as_ref(),
+        secret: secret.as_ref(),
+        description: description.as_deref(),
+        active: body.active,
+    };
+    let webhook = catalog::webhooks::update(&pool, &caller.actor(), path.id, change).await?;
+    Ok(HttpResponse::Ok().json(WebhookView::from(webhook)))
+}
+
+/// Deletes a webhook with its deliveries; pending ones are not sent.
+pub async fn delete_webhook(
+    pool: web::Data<SqlitePool>,
+    caller: Caller,
+    path: web::Path<WebhookPath>,
+) -> Result<HttpResponse, ApiError> {
+    require_admin(&caller)?;
+    catalog::webhooks::delete(&pool, &caller.actor(), path.id).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// A webhook's deliveries, newest first; `status` narrows to pending, delivered or failed.
+pub async fn list_deliveries(
+    pool: web::Data<SqlitePool>,
+    caller: Caller,
+    path: web::Path<WebhookPath>,
+    query: web::Query<DeliveryQuery>,
+) -> Result<HttpResponse, ApiError> {
+    require_admin(&caller)?;
+    let status = query.status.as_deref().map(DeliveryStatus::parse).transpose()?;
+    let limit = match query.limit {
+        None => DEFAULT_LIMIT,
+        Some(n @ 1..=MAX_LIMIT) => n,
+        Some(n) => return Err(ApiError::BadRequest(format!("limit={n} is out of range; use 1 to {MAX_LIMIT}"))),
+    };
+    let deliveries = catalog::webhooks::deliveries(&pool, path.id, status, limit).await?;
+    Ok(HttpResponse::Ok().json(serde_json::json!({
+        "items": deliveries.into_iter().map(DeliveryView::from).collect::<Vec<_>>()
+    })))
+}
+
+/// Queues a signed `ping` to this webhook alone; 202 with the delivery to watch.
+pub async fn ping_webhook(
+    pool: web::Data<SqlitePool>,
+    caller: Caller,
+    path: web::Path<WebhookPath>,
+) -> Result<HttpResponse, ApiError> {
+    require_admin(&caller)?;
+    let delivery = catalog::webhooks::ping(&pool, &caller.actor(), path.id).await?;
+    Ok(HttpResponse::Accepted().json(DeliveryView::from(delivery)))
+}
