@@ -130,6 +130,13 @@ fn serve(
             .configure(dashboard::configure)
             .default_service(web::to(api::not_found))
     })
+    // Small writes go out at once: a response's last chunk must not wait, by Nagle's rule,
+    // for the client's (delayed) ACK of the one before — milliseconds on every answer.
+    .on_connect(|conn, _| {
+        if let Some(tcp) = conn.downcast_ref::<actix_web::rt::net::TcpStream>() {
+            let _ = tcp.set_nodelay(true);
+        }
+    })
     .listen(listener)?
     .run();
     Ok(server)

@@ -274,6 +274,8 @@ async fn relay(
     }
     reply.insert_header(("X-Accel-Buffering", "no"));
     let name = deployment.name.to_string();
+    // The body's own length as the HTTP client framed it (0 for HEAD, 204 and 304).
+    let length = response.content_length();
     let stream = response.bytes_stream().map(move |chunk| {
         chunk.map_err(|e| {
             tracing::warn!(deployment = %name, error = %e, "upstream stream broke");
@@ -287,7 +289,12 @@ async fn relay(
         deployment: deployment.name.to_string(),
         started,
     };
-    Ok(reply.streaming(counted))
+    // A body of known length goes out as such (no chunked framing); anything else, SSE
+    // above all, is relayed chunk by chunk as it comes.
+    Ok(match length {
+        Some(length) => reply.body(actix_web::body::SizedStream::new(length, counted)),
+        None => reply.streaming(counted),
+    })
 }
 
 /// A response body that counts as a request in flight until it ends or is dropped, and
