@@ -54,7 +54,7 @@ for ((r = 1; r <= RUNS; r++)); do
     wrk_run "direct-$r" "$DIRECT" -s "$WORK/chat.lua"
     D_RPS+=("$RPS") D_P50+=("$P50_MS") D_ERR=$((D_ERR + ERRORS))
 done
-g_rps=$(median "${G_RPS[@]}") d_rps=$(median "${D_RPS[@]}")
+g_rps=$(calc %.0f "$(median "${G_RPS[@]}")") d_rps=$(calc %.0f "$(median "${D_RPS[@]}")")
 g_p50_64=$(median "${G_P50[@]}") d_p50_64=$(median "${D_P50[@]}")
 
 # One connection, one thread: latency without queueing.
