@@ -11,18 +11,12 @@ SCRIPT=deploy.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
 RUNS=${BENCH_RUNS:-5}
 NFILES=${BENCH_FILES:-1000}
-IMAGE=${IMAGE:-hangar-test-model:latest}
 OVERHEAD_MAX_MS=250
 SNAPSHOT_MAX_MS=1000
-for tool in docker python3; do
-    command -v "$tool" >/dev/null || die "$tool is required"
-done
-docker image inspect "$IMAGE" >/dev/null 2>&1 || die "no image $IMAGE; run docker/test-model-server/build-image.sh"
-export TOKEN
-remove_bench_containers
+need_test_image
 
 start_server "$WORK/data"
-api PUT /api/v1/runtimes/bench 201 "{\"image\":\"$IMAGE\",\"args\":[\"--port\",\"{port}\",\"--served-model-name\",\"{served_name}\"],\"port\":8000,\"health_path\":\"/health\",\"startup_deadline_secs\":60}"
+put_bench_runtime
 log "== seeding model one (1 file) and many ($NFILES files)"
 python3 "$LIB/bench.py" files "$BASE" one 1
 python3 "$LIB/bench.py" files "$BASE" many "$NFILES"

@@ -14,19 +14,13 @@ SCRIPT=gateway.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
 RUNS=${BENCH_RUNS:-3}
 TTFB_N=${BENCH_TTFB:-300}
-IMAGE=${IMAGE:-hangar-test-model:latest}
 RATIO_MIN=0.85
 ADDED_P50_MAX_MS=0.3
 ADDED_TTFB_MAX_MS=2
-for tool in docker python3; do
-    command -v "$tool" >/dev/null || die "$tool is required"
-done
-docker image inspect "$IMAGE" >/dev/null 2>&1 || die "no image $IMAGE; run docker/test-model-server/build-image.sh"
-export TOKEN
-remove_bench_containers
+need_test_image
 
 start_server "$WORK/data"
-api PUT /api/v1/runtimes/bench 201 "{\"image\":\"$IMAGE\",\"args\":[\"--port\",\"{port}\",\"--served-model-name\",\"{served_name}\"],\"port\":8000,\"health_path\":\"/health\",\"startup_deadline_secs\":60}"
+put_bench_runtime
 python3 "$LIB/bench.py" files "$BASE" chat 1
 read -r _ ADDRESS < <(python3 "$LIB/bench.py" deploy "$BASE" bench-gw chat bench) || die "deploy failed"
 [[ $ADDRESS == *:* ]] || die "the deployment has no address: $ADDRESS"

@@ -1,7 +1,8 @@
 # What benches/registry.sh and benches/deploy.sh share (sourced, not run).
 # Expects SCRIPT (the script's name) to be set. Provides: BIN, WORK (and WORK_FS), BASE,
 # TOKEN, AUTH, log/die, start_server/stop_server, api, wrk_run, median, calc, verdict,
-# header; a cleanup trap that stops the server and removes containers named hangar-*bench*.
+# header, need_test_image/put_bench_runtime for the scripts that deploy; a cleanup trap that
+# stops the server and removes containers named hangar-*bench*.
 
 export LC_ALL=C
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -111,6 +112,24 @@ start_server() {
         sleep 0.1
     done
     die "the server did not say where it serves within 30 s"
+}
+
+# need_test_image: Docker, python3 and the test model server image ($IMAGE) are here; no
+# container of an earlier run is left.
+need_test_image() {
+    IMAGE=${IMAGE:-hangar-test-model:latest}
+    local tool
+    for tool in docker python3; do
+        command -v "$tool" >/dev/null || die "$tool is required"
+    done
+    docker image inspect "$IMAGE" >/dev/null 2>&1 || die "no image $IMAGE; run docker/test-model-server/build-image.sh"
+    export TOKEN
+    remove_bench_containers
+}
+
+# put_bench_runtime: the runtime `bench`, the test image serving on its port 8000.
+put_bench_runtime() {
+    api PUT /api/v1/runtimes/bench 201 "{\"image\":\"$IMAGE\",\"args\":[\"--port\",\"{port}\",\"--served-model-name\",\"{served_name}\"],\"port\":8000,\"health_path\":\"/health\",\"startup_deadline_secs\":60}"
 }
 
 # api METHOD PATH EXPECTED_STATUS [JSON]: one API call with the token; body in $WORK/resp.json.
