@@ -24,6 +24,14 @@ impl Output {
     }
 }
 
+/// `1 file`, `2 files`.
+pub fn files(n: impl Into<u64>) -> String {
+    match n.into() {
+        1 => "1 file".to_owned(),
+        n => format!("{n} files"),
+    }
+}
+
 /// A field of a JSON object as text: strings bare, null and absent as `-`.
 pub fn field(value: &Value, key: &str) -> String {
     match value.get(key) {
@@ -91,5 +99,9 @@ mod tests {
         assert_eq!(field(&v, "empty"), "-");
         assert_eq!(field(&v, "tags"), "a,b");
         assert_eq!(size_field(&v, "size"), "1.00 KiB");
+        assert_eq!(
+            (files(1u32), files(0u32), files(3u32)),
+            ("1 file".to_owned(), "0 files".to_owned(), "3 files".to_owned())
+        );
     }
 }

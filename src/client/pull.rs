@@ -21,7 +21,7 @@ use tokio::sync::mpsc;
 
 use super::error::{ClientError, Result};
 use super::http::{Client, model_path};
-use super::output::Output;
+use super::output::{self, Output};
 use super::progress::{FileProgress, Progress};
 use super::target::{Selector, Target};
 use super::views::{Items, RemoteFile};
@@ -36,7 +36,7 @@ const READ_BLOCK: usize = 1 << 20;
 pub struct PullArgs {
     /// MODEL (its newest published version), MODEL:VERSION or MODEL@ALIAS.
     pub target: String,
-    /// Where the files go; default: a directory named after the model, here.
+    /// Where the files go; default: a directory named after the model (without its team), here.
     pub dir: Option<PathBuf>,
     /// Files downloaded at once.
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
@@ -102,9 +102,9 @@ pub async fn pull(client: &Client, args: &PullArgs, out: Output) -> Result<()> {
     });
     out.emit(&summary, || {
         format!(
-            "pulled {model}:{version} into {}: {} files, {}, all verified; {downloaded} downloaded ({}, {resumed} resumed) in {:.1} s, {up_to_date} already there",
+            "pulled {model}:{version} into {}: {}, {}, all verified; {downloaded} downloaded ({}, {resumed} resumed) in {:.1} s, {up_to_date} already there",
             dir.display(),
-            files.len(),
+            output::files(files.len() as u64),
             HumanBytes(total),
             HumanBytes(downloaded_bytes),
             started.elapsed().as_secs_f64()

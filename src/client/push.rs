@@ -19,7 +19,7 @@ use serde_json::{Value, json};
 use super::error::{ClientError, Result};
 use super::http::{Client, model_path};
 use super::local::{self, LocalFile};
-use super::output::Output;
+use super::output::{Output, files};
 use super::progress::{FileProgress, Progress};
 use super::views::{Items, RemoteFile, VersionInfo};
 use crate::domain::{AliasName, Digest, ModelName, RelPath, VersionName};
@@ -205,11 +205,11 @@ struct Counts {
 
 pub async fn push(client: &Client, args: &PushArgs, out: Output) -> Result<()> {
     let request = Request::parse(args)?;
-    let mut files = local::walk(&args.path)?;
+    let mut tree = local::walk(&args.path)?;
     if let Some(card) = &args.card {
-        add_card(&mut files, card)?;
+        add_card(&mut tree, card)?;
     }
-    let local = hash(files, request.jobs).await?;
+    let local = hash(tree, request.jobs).await?;
     let total_bytes: u64 = local.iter().map(|h| h.file.size).sum();
     ensure_model(client, &request.model).await?;
     let model = request.model.as_str();
@@ -232,7 +232,7 @@ pub async fn push(client: &Client, args: &PushArgs, out: Output) -> Result<()> {
         Destination::Draft { version, files, resumed } => (version, files, resumed),
     };
     if resumed {
-        eprintln!("continuing draft {model}:{version} ({} files already there)", draft_files.len());
+        eprintln!("continuing draft {model}:{version} ({} already there)", files(draft_files.len() as u64));
         if let Some(metadata) = &request.metadata {
             let _: Value =
                 client.patch(&model_path(model, &["versions", &version]), &json!({ "metadata": metadata })).await?;
@@ -274,8 +274,8 @@ pub async fn push(client: &Client, args: &PushArgs, out: Output) -> Result<()> {
     });
     if counts.uploaded_files > 0 {
         eprintln!(
-            "uploaded {} files ({}) in {:.1} s",
-            counts.uploaded_files,
+            "uploaded {} ({}) in {:.1} s",
+            files(counts.uploaded_files as u64),
             HumanBytes(counts.uploaded_bytes),
             started.elapsed().as_secs_f64()
         );
@@ -303,11 +303,11 @@ pub async fn push(client: &Client, args: &PushArgs, out: Output) -> Result<()> {
 fn text_summary(s: &Value) -> String {
     let n = |key: &str| s[key].as_u64().unwrap_or(0);
     let mut text = format!(
-        "{}:{} is {}: {} files, {}; {} uploaded ({}), {} linked to bytes the server had, {} already there",
+        "{}:{} is {}: {}, {}; {} uploaded ({}), {} linked to bytes the server had, {} already there",
         s["model"].as_str().unwrap_or_default(),
         s["version"].as_str().unwrap_or_default(),
         s["state"].as_str().unwrap_or_default(),
-        n("files"),
+        files(n("files")),
         HumanBytes(n("bytes")),
         n("uploaded_files"),
         HumanBytes(n("uploaded_bytes")),
@@ -331,40 +331,39 @@ fn text_summary(s: &Value) -> String {
 }
 
 /// `--card FILE` becomes the version's `README.md`.
-fn add_card(files: &mut Vec<LocalFile>, card: &Path) -> Result<()> {
+fn add_card(tree: &mut Vec<LocalFile>, card: &Path) -> Result<()> {
     let meta = std::fs::metadata(card).map_err(|e| ClientError::Usage(format!("--card {}: {e}", card.display())))?;
     if !meta.is_file() {
         return Err(ClientError::Usage(format!("--card {} is not a file", card.display())));
     }
     let readme = RelPath::parse("README.md").map_err(|e| ClientError::Failed(e.to_string()))?;
-    if files.iter().any(|f| f.path == readme) {
+    if tree.iter().any(|f| f.path == readme) {
         return Err(ClientError::Usage(format!(
-            "{} already has a README.md and --card {} would replace it; drop one",
-            card.display(),
+            "the pushed files include a README.md, and --card {} would replace it; drop one of them",
             card.display()
         )));
     }
-    files.push(LocalFile { path: readme, source: card.to_owned(), size: meta.len() });
-    files.sort_by(|a, b| a.path.cmp(&b.path));
+    tree.push(LocalFile { path: readme, source: card.to_owned(), size: meta.len() });
+    tree.sort_by(|a, b| a.path.cmp(&b.path));
     Ok(())
 }
 
-async fn hash(files: Vec<LocalFile>, jobs: usize) -> Result<Vec<Hashed>> {
-    let total: u64 = files.iter().map(|f| f.size).sum();
-    let count = files.len();
+async fn hash(tree: Vec<LocalFile>, jobs: usize) -> Result<Vec<Hashed>> {
+    let total: u64 = tree.iter().map(|f| f.size).sum();
+    let count = tree.len();
     let progress = Progress::new("hashing", "hashed", total);
     let started = Instant::now();
     let bar = progress.clone();
-    let (files, digests) = tokio::task::spawn_blocking(move || {
-        let digests = local::hash_all(&files, jobs, &|n| bar.inc(n));
-        (files, digests)
+    let (tree, digests) = tokio::task::spawn_blocking(move || {
+        let digests = local::hash_all(&tree, jobs, &|n| bar.inc(n));
+        (tree, digests)
     })
     .await
     .map_err(|e| ClientError::Failed(format!("hashing stopped: {e}")))?;
     progress.finish();
     let digests = digests?;
-    eprintln!("hashed {count} files ({}) in {:.1} s", HumanBytes(total), started.elapsed().as_secs_f64());
-    Ok(files.into_iter().zip(digests).map(|(file, digest)| Hashed { file, digest }).collect())
+    eprintln!("hashed {} ({}) in {:.1} s", files(count as u64), HumanBytes(total), started.elapsed().as_secs_f64());
+    Ok(tree.into_iter().zip(digests).map(|(file, digest)| Hashed { file, digest }).collect())
 }
 
 async fn ensure_model(client: &Client, model: &ModelName) -> Result<()> {
