@@ -217,6 +217,9 @@ pub async fn push(client: &Client, args: &PushArgs, out: Output) -> Result<()> {
     let (version, draft_files, resumed) = match destination(client, &request, &local).await? {
         Destination::Published(info) => {
             eprintln!("{model}:{} is already published with exactly these files", info.version);
+            if request.metadata.is_some() {
+                eprintln!("warning: --meta is not applied; a published version's metadata never changes");
+            }
             if let Some(alias) = &request.alias {
                 set_alias(client, model, alias, &info.version).await?;
             }
@@ -240,8 +243,31 @@ pub async fn push(client: &Client, args: &PushArgs, out: Output) -> Result<()> {
     }
 
     let plan = plan(&local, &draft_files);
+    let counts = send(client, model, &version, &plan, request.jobs).await?;
+    let info: VersionInfo = if request.publish {
+        client.post(&model_path(model, &["versions", &version, "publish"]), &json!({})).await?
+    } else {
+        client.get(&model_path(model, &["versions", &version])).await?
+    };
+    if let Some(alias) = &request.alias {
+        set_alias(client, model, alias, &version).await?;
+    }
+    let summary = json!({
+        "model": model, "version": version, "state": info.state, "manifest_digest": info.manifest_digest,
+        "files": local.len(), "bytes": total_bytes,
+        "uploaded_files": counts.uploaded_files, "uploaded_bytes": counts.uploaded_bytes,
+        "linked_files": counts.linked_files, "unchanged_files": plan.unchanged.len(),
+        "deleted_files": plan.stale.len(), "resumed": resumed, "alias": request.alias,
+    });
+    out.emit(&summary, || text_summary(&summary));
+    Ok(())
+}
+
+/// Brings the draft in line with the plan: stale paths removed, known blobs linked, the
+/// rest uploaded, `jobs` digests at a time.
+async fn send(client: &Client, model: &str, version: &str, plan: &Plan<'_>, jobs: usize) -> Result<Counts> {
     futures_util::stream::iter(plan.stale.iter().map(|path| {
-        let segments = file_segments(model, &version, path);
+        let segments = file_segments(model, version, path);
         async move { client.delete(&segments).await.map_err(|e| e.context(format!("removing {path} from the draft"))) }
     }))
     .buffer_unordered(SMALL_REQUESTS)
@@ -256,12 +282,9 @@ pub async fn push(client: &Client, args: &PushArgs, out: Output) -> Result<()> {
     let started = Instant::now();
     let progress = Progress::new("uploading", "uploaded", to_upload);
     let counts: Vec<Counts> = futures_util::stream::iter(
-        plan.needed
-            .iter()
-            .zip(known)
-            .map(|(group, known)| send_group(client, model, &version, group, known, &progress)),
+        plan.needed.iter().zip(known).map(|(group, known)| send_group(client, model, version, group, known, &progress)),
     )
-    .buffer_unordered(request.jobs)
+    .buffer_unordered(jobs)
     .try_collect()
     .await
     .inspect_err(|_| progress.finish())?;
@@ -280,24 +303,7 @@ pub async fn push(client: &Client, args: &PushArgs, out: Output) -> Result<()> {
             started.elapsed().as_secs_f64()
         );
     }
-
-    let info: VersionInfo = if request.publish {
-        client.post(&model_path(model, &["versions", &version, "publish"]), &json!({})).await?
-    } else {
-        client.get(&model_path(model, &["versions", &version])).await?
-    };
-    if let Some(alias) = &request.alias {
-        set_alias(client, model, alias, &version).await?;
-    }
-    let summary = json!({
-        "model": model, "version": version, "state": info.state, "manifest_digest": info.manifest_digest,
-        "files": local.len(), "bytes": total_bytes,
-        "uploaded_files": counts.uploaded_files, "uploaded_bytes": counts.uploaded_bytes,
-        "linked_files": counts.linked_files, "unchanged_files": plan.unchanged.len(),
-        "deleted_files": plan.stale.len(), "resumed": resumed, "alias": request.alias,
-    });
-    out.emit(&summary, || text_summary(&summary));
-    Ok(())
+    Ok(counts)
 }
 
 fn text_summary(s: &Value) -> String {
