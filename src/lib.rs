@@ -5,6 +5,7 @@ pub mod api;
 pub mod auth;
 pub mod blobs;
 pub mod catalog;
+pub mod client;
 pub mod config;
 pub mod domain;
 pub mod error;

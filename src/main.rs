@@ -4,6 +4,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use hangar::admin::AdminCommand;
+use hangar::client::ClientCommand;
 use hangar::config::{Overrides, Settings};
 use hangar::startup::Application;
 
@@ -21,6 +22,8 @@ enum Command {
     /// Manage users and tokens directly on a data dir, without a server.
     #[command(subcommand)]
     Admin(AdminCommand),
+    #[command(flatten)]
+    Client(ClientCommand),
 }
 
 #[tokio::main]
@@ -30,6 +33,8 @@ async fn main() -> ExitCode {
     let result = match cli.command {
         Command::Serve(overrides) => serve(&overrides).await,
         Command::Admin(command) => hangar::admin::run(command).await,
+        // Exit codes of their own: 3 not found, 4 conflict, 5 auth.
+        Command::Client(command) => return hangar::client::run(command).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -32,6 +32,7 @@ pub struct Application {
     port: u16,
     server: Server,
     pool: SqlitePool,
+    blobs: BlobStore,
     bootstrapped: Bootstrapped,
     _lock: File,
 }
@@ -74,12 +75,17 @@ impl Application {
         )
         .context("cannot build the webhook client")?;
         tokio::spawn(deliverer.run());
-        let server = serve(listener, pool.clone(), blobs, supervisor, traffic, settings)?;
-        Ok(Self { port, server, pool, bootstrapped, _lock: lock })
+        let server = serve(listener, pool.clone(), blobs.clone(), supervisor, traffic, settings)?;
+        Ok(Self { port, server, pool, blobs, bootstrapped, _lock: lock })
     }
 
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// The blob store, for its counters.
+    pub fn blobs(&self) -> &BlobStore {
+        &self.blobs
     }
 
     /// What first-start bootstrap did (a generated admin password, to show once).

@@ -90,6 +90,7 @@ impl BlobStore {
             }
         }
         drop((to_disk, to_hash));
+        self.received.fetch_add(received, std::sync::atomic::Ordering::Relaxed);
         let written = writer.await.map_err(io::Error::other)?;
         let (actual, hashed) = hasher.await.map_err(io::Error::other)?;
         if let Some(reason) = interrupted {

@@ -13,6 +13,7 @@ mod snapshot;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use object_store::local::LocalFileSystem;
 use object_store::path::Path as Key;
@@ -48,6 +49,8 @@ pub struct BlobStore {
     /// Ingest holds this shared from the moment a blob lands until its catalog row commits;
     /// garbage collection holds it exclusively, so it never deletes a blob about to be named.
     gc_lock: Arc<RwLock<()>>,
+    /// Body bytes ingest has read since the store was opened, stored or not.
+    received: Arc<AtomicU64>,
 }
 
 impl BlobStore {
@@ -61,7 +64,13 @@ impl BlobStore {
             // Fsyncs the directory after a blob is linked into place. File contents are
             // fsynced once, by ingest, before that.
             .with_fsync(true);
-        Ok(Self { store: Arc::new(store), root: data_dir.to_owned(), tmp_dir, gc_lock: Arc::new(RwLock::new(())) })
+        Ok(Self {
+            store: Arc::new(store),
+            root: data_dir.to_owned(),
+            tmp_dir,
+            gc_lock: Arc::new(RwLock::new(())),
+            received: Arc::new(AtomicU64::new(0)),
+        })
     }
 
     fn key(digest: &Digest) -> Key {
@@ -93,6 +102,13 @@ impl BlobStore {
     /// Number of entries in `tmp/`, for tests and `/api/v1/system`.
     pub fn tmp_entries(&self) -> io::Result<usize> {
         Ok(std::fs::read_dir(&self.tmp_dir)?.count())
+    }
+
+    /// Upload bytes received since start, whether they were stored, deduplicated or
+    /// dropped: what clients actually sent, which is what a client that skips known
+    /// blobs saves.
+    pub fn bytes_received(&self) -> u64 {
+        self.received.load(Ordering::Relaxed)
     }
 
     /// Excludes ingest commits while the returned guard lives; see `gc_lock`.

@@ -29,6 +29,8 @@ pub struct TestApp {
     pub port: u16,
     pub client: reqwest::Client,
     pub data_dir: tempfile::TempDir,
+    /// The server's blob store, for its counters.
+    pub blobs: hangar::blobs::BlobStore,
 }
 
 /// Starts the server in this process on a free port with its own data dir.
@@ -52,8 +54,9 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
     configure(&mut settings);
     let app = Application::build(settings).await.expect("app builds");
     let port = app.port();
+    let blobs = app.blobs().clone();
     tokio::spawn(app.run_until_stopped());
-    TestApp { address: format!("http://127.0.0.1:{port}"), port, client: client_with(ADMIN_TOKEN), data_dir }
+    TestApp { address: format!("http://127.0.0.1:{port}"), port, client: client_with(ADMIN_TOKEN), data_dir, blobs }
 }
 
 pub fn sha256_digest(bytes: &[u8]) -> String {

@@ -5,6 +5,7 @@ mod aliases;
 mod auth;
 mod bad_input;
 mod browser;
+mod cli;
 mod concurrency;
 mod dashboard;
 mod deployments;

@@ -1,0 +1,76 @@
+//! `model`, `model:version` and `model@alias` on the command line. Model names contain
+//! neither `:` nor `@`, so the first of them splits the string.
+
+use std::fmt;
+
+use super::error::ClientError;
+use crate::domain::{AliasName, ModelName, VersionName};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Selector {
+    /// The newest published version.
+    Latest,
+    Version(VersionName),
+    Alias(AliasName),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    pub model: ModelName,
+    pub selector: Selector,
+}
+
+impl Target {
+    pub fn parse(raw: &str) -> Result<Self, ClientError> {
+        let usage = |e: crate::domain::NameError| ClientError::Usage(e.to_string());
+        let (model, selector) = match raw.find([':', '@']) {
+            None => (raw, Selector::Latest),
+            Some(at) => {
+                let (model, rest) = raw.split_at(at);
+                let selector = match rest.split_at(1) {
+                    (":", version) => Selector::Version(VersionName::parse(version).map_err(usage)?),
+                    (_, alias) => Selector::Alias(AliasName::parse(alias).map_err(usage)?),
+                };
+                (model, selector)
+            }
+        };
+        Ok(Self { model: ModelName::parse(model).map_err(usage)?, selector })
+    }
+}
+
+impl fmt::Display for Target {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.selector {
+            Selector::Latest => write!(f, "{}", self.model),
+            Selector::Version(v) => write!(f, "{}:{v}", self.model),
+            Selector::Alias(a) => write!(f, "{}@{a}", self.model),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn targets_split_at_the_first_colon_or_at_sign() {
+        let t = Target::parse("team/m:1.2+cu").expect("version");
+        assert_eq!(
+            (t.model.as_str(), t.selector),
+            ("team/m", Selector::Version(VersionName::parse("1.2+cu").expect("v")))
+        );
+        let t = Target::parse("m@prod").expect("alias");
+        assert_eq!(t.selector, Selector::Alias(AliasName::parse("prod").expect("a")));
+        assert_eq!(Target::parse("m").expect("latest").selector, Selector::Latest);
+        for round in ["m", "team/m:3", "m@staging"] {
+            assert_eq!(Target::parse(round).expect(round).to_string(), round);
+        }
+    }
+
+    #[test]
+    fn bad_targets_are_usage_errors() {
+        for bad in ["", "M", "m:", "m@", "m@1", "m:1@prod", "m@prod:1", "a/b/c", ":1"] {
+            assert!(matches!(Target::parse(bad), Err(ClientError::Usage(_))), "{bad}");
+        }
+    }
+}
