@@ -6,6 +6,7 @@ mod glob;
 mod names;
 mod rel_path;
 mod role;
+mod schema;
 
 pub use digest::{Digest, DigestError};
 pub use glob::{Glob, GlobError};
