@@ -13,5 +13,6 @@ mod files;
 mod gateway;
 mod helpers;
 mod models;
+mod openapi;
 mod serve;
 mod versions;
