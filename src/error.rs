@@ -14,6 +14,26 @@ use crate::domain::{DigestError, GlobError, NameError, RelPathError, RoleError, 
 use crate::runtime::docker::DockerError;
 use crate::runtime::supervisor::SupervisorError;
 
+/// The body of every error answer (RFC 9457 problem details), as `application/problem+json`.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+#[schema(example = json!({
+    "type": "about:blank",
+    "title": "Not Found",
+    "status": 404,
+    "detail": "model 'demo' does not exist",
+}))]
+pub struct Problem {
+    /// Always `about:blank`: the status says what kind of failure it is.
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    /// The status's reason phrase.
+    pub title: &'static str,
+    /// The HTTP status code, repeated.
+    pub status: u16,
+    /// What went wrong, in words a person can act on.
+    pub detail: String,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
     #[error("{0}")]
@@ -93,12 +113,12 @@ impl ResponseError for ApiError {
         {
             response.insert_header((header::CONTENT_RANGE, value));
         }
-        response.json(serde_json::json!({
-            "type": "about:blank",
-            "title": status.canonical_reason().unwrap_or("Error"),
-            "status": status.as_u16(),
-            "detail": detail,
-        }))
+        response.json(Problem {
+            kind: "about:blank",
+            title: status.canonical_reason().unwrap_or("Error"),
+            status: status.as_u16(),
+            detail,
+        })
     }
 }
 

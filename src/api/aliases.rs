@@ -3,7 +3,10 @@
 use actix_web::{HttpResponse, web};
 use serde::{Deserialize, Serialize};
 use sqlx::SqlitePool;
+use utoipa::ToSchema;
 
+use super::openapi::{BadRequest, Conflict, Forbidden, NotFound, PayloadTooLarge, Unauthorized, UnsupportedMediaType};
+use super::page::Items;
 use super::{AliasPath, ModelPath};
 use crate::auth::Caller;
 use crate::catalog::{self, aliases::Alias};
@@ -12,7 +15,8 @@ use crate::domain::{AliasName, ModelName, Role, VersionName};
 use crate::error::ApiError;
 use crate::runtime::supervisor::Supervisor;
 
-#[derive(Debug, Serialize)]
+/// An alias and the version it points at.
+#[derive(Debug, Serialize, ToSchema)]
 pub struct AliasView {
     alias: AliasName,
     version: VersionName,
@@ -26,9 +30,11 @@ impl From<Alias> for AliasView {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SetAlias {
+    /// A ready (published) version of the model.
+    #[schema(value_type = VersionName)]
     version: String,
 }
 
@@ -51,7 +57,18 @@ fn require_alias_change(
 }
 
 /// Points an alias at a ready version, creating or moving it. Deployments that follow the
-/// alias roll out to the new version.
+/// alias roll out to the new version. A protected alias (`protected_aliases`) takes an admin.
+#[utoipa::path(
+    put,
+    path = "/api/v1/models/{model}/aliases/{alias}",
+    params(AliasPath),
+    request_body = SetAlias,
+    responses(
+        (status = 201, description = "Created", body = AliasView),
+        (status = 200, description = "Moved", body = AliasView),
+        BadRequest, Unauthorized, Forbidden, NotFound, Conflict, PayloadTooLarge, UnsupportedMediaType,
+    ),
+)]
 pub async fn set_alias(
     pool: web::Data<SqlitePool>,
     caller: Caller,
@@ -73,6 +90,13 @@ pub async fn set_alias(
     })
 }
 
+/// The version an alias points at.
+#[utoipa::path(
+    get,
+    path = "/api/v1/models/{model}/aliases/{alias}",
+    params(AliasPath),
+    responses((status = 200, description = "The alias", body = AliasView), BadRequest, Unauthorized, Forbidden, NotFound),
+)]
 pub async fn get_alias(
     pool: web::Data<SqlitePool>,
     caller: Caller,
@@ -84,6 +108,13 @@ pub async fn get_alias(
     Ok(HttpResponse::Ok().json(AliasView::from(alias)))
 }
 
+/// Every alias of a model.
+#[utoipa::path(
+    get,
+    path = "/api/v1/models/{model}/aliases",
+    params(ModelPath),
+    responses((status = 200, description = "The aliases", body = Items<AliasView>), BadRequest, Unauthorized, Forbidden, NotFound),
+)]
 pub async fn list_aliases(
     pool: web::Data<SqlitePool>,
     caller: Caller,
@@ -92,11 +123,17 @@ pub async fn list_aliases(
     let model = path.parse()?;
     caller.require_on(Role::Viewer, &model)?;
     let aliases = catalog::aliases::list(&pool, &model).await?;
-    Ok(HttpResponse::Ok().json(serde_json::json!({
-        "items": aliases.into_iter().map(AliasView::from).collect::<Vec<_>>()
-    })))
+    Ok(HttpResponse::Ok().json(Items::new(aliases, AliasView::from)))
 }
 
+/// Removes an alias; the version stays. A protected alias takes an admin; refused while
+/// deployments follow it.
+#[utoipa::path(
+    delete,
+    path = "/api/v1/models/{model}/aliases/{alias}",
+    params(AliasPath),
+    responses((status = 204, description = "Removed"), BadRequest, Unauthorized, Forbidden, NotFound, Conflict),
+)]
 pub async fn delete_alias(
     pool: web::Data<SqlitePool>,
     caller: Caller,

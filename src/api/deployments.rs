@@ -8,7 +8,12 @@ use actix_web::{HttpResponse, web};
 use futures_util::StreamExt as _;
 use serde::{Deserialize, Serialize};
 use sqlx::SqlitePool;
+use utoipa::{IntoParams, ToSchema};
 
+use super::openapi::{
+    BadRequest, Conflict, Forbidden, NotFound, PayloadTooLarge, Unauthorized, Unavailable, UnsupportedMediaType,
+};
+use super::page::Items;
 use crate::auth::Caller;
 use crate::catalog::deployments::{self, Deployment, Desired, NewDeployment, State, Target};
 use crate::domain::{AliasName, DeploymentName, ModelName, Role, VersionName};
@@ -18,25 +23,31 @@ use crate::runtime::{GpuAllocation, GpuRequest, Overrides};
 
 const DEFAULT_LOG_TAIL: u32 = 100;
 
-#[derive(Debug, Serialize)]
+/// A deployment: what should run (written by people) and what does (seen by the supervisor).
+#[derive(Debug, Serialize, ToSchema)]
 pub struct DeploymentView {
     name: DeploymentName,
     model: ModelName,
-    /// `model@alias` or `model:version`.
+    /// `model@alias` (follows the alias) or `model:version` (pinned).
     target: String,
     runtime: String,
-    gpu_request: Option<serde_json::Value>,
+    gpu_request: Option<GpuRequestView>,
     env: BTreeMap<String, String>,
     args: Vec<String>,
+    /// Started by the first gateway request when stopped.
     autostart: bool,
     idle_timeout_secs: Option<i64>,
     desired: Desired,
     state: State,
+    /// Why it failed, or what it waits for.
     reason: Option<String>,
+    /// The version it serves now.
     version: Option<String>,
     container_id: Option<String>,
+    /// Where the gateway reaches it (`host:port`).
     address: Option<String>,
-    gpus: Option<GpuAllocation>,
+    /// The GPUs admission gave it.
+    gpus: Option<GpuAllocationView>,
     started_at: Option<String>,
     restarts: i64,
     created_by: Option<String>,
@@ -51,7 +62,7 @@ impl From<Deployment> for DeploymentView {
             name: d.name,
             model: d.model,
             runtime: d.runtime,
-            gpu_request: d.gpu_request.and_then(|g| serde_json::from_str(&g).ok()),
+            gpu_request: d.gpu_request.and_then(|g| serde_json::from_str::<GpuRequest>(&g).ok()).map(Into::into),
             env: d.env,
             args: d.args,
             autostart: d.autostart,
@@ -62,7 +73,11 @@ impl From<Deployment> for DeploymentView {
             version: d.observed.serving_version,
             container_id: d.observed.container_id,
             address: d.observed.address,
-            gpus: d.observed.gpu_allocation.and_then(|g| serde_json::from_str(&g).ok()),
+            gpus: d
+                .observed
+                .gpu_allocation
+                .and_then(|g| serde_json::from_str::<GpuAllocation>(&g).ok())
+                .map(Into::into),
             started_at: d.observed.started_at,
             restarts: d.observed.restarts,
             created_by: d.created_by,
@@ -72,38 +87,103 @@ impl From<Deployment> for DeploymentView {
     }
 }
 
-#[derive(Debug, Deserialize)]
+/// The GPUs a deployment asks for: `{"gpus": N}` whole GPUs, or `{"gpu_memory_gib": X}` of one
+/// shared GPU.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum GpuRequestView {
+    Gpus(u32),
+    GpuMemoryGib(f64),
+}
+
+impl From<GpuRequest> for GpuRequestView {
+    fn from(request: GpuRequest) -> Self {
+        match request {
+            GpuRequest::Gpus(n) => Self::Gpus(n),
+            GpuRequest::MemoryGib(gib) => Self::GpuMemoryGib(gib),
+        }
+    }
+}
+
+/// The GPUs a deployment was given: whole ones, or a share of one.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case", tag = "kind")]
+pub enum GpuAllocationView {
+    Exclusive {
+        device_ids: Vec<String>,
+    },
+    Shared {
+        device_id: String,
+        memory_gib: f64,
+        /// `memory_gib` over the GPU's pool: what `{mem_fraction}` renders to.
+        mem_fraction: f64,
+    },
+}
+
+impl From<GpuAllocation> for GpuAllocationView {
+    fn from(allocation: GpuAllocation) -> Self {
+        match allocation {
+            GpuAllocation::Exclusive { device_ids } => Self::Exclusive { device_ids },
+            GpuAllocation::Shared { device_id, memory_gib, mem_fraction } => {
+                Self::Shared { device_id, memory_gib, mem_fraction }
+            }
+        }
+    }
+}
+
+/// What to deploy, how, and on which GPUs.
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateDeployment {
     /// Defaults to the model's name with `/` as `-`.
+    #[schema(value_type = Option<DeploymentName>)]
     name: Option<String>,
     /// `model`, or `model@alias` / `model:version` in one string.
+    #[schema(example = "demo@prod")]
     model: String,
+    /// Pin this version.
+    #[schema(value_type = Option<VersionName>)]
     version: Option<String>,
+    /// Follow this alias: moving it rolls the deployment.
+    #[schema(value_type = Option<AliasName>)]
     alias: Option<String>,
+    /// A runtime's name (`GET /api/v1/runtimes`).
+    #[schema(example = "vllm")]
     runtime: String,
+    /// Whole GPUs, no one else on them.
+    #[schema(minimum = 1)]
     gpus: Option<u32>,
+    /// GiB of one GPU, shared with other such requests.
     gpu_memory_gib: Option<f64>,
+    /// Environment added to the runtime's; values may use placeholders.
     #[serde(default)]
     env: BTreeMap<String, String>,
+    /// Arguments added after the runtime's.
     #[serde(default)]
     args: Vec<String>,
+    /// Let the first gateway request start it when stopped.
     #[serde(default)]
     autostart: bool,
+    /// Stop it after this long without requests.
     idle_timeout_secs: Option<u32>,
     /// Start now (default), or only create it stopped.
     start: Option<bool>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
 pub struct DeploymentPath {
+    #[param(value_type = DeploymentName)]
     name: String,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct LogsQuery {
+    /// Lines from the end to start with; default 100.
     tail: Option<u32>,
+    /// Keep sending what the container prints until it stops or the client leaves.
     follow: Option<bool>,
 }
 
@@ -145,6 +225,17 @@ fn parse_gpus(body: &CreateDeployment) -> Result<Option<String>, ApiError> {
 }
 
 /// Creates a deployment and (unless `start: false`) starts it; 202, then watch its state.
+/// A request that does not fit the free GPUs is refused with 409 naming what holds them.
+#[utoipa::path(
+    post,
+    path = "/api/v1/deployments",
+    request_body = CreateDeployment,
+    responses(
+        (status = 202, description = "Created; the supervisor converges in the background", body = DeploymentView,
+            headers(("Location" = String))),
+        BadRequest, Unauthorized, Forbidden, NotFound, Conflict, PayloadTooLarge, UnsupportedMediaType, Unavailable,
+    ),
+)]
 pub async fn create_deployment(
     supervisor: web::Data<Supervisor>,
     caller: Caller,
@@ -178,15 +269,17 @@ pub async fn create_deployment(
         .json(DeploymentView::from(deployment)))
 }
 
+/// Every deployment of a model the caller may see.
+#[utoipa::path(
+    get,
+    path = "/api/v1/deployments",
+    responses((status = 200, description = "The deployments", body = Items<DeploymentView>), Unauthorized, Forbidden),
+)]
 pub async fn list_deployments(pool: web::Data<SqlitePool>, caller: Caller) -> Result<HttpResponse, ApiError> {
     caller.require(Role::Viewer)?;
-    let items: Vec<DeploymentView> = deployments::list(&pool)
-        .await?
-        .into_iter()
-        .filter(|d| caller.require_on(Role::Viewer, &d.model).is_ok())
-        .map(DeploymentView::from)
-        .collect();
-    Ok(HttpResponse::Ok().json(serde_json::json!({ "items": items })))
+    let visible =
+        deployments::list(&pool).await?.into_iter().filter(|d| caller.require_on(Role::Viewer, &d.model).is_ok());
+    Ok(HttpResponse::Ok().json(Items::new(visible, DeploymentView::from)))
 }
 
 /// Deployment calls need Docker: without it, 503 naming the socket tried.
@@ -207,6 +300,13 @@ async fn authorized(
     Ok(deployment)
 }
 
+/// A deployment, with its observed state.
+#[utoipa::path(
+    get,
+    path = "/api/v1/deployments/{name}",
+    params(DeploymentPath),
+    responses((status = 200, description = "The deployment", body = DeploymentView), BadRequest, Unauthorized, Forbidden, NotFound),
+)]
 pub async fn get_deployment(
     pool: web::Data<SqlitePool>,
     caller: Caller,
@@ -217,6 +317,12 @@ pub async fn get_deployment(
 }
 
 /// Stops the container (SIGTERM, grace period, removal), frees its GPUs, deletes it.
+#[utoipa::path(
+    delete,
+    path = "/api/v1/deployments/{name}",
+    params(DeploymentPath),
+    responses((status = 204, description = "Deleted"), BadRequest, Unauthorized, Forbidden, NotFound, Unavailable),
+)]
 pub async fn delete_deployment(
     pool: web::Data<SqlitePool>,
     supervisor: web::Data<Supervisor>,
@@ -228,6 +334,16 @@ pub async fn delete_deployment(
     Ok(HttpResponse::NoContent().finish())
 }
 
+/// Asks for it to run; 202, then watch its state.
+#[utoipa::path(
+    post,
+    path = "/api/v1/deployments/{name}/start",
+    params(DeploymentPath),
+    responses(
+        (status = 202, description = "Starting", body = DeploymentView),
+        BadRequest, Unauthorized, Forbidden, NotFound, Conflict, Unavailable,
+    ),
+)]
 pub async fn start_deployment(
     pool: web::Data<SqlitePool>,
     supervisor: web::Data<Supervisor>,
@@ -240,6 +356,16 @@ pub async fn start_deployment(
     Ok(HttpResponse::Accepted().json(DeploymentView::from(deployment)))
 }
 
+/// Asks for it to stop; its GPUs are freed once the container is gone.
+#[utoipa::path(
+    post,
+    path = "/api/v1/deployments/{name}/stop",
+    params(DeploymentPath),
+    responses(
+        (status = 202, description = "Stopping", body = DeploymentView),
+        BadRequest, Unauthorized, Forbidden, NotFound, Unavailable,
+    ),
+)]
 pub async fn stop_deployment(
     pool: web::Data<SqlitePool>,
     supervisor: web::Data<Supervisor>,
@@ -251,6 +377,16 @@ pub async fn stop_deployment(
     Ok(HttpResponse::Accepted().json(DeploymentView::from(deployment)))
 }
 
+/// Replaces its container with a fresh one.
+#[utoipa::path(
+    post,
+    path = "/api/v1/deployments/{name}/restart",
+    params(DeploymentPath),
+    responses(
+        (status = 202, description = "Restarting", body = DeploymentView),
+        BadRequest, Unauthorized, Forbidden, NotFound, Conflict, Unavailable,
+    ),
+)]
 pub async fn restart_deployment(
     pool: web::Data<SqlitePool>,
     supervisor: web::Data<Supervisor>,
@@ -265,6 +401,15 @@ pub async fn restart_deployment(
 
 /// The container's output: the last `tail` lines, then with `follow=true` what it prints
 /// until it stops or the client leaves.
+#[utoipa::path(
+    get,
+    path = "/api/v1/deployments/{name}/logs",
+    params(DeploymentPath, LogsQuery),
+    responses(
+        (status = 200, description = "The output, streamed", content_type = "text/plain; charset=utf-8", body = String),
+        BadRequest, Unauthorized, Forbidden, NotFound, Conflict, Unavailable,
+    ),
+)]
 pub async fn deployment_logs(
     pool: web::Data<SqlitePool>,
     supervisor: web::Data<Supervisor>,

@@ -7,9 +7,11 @@ use std::time::{Duration, Instant};
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
 use bytes::Bytes;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use sqlx::SqlitePool;
+use utoipa::{IntoParams, ToSchema};
 
+use super::openapi::{BadRequest, Forbidden, Unauthorized};
 use crate::auth::Caller;
 use crate::catalog::{self, events::Event, events::EventFilter};
 use crate::domain::Role;
@@ -22,14 +24,29 @@ const POLL: Duration = Duration::from_millis(200);
 /// A comment line this often keeps proxies from closing an idle stream.
 const KEEP_ALIVE: Duration = Duration::from_secs(15);
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct EventQuery {
+    /// Events after this id (the `next_after` of the page before).
     after: Option<i64>,
+    /// Only this model's events.
     model: Option<String>,
+    /// Only this user's.
     actor: Option<String>,
+    /// Only this action; `alias` matches every `alias.*`.
     action: Option<String>,
+    /// Events per page: 1-1000, default 100.
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<u32>,
+}
+
+/// A page of the log, oldest first.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct EventPage {
+    items: Vec<Event>,
+    /// Pass as `after` for the next page: the last event's id (or `after` again if none came).
+    next_after: Option<i64>,
 }
 
 impl EventQuery {
@@ -52,6 +69,12 @@ impl EventQuery {
 
 /// Events after `after`, oldest first; filter by `model`, `actor`, `action` (`alias` matches
 /// every `alias.*`).
+#[utoipa::path(
+    get,
+    path = "/api/v1/events",
+    params(EventQuery),
+    responses((status = 200, description = "A page of events", body = EventPage), BadRequest, Unauthorized, Forbidden),
+)]
 pub async fn list_events(
     pool: web::Data<SqlitePool>,
     caller: Caller,
@@ -61,11 +84,21 @@ pub async fn list_events(
     let filter = query.into_inner().filter(&caller)?;
     let events = catalog::events::list(&pool, &filter).await?;
     let next_after = events.last().map_or(filter.after, |e| Some(e.id));
-    Ok(HttpResponse::Ok().json(serde_json::json!({ "items": events, "next_after": next_after })))
+    Ok(HttpResponse::Ok().json(EventPage { items: events, next_after }))
 }
 
 /// The live log as SSE. Starts after `Last-Event-ID` (or `?after=`); without either, with
-/// what happens from now on.
+/// what happens from now on. Each message: `id` (the event's), `event` (its action), `data`
+/// (the event as JSON); a comment line every 15 s keeps the connection open.
+#[utoipa::path(
+    get,
+    path = "/api/v1/events/stream",
+    params(EventQuery, ("Last-Event-ID" = Option<i64>, Header, nullable = false, description = "Resume after this event")),
+    responses(
+        (status = 200, description = "The stream; it does not end", content_type = "text/event-stream", body = String),
+        BadRequest, Unauthorized, Forbidden,
+    ),
+)]
 pub async fn stream_events(
     pool: web::Data<SqlitePool>,
     caller: Caller,

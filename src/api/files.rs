@@ -7,7 +7,12 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 use sqlx::SqlitePool;
+use utoipa::{IntoParams, ToSchema};
 
+use super::openapi::{
+    BadRequest, Conflict, Forbidden, NotFound, PayloadTooLarge, RangeNotSatisfiable, Unauthorized, UnsupportedMediaType,
+};
+use super::page::Items;
 use super::{FilePath, VersionPath, range};
 use crate::auth::Caller;
 use crate::blobs::BlobStore;
@@ -15,11 +20,21 @@ use crate::catalog::{self, files::File, files::Put};
 use crate::domain::{Digest, RelPath, Role};
 use crate::error::ApiError;
 
-#[derive(Debug, Serialize)]
+/// A file of a version: its path and the blob it names.
+#[derive(Debug, Serialize, ToSchema)]
 pub struct FileView {
     path: RelPath,
+    /// Bytes.
     size: i64,
     digest: Digest,
+}
+
+/// A blob the store has.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct BlobView {
+    digest: Digest,
+    /// Bytes.
+    size: u64,
 }
 
 impl From<File> for FileView {
@@ -28,16 +43,39 @@ impl From<File> for FileView {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct UploadQuery {
+    /// The bytes' digest: sent, they are verified, and bytes that hash differently are
+    /// refused with nothing stored. `Content-Digest: sha-256=:<base64>:` (RFC 9530) does the same.
+    #[param(value_type = Option<Digest>)]
     digest: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
+/// The headers a download honours.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Header)]
+#[expect(dead_code, reason = "only documents headers the handler reads from the request")]
+pub struct RangeHeaders {
+    /// One range: `bytes=START-END`, `bytes=START-` or `bytes=-N`. Several ranges, or another
+    /// unit, are answered with the whole file (RFC 9110 lets a server ignore a `Range`).
+    #[param(rename = "Range", nullable = false, pattern = "^[ -~]{0,100}$", example = "bytes=0-3")]
+    range: Option<String>,
+    /// The ETag of the client's partial copy: the range is sent only if the file is still that one.
+    #[param(rename = "If-Range", nullable = false, pattern = "^[ -~]{0,100}$")]
+    if_range: Option<String>,
+    /// ETags the client has; a match is answered 304.
+    #[param(rename = "If-None-Match", nullable = false, pattern = "^[ -~]{0,100}$")]
+    if_none_match: Option<String>,
+}
+
+/// A blob the store already has, to name at this path without sending its bytes again.
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LinkFile {
     digest: Digest,
+    /// Its size in bytes, which must match.
     size: u64,
 }
 
@@ -69,6 +107,24 @@ fn put_response(put: Put, view: FileView) -> HttpResponse {
 
 /// Streams the request body into the blob store and names it at `path` in a draft. With a
 /// digest, bytes that hash differently are refused and nothing is stored.
+#[utoipa::path(
+    put,
+    path = "/api/v1/models/{model}/versions/{version}/files/{path}",
+    params(
+        FilePath,
+        UploadQuery,
+        (
+            "Content-Digest" = Option<String>, Header, nullable = false, pattern = "^sha-256=:[A-Za-z0-9+/]{43}=:$",
+            description = "`sha-256=:<base64 of the 32 bytes>:` (RFC 9530)",
+        ),
+    ),
+    request_body(content(("application/octet-stream")), description = "The file's bytes"),
+    responses(
+        (status = 201, description = "Stored at a new path", body = FileView),
+        (status = 200, description = "Stored, replacing what the path named", body = FileView),
+        BadRequest, Unauthorized, Forbidden, NotFound, Conflict,
+    ),
+)]
 pub async fn upload_file(
     pool: web::Data<SqlitePool>,
     caller: Caller,
@@ -90,6 +146,17 @@ pub async fn upload_file(
 }
 
 /// Names a blob the store already has at `path`, without sending its bytes again.
+#[utoipa::path(
+    post,
+    path = "/api/v1/models/{model}/versions/{version}/files/{path}",
+    params(FilePath),
+    request_body = LinkFile,
+    responses(
+        (status = 201, description = "Named at a new path", body = FileView),
+        (status = 200, description = "Named, replacing what the path named", body = FileView),
+        BadRequest, Unauthorized, Forbidden, NotFound, Conflict, PayloadTooLarge, UnsupportedMediaType,
+    ),
+)]
 pub async fn link_file(
     pool: web::Data<SqlitePool>,
     caller: Caller,
@@ -104,6 +171,24 @@ pub async fn link_file(
 }
 
 /// Sends a file, or the one byte range asked for; `ETag` is the digest.
+#[utoipa::path(
+    get,
+    path = "/api/v1/models/{model}/versions/{version}/files/{path}",
+    params(FilePath, RangeHeaders),
+    responses(
+        (status = 200, description = "The file", content(("application/octet-stream")), headers(
+            ("ETag" = String, description = "The digest, quoted"),
+            ("Repr-Digest" = String, description = "`sha-256=:<base64>:` (RFC 9530)"),
+            ("Accept-Ranges" = String),
+        )),
+        (status = 206, description = "The range asked for", content(("application/octet-stream")), headers(
+            ("Content-Range" = String, description = "`bytes START-END/SIZE`"),
+            ("ETag" = String, description = "The digest, quoted"),
+        )),
+        (status = 304, description = "The client's copy (`If-None-Match`) is this file"),
+        BadRequest, Unauthorized, Forbidden, NotFound, RangeNotSatisfiable,
+    ),
+)]
 pub async fn download_file(
     pool: web::Data<SqlitePool>,
     caller: Caller,
@@ -155,7 +240,43 @@ pub async fn download_file(
     Ok(response.body(SizedStream::new(length, body)))
 }
 
+/// The headers a GET would answer with (size, ETag, digest), without the bytes.
+#[utoipa::path(
+    head,
+    path = "/api/v1/models/{model}/versions/{version}/files/{path}",
+    params(FilePath, RangeHeaders),
+    responses(
+        (status = 200, description = "The file is there", headers(
+            ("Content-Length" = u64),
+            ("ETag" = String, description = "The digest, quoted"),
+            ("Repr-Digest" = String, description = "`sha-256=:<base64>:` (RFC 9530)"),
+        )),
+        (status = 206, description = "The range is there", headers(("Content-Range" = String))),
+        (status = 304, description = "The client's copy (`If-None-Match`) is this file"),
+        (status = 400, description = "A path or header does not parse"),
+        (status = 401, description = "No usable credentials"),
+        (status = 403, description = "The caller may not read this model"),
+        (status = 404, description = "No such file"),
+        (status = 416, description = "The range starts past the end"),
+    ),
+)]
+pub async fn head_file(
+    pool: web::Data<SqlitePool>,
+    caller: Caller,
+    blobs: web::Data<BlobStore>,
+    path: web::Path<FilePath>,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    download_file(pool, caller, blobs, path, req).await
+}
+
 /// Removes a path from a draft.
+#[utoipa::path(
+    delete,
+    path = "/api/v1/models/{model}/versions/{version}/files/{path}",
+    params(FilePath),
+    responses((status = 204, description = "Removed"), BadRequest, Unauthorized, Forbidden, NotFound, Conflict),
+)]
 pub async fn delete_file(
     pool: web::Data<SqlitePool>,
     caller: Caller,
@@ -168,6 +289,12 @@ pub async fn delete_file(
 }
 
 /// Every file of a version, sorted by path.
+#[utoipa::path(
+    get,
+    path = "/api/v1/models/{model}/versions/{version}/files",
+    params(VersionPath),
+    responses((status = 200, description = "The files", body = Items<FileView>), BadRequest, Unauthorized, Forbidden, NotFound),
+)]
 pub async fn list_files(
     pool: web::Data<SqlitePool>,
     caller: Caller,
@@ -176,30 +303,56 @@ pub async fn list_files(
     let (model, version) = path.parse()?;
     caller.require_on(Role::Viewer, &model)?;
     let files = catalog::files::list(&pool, &model, &version).await?;
-    Ok(HttpResponse::Ok().json(serde_json::json!({
-        "items": files.into_iter().map(FileView::from).collect::<Vec<_>>()
-    })))
+    Ok(HttpResponse::Ok().json(Items::new(files, FileView::from)))
 }
 
-/// 200 with the blob's size if the store has it, else 404: lets a client skip uploads.
+/// The size of a stored blob, or 404: lets a client skip uploading bytes the store has.
+async fn stored_blob(pool: &SqlitePool, caller: &Caller, digest: &str) -> Result<(Digest, u64), ApiError> {
+    caller.require(Role::Viewer)?;
+    let digest = Digest::parse(digest)?;
+    let size = catalog::blobs::size_of(pool, &digest)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("no blob {digest} is stored here")))?;
+    Ok((digest, size))
+}
+
+/// 200 with the blob's size in `Content-Length` if the store has it, else 404.
+#[utoipa::path(
+    head,
+    path = "/api/v1/blobs/{digest}",
+    params(("digest" = Digest, Path)),
+    responses(
+        (status = 200, description = "Stored", headers(("Content-Length" = u64), ("ETag" = String))),
+        (status = 400, description = "Not a `sha256:<hex>` digest"),
+        (status = 401, description = "No usable credentials"),
+        (status = 403, description = "The caller may not read"),
+        (status = 404, description = "Not stored"),
+    ),
+)]
 pub async fn head_blob(
     pool: web::Data<SqlitePool>,
     caller: Caller,
     digest: web::Path<String>,
-    req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
-    caller.require(Role::Viewer)?;
-    let digest = Digest::parse(&digest)?;
-    let size = catalog::blobs::size_of(&pool, &digest)
-        .await?
-        .ok_or_else(|| ApiError::NotFound(format!("no blob {digest} is stored here")))?;
-    if req.method() == Method::HEAD {
-        let empty = futures_util::stream::empty().boxed_local_stream();
-        return Ok(HttpResponse::Ok()
-            .insert_header((header::ETAG, format!("\"{digest}\"")))
-            .body(SizedStream::new(size, empty)));
-    }
-    Ok(HttpResponse::Ok().json(serde_json::json!({ "digest": digest, "size": size })))
+    let (digest, size) = stored_blob(&pool, &caller, &digest).await?;
+    let empty = futures_util::stream::empty().boxed_local_stream();
+    Ok(HttpResponse::Ok().insert_header((header::ETAG, format!("\"{digest}\""))).body(SizedStream::new(size, empty)))
+}
+
+/// The blob's digest and size if the store has it, else 404.
+#[utoipa::path(
+    get,
+    path = "/api/v1/blobs/{digest}",
+    params(("digest" = Digest, Path)),
+    responses((status = 200, description = "Stored", body = BlobView), BadRequest, Unauthorized, Forbidden, NotFound),
+)]
+pub async fn get_blob(
+    pool: web::Data<SqlitePool>,
+    caller: Caller,
+    digest: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let (digest, size) = stored_blob(&pool, &caller, &digest).await?;
+    Ok(HttpResponse::Ok().json(BlobView { digest, size }))
 }
 
 /// Erases a stream's concrete type, for responses that send either of two streams.

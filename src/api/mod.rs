@@ -1,6 +1,7 @@
 //! The REST API under `/api/v1`: one file per resource, handlers named `verb_noun`. Each
 //! handler extracts, parses into domain types, calls the catalog or the blob store, and
-//! maps the result to a JSON view. Every route is registered here, in one list.
+//! maps the result to a JSON view. Every route is registered here, in one table, and
+//! documented by its handler's `#[utoipa::path]` in the OpenAPI document (`openapi.rs`).
 
 mod aliases;
 mod caller;
@@ -8,6 +9,7 @@ mod deployments;
 mod events;
 mod files;
 mod models;
+pub mod openapi;
 mod page;
 mod range;
 mod runtimes;
@@ -27,111 +29,89 @@ use crate::error::ApiError;
 /// why, not a 404 from the router.
 const MODEL: &str = "{model:[^/]+(?:/[^/]+)?}";
 
-/// Registers every `/api/v1` route, most specific first: the router takes the first pattern
-/// that matches, and `MODEL` can span two segments.
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    let at = |tail: &str| format!("/api/v1/models/{MODEL}{tail}");
-    cfg.service(
-        resource(at("/versions/{version}/files/{path:.*}"))
-            .route(web::put().to(files::upload_file))
-            .route(web::post().to(files::link_file))
-            .route(web::get().to(files::download_file))
-            .route(web::head().to(files::download_file))
-            .route(web::delete().to(files::delete_file)),
-    )
-    .service(resource(at("/versions/{version}/files")).route(web::get().to(files::list_files)))
-    .service(resource(at("/versions/{version}/publish")).route(web::post().to(versions::publish_version)))
-    .service(
-        resource(at("/versions/{version}"))
-            .route(web::get().to(versions::get_version))
-            .route(web::patch().to(versions::update_version))
-            .route(web::delete().to(versions::delete_version)),
-    )
-    .service(
-        resource(at("/versions"))
-            .route(web::get().to(versions::list_versions))
-            .route(web::post().to(versions::create_version)),
-    )
-    .service(
-        resource(at("/aliases/{alias}"))
-            .route(web::put().to(aliases::set_alias))
-            .route(web::get().to(aliases::get_alias))
-            .route(web::delete().to(aliases::delete_alias)),
-    )
-    .service(resource(at("/aliases")).route(web::get().to(aliases::list_aliases)))
-    .service(
-        resource(at(""))
-            .route(web::get().to(models::get_model))
-            .route(web::patch().to(models::update_model))
-            .route(web::delete().to(models::delete_model)),
-    )
-    .service(
-        resource("/api/v1/models")
-            .route(web::get().to(models::list_models))
-            .route(web::post().to(models::create_model)),
-    )
-    .service(
-        resource("/api/v1/blobs/{digest}")
-            .route(web::head().to(files::head_blob))
-            .route(web::get().to(files::head_blob)),
-    )
-    .service(
-        resource("/api/v1/deployments")
-            .route(web::get().to(deployments::list_deployments))
-            .route(web::post().to(deployments::create_deployment)),
-    )
-    .service(
-        resource("/api/v1/deployments/{name}")
-            .route(web::get().to(deployments::get_deployment))
-            .route(web::delete().to(deployments::delete_deployment)),
-    )
-    .service(resource("/api/v1/deployments/{name}/start").route(web::post().to(deployments::start_deployment)))
-    .service(resource("/api/v1/deployments/{name}/stop").route(web::post().to(deployments::stop_deployment)))
-    .service(resource("/api/v1/deployments/{name}/restart").route(web::post().to(deployments::restart_deployment)))
-    .service(resource("/api/v1/deployments/{name}/logs").route(web::get().to(deployments::deployment_logs)))
-    .service(resource("/api/v1/runtimes").route(web::get().to(runtimes::list_runtimes)))
-    .service(
-        resource("/api/v1/runtimes/{name}")
-            .route(web::get().to(runtimes::get_runtime))
-            .route(web::put().to(runtimes::put_runtime))
-            .route(web::delete().to(runtimes::delete_runtime)),
-    )
-    .service(resource("/api/v1/events").route(web::get().to(events::list_events)))
-    .service(resource("/api/v1/events/stream").route(web::get().to(events::stream_events)))
-    .service(
-        resource("/api/v1/tokens")
-            .route(web::get().to(tokens::list_tokens))
-            .route(web::post().to(tokens::create_token)),
-    )
-    .service(resource("/api/v1/tokens/{id}").route(web::delete().to(tokens::revoke_token)))
-    .service(resource("/api/v1/login").route(web::post().to(tokens::login)))
-    .service(resource("/api/v1/me").route(web::get().to(users::get_me)))
-    .service(
-        resource("/api/v1/users").route(web::get().to(users::list_users)).route(web::post().to(users::create_user)),
-    )
-    .service(
-        resource("/api/v1/users/{name}")
-            .route(web::get().to(users::get_user))
-            .route(web::patch().to(users::update_user)),
-    )
-    .service(resource("/api/v1/users/{name}/password").route(web::post().to(users::reset_password)))
-    .service(resource("/api/v1/system").route(web::get().to(system::get_system)))
-    .service(resource("/metrics").route(web::get().to(system::get_metrics)))
-    .service(resource("/healthz").route(web::get().to(system::healthz)))
-    .service(resource("/readyz").route(web::get().to(system::readyz)))
-    .service(
-        resource("/api/v1/webhooks")
-            .route(web::get().to(webhooks::list_webhooks))
-            .route(web::post().to(webhooks::create_webhook)),
-    )
-    .service(
-        resource("/api/v1/webhooks/{id}")
-            .route(web::get().to(webhooks::get_webhook))
-            .route(web::patch().to(webhooks::update_webhook))
-            .route(web::delete().to(webhooks::delete_webhook)),
-    )
-    .service(resource("/api/v1/webhooks/{id}/deliveries").route(web::get().to(webhooks::list_deliveries)))
-    .service(resource("/api/v1/webhooks/{id}/ping").route(web::post().to(webhooks::ping_webhook)));
+/// Declares every route in one table: `configure` registers them in this order, and
+/// [`ROUTES`] lists them, so a test can check that the OpenAPI document has each one. Paths
+/// are written as the document writes them; [`router_pattern`] turns `{model}` and `{path}`
+/// into the patterns the router matches.
+macro_rules! routes {
+    ($($path:literal => { $($method:ident: $handler:path),+ $(,)? })*) => {
+        /// Every `(method, path)` that [`configure`] registers, as the OpenAPI document writes them.
+        pub const ROUTES: &[(&str, &str)] = &[$($((stringify!($method), $path)),+),*];
+
+        /// Registers every route of the table, each path a [`resource`].
+        pub fn configure(cfg: &mut web::ServiceConfig) {
+            $(cfg.service(resource(router_pattern($path))$(.route(web::$method().to($handler)))+);)*
+        }
+    };
+}
+
+// Most specific first: the router takes the first pattern that matches, and `{model}` can
+// span two segments. Each handler carries its `#[utoipa::path]`, listed in `openapi.rs`.
+routes! {
+    "/api/v1/models/{model}/versions/{version}/files/{path}" => {
+        put: files::upload_file,
+        post: files::link_file,
+        get: files::download_file,
+        head: files::head_file,
+        delete: files::delete_file,
+    }
+    "/api/v1/models/{model}/versions/{version}/files" => { get: files::list_files }
+    "/api/v1/models/{model}/versions/{version}/publish" => { post: versions::publish_version }
+    "/api/v1/models/{model}/versions/{version}" => {
+        get: versions::get_version,
+        patch: versions::update_version,
+        delete: versions::delete_version,
+    }
+    "/api/v1/models/{model}/versions" => { get: versions::list_versions, post: versions::create_version }
+    "/api/v1/models/{model}/aliases/{alias}" => {
+        put: aliases::set_alias,
+        get: aliases::get_alias,
+        delete: aliases::delete_alias,
+    }
+    "/api/v1/models/{model}/aliases" => { get: aliases::list_aliases }
+    "/api/v1/models/{model}" => { get: models::get_model, patch: models::update_model, delete: models::delete_model }
+    "/api/v1/models" => { get: models::list_models, post: models::create_model }
+    "/api/v1/blobs/{digest}" => { head: files::head_blob, get: files::get_blob }
+    "/api/v1/deployments" => { get: deployments::list_deployments, post: deployments::create_deployment }
+    "/api/v1/deployments/{name}" => { get: deployments::get_deployment, delete: deployments::delete_deployment }
+    "/api/v1/deployments/{name}/start" => { post: deployments::start_deployment }
+    "/api/v1/deployments/{name}/stop" => { post: deployments::stop_deployment }
+    "/api/v1/deployments/{name}/restart" => { post: deployments::restart_deployment }
+    "/api/v1/deployments/{name}/logs" => { get: deployments::deployment_logs }
+    "/api/v1/runtimes" => { get: runtimes::list_runtimes }
+    "/api/v1/runtimes/{name}" => {
+        get: runtimes::get_runtime,
+        put: runtimes::put_runtime,
+        delete: runtimes::delete_runtime,
+    }
+    "/api/v1/events" => { get: events::list_events }
+    "/api/v1/events/stream" => { get: events::stream_events }
+    "/api/v1/tokens" => { get: tokens::list_tokens, post: tokens::create_token }
+    "/api/v1/tokens/{id}" => { delete: tokens::revoke_token }
+    "/api/v1/login" => { post: tokens::login }
+    "/api/v1/me" => { get: users::get_me }
+    "/api/v1/users" => { get: users::list_users, post: users::create_user }
+    "/api/v1/users/{name}" => { get: users::get_user, patch: users::update_user }
+    "/api/v1/users/{name}/password" => { post: users::reset_password }
+    "/api/v1/system" => { get: system::get_system }
+    "/api/v1/openapi.json" => { get: openapi::get_openapi }
+    "/metrics" => { get: system::get_metrics }
+    "/healthz" => { get: system::healthz }
+    "/readyz" => { get: system::readyz }
+    "/api/v1/webhooks" => { get: webhooks::list_webhooks, post: webhooks::create_webhook }
+    "/api/v1/webhooks/{id}" => {
+        get: webhooks::get_webhook,
+        patch: webhooks::update_webhook,
+        delete: webhooks::delete_webhook,
+    }
+    "/api/v1/webhooks/{id}/deliveries" => { get: webhooks::list_deliveries }
+    "/api/v1/webhooks/{id}/ping" => { post: webhooks::ping_webhook }
+}
+
+/// The router's pattern for a path of the table: `{model}` may be `team/name`, and a file's
+/// `{path}` is the rest of the URL, slashes and all.
+fn router_pattern(path: &str) -> String {
+    path.replace("{model}", MODEL).replace("{path}", "{path:.*}")
 }
 
 /// A resource whose other methods answer 405 as problem+json, not actix's empty body.
@@ -178,8 +158,10 @@ pub fn extractor_configs(json_limit: usize) -> (web::JsonConfig, web::QueryConfi
 }
 
 /// `{model}` of a URL, as sent (actix has decoded `%XX`, `%2F` included).
-#[derive(serde::Deserialize)]
+#[derive(serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Path)]
 struct ModelPath {
+    #[param(value_type = ModelName)]
     model: String,
 }
 
@@ -190,9 +172,12 @@ impl ModelPath {
 }
 
 /// `{model}/versions/{version}` of a URL.
-#[derive(serde::Deserialize)]
+#[derive(serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Path)]
 struct VersionPath {
+    #[param(value_type = ModelName)]
     model: String,
+    #[param(value_type = VersionName)]
     version: String,
 }
 
@@ -203,10 +188,15 @@ impl VersionPath {
 }
 
 /// `{model}/versions/{version}/files/{path}` of a URL.
-#[derive(serde::Deserialize)]
+#[derive(serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Path)]
 struct FilePath {
+    #[param(value_type = ModelName)]
     model: String,
+    #[param(value_type = VersionName)]
     version: String,
+    /// The rest of the URL: a file's path, its `/` sent as is or as `%2F`.
+    #[param(value_type = RelPath)]
     path: String,
 }
 
@@ -217,9 +207,12 @@ impl FilePath {
 }
 
 /// `{model}/aliases/{alias}` of a URL.
-#[derive(serde::Deserialize)]
+#[derive(serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Path)]
 struct AliasPath {
+    #[param(value_type = ModelName)]
     model: String,
+    #[param(value_type = AliasName)]
     alias: String,
 }
 

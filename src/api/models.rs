@@ -3,8 +3,10 @@
 use actix_web::{HttpResponse, web};
 use serde::{Deserialize, Serialize};
 use sqlx::SqlitePool;
+use utoipa::ToSchema;
 
 use super::ModelPath;
+use super::openapi::{BadRequest, Conflict, Forbidden, NotFound, PayloadTooLarge, Unauthorized, UnsupportedMediaType};
 use super::page::{PageQuery, PageView};
 use crate::auth::Caller;
 use crate::catalog::{self, models::Model};
@@ -15,12 +17,14 @@ const MAX_DESCRIPTION: usize = 64 * 1024;
 const MAX_TAGS: usize = 64;
 const MAX_TAG_LEN: usize = 64;
 
-#[derive(Debug, Serialize)]
+/// A model.
+#[derive(Debug, Serialize, ToSchema)]
 pub struct ModelView {
     name: ModelName,
     description: String,
     tags: Vec<String>,
     version_count: i64,
+    /// The newest version's name, if it has any.
     latest_version: Option<String>,
     created_at: String,
     created_by: Option<String>,
@@ -42,17 +46,21 @@ impl From<Model> for ModelView {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateModel {
+    #[schema(value_type = ModelName)]
     name: String,
+    /// Markdown, at most 64 KiB.
     #[serde(default)]
     description: String,
+    /// At most 64, each 1-64 bytes of printable text; stored sorted and deduplicated.
     #[serde(default)]
     tags: Vec<String>,
 }
 
-#[derive(Debug, Deserialize)]
+/// The fields to change; those left out keep their value.
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateModel {
     description: Option<String>,
@@ -84,6 +92,15 @@ fn parse_tags(mut tags: Vec<String>) -> Result<Vec<String>, ApiError> {
 }
 
 /// Creates a model.
+#[utoipa::path(
+    post,
+    path = "/api/v1/models",
+    request_body = CreateModel,
+    responses(
+        (status = 201, description = "Created", body = ModelView, headers(("Location" = String))),
+        BadRequest, Unauthorized, Forbidden, Conflict, PayloadTooLarge, UnsupportedMediaType,
+    ),
+)]
 pub async fn create_model(
     pool: web::Data<SqlitePool>,
     caller: Caller,
@@ -101,6 +118,12 @@ pub async fn create_model(
 }
 
 /// Lists the models the caller may see, by name; `q` searches names and descriptions.
+#[utoipa::path(
+    get,
+    path = "/api/v1/models",
+    params(PageQuery),
+    responses((status = 200, description = "A page of models", body = PageView<ModelView>), BadRequest, Unauthorized, Forbidden),
+)]
 pub async fn list_models(
     pool: web::Data<SqlitePool>,
     caller: Caller,
@@ -113,6 +136,13 @@ pub async fn list_models(
     Ok(HttpResponse::Ok().json(PageView::new(page, ModelView::from)))
 }
 
+/// A model, with its version count and newest version.
+#[utoipa::path(
+    get,
+    path = "/api/v1/models/{model}",
+    params(ModelPath),
+    responses((status = 200, description = "The model", body = ModelView), BadRequest, Unauthorized, Forbidden, NotFound),
+)]
 pub async fn get_model(
     pool: web::Data<SqlitePool>,
     caller: Caller,
@@ -125,6 +155,16 @@ pub async fn get_model(
 }
 
 /// Changes a model's description or tags.
+#[utoipa::path(
+    patch,
+    path = "/api/v1/models/{model}",
+    params(ModelPath),
+    request_body = UpdateModel,
+    responses(
+        (status = 200, description = "The model as changed", body = ModelView),
+        BadRequest, Unauthorized, Forbidden, NotFound, PayloadTooLarge, UnsupportedMediaType,
+    ),
+)]
 pub async fn update_model(
     pool: web::Data<SqlitePool>,
     caller: Caller,
@@ -143,7 +183,13 @@ pub async fn update_model(
     Ok(HttpResponse::Ok().json(ModelView::from(model)))
 }
 
-/// Deletes a model with all its versions and aliases (admins only).
+/// Deletes a model with all its versions and aliases (admins only); refused while deployed.
+#[utoipa::path(
+    delete,
+    path = "/api/v1/models/{model}",
+    params(ModelPath),
+    responses((status = 204, description = "Deleted"), BadRequest, Unauthorized, Forbidden, NotFound, Conflict),
+)]
 pub async fn delete_model(
     pool: web::Data<SqlitePool>,
     caller: Caller,

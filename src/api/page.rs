@@ -1,8 +1,9 @@
-//! Pagination parameters and the page envelope shared by list endpoints.
+//! Pagination parameters, and the envelopes of list answers: a page, or all the items.
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 
 use crate::error::ApiError;
 
@@ -10,11 +11,16 @@ pub const DEFAULT_LIMIT: u32 = 50;
 pub const MAX_LIMIT: u32 = 500;
 
 /// `?limit=&cursor=`, plus `q=` where the list is searchable.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct PageQuery {
+    /// Words to look for in names and descriptions.
     pub q: Option<String>,
+    /// Items per page: 1-500, default 50.
+    #[param(minimum = 1, maximum = 500)]
     pub limit: Option<u32>,
+    /// The `next_cursor` of the page before.
     pub cursor: Option<String>,
 }
 
@@ -42,10 +48,23 @@ impl PageQuery {
 }
 
 /// A page of items and the cursor for the next one (absent on the last page).
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct PageView<T> {
     pub items: Vec<T>,
+    /// Pass as `cursor` for the next page; `null` on the last one.
     pub next_cursor: Option<String>,
+}
+
+/// A whole list, unpaged.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Items<T> {
+    pub items: Vec<T>,
+}
+
+impl<T> Items<T> {
+    pub fn new<U>(items: impl IntoIterator<Item = U>, view: impl FnMut(U) -> T) -> Self {
+        Self { items: items.into_iter().map(view).collect() }
+    }
 }
 
 impl<T> PageView<T> {

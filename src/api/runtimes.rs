@@ -2,26 +2,123 @@
 //! define or override (stored in SQLite). Templates are checked when saved: an unknown
 //! placeholder is a 400.
 
-use actix_web::{HttpResponse, web};
-use sqlx::SqlitePool;
+use std::collections::BTreeMap;
 
+use actix_web::{HttpResponse, web};
+use serde::Serialize;
+use sqlx::SqlitePool;
+use utoipa::{IntoParams, ToSchema};
+
+use super::openapi::{BadRequest, Conflict, Forbidden, NotFound, PayloadTooLarge, Unauthorized, UnsupportedMediaType};
+use super::page::Items;
 use crate::auth::Caller;
 use crate::catalog;
 use crate::domain::Role;
 use crate::error::ApiError;
 use crate::runtime::{PRESET_NAMES, Runtime, RuntimeDraft, RuntimeName, presets};
 
-#[derive(serde::Deserialize)]
+#[derive(serde::Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
 pub struct RuntimePath {
+    /// 1-63 lowercase letters, digits, `.`, `_` or `-`, starting with a letter or digit.
+    #[param(pattern = "^[a-z0-9][a-z0-9._-]{0,62}$", example = "vllm")]
     name: String,
 }
 
+/// How a runtime serves a model: the body of `PUT /api/v1/runtimes/{name}`, which
+/// `RuntimeDraft` parses. The same fields: `From<&RuntimeDraft>` names each, so a field added
+/// there does not compile until it is described here too.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({
+    "image": "vllm/vllm-openai:latest",
+    "args": ["--model", "{model_dir}", "--port", "{port}", "--served-model-name", "{served_name}"],
+    "port": 8000,
+    "health_path": "/health",
+    "startup_deadline_secs": 600,
+}))]
+pub struct RuntimeSpec {
+    /// Image reference; it must already be on the host (`docker pull` it), nothing is pulled.
+    image: String,
+    /// Replaces the image's entrypoint when set; the image's own is kept when absent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    entrypoint: Option<Vec<String>>,
+    /// Arguments after the entrypoint, with placeholders: `{model_dir}`, `{port}`,
+    /// `{served_name}`, `{mem_fraction}`, `{file}`.
+    #[serde(default)]
+    args: Vec<String>,
+    /// The port the server listens on inside the container.
+    #[schema(minimum = 1, maximum = 65535)]
+    port: u32,
+    /// Answers 200 once the model is loaded; default `/health`.
+    #[serde(default)]
+    health_path: String,
+    /// From container start to a healthy answer, at most.
+    startup_deadline_secs: u64,
+    /// `/dev/shm` size; 0 keeps Docker's default (64 MiB).
+    #[serde(default)]
+    shm_size_bytes: u64,
+    /// Environment; values may use placeholders.
+    #[serde(default)]
+    env: BTreeMap<String, String>,
+    /// Whether it speaks the OpenAI API (routed from `/v1/*`); default true. If not, it is
+    /// reached through `/deployments/{name}/proxy/…`.
+    #[serde(default)]
+    openai: bool,
+    /// Container paths that get a fresh writable volume per container.
+    #[serde(default)]
+    scratch_dirs: Vec<String>,
+}
+
+impl From<&RuntimeDraft> for RuntimeSpec {
+    fn from(draft: &RuntimeDraft) -> Self {
+        let RuntimeDraft {
+            image,
+            entrypoint,
+            args,
+            port,
+            health_path,
+            startup_deadline_secs,
+            shm_size_bytes,
+            env,
+            openai,
+            scratch_dirs,
+        } = draft.clone();
+        Self {
+            image,
+            entrypoint,
+            args,
+            port,
+            health_path,
+            startup_deadline_secs,
+            shm_size_bytes,
+            env,
+            openai,
+            scratch_dirs,
+        }
+    }
+}
+
 /// A runtime with where it comes from.
-fn view(runtime: &Runtime, stored: bool) -> Result<serde_json::Value, ApiError> {
-    let mut value = serde_json::to_value(runtime).map_err(ApiError::internal)?;
-    value["builtin"] = serde_json::Value::Bool(PRESET_NAMES.contains(&runtime.name().as_str()));
-    value["customized"] = serde_json::Value::Bool(stored);
-    Ok(value)
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RuntimeView {
+    name: String,
+    #[serde(flatten)]
+    spec: RuntimeSpec,
+    /// A built-in preset's name.
+    builtin: bool,
+    /// Stored by an admin; for a preset's name, it overrides the preset.
+    customized: bool,
+}
+
+impl RuntimeView {
+    fn new(runtime: &Runtime, stored: bool) -> Self {
+        Self {
+            name: runtime.name().as_str().to_owned(),
+            spec: runtime.draft().into(),
+            builtin: PRESET_NAMES.contains(&runtime.name().as_str()),
+            customized: stored,
+        }
+    }
 }
 
 fn load(name: &str, json: &str) -> Result<Runtime, ApiError> {
@@ -30,22 +127,34 @@ fn load(name: &str, json: &str) -> Result<Runtime, ApiError> {
 }
 
 /// Every runtime: stored ones, and the presets not overridden.
+#[utoipa::path(
+    get,
+    path = "/api/v1/runtimes",
+    responses((status = 200, description = "The runtimes, by name", body = Items<RuntimeView>), Unauthorized, Forbidden),
+)]
 pub async fn list_runtimes(pool: web::Data<SqlitePool>, caller: Caller) -> Result<HttpResponse, ApiError> {
     caller.require(Role::Viewer)?;
     let stored = catalog::runtimes::list(&pool).await?;
     let mut items = Vec::new();
     for preset in presets() {
         if !stored.iter().any(|(name, _)| name == preset.name().as_str()) {
-            items.push(view(&preset, false)?);
+            items.push(RuntimeView::new(&preset, false));
         }
     }
     for (name, json) in &stored {
-        items.push(view(&load(name, json)?, true)?);
+        items.push(RuntimeView::new(&load(name, json)?, true));
     }
-    items.sort_by(|a, b| a["name"].as_str().cmp(&b["name"].as_str()));
-    Ok(HttpResponse::Ok().json(serde_json::json!({ "items": items })))
+    items.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(HttpResponse::Ok().json(Items { items }))
 }
 
+/// A runtime: an admin's, or a preset.
+#[utoipa::path(
+    get,
+    path = "/api/v1/runtimes/{name}",
+    params(RuntimePath),
+    responses((status = 200, description = "The runtime", body = RuntimeView), Unauthorized, Forbidden, NotFound),
+)]
 pub async fn get_runtime(
     pool: web::Data<SqlitePool>,
     caller: Caller,
@@ -53,14 +162,26 @@ pub async fn get_runtime(
 ) -> Result<HttpResponse, ApiError> {
     caller.require(Role::Viewer)?;
     if let Some(json) = catalog::runtimes::get(&pool, &path.name).await? {
-        return Ok(HttpResponse::Ok().json(view(&load(&path.name, &json)?, true)?));
+        return Ok(HttpResponse::Ok().json(RuntimeView::new(&load(&path.name, &json)?, true)));
     }
     let preset = crate::runtime::preset(&path.name)
         .ok_or_else(|| ApiError::NotFound(format!("runtime '{}' does not exist", path.name)))?;
-    Ok(HttpResponse::Ok().json(view(&preset, false)?))
+    Ok(HttpResponse::Ok().json(RuntimeView::new(&preset, false)))
 }
 
-/// Defines or replaces a runtime (admins); a preset's name overrides the preset.
+/// Defines or replaces a runtime (admins); a preset's name overrides the preset. Templates are
+/// checked: an unknown placeholder is a 400.
+#[utoipa::path(
+    put,
+    path = "/api/v1/runtimes/{name}",
+    params(RuntimePath),
+    request_body = RuntimeSpec,
+    responses(
+        (status = 201, description = "Defined", body = RuntimeView),
+        (status = 200, description = "Replaced", body = RuntimeView),
+        BadRequest, Unauthorized, Forbidden, PayloadTooLarge, UnsupportedMediaType,
+    ),
+)]
 pub async fn put_runtime(
     pool: web::Data<SqlitePool>,
     caller: Caller,
@@ -72,11 +193,17 @@ pub async fn put_runtime(
     let runtime = Runtime::new(name, body.into_inner()).map_err(|e| ApiError::BadRequest(e.to_string()))?;
     let json = serde_json::to_string(runtime.draft()).map_err(ApiError::internal)?;
     let created = catalog::runtimes::put(&pool, &caller.actor(), runtime.name().as_str(), &json).await?;
-    let view = view(&runtime, true)?;
+    let view = RuntimeView::new(&runtime, true);
     Ok(if created { HttpResponse::Created().json(view) } else { HttpResponse::Ok().json(view) })
 }
 
 /// Deletes a stored runtime (a preset comes back); refused while deployments use it.
+#[utoipa::path(
+    delete,
+    path = "/api/v1/runtimes/{name}",
+    params(RuntimePath),
+    responses((status = 204, description = "Deleted"), Unauthorized, Forbidden, NotFound, Conflict),
+)]
 pub async fn delete_runtime(
     pool: web::Data<SqlitePool>,
     caller: Caller,

@@ -5,7 +5,9 @@ use std::fmt::Write as _;
 use actix_web::{HttpResponse, web};
 use serde::Serialize;
 use sqlx::SqlitePool;
+use utoipa::ToSchema;
 
+use super::openapi::{Forbidden, Unauthorized};
 use crate::auth::Caller;
 use crate::blobs::BlobStore;
 use crate::catalog;
@@ -13,16 +15,112 @@ use crate::config::Settings;
 use crate::domain::Role;
 use crate::error::ApiError;
 use crate::gateway::Gateway;
+use crate::runtime::gpu::{Gpu, GpuUsage, InventorySource, SharedHolder};
 use crate::runtime::supervisor::Supervisor;
 
-#[derive(Debug, Serialize)]
-struct DiskView {
+/// The server's state: catalog counts, storage and dedup, disk, Docker and GPUs.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SystemView {
+    /// Hangar's version.
+    version: &'static str,
+    docker: DockerView,
+    gpus: GpusView,
+    counts: CountsView,
+    storage: StorageView,
+    disk: DiskView,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DockerView {
+    reachable: bool,
+    /// The socket tried (`DOCKER_HOST`, or the default).
+    socket: String,
+    /// Why it is not reachable.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct GpusView {
+    /// `nvml` (detected) or `config` (the `[[gpus]]` table).
+    source: &'static str,
+    /// Why NVML gave nothing.
+    note: Option<String>,
+    devices: Vec<GpuUsageView>,
+}
+
+/// One GPU and who holds it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct GpuUsageView {
+    gpu: GpuView,
+    /// The deployment holding it whole.
+    exclusive: Option<String>,
+    /// Deployments sharing it.
+    shared: Vec<SharedHolderView>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct GpuView {
+    /// What Docker is given: the index when known, else the UUID.
+    id: String,
+    index: Option<u32>,
+    uuid: Option<String>,
+    name: String,
+    /// The memory budget shared requests are placed in; `null` where unknown.
+    memory_gib: Option<f64>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SharedHolderView {
+    deployment: String,
+    memory_gib: f64,
+}
+
+impl From<GpuUsage> for GpuUsageView {
+    fn from(usage: GpuUsage) -> Self {
+        let GpuUsage { gpu: Gpu { id, index, uuid, name, memory_gib }, exclusive, shared } = usage;
+        let shared = shared
+            .into_iter()
+            .map(|SharedHolder { deployment, memory_gib }| SharedHolderView { deployment, memory_gib })
+            .collect();
+        Self { gpu: GpuView { id, index, uuid, name, memory_gib }, exclusive, shared }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CountsView {
+    models: i64,
+    versions: i64,
+    files: i64,
+    blobs: i64,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct StorageView {
+    /// Sum of file sizes: what the versions would take without dedup.
+    logical_bytes: i64,
+    /// Sum of blob sizes: what is on disk.
+    stored_bytes: i64,
+    dedup_saved_bytes: i64,
+    /// `dedup_saved_bytes` over `logical_bytes`.
+    dedup_saving_ratio: f64,
+    uploads_in_flight: usize,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DiskView {
+    /// The data dir.
     path: String,
     total_bytes: u64,
     free_bytes: u64,
 }
 
-/// Counts, logical vs stored bytes, the dedup saving and free disk.
+/// Counts, logical vs stored bytes, the dedup saving, free disk, Docker and GPUs.
+#[utoipa::path(
+    get,
+    path = "/api/v1/system",
+    responses((status = 200, description = "The server's state", body = SystemView), Unauthorized, Forbidden),
+)]
 pub async fn get_system(
     pool: web::Data<SqlitePool>,
     supervisor: web::Data<Supervisor>,
@@ -36,37 +134,39 @@ pub async fn get_system(
     let saved = totals.logical_bytes - totals.stored_bytes;
     #[expect(clippy::cast_precision_loss, reason = "a ratio for people; f64 is ample")]
     let saving_ratio = if totals.logical_bytes > 0 { saved as f64 / totals.logical_bytes as f64 } else { 0.0 };
+    let socket = supervisor.docker().socket().to_owned();
     let docker = match supervisor.docker().ping().await {
-        Ok(()) => serde_json::json!({ "reachable": true, "socket": supervisor.docker().socket() }),
-        Err(e) => {
-            serde_json::json!({ "reachable": false, "socket": supervisor.docker().socket(), "error": e.to_string() })
-        }
+        Ok(()) => DockerView { reachable: true, socket, error: None },
+        Err(e) => DockerView { reachable: false, socket, error: Some(e.to_string()) },
     };
     let inventory = supervisor.inventory();
-    let gpus = serde_json::json!({
-        "source": inventory.source,
-        "note": inventory.note,
-        "devices": supervisor.gpu_usage().await?,
-    });
-    Ok(HttpResponse::Ok().json(serde_json::json!({
-        "version": env!("CARGO_PKG_VERSION"),
-        "docker": docker,
-        "gpus": gpus,
-        "counts": {
-            "models": totals.models,
-            "versions": totals.versions,
-            "files": totals.files,
-            "blobs": totals.blobs,
+    let gpus = GpusView {
+        source: match inventory.source {
+            InventorySource::Nvml => "nvml",
+            InventorySource::Config => "config",
         },
-        "storage": {
-            "logical_bytes": totals.logical_bytes,
-            "stored_bytes": totals.stored_bytes,
-            "dedup_saved_bytes": saved,
-            "dedup_saving_ratio": saving_ratio,
-            "uploads_in_flight": blobs.tmp_entries().map_err(ApiError::internal)?,
+        note: inventory.note.clone(),
+        devices: supervisor.gpu_usage().await?.into_iter().map(GpuUsageView::from).collect(),
+    };
+    Ok(HttpResponse::Ok().json(SystemView {
+        version: env!("CARGO_PKG_VERSION"),
+        docker,
+        gpus,
+        counts: CountsView {
+            models: totals.models,
+            versions: totals.versions,
+            files: totals.files,
+            blobs: totals.blobs,
         },
-        "disk": disk,
-    })))
+        storage: StorageView {
+            logical_bytes: totals.logical_bytes,
+            stored_bytes: totals.stored_bytes,
+            dedup_saved_bytes: saved,
+            dedup_saving_ratio: saving_ratio,
+            uploads_in_flight: blobs.tmp_entries().map_err(ApiError::internal)?,
+        },
+        disk,
+    }))
 }
 
 fn disk_usage(data_dir: &std::path::Path) -> std::io::Result<DiskView> {
@@ -80,6 +180,15 @@ fn disk_usage(data_dir: &std::path::Path) -> std::io::Result<DiskView> {
 
 /// Prometheus text: the gateway's per-deployment series, deployments by state, and the
 /// catalog's and blob store's gauges. Needs a token unless `metrics_public = true`.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    security(("bearer" = []), ("session" = []), ()),
+    responses(
+        (status = 200, description = "Prometheus text format", content_type = "text/plain; version=0.0.4; charset=utf-8", body = String),
+        Unauthorized, Forbidden,
+    ),
+)]
 pub async fn get_metrics(
     pool: web::Data<SqlitePool>,
     blobs: web::Data<BlobStore>,
@@ -120,18 +229,41 @@ pub async fn get_metrics(
     Ok(HttpResponse::Ok().content_type("text/plain; version=0.0.4; charset=utf-8").body(out))
 }
 
+/// What `/healthz` and `/readyz` answer.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct HealthView {
+    /// `ok`, `ready`, or what is wrong.
+    status: &'static str,
+}
+
 /// The process is up.
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    security(()),
+    responses((status = 200, description = "Up", body = HealthView, example = json!({"status": "ok"}))),
+)]
 pub async fn healthz() -> HttpResponse {
-    HttpResponse::Ok().json(serde_json::json!({ "status": "ok" }))
+    HttpResponse::Ok().json(HealthView { status: "ok" })
 }
 
 /// The process can serve: the database answers.
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    security(()),
+    responses(
+        (status = 200, description = "Ready", body = HealthView, example = json!({"status": "ready"})),
+        (status = 503, description = "The database does not answer", body = HealthView,
+            example = json!({"status": "database unavailable"})),
+    ),
+)]
 pub async fn readyz(pool: web::Data<SqlitePool>) -> HttpResponse {
     match sqlx::query("SELECT 1").execute(pool.get_ref()).await {
-        Ok(_) => HttpResponse::Ok().json(serde_json::json!({ "status": "ready" })),
+        Ok(_) => HttpResponse::Ok().json(HealthView { status: "ready" }),
         Err(e) => {
             tracing::warn!(error = %e, "readiness check failed");
-            HttpResponse::ServiceUnavailable().json(serde_json::json!({ "status": "database unavailable" }))
+            HttpResponse::ServiceUnavailable().json(HealthView { status: "database unavailable" })
         }
     }
 }

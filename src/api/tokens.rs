@@ -4,7 +4,12 @@
 use actix_web::{HttpResponse, web};
 use serde::{Deserialize, Serialize};
 use sqlx::SqlitePool;
+use utoipa::ToSchema;
 
+use super::openapi::{
+    BadRequest, Forbidden, NotFound, PayloadTooLarge, TooManyRequests, Unauthorized, UnsupportedMediaType,
+};
+use super::page::Items;
 use crate::auth::issue::{self, TokenRequest};
 use crate::auth::token::Secret;
 use crate::auth::{Authenticator, Caller, LoginLimiter, password};
@@ -15,14 +20,18 @@ use crate::error::ApiError;
 /// Tokens issued by a login last this long unless asked otherwise.
 const LOGIN_LIFETIME: &str = "30d";
 
-#[derive(Debug, Serialize)]
+/// A token as listed: everything but the secret.
+#[derive(Debug, Serialize, ToSchema)]
 pub struct TokenView {
     id: i64,
     user: UserName,
     name: String,
+    /// The secret's first characters, to recognize it by.
     prefix: String,
     role: Role,
+    /// Model-name globs it is limited to; `null`: every model.
     models: Option<Vec<Glob>>,
+    /// Unix seconds; `null`: never.
     expires_at: Option<i64>,
     last_used_at: Option<String>,
     revoked_at: Option<String>,
@@ -47,31 +56,42 @@ impl From<Token> for TokenView {
 }
 
 /// The creation response: the listing view plus, this once, the token itself.
-#[derive(Debug, Serialize)]
-struct CreatedToken {
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CreatedToken {
     #[serde(flatten)]
     view: TokenView,
+    /// The secret, `hgr_…`: send it as `Authorization: Bearer`. It is shown only here.
     token: String,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateToken {
+    /// What it is for (`ci`, `laptop`): 1-100 bytes of printable text.
+    #[schema(max_length = 100)]
     name: String,
-    /// Defaults to the caller's own role.
+    /// Defaults to the caller's own role, and cannot be higher.
+    #[schema(value_type = Option<Role>)]
     role: Option<String>,
-    /// `30d`, `12h`, …; none: never expires.
+    /// `30d`, `12h`, … (s, m, h, d or w), at most 10 years; none: never expires.
+    #[schema(pattern = "^[1-9][0-9]{0,5}[smhdw]$", example = "30d")]
     expires_in: Option<String>,
-    /// Model-name globs the token is limited to.
+    /// Model-name globs the token is limited to, within the caller's own.
+    #[schema(value_type = Option<Vec<Glob>>)]
     models: Option<Vec<String>>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Login {
+    #[schema(value_type = UserName)]
     user: String,
     password: String,
+    /// Default `login`.
+    #[schema(max_length = 100)]
     token_name: Option<String>,
+    /// Default `30d`.
+    #[schema(pattern = "^[1-9][0-9]{0,5}[smhdw]$")]
     expires_in: Option<String>,
 }
 
@@ -80,6 +100,15 @@ fn created(token: Token, secret: &Secret) -> HttpResponse {
 }
 
 /// Creates a token for the caller, with at most the caller's role and within its globs.
+#[utoipa::path(
+    post,
+    path = "/api/v1/tokens",
+    request_body = CreateToken,
+    responses(
+        (status = 201, description = "Created; the secret is in `token`", body = CreatedToken),
+        BadRequest, Unauthorized, Forbidden, PayloadTooLarge, UnsupportedMediaType,
+    ),
+)]
 pub async fn create_token(
     pool: web::Data<SqlitePool>,
     caller: Caller,
@@ -93,16 +122,25 @@ pub async fn create_token(
 }
 
 /// Lists the caller's tokens; an admin sees everyone's.
+#[utoipa::path(
+    get,
+    path = "/api/v1/tokens",
+    responses((status = 200, description = "The tokens", body = Items<TokenView>), Unauthorized),
+)]
 pub async fn list_tokens(pool: web::Data<SqlitePool>, caller: Caller) -> Result<HttpResponse, ApiError> {
     let user = caller.user()?;
     let owner = if caller.role >= Role::Admin { None } else { Some(user) };
     let tokens = catalog::tokens::list(&pool, owner).await?;
-    Ok(HttpResponse::Ok().json(serde_json::json!({
-        "items": tokens.into_iter().map(TokenView::from).collect::<Vec<_>>()
-    })))
+    Ok(HttpResponse::Ok().json(Items::new(tokens, TokenView::from)))
 }
 
 /// Revokes one of the caller's tokens (an admin: anyone's). Effective on the next request.
+#[utoipa::path(
+    delete,
+    path = "/api/v1/tokens/{id}",
+    params(("id" = i64, Path, description = "The token's `id`")),
+    responses((status = 204, description = "Revoked"), BadRequest, Unauthorized, Forbidden, NotFound),
+)]
 pub async fn revoke_token(
     pool: web::Data<SqlitePool>,
     authenticator: web::Data<Authenticator>,
@@ -117,7 +155,18 @@ pub async fn revoke_token(
     Ok(HttpResponse::NoContent().finish())
 }
 
-/// Exchanges a user name and password for a token with the user's role.
+/// Exchanges a user name and password for a token with the user's role. Refused with 429 for a
+/// while after 10 failures for one user or from one address.
+#[utoipa::path(
+    post,
+    path = "/api/v1/login",
+    security(()),
+    request_body = Login,
+    responses(
+        (status = 201, description = "Signed in; the token is in `token`", body = CreatedToken),
+        BadRequest, Unauthorized, Forbidden, PayloadTooLarge, UnsupportedMediaType, TooManyRequests,
+    ),
+)]
 pub async fn login(
     pool: web::Data<SqlitePool>,
     limiter: web::Data<LoginLimiter>,

@@ -3,13 +3,17 @@
 use actix_web::{HttpResponse, web};
 use serde::{Deserialize, Serialize};
 use sqlx::SqlitePool;
+use utoipa::{IntoParams, ToSchema};
 
+use super::openapi::{BadRequest, Conflict, Forbidden, NotFound, PayloadTooLarge, Unauthorized, UnsupportedMediaType};
+use super::page::Items;
 use crate::auth::{Authenticator, Caller, password};
 use crate::catalog::{self, users::User};
-use crate::domain::{Role, UserName};
+use crate::domain::{Glob, Role, UserName};
 use crate::error::ApiError;
 
-#[derive(Debug, Serialize)]
+/// A user.
+#[derive(Debug, Serialize, ToSchema)]
 pub struct UserView {
     name: UserName,
     role: Role,
@@ -24,30 +28,66 @@ impl From<User> for UserView {
     }
 }
 
-#[derive(Debug, Deserialize)]
+/// A new user, and the password generated for them if none was given.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CreatedUser {
+    #[serde(flatten)]
+    view: UserView,
+    /// Only when generated: shown this once.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    password: Option<String>,
+}
+
+/// A generated password, shown this once.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct GeneratedPassword {
+    password: String,
+}
+
+/// Who the caller is and what it may do.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MeView {
+    user: UserName,
+    role: Role,
+    /// The token this request came with; `null` for a session.
+    token_id: Option<i64>,
+    /// Model-name globs the token is limited to; `null`: every model.
+    models: Option<Vec<Glob>>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateUser {
+    #[schema(value_type = UserName)]
     name: String,
+    #[schema(value_type = Role)]
     role: String,
+    /// Left out: one is generated and returned once. At least 12 characters.
+    password: Option<String>,
+}
+
+/// The fields to change; those left out keep their value. The last enabled admin cannot be
+/// demoted or disabled.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateUser {
+    #[schema(value_type = Option<Role>)]
+    role: Option<String>,
+    /// A disabled user's tokens and sessions stop working at once.
+    disabled: Option<bool>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ResetPassword {
     /// Left out: one is generated and returned once.
     password: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct UpdateUser {
-    role: Option<String>,
-    disabled: Option<bool>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ResetPassword {
-    password: Option<String>,
-}
-
-#[derive(serde::Deserialize)]
+#[derive(serde::Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
 pub struct UserPath {
+    #[param(value_type = UserName)]
     name: String,
 }
 
@@ -62,6 +102,16 @@ fn choose_password(given: Option<String>) -> Result<(String, bool), ApiError> {
     }
 }
 
+/// Creates a user (admins).
+#[utoipa::path(
+    post,
+    path = "/api/v1/users",
+    request_body = CreateUser,
+    responses(
+        (status = 201, description = "Created", body = CreatedUser),
+        BadRequest, Unauthorized, Forbidden, Conflict, PayloadTooLarge, UnsupportedMediaType,
+    ),
+)]
 pub async fn create_user(
     pool: web::Data<SqlitePool>,
     caller: Caller,
@@ -74,21 +124,28 @@ pub async fn create_user(
     let (password, generated) = choose_password(body.password)?;
     let hash = password::hash(password.clone()).await.map_err(ApiError::internal)?;
     let user = catalog::users::create(&pool, &caller.actor(), &name, role, &hash).await?;
-    let mut view = serde_json::to_value(UserView::from(user)).map_err(ApiError::internal)?;
-    if generated {
-        view["password"] = serde_json::Value::String(password);
-    }
-    Ok(HttpResponse::Created().json(view))
+    Ok(HttpResponse::Created().json(CreatedUser { view: user.into(), password: generated.then_some(password) }))
 }
 
+/// Every user (admins).
+#[utoipa::path(
+    get,
+    path = "/api/v1/users",
+    responses((status = 200, description = "The users", body = Items<UserView>), Unauthorized, Forbidden),
+)]
 pub async fn list_users(pool: web::Data<SqlitePool>, caller: Caller) -> Result<HttpResponse, ApiError> {
     caller.require(Role::Admin)?;
     let users = catalog::users::list(&pool).await?;
-    Ok(HttpResponse::Ok().json(serde_json::json!({
-        "items": users.into_iter().map(UserView::from).collect::<Vec<_>>()
-    })))
+    Ok(HttpResponse::Ok().json(Items::new(users, UserView::from)))
 }
 
+/// A user (admins).
+#[utoipa::path(
+    get,
+    path = "/api/v1/users/{name}",
+    params(UserPath),
+    responses((status = 200, description = "The user", body = UserView), BadRequest, Unauthorized, Forbidden, NotFound),
+)]
 pub async fn get_user(
     pool: web::Data<SqlitePool>,
     caller: Caller,
@@ -100,6 +157,16 @@ pub async fn get_user(
 }
 
 /// Changes a user's role, or disables (or enables) them. Their tokens follow at once.
+#[utoipa::path(
+    patch,
+    path = "/api/v1/users/{name}",
+    params(UserPath),
+    request_body = UpdateUser,
+    responses(
+        (status = 200, description = "The user as changed", body = UserView),
+        BadRequest, Unauthorized, Forbidden, NotFound, Conflict, PayloadTooLarge, UnsupportedMediaType,
+    ),
+)]
 pub async fn update_user(
     pool: web::Data<SqlitePool>,
     authenticator: web::Data<Authenticator>,
@@ -116,6 +183,17 @@ pub async fn update_user(
 }
 
 /// Sets a new password; without one in the body, generates and returns it.
+#[utoipa::path(
+    post,
+    path = "/api/v1/users/{name}/password",
+    params(UserPath),
+    request_body = ResetPassword,
+    responses(
+        (status = 200, description = "Generated", body = GeneratedPassword),
+        (status = 204, description = "Set to the one given"),
+        BadRequest, Unauthorized, Forbidden, NotFound, PayloadTooLarge, UnsupportedMediaType,
+    ),
+)]
 pub async fn reset_password(
     pool: web::Data<SqlitePool>,
     caller: Caller,
@@ -128,19 +206,19 @@ pub async fn reset_password(
     let hash = password::hash(password.clone()).await.map_err(ApiError::internal)?;
     catalog::users::set_password(&pool, &caller.actor(), &name, &hash).await?;
     Ok(if generated {
-        HttpResponse::Ok().json(serde_json::json!({ "password": password }))
+        HttpResponse::Ok().json(GeneratedPassword { password })
     } else {
         HttpResponse::NoContent().finish()
     })
 }
 
 /// Who the caller is and what it may do.
+#[utoipa::path(
+    get,
+    path = "/api/v1/me",
+    responses((status = 200, description = "The caller", body = MeView), Unauthorized),
+)]
 pub async fn get_me(caller: Caller) -> Result<HttpResponse, ApiError> {
-    let user = caller.user()?;
-    Ok(HttpResponse::Ok().json(serde_json::json!({
-        "user": user,
-        "role": caller.role,
-        "token_id": caller.token_id,
-        "models": caller.models,
-    })))
+    let user = caller.user()?.clone();
+    Ok(HttpResponse::Ok().json(MeView { user, role: caller.role, token_id: caller.token_id, models: caller.models }))
 }

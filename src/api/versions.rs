@@ -4,7 +4,9 @@
 use actix_web::{HttpResponse, web};
 use serde::{Deserialize, Serialize};
 use sqlx::SqlitePool;
+use utoipa::ToSchema;
 
+use super::openapi::{BadRequest, Conflict, Forbidden, NotFound, PayloadTooLarge, Unauthorized, UnsupportedMediaType};
 use super::page::{PageQuery, PageView};
 use super::{ModelPath, VersionPath};
 use crate::auth::Caller;
@@ -16,16 +18,22 @@ type Metadata = serde_json::Map<String, serde_json::Value>;
 
 const MAX_METADATA: usize = 256 * 1024;
 
-#[derive(Debug, Serialize)]
+/// A version of a model.
+#[derive(Debug, Serialize, ToSchema)]
 pub struct VersionView {
     model: ModelName,
     version: VersionName,
     state: VersionState,
     description: String,
+    /// Free-form: format, parameters, quantization, base model, source commit, …
+    #[schema(value_type = Object)]
     metadata: Metadata,
+    /// sha256 over the sorted `path digest size` lines; fixed when published, `null` before.
     manifest_digest: Option<Digest>,
     file_count: i64,
+    /// Bytes, summed over the files.
     size: i64,
+    /// The aliases that point at it.
     aliases: Vec<String>,
     created_at: String,
     created_by: Option<String>,
@@ -53,20 +61,27 @@ impl From<Version> for VersionView {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateVersion {
+    /// Left out: the next integer after the highest integer version.
+    #[schema(value_type = Option<VersionName>)]
     version: Option<String>,
     #[serde(default)]
     description: String,
+    /// A JSON object of at most 256 KiB.
     #[serde(default)]
+    #[schema(value_type = Object)]
     metadata: Metadata,
 }
 
-#[derive(Debug, Deserialize)]
+/// The fields to change (drafts only); those left out keep their value.
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateVersion {
     description: Option<String>,
+    /// Replaces the metadata as a whole.
+    #[schema(value_type = Option<Object>)]
     metadata: Option<Metadata>,
 }
 
@@ -81,6 +96,16 @@ fn check_metadata(metadata: &Metadata) -> Result<(), ApiError> {
 }
 
 /// Creates a draft version; without `version`, it is numbered after the highest integer one.
+#[utoipa::path(
+    post,
+    path = "/api/v1/models/{model}/versions",
+    params(ModelPath),
+    request_body = CreateVersion,
+    responses(
+        (status = 201, description = "The draft", body = VersionView, headers(("Location" = String))),
+        BadRequest, Unauthorized, Forbidden, NotFound, Conflict, PayloadTooLarge, UnsupportedMediaType,
+    ),
+)]
 pub async fn create_version(
     pool: web::Data<SqlitePool>,
     caller: Caller,
@@ -103,6 +128,19 @@ pub async fn create_version(
 }
 
 /// Lists versions, newest first.
+#[utoipa::path(
+    get,
+    path = "/api/v1/models/{model}/versions",
+    params(
+        ModelPath,
+        ("limit" = Option<u32>, Query, minimum = 1, maximum = 500, description = "Items per page: 1-500, default 50"),
+        ("cursor" = Option<String>, Query, description = "The `next_cursor` of the page before"),
+    ),
+    responses(
+        (status = 200, description = "A page of versions", body = PageView<VersionView>),
+        BadRequest, Unauthorized, Forbidden, NotFound,
+    ),
+)]
 pub async fn list_versions(
     pool: web::Data<SqlitePool>,
     caller: Caller,
@@ -123,6 +161,13 @@ pub async fn list_versions(
     Ok(HttpResponse::Ok().json(PageView::new(page, VersionView::from)))
 }
 
+/// A version, with its state, metadata, size and aliases.
+#[utoipa::path(
+    get,
+    path = "/api/v1/models/{model}/versions/{version}",
+    params(VersionPath),
+    responses((status = 200, description = "The version", body = VersionView), BadRequest, Unauthorized, Forbidden, NotFound),
+)]
 pub async fn get_version(
     pool: web::Data<SqlitePool>,
     caller: Caller,
@@ -135,6 +180,16 @@ pub async fn get_version(
 }
 
 /// Changes a draft's description or metadata; a ready version answers 409.
+#[utoipa::path(
+    patch,
+    path = "/api/v1/models/{model}/versions/{version}",
+    params(VersionPath),
+    request_body = UpdateVersion,
+    responses(
+        (status = 200, description = "The version as changed", body = VersionView),
+        BadRequest, Unauthorized, Forbidden, NotFound, Conflict, PayloadTooLarge, UnsupportedMediaType,
+    ),
+)]
 pub async fn update_version(
     pool: web::Data<SqlitePool>,
     caller: Caller,
@@ -153,6 +208,15 @@ pub async fn update_version(
 }
 
 /// Publishes a draft: fixes its manifest digest; from now on it never changes.
+#[utoipa::path(
+    post,
+    path = "/api/v1/models/{model}/versions/{version}/publish",
+    params(VersionPath),
+    responses(
+        (status = 200, description = "The published version", body = VersionView),
+        BadRequest, Unauthorized, Forbidden, NotFound, Conflict,
+    ),
+)]
 pub async fn publish_version(
     pool: web::Data<SqlitePool>,
     caller: Caller,
@@ -165,6 +229,12 @@ pub async fn publish_version(
 }
 
 /// Deletes a version that no alias points at (admins only).
+#[utoipa::path(
+    delete,
+    path = "/api/v1/models/{model}/versions/{version}",
+    params(VersionPath),
+    responses((status = 204, description = "Deleted"), BadRequest, Unauthorized, Forbidden, NotFound, Conflict),
+)]
 pub async fn delete_version(
     pool: web::Data<SqlitePool>,
     caller: Caller,

@@ -5,7 +5,10 @@
 use actix_web::{HttpResponse, web};
 use serde::{Deserialize, Serialize};
 use sqlx::SqlitePool;
+use utoipa::{IntoParams, ToSchema};
 
+use super::openapi::{BadRequest, Forbidden, NotFound, PayloadTooLarge, Unauthorized, UnsupportedMediaType};
+use super::page::Items;
 use crate::auth::Caller;
 use crate::catalog;
 use crate::catalog::webhooks::{Delivery, NewWebhook, Webhook, WebhookChange};
@@ -17,13 +20,18 @@ const DEFAULT_LIMIT: u32 = 100;
 const MAX_LIMIT: u32 = 1000;
 const MAX_DESCRIPTION_CHARS: usize = 500;
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct WebhookView {
     id: i64,
+    /// Where deliveries are POSTed (`http://` only).
+    #[schema(value_type = String, example = "http://ci.internal:8080/hangar")]
     url: WebhookUrl,
+    /// The event actions delivered, or `["*"]` for all.
+    #[schema(value_type = Vec<String>, example = json!(["version.published", "alias.moved"]))]
     events: EventTypes,
     description: String,
     active: bool,
+    /// The secret's last four characters.
     secret_hint: String,
     created_by: Option<String>,
     created_at: String,
@@ -47,15 +55,16 @@ impl From<Webhook> for WebhookView {
 }
 
 /// The creation response: the view, plus the secret when Hangar generated it (this once).
-#[derive(Debug, Serialize)]
-struct CreatedWebhook {
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CreatedWebhook {
     #[serde(flatten)]
     view: WebhookView,
+    /// The generated secret, shown this once (absent when the request gave one).
     #[serde(skip_serializing_if = "Option::is_none")]
     secret: Option<String>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct DeliveryView {
     id: i64,
     uuid: String,
@@ -92,7 +101,7 @@ impl From<Delivery> for DeliveryView {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateWebhook {
     url: String,
@@ -104,7 +113,7 @@ pub struct CreateWebhook {
     active: Option<bool>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateWebhook {
     url: Option<String>,
@@ -119,10 +128,12 @@ pub struct WebhookPath {
     id: i64,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
 pub struct DeliveryQuery {
+    /// `pending`, `delivered` or `failed`.
     status: Option<String>,
+    /// At most this many, 1 to 1000 (default 100).
     limit: Option<u32>,
 }
 
@@ -149,15 +160,29 @@ fn description(raw: Option<String>) -> Result<Option<String>, ApiError> {
     }
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/webhooks",
+    tag = "webhooks",
+    responses((status = 200, description = "Every webhook", body = Items<WebhookView>), Unauthorized, Forbidden),
+)]
 pub async fn list_webhooks(pool: web::Data<SqlitePool>, caller: Caller) -> Result<HttpResponse, ApiError> {
     require_admin(&caller)?;
     let webhooks = catalog::webhooks::list(&pool).await?;
-    Ok(HttpResponse::Ok().json(serde_json::json!({
-        "items": webhooks.into_iter().map(WebhookView::from).collect::<Vec<_>>()
-    })))
+    Ok(HttpResponse::Ok().json(Items::new(webhooks, WebhookView::from)))
 }
 
 /// Registers a receiver; it is told of events from now on.
+#[utoipa::path(
+    post,
+    path = "/api/v1/webhooks",
+    tag = "webhooks",
+    request_body = CreateWebhook,
+    responses(
+        (status = 201, description = "Registered", body = CreatedWebhook),
+        BadRequest, Unauthorized, Forbidden, PayloadTooLarge, UnsupportedMediaType,
+    ),
+)]
 pub async fn create_webhook(
     pool: web::Data<SqlitePool>,
     caller: Caller,
@@ -184,6 +209,13 @@ pub async fn create_webhook(
     Ok(HttpResponse::Created().json(CreatedWebhook { view: webhook.into(), secret }))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/webhooks/{id}",
+    tag = "webhooks",
+    params(("id" = i64, Path, description = "The webhook's `id`")),
+    responses((status = 200, description = "The webhook", body = WebhookView), BadRequest, Unauthorized, Forbidden, NotFound),
+)]
 pub async fn get_webhook(
     pool: web::Data<SqlitePool>,
     caller: Caller,
@@ -195,6 +227,17 @@ pub async fn get_webhook(
 }
 
 /// Changes the URL, events, secret, description, or pauses (`active: false`) a webhook.
+#[utoipa::path(
+    patch,
+    path = "/api/v1/webhooks/{id}",
+    tag = "webhooks",
+    params(("id" = i64, Path, description = "The webhook's `id`")),
+    request_body = UpdateWebhook,
+    responses(
+        (status = 200, description = "Changed", body = WebhookView),
+        BadRequest, Unauthorized, Forbidden, NotFound, PayloadTooLarge, UnsupportedMediaType,
+    ),
+)]
 pub async fn update_webhook(
     pool: web::Data<SqlitePool>,
     caller: Caller,
@@ -219,6 +262,13 @@ pub async fn update_webhook(
 }
 
 /// Deletes a webhook with its deliveries; pending ones are not sent.
+#[utoipa::path(
+    delete,
+    path = "/api/v1/webhooks/{id}",
+    tag = "webhooks",
+    params(("id" = i64, Path, description = "The webhook's `id`")),
+    responses((status = 204, description = "Deleted"), BadRequest, Unauthorized, Forbidden, NotFound),
+)]
 pub async fn delete_webhook(
     pool: web::Data<SqlitePool>,
     caller: Caller,
@@ -230,6 +280,16 @@ pub async fn delete_webhook(
 }
 
 /// A webhook's deliveries, newest first; `status` narrows to pending, delivered or failed.
+#[utoipa::path(
+    get,
+    path = "/api/v1/webhooks/{id}/deliveries",
+    tag = "webhooks",
+    params(("id" = i64, Path, description = "The webhook's `id`"), DeliveryQuery),
+    responses(
+        (status = 200, description = "Its deliveries, newest first", body = Items<DeliveryView>),
+        BadRequest, Unauthorized, Forbidden, NotFound,
+    ),
+)]
 pub async fn list_deliveries(
     pool: web::Data<SqlitePool>,
     caller: Caller,
@@ -244,12 +304,20 @@ pub async fn list_deliveries(
         Some(n) => return Err(ApiError::BadRequest(format!("limit={n} is out of range; use 1 to {MAX_LIMIT}"))),
     };
     let deliveries = catalog::webhooks::deliveries(&pool, path.id, status, limit).await?;
-    Ok(HttpResponse::Ok().json(serde_json::json!({
-        "items": deliveries.into_iter().map(DeliveryView::from).collect::<Vec<_>>()
-    })))
+    Ok(HttpResponse::Ok().json(Items::new(deliveries, DeliveryView::from)))
 }
 
 /// Queues a signed `ping` to this webhook alone; 202 with the delivery to watch.
+#[utoipa::path(
+    post,
+    path = "/api/v1/webhooks/{id}/ping",
+    tag = "webhooks",
+    params(("id" = i64, Path, description = "The webhook's `id`")),
+    responses(
+        (status = 202, description = "Queued; watch it in the deliveries", body = DeliveryView),
+        BadRequest, Unauthorized, Forbidden, NotFound,
+    ),
+)]
 pub async fn ping_webhook(
     pool: web::Data<SqlitePool>,
     caller: Caller,

@@ -45,15 +45,20 @@ impl std::fmt::Display for Target {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+/// What people asked for: the supervisor converges the container towards it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
+#[schema(as = DesiredState)]
 pub enum Desired {
     Running,
     Stopped,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+/// What the supervisor last saw: `pending → starting → running → stopping → stopped`, or
+/// `failed` with a reason.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
+#[schema(as = DeploymentState)]
 pub enum State {
     Pending,
     Starting,

@@ -27,16 +27,20 @@ impl Actor {
     }
 }
 
-#[derive(Debug, Clone, serde::Serialize)]
+/// One entry of the audit log.
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
 pub struct Event {
+    /// Its position in the log; the SSE `id`, and what `after=` and `Last-Event-ID` take.
     pub id: i64,
     pub at: String,
     pub actor: Option<String>,
     pub token_id: Option<i64>,
     pub remote_addr: Option<String>,
+    /// `model.created`, `version.published`, `alias.moved`, `deployment.running`, …
     pub action: String,
     pub model: Option<String>,
     pub target: String,
+    /// What changed, as the action records it.
     pub details: serde_json::Value,
 }
 

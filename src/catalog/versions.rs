@@ -8,7 +8,8 @@ use super::events::{self, Actor};
 use super::{CatalogError, Page, Result, begin_write, corrupt, is_unique_violation, models};
 use crate::domain::{Digest, ModelName, VersionName};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+/// `draft`: files may be added and removed; `ready`: published, immutable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum VersionState {
     Draft,

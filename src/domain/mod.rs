@@ -6,6 +6,7 @@ mod glob;
 mod names;
 mod rel_path;
 mod role;
+mod schema;
 mod webhook;
 
 pub use digest::{Digest, DigestError};

@@ -2,7 +2,11 @@
 
 use std::fmt;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
+/// What a user or token may do: a viewer reads, downloads and infers; a maintainer also creates,
+/// uploads, publishes, moves aliases and deploys; an admin also manages users, runtimes and deletes.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize, utoipa::ToSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
     /// Read, download, infer.

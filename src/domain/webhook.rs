@@ -175,7 +175,7 @@ impl WebhookSecret {
 }
 
 /// Where a delivery stands: waiting for its next attempt, or done one way or the other.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum DeliveryStatus {
     Pending,

@@ -12,6 +12,8 @@ use crate::helpers::{
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Needs {
+    /// Anyone, with or without credentials (even bad ones).
+    Public,
     Viewer,
     Maintainer,
     Admin,
@@ -32,7 +34,7 @@ fn route(method: Method, path: &'static str, body: Option<Value>, needs: Needs, 
 }
 
 fn routes() -> Vec<Route> {
-    use Needs::{Admin, Maintainer, Viewer};
+    use Needs::{Admin, Maintainer, Public, Viewer};
     let digest = sha256_digest(b"aaa");
     let runtime = json!({
         "image": "example/server:1", "args": ["--port", "{port}"], "port": 8000, "health_path": "/health",
@@ -130,6 +132,9 @@ fn routes() -> Vec<Route> {
         route(Method::DELETE, "/api/v1/webhooks/999999", None, Admin, false),
         route(Method::GET, "/api/v1/webhooks/999999/deliveries", None, Admin, false),
         route(Method::POST, "/api/v1/webhooks/999999/ping", None, Admin, false),
+        route(Method::GET, "/api/v1/openapi.json", None, Public, false),
+        route(Method::GET, "/healthz", None, Public, false),
+        route(Method::GET, "/readyz", None, Public, false),
     ]
 }
 
@@ -155,6 +160,9 @@ enum Expect {
 }
 
 fn expected(kind: Kind, route: &Route) -> Expect {
+    if route.needs == Needs::Public {
+        return Expect::Allowed;
+    }
     let role = match kind {
         Kind::Anonymous | Kind::Expired | Kind::Revoked => return Expect::Unauthorized,
         Kind::Viewer => Needs::Viewer,
@@ -162,7 +170,7 @@ fn expected(kind: Kind, route: &Route) -> Expect {
         Kind::Admin => Needs::Admin,
     };
     let rank = |n: Needs| match n {
-        Needs::Viewer => 0,
+        Needs::Public | Needs::Viewer => 0,
         Needs::Maintainer => 1,
         Needs::Admin => 2,
     };

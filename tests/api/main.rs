@@ -14,6 +14,7 @@ mod files;
 mod gateway;
 mod helpers;
 mod models;
+mod openapi;
 mod serve;
 mod versions;
 mod webhooks;
