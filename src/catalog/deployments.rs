@@ -3,12 +3,14 @@
 //! supervisor). GPU requests and allocations are stored as the runtime module's JSON.
 
 use std::collections::BTreeMap;
+use std::sync::LazyLock;
 
 use sqlx::SqlitePool;
+use sqlx::types::Json;
 
 use super::events::{self, Actor};
 use super::versions::{self, VersionState};
-use super::{CatalogError, Result, begin_write, corrupt, is_unique_violation, models};
+use super::{CatalogError, Result, begin_write, bool_from_int, corrupt, is_unique_violation, json_list_sql, models};
 use crate::domain::{AliasName, DeploymentName, Digest, ModelName, RelPath, VersionName};
 
 /// What a deployment serves: a pinned version, or whatever an alias points at.
@@ -104,7 +106,7 @@ pub struct Observed {
     pub restarts: i64,
 }
 
-#[derive(sqlx::FromRow)]
+#[derive(sqlx::FromRow, serde::Deserialize)]
 struct DeploymentRow {
     id: i64,
     name: String,
@@ -115,6 +117,7 @@ struct DeploymentRow {
     gpu_request: Option<String>,
     env: String,
     args: String,
+    #[serde(deserialize_with = "bool_from_int")]
     autostart: bool,
     idle_timeout_secs: Option<i64>,
     desired: String,
@@ -181,6 +184,39 @@ macro_rules! select_deployment {
         )
     };
 }
+
+/// Every deployment, by name, as one JSON row (see `json_list_sql`).
+static LIST: LazyLock<String> = LazyLock::new(|| {
+    json_list_sql(
+        select_deployment!(""),
+        &[
+            "id",
+            "name",
+            "model",
+            "version",
+            "alias",
+            "runtime",
+            "gpu_request",
+            "env",
+            "args",
+            "autostart",
+            "idle_timeout_secs",
+            "desired",
+            "state",
+            "reason",
+            "serving_version",
+            "container_id",
+            "address",
+            "gpu_allocation",
+            "started_at",
+            "restarts",
+            "created_by",
+            "created_at",
+            "updated_at",
+        ],
+        "name",
+    )
+});
 
 fn not_found(name: &DeploymentName) -> CatalogError {
     CatalogError::NotFound(format!("deployment '{name}' does not exist"))
@@ -252,7 +288,8 @@ pub async fn get(pool: &SqlitePool, name: &DeploymentName) -> Result<Deployment>
 }
 
 pub async fn list(pool: &SqlitePool) -> Result<Vec<Deployment>> {
-    let rows: Vec<DeploymentRow> = sqlx::query_as(select_deployment!("ORDER BY d.name")).fetch_all(pool).await?;
+    let rows: Vec<DeploymentRow> =
+        sqlx::query_scalar::<_, Json<Vec<DeploymentRow>>>(LIST.as_str()).fetch_one(pool).await?.0;
     rows.into_iter().map(Deployment::try_from).collect()
 }
 
