@@ -89,14 +89,17 @@ pub async fn get(pool: &SqlitePool, model: &ModelName, alias: &AliasName) -> Res
 }
 
 pub async fn list(pool: &SqlitePool, model: &ModelName) -> Result<Vec<Alias>> {
-    let model_id = models::id_of(pool, model).await?;
     let rows: Vec<AliasRow> = sqlx::query_as(
         "SELECT a.name, v.name, a.updated_at, a.updated_by FROM aliases a JOIN versions v ON v.id = a.version_id
-          WHERE a.model_id = ? ORDER BY a.name",
+          WHERE a.model_id = (SELECT id FROM models WHERE name = ?) ORDER BY a.name",
     )
-    .bind(model_id)
+    .bind(model.as_str())
     .fetch_all(pool)
     .await?;
+    if rows.is_empty() {
+        // Tell a model without aliases apart from one that does not exist.
+        models::id_of(pool, model).await?;
+    }
     rows.into_iter().map(to_alias).collect()
 }
 

@@ -50,14 +50,10 @@ pub struct Totals {
     pub stored_bytes: i64,
 }
 
+/// One row kept up to date by triggers (migration 0005), not a count of four tables.
 pub async fn totals(pool: &SqlitePool) -> Result<Totals> {
     Ok(sqlx::query_as(
-        "SELECT (SELECT COUNT(*) FROM models) AS models,
-                (SELECT COUNT(*) FROM versions) AS versions,
-                (SELECT COUNT(*) FROM files) AS files,
-                (SELECT COUNT(*) FROM blobs) AS blobs,
-                (SELECT COALESCE(SUM(size), 0) FROM files) AS logical_bytes,
-                (SELECT COALESCE(SUM(size), 0) FROM blobs) AS stored_bytes",
+        "SELECT models, versions, files, blobs, logical_bytes, stored_bytes FROM catalog_totals WHERE id = 1",
     )
     .fetch_one(pool)
     .await?)

@@ -3,31 +3,15 @@
 //! supervisor). GPU requests and allocations are stored as the runtime module's JSON.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::LazyLock;
 
 use sqlx::SqlitePool;
+use sqlx::types::Json;
 
 use super::events::{self, Actor};
 use super::versions::{self, VersionState};
-use super::{CatalogError, Result, begin_write, corrupt, is_unique_violation, models};
+use super::{CatalogError, Result, begin_write, bool_from_int, corrupt, is_unique_violation, json_list_sql, models};
 use crate::domain::{AliasName, DeploymentName, Digest, ModelName, RelPath, VersionName};
-
-/// Counts committed changes to the deployments table, so a reader can keep a copy of the
-/// list (the gateway does, to route without a query per request) and know when it is stale.
-/// One process serves one data dir (it holds the dir's lock), so a process-wide count sees
-/// every write; where tests run several servers in one process, a write to one only makes
-/// the others read again.
-static GENERATION: AtomicU64 = AtomicU64::new(0);
-
-/// The count of committed changes so far. Read it before `list`: a change that commits
-/// while the list is read then shows as a newer generation than the copy.
-pub fn generation() -> u64 {
-    GENERATION.load(Ordering::Acquire)
-}
-
-fn changed() {
-    GENERATION.fetch_add(1, Ordering::AcqRel);
-}
 
 /// What a deployment serves: a pinned version, or whatever an alias points at.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -131,7 +115,7 @@ pub struct Observed {
     pub restarts: i64,
 }
 
-#[derive(sqlx::FromRow)]
+#[derive(sqlx::FromRow, serde::Deserialize)]
 struct DeploymentRow {
     id: i64,
     name: String,
@@ -142,6 +126,7 @@ struct DeploymentRow {
     gpu_request: Option<String>,
     env: String,
     args: String,
+    #[serde(deserialize_with = "bool_from_int")]
     autostart: bool,
     idle_timeout_secs: Option<i64>,
     desired: String,
@@ -209,6 +194,39 @@ macro_rules! select_deployment {
     };
 }
 
+/// Every deployment, by name, as one JSON row (see `json_list_sql`).
+static LIST: LazyLock<String> = LazyLock::new(|| {
+    json_list_sql(
+        select_deployment!(""),
+        &[
+            "id",
+            "name",
+            "model",
+            "version",
+            "alias",
+            "runtime",
+            "gpu_request",
+            "env",
+            "args",
+            "autostart",
+            "idle_timeout_secs",
+            "desired",
+            "state",
+            "reason",
+            "serving_version",
+            "container_id",
+            "address",
+            "gpu_allocation",
+            "started_at",
+            "restarts",
+            "created_by",
+            "created_at",
+            "updated_at",
+        ],
+        "name",
+    )
+});
+
 fn not_found(name: &DeploymentName) -> CatalogError {
     CatalogError::NotFound(format!("deployment '{name}' does not exist"))
 }
@@ -269,7 +287,6 @@ pub async fn create(pool: &SqlitePool, actor: &Actor, new: &NewDeployment) -> Re
     });
     events::record(&mut tx, actor, "deployment.created", Some(new.model.as_str()), new.name.as_str(), details).await?;
     tx.commit().await?;
-    changed();
     get(pool, &new.name).await
 }
 
@@ -280,7 +297,8 @@ pub async fn get(pool: &SqlitePool, name: &DeploymentName) -> Result<Deployment>
 }
 
 pub async fn list(pool: &SqlitePool) -> Result<Vec<Deployment>> {
-    let rows: Vec<DeploymentRow> = sqlx::query_as(select_deployment!("ORDER BY d.name")).fetch_all(pool).await?;
+    let rows: Vec<DeploymentRow> =
+        sqlx::query_scalar::<_, Json<Vec<DeploymentRow>>>(LIST.as_str()).fetch_one(pool).await?.0;
     rows.into_iter().map(Deployment::try_from).collect()
 }
 
@@ -304,7 +322,6 @@ pub async fn set_desired(
     let action = if desired == Desired::Running { "deployment.start" } else { "deployment.stop" };
     events::record(&mut tx, actor, action, Some(&model), name.as_str(), serde_json::json!({})).await?;
     tx.commit().await?;
-    changed();
     get(pool, name).await
 }
 
@@ -320,7 +337,6 @@ pub async fn delete(pool: &SqlitePool, actor: &Actor, name: &DeploymentName) -> 
     let Some(model) = model else { return Err(not_found(name)) };
     events::record(&mut tx, actor, "deployment.deleted", Some(&model), name.as_str(), serde_json::json!({})).await?;
     tx.commit().await?;
-    changed();
     Ok(())
 }
 
@@ -359,7 +375,6 @@ pub async fn observe(pool: &SqlitePool, name: &DeploymentName, observed: &Observ
         events::record(&mut tx, &Actor::system(), &action, Some(&model), name.as_str(), details).await?;
     }
     tx.commit().await?;
-    changed();
     Ok(())
 }
 

@@ -1,9 +1,12 @@
 //! The audit log: every mutation, with who made it, recorded in the same transaction as
 //! the change itself, so the log and the catalog never disagree.
 
+use std::sync::LazyLock;
+
+use sqlx::types::Json;
 use sqlx::{SqliteConnection, SqlitePool};
 
-use super::{Result, corrupt};
+use super::{Result, corrupt, json_list_sql};
 use crate::domain::{EVENT_ACTIONS, Glob};
 
 /// Who is making a change. Built from the authenticated caller at the HTTP edge, or
@@ -44,7 +47,7 @@ pub struct Event {
     pub details: serde_json::Value,
 }
 
-#[derive(sqlx::FromRow)]
+#[derive(sqlx::FromRow, serde::Deserialize)]
 struct EventRow {
     id: i64,
     at: String,
@@ -109,7 +112,7 @@ macro_rules! select_events {
     ($order:literal) => {
         concat!(
             "SELECT id, at, actor, token_id, remote_addr, action, model, target, details FROM events
-              WHERE id > ?1
+              WHERE id > ?1 AND id < ?7
                 AND (?2 IS NULL OR model = ?2)
                 AND (?3 IS NULL OR actor = ?3)
                 AND (?4 IS NULL OR action = ?4 OR action LIKE ?4 || '.%')
@@ -121,25 +124,56 @@ macro_rules! select_events {
     };
 }
 
+const COLUMNS: &[&str] = &["id", "at", "actor", "token_id", "remote_addr", "action", "model", "target", "details"];
+static OLDEST_FIRST: LazyLock<String> = LazyLock::new(|| json_list_sql(select_events!("ASC"), COLUMNS, "id"));
+static NEWEST_FIRST: LazyLock<String> = LazyLock::new(|| json_list_sql(select_events!("DESC"), COLUMNS, "id DESC"));
+static ABOUT: LazyLock<String> = LazyLock::new(|| {
+    json_list_sql(
+        "SELECT id, at, actor, token_id, remote_addr, action, model, target, details FROM events
+          WHERE model = ?1 AND target = ?2 ORDER BY id DESC LIMIT ?3",
+        COLUMNS,
+        "id DESC",
+    )
+});
+
 /// Events in order of id, oldest first, after `filter.after`.
 pub async fn list(pool: &SqlitePool, filter: &EventFilter) -> Result<Vec<Event>> {
-    fetch(pool, filter, select_events!("ASC")).await
+    fetch(pool, filter, None, OLDEST_FIRST.as_str()).await
 }
 
 /// The newest events that match, newest first (for people reading the log).
 pub async fn recent(pool: &SqlitePool, filter: &EventFilter) -> Result<Vec<Event>> {
-    fetch(pool, filter, select_events!("DESC")).await
+    fetch(pool, filter, None, NEWEST_FIRST.as_str()).await
 }
 
 /// Up to `limit` events after `after`, oldest first, read inside the caller's transaction.
 pub(crate) async fn after_in(conn: &mut SqliteConnection, after: i64, limit: u32) -> Result<Vec<Event>> {
     let filter = EventFilter { after: Some(after), limit, ..EventFilter::default() };
-    fetch(conn, &filter, select_events!("ASC")).await
+    fetch(conn, &filter, None, OLDEST_FIRST.as_str()).await
+}
+
+/// As `recent`, among the events older than the event `before`: the next page back.
+pub async fn recent_before(pool: &SqlitePool, filter: &EventFilter, before: i64) -> Result<Vec<Event>> {
+    fetch(pool, filter, Some(before), NEWEST_FIRST.as_str()).await
+}
+
+/// The newest events about one target of a model (say, a deployment's transitions), newest
+/// first.
+pub async fn recent_about(pool: &SqlitePool, model: &str, target: &str, limit: u32) -> Result<Vec<Event>> {
+    let rows: Vec<EventRow> = sqlx::query_scalar::<_, Json<Vec<EventRow>>>(ABOUT.as_str())
+        .bind(model)
+        .bind(target)
+        .bind(i64::from(limit))
+        .fetch_one(pool)
+        .await?
+        .0;
+    rows.into_iter().map(Event::try_from).collect()
 }
 
 async fn fetch<'e>(
     executor: impl sqlx::SqliteExecutor<'e>,
     filter: &EventFilter,
+    before: Option<i64>,
     sql: &'static str,
 ) -> Result<Vec<Event>> {
     let globs = filter
@@ -148,28 +182,34 @@ async fn fetch<'e>(
         .map(|g| serde_json::to_string(&g.iter().map(Glob::as_str).collect::<Vec<_>>()))
         .transpose()
         .map_err(corrupt)?;
-    let rows: Vec<EventRow> = sqlx::query_as(sql)
+    let rows: Vec<EventRow> = sqlx::query_scalar::<_, Json<Vec<EventRow>>>(sql)
         .bind(filter.after.unwrap_or(0))
         .bind(filter.model.as_deref())
         .bind(filter.actor.as_deref())
         .bind(filter.action.as_deref())
         .bind(globs)
         .bind(i64::from(filter.limit))
-        .fetch_all(executor)
-        .await?;
-    rows.into_iter()
-        .map(|row| {
-            Ok(Event {
-                id: row.id,
-                at: row.at,
-                actor: row.actor,
-                token_id: row.token_id,
-                remote_addr: row.remote_addr,
-                action: row.action,
-                model: row.model,
-                target: row.target,
-                details: serde_json::from_str(&row.details).map_err(corrupt)?,
-            })
+        .bind(before.unwrap_or(i64::MAX))
+        .fetch_one(executor)
+        .await?
+        .0;
+    rows.into_iter().map(Event::try_from).collect()
+}
+
+impl TryFrom<EventRow> for Event {
+    type Error = super::CatalogError;
+
+    fn try_from(row: EventRow) -> Result<Self> {
+        Ok(Self {
+            id: row.id,
+            at: row.at,
+            actor: row.actor,
+            token_id: row.token_id,
+            remote_addr: row.remote_addr,
+            action: row.action,
+            model: row.model,
+            target: row.target,
+            details: serde_json::from_str(&row.details).map_err(corrupt)?,
         })
-        .collect()
+    }
 }

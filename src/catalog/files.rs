@@ -1,10 +1,13 @@
 //! Files of a version: a path mapped to a blob. Rows are written only for blobs that are
 //! already durable on disk, and only while the version is a draft.
 
+use std::sync::LazyLock;
+
 use sqlx::SqlitePool;
+use sqlx::types::Json;
 
 use super::events::{self, Actor};
-use super::{CatalogError, Result, begin_write, corrupt, versions};
+use super::{CatalogError, Result, begin_write, corrupt, json_list_sql, versions};
 use crate::domain::{Digest, ModelName, RelPath, VersionName};
 
 #[derive(Debug, Clone)]
@@ -15,7 +18,7 @@ pub struct File {
     pub created_at: String,
 }
 
-#[derive(sqlx::FromRow)]
+#[derive(sqlx::FromRow, serde::Deserialize)]
 struct FileRow {
     path: String,
     digest: String,
@@ -150,16 +153,24 @@ async fn upsert(
     Ok(if existed.is_some() { Put::Replaced } else { Put::Created })
 }
 
-pub async fn list(pool: &SqlitePool, model: &ModelName, version: &VersionName) -> Result<Vec<File>> {
-    let rows: Vec<FileRow> = sqlx::query_as(
+/// The files of version `?2` of model `?1`, by path, as one JSON row.
+static LIST: LazyLock<String> = LazyLock::new(|| {
+    json_list_sql(
         "SELECT f.path, f.digest, f.size, f.created_at
            FROM files f JOIN versions v ON v.id = f.version_id JOIN models m ON m.id = v.model_id
-          WHERE m.name = ? AND v.name = ? ORDER BY f.path",
+          WHERE m.name = ?1 AND v.name = ?2",
+        &["path", "digest", "size", "created_at"],
+        "path",
     )
-    .bind(model.as_str())
-    .bind(version.as_str())
-    .fetch_all(pool)
-    .await?;
+});
+
+pub async fn list(pool: &SqlitePool, model: &ModelName, version: &VersionName) -> Result<Vec<File>> {
+    let rows: Vec<FileRow> = sqlx::query_scalar::<_, Json<Vec<FileRow>>>(LIST.as_str())
+        .bind(model.as_str())
+        .bind(version.as_str())
+        .fetch_one(pool)
+        .await?
+        .0;
     if rows.is_empty() {
         // Tell an empty draft apart from a version that does not exist.
         versions::get(pool, model, version).await?;

@@ -19,11 +19,12 @@ pub mod webhooks;
 pub use events::Actor;
 
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use anyhow::Context as _;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{Sqlite, SqlitePool, Transaction};
+use sqlx::{Sqlite, SqliteConnection, SqlitePool, Transaction};
 
 /// What went wrong in a catalog call, in terms the HTTP edge can map to a status.
 #[derive(Debug, thiserror::Error)]
@@ -63,9 +64,48 @@ pub async fn open(path: &Path) -> anyhow::Result<SqlitePool> {
     Ok(pool)
 }
 
+/// Counts the write transactions committed in this process, so that a reader can keep what
+/// it read for as long as this has not moved (the dashboard's page cache). It is bumped
+/// after the commit returns: a reader that takes it before reading can only ever file what
+/// it read under an older count, never stale rows under a newer one. Every catalog write
+/// goes through [`begin_write`]; sessions and token use times, written without it, are
+/// never cached.
+static GENERATION: AtomicU64 = AtomicU64::new(0);
+
+/// The current write count; see [`GENERATION`].
+pub fn generation() -> u64 {
+    GENERATION.load(Ordering::Acquire)
+}
+
+/// A write transaction: a connection holding SQLite's write lock, whose commit moves
+/// [`generation`]. Dropped without a commit, it rolls back.
+pub(crate) struct WriteTx(Transaction<'static, Sqlite>);
+
+impl WriteTx {
+    pub(crate) async fn commit(self) -> Result<(), sqlx::Error> {
+        self.0.commit().await?;
+        GENERATION.fetch_add(1, Ordering::AcqRel);
+        Ok(())
+    }
+}
+
+impl std::ops::Deref for WriteTx {
+    type Target = SqliteConnection;
+
+    fn deref(&self) -> &SqliteConnection {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for WriteTx {
+    fn deref_mut(&mut self) -> &mut SqliteConnection {
+        &mut self.0
+    }
+}
+
 /// Starts a write transaction that holds SQLite's write lock from its first statement.
-pub(crate) async fn begin_write(pool: &SqlitePool) -> Result<Transaction<'static, Sqlite>> {
-    Ok(pool.begin_with("BEGIN IMMEDIATE").await?)
+pub(crate) async fn begin_write(pool: &SqlitePool) -> Result<WriteTx> {
+    Ok(WriteTx(pool.begin_with("BEGIN IMMEDIATE").await?))
 }
 
 /// A value that should have round-tripped through the database did not: a bug or a
@@ -93,6 +133,22 @@ pub(crate) fn like_pattern(needle: &str) -> String {
     pattern
 }
 
+/// The SQL that answers `inner`'s rows as one row: a JSON array of objects whose keys are
+/// `columns` (columns of `inner`, named as the row struct's fields), in `order`.
+///
+/// Lists are read this way because sqlx's SQLite driver hands every row from its worker
+/// thread to the reader on its own, waking the reader for each; a list as one JSON row is
+/// one hand-off however long it is (50 rows: about a third of the time; benches/dashboard.sh).
+pub(crate) fn json_list_sql(inner: &str, columns: &[&str], order: &str) -> String {
+    let pairs: Vec<String> = columns.iter().map(|c| format!("'{c}', {c}")).collect();
+    format!("SELECT json_group_array(json_object({}) ORDER BY {order}) FROM ({inner})", pairs.join(", "))
+}
+
+/// Reads SQLite's 0/1 as a bool, for rows that arrive as JSON.
+pub(crate) fn bool_from_int<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<bool, D::Error> {
+    Ok(<i64 as serde::Deserialize>::deserialize(d)? != 0)
+}
+
 /// A page of results and the opaque cursor that fetches the next one.
 #[derive(Debug)]
 pub struct Page<T> {
@@ -103,6 +159,14 @@ pub struct Page<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_json_list_keeps_the_order_and_names_the_columns() {
+        assert_eq!(
+            json_list_sql("SELECT id, name FROM t", &["id", "name"], "id DESC"),
+            "SELECT json_group_array(json_object('id', id, 'name', name) ORDER BY id DESC) FROM (SELECT id, name FROM t)"
+        );
+    }
 
     #[test]
     fn like_pattern_escapes_wildcards() {

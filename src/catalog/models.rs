@@ -1,9 +1,12 @@
 //! Models: a name, a description and tags.
 
+use std::sync::LazyLock;
+
 use sqlx::SqlitePool;
+use sqlx::types::Json;
 
 use super::events::{self, Actor};
-use super::{CatalogError, Page, Result, begin_write, corrupt, is_unique_violation, like_pattern};
+use super::{CatalogError, Page, Result, begin_write, corrupt, is_unique_violation, json_list_sql, like_pattern};
 use crate::domain::{Glob, ModelName};
 
 /// A model as the catalog knows it, with a summary of its versions and aliases.
@@ -27,7 +30,7 @@ pub struct Model {
     pub deployments: Option<String>,
 }
 
-#[derive(sqlx::FromRow)]
+#[derive(sqlx::FromRow, serde::Deserialize)]
 struct ModelRow {
     id: i64,
     name: String,
@@ -71,7 +74,7 @@ macro_rules! select_model {
     ($tail:literal) => {
         concat!(
             "SELECT m.id, m.name, m.description, m.tags, m.created_at, m.updated_at, m.created_by,
-                    (SELECT COUNT(*) FROM versions v WHERE v.model_id = m.id) AS version_count,
+                    m.version_count,
                     (SELECT v.name FROM versions v WHERE v.model_id = m.id AND v.state = 'ready'
                       ORDER BY v.published_at DESC, v.id DESC LIMIT 1) AS latest_version,
                     (SELECT COALESCE(SUM(f.size), 0) FROM files f WHERE f.version_id =
@@ -85,6 +88,37 @@ macro_rules! select_model {
         )
     };
 }
+
+/// The columns of `select_model!`, for lists read as JSON.
+const COLUMNS: &[&str] = &[
+    "id",
+    "name",
+    "description",
+    "tags",
+    "created_at",
+    "updated_at",
+    "created_by",
+    "version_count",
+    "latest_version",
+    "latest_size",
+    "aliases",
+    "deployments",
+];
+
+/// Models ordered by name after `?1`, matching `?2` (a LIKE pattern) and `?4` (JSON globs),
+/// at most `?3`.
+static LIST: LazyLock<String> = LazyLock::new(|| {
+    json_list_sql(
+        select_model!(
+            "WHERE m.name > ?1
+               AND (?2 IS NULL OR m.name LIKE ?2 ESCAPE '\\' OR m.description LIKE ?2 ESCAPE '\\')
+               AND (?4 IS NULL OR EXISTS (SELECT 1 FROM json_each(?4) g WHERE m.name GLOB g.value))
+             ORDER BY m.name LIMIT ?3"
+        ),
+        COLUMNS,
+        "name",
+    )
+});
 
 /// What a client may set on a model.
 #[derive(Debug, Default)]
@@ -153,18 +187,14 @@ pub async fn list(
         .map(|g| serde_json::to_string(&g.iter().map(Glob::as_str).collect::<Vec<_>>()))
         .transpose()
         .map_err(corrupt)?;
-    let rows: Vec<ModelRow> = sqlx::query_as(select_model!(
-        "WHERE m.name > ?1
-           AND (?2 IS NULL OR m.name LIKE ?2 ESCAPE '\\' OR m.description LIKE ?2 ESCAPE '\\')
-           AND (?4 IS NULL OR EXISTS (SELECT 1 FROM json_each(?4) g WHERE m.name GLOB g.value))
-         ORDER BY m.name LIMIT ?3"
-    ))
-    .bind(cursor.unwrap_or(""))
-    .bind(q.map(like_pattern))
-    .bind(i64::from(limit) + 1)
-    .bind(globs)
-    .fetch_all(pool)
-    .await?;
+    let rows: Vec<ModelRow> = sqlx::query_scalar::<_, Json<Vec<ModelRow>>>(LIST.as_str())
+        .bind(cursor.unwrap_or(""))
+        .bind(q.map(like_pattern))
+        .bind(i64::from(limit) + 1)
+        .bind(globs)
+        .fetch_one(pool)
+        .await?
+        .0;
     let mut items = rows.into_iter().map(Model::try_from).collect::<Result<Vec<_>>>()?;
     let next = if items.len() > limit as usize {
         items.truncate(limit as usize);

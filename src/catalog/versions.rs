@@ -1,11 +1,14 @@
 //! Versions of a model: `draft` while files are added, then `ready` (published) and
 //! immutable, with a manifest digest fixed at publish.
 
+use std::sync::LazyLock;
+
 use sha2::{Digest as _, Sha256};
 use sqlx::SqlitePool;
+use sqlx::types::Json;
 
 use super::events::{self, Actor};
-use super::{CatalogError, Page, Result, begin_write, corrupt, is_unique_violation, models};
+use super::{CatalogError, Page, Result, begin_write, corrupt, is_unique_violation, json_list_sql, models};
 use crate::domain::{Digest, ModelName, VersionName};
 
 /// `draft`: files may be added and removed; `ready`: published, immutable.
@@ -36,7 +39,7 @@ pub struct Version {
     pub aliases: Vec<String>,
 }
 
-#[derive(sqlx::FromRow)]
+#[derive(sqlx::FromRow, serde::Deserialize)]
 struct VersionRow {
     id: i64,
     model_id: i64,
@@ -96,6 +99,36 @@ macro_rules! select_version {
         )
     };
 }
+
+/// The columns of `select_version!`, for lists read as JSON.
+const COLUMNS: &[&str] = &[
+    "id",
+    "model_id",
+    "model",
+    "name",
+    "state",
+    "description",
+    "metadata",
+    "manifest_digest",
+    "created_at",
+    "published_at",
+    "created_by",
+    "published_by",
+    "file_count",
+    "size",
+    "aliases",
+];
+
+/// Versions of the model named `?1` with an id below `?2`, newest first, at most `?3`.
+static LIST: LazyLock<String> = LazyLock::new(|| {
+    json_list_sql(
+        select_version!(
+            "WHERE v.model_id = (SELECT id FROM models WHERE name = ?1) AND v.id < ?2 ORDER BY v.id DESC LIMIT ?3"
+        ),
+        COLUMNS,
+        "id DESC",
+    )
+});
 
 pub fn not_found(model: &ModelName, version: &VersionName) -> CatalogError {
     CatalogError::NotFound(format!("model '{model}' has no version '{version}'"))
@@ -177,14 +210,17 @@ pub async fn get(pool: &SqlitePool, model: &ModelName, version: &VersionName) ->
 
 /// Versions of a model, newest first; `cursor` is the id after which to continue.
 pub async fn list(pool: &SqlitePool, model: &ModelName, cursor: Option<i64>, limit: u32) -> Result<Page<Version>> {
-    let model_id = models::id_of(pool, model).await?;
-    let rows: Vec<VersionRow> =
-        sqlx::query_as(select_version!("WHERE v.model_id = ? AND v.id < ? ORDER BY v.id DESC LIMIT ?"))
-            .bind(model_id)
-            .bind(cursor.unwrap_or(i64::MAX))
-            .bind(i64::from(limit) + 1)
-            .fetch_all(pool)
-            .await?;
+    let rows: Vec<VersionRow> = sqlx::query_scalar::<_, Json<Vec<VersionRow>>>(LIST.as_str())
+        .bind(model.as_str())
+        .bind(cursor.unwrap_or(i64::MAX))
+        .bind(i64::from(limit) + 1)
+        .fetch_one(pool)
+        .await?
+        .0;
+    if rows.is_empty() {
+        // Tell a model without versions apart from one that does not exist.
+        models::id_of(pool, model).await?;
+    }
     let mut items = rows.into_iter().map(Version::try_from).collect::<Result<Vec<_>>>()?;
     let next = if items.len() > limit as usize {
         items.truncate(limit as usize);
@@ -193,6 +229,23 @@ pub async fn list(pool: &SqlitePool, model: &ModelName, cursor: Option<i64>, lim
         None
     };
     Ok(Page { items, next })
+}
+
+/// The names of a model's newest `limit` versions, newest first: for pickers, without the
+/// sizes and counts of `list`.
+pub async fn names(pool: &SqlitePool, model: &ModelName, limit: u32) -> Result<Vec<VersionName>> {
+    let names: Json<Vec<String>> = sqlx::query_scalar(
+        "SELECT json_group_array(name ORDER BY id DESC) FROM
+           (SELECT id, name FROM versions WHERE model_id = (SELECT id FROM models WHERE name = ?) ORDER BY id DESC LIMIT ?)",
+    )
+    .bind(model.as_str())
+    .bind(i64::from(limit))
+    .fetch_one(pool)
+    .await?;
+    if names.0.is_empty() {
+        models::id_of(pool, model).await?;
+    }
+    names.0.iter().map(|name| VersionName::parse(name).map_err(corrupt)).collect()
 }
 
 /// What a client may change on a draft.

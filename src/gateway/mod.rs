@@ -32,7 +32,8 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// The longest a request waits for a cold start.
 const MAX_COLD_START: Duration = Duration::from_secs(900);
 
-/// The deployments as of a generation of their table (`deployments::generation`).
+/// The deployments as of a generation of the catalog (`catalog::generation`, its count of
+/// committed writes).
 type Routes = Option<(u64, Arc<Vec<Deployment>>)>;
 
 /// The upstream client (one keep-alive pool for every deployment) and the routing table.
@@ -41,7 +42,7 @@ pub struct Gateway {
     client: reqwest::Client,
     traffic: Arc<Traffic>,
     metrics: Arc<Metrics>,
-    /// Requests are routed from this copy; only a change to the table costs a query.
+    /// Requests are routed from this copy; only a write to the catalog costs a query.
     routes: Arc<Mutex<Routes>>,
 }
 
@@ -60,7 +61,7 @@ impl Gateway {
 
     /// Every deployment, from the copy unless the table changed since it was taken.
     async fn deployments(&self, pool: &SqlitePool) -> Result<Arc<Vec<Deployment>>, OpenAiError> {
-        let generation = deployments::generation();
+        let generation = crate::catalog::generation();
         if let Some((seen, list)) = &*self.routes.lock().unwrap_or_else(PoisonError::into_inner)
             && *seen == generation
         {

@@ -4,6 +4,7 @@
 //! rendered from Markdown and sanitized.
 
 mod assets;
+mod cache;
 mod error;
 mod markdown;
 mod pages;
@@ -11,8 +12,10 @@ mod session;
 
 use actix_web::web;
 
+use cache::PageCache;
+
 pub use error::WebError;
-pub use session::WebCaller;
+pub use session::{Frame, WebCaller};
 
 /// A model name in a URL, as in the API.
 const MODEL: &str = "{model:[^/]+(?:/[^/]+)?}";
@@ -25,7 +28,17 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         }
         .into()
     });
+    // Per worker, as the App is built per worker: a card is rendered at most once by each,
+    // and each keeps the pages it served until the catalog changes.
     cfg.app_data(forms)
+        .app_data(web::Data::new(markdown::CardCache::default()))
+        .app_data(web::Data::new(PageCache::<pages::models::ModelsKey, pages::models::ModelsData>::default()))
+        .app_data(web::Data::new(PageCache::<pages::model::ModelKey, pages::model::ModelData>::default()))
+        .app_data(web::Data::new(PageCache::<pages::version::VersionKey, pages::version::VersionData>::default()))
+        .app_data(web::Data::new(PageCache::<pages::activity::ActivityKey, pages::activity::ActivityData>::default()))
+        .app_data(web::Data::new(PageCache::<(), pages::deployments::DeploymentsData>::default()))
+        .app_data(web::Data::new(PageCache::<(), pages::system::SystemData>::default()))
+        .app_data(web::Data::new(cache::Recent::<pages::system::DockerStatus>::new(pages::system::DOCKER_STATUS_TTL)))
         .service(web::resource("/static/{file}").route(web::get().to(assets::asset)))
         .service(
             web::resource("/login")

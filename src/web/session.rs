@@ -9,10 +9,19 @@ use sqlx::SqlitePool;
 
 use super::WebError;
 use crate::auth::{Caller, session};
+use crate::domain::Role;
 
 pub struct WebCaller {
     pub caller: Caller,
     pub csrf: String,
+}
+
+/// What the frame of every signed-in page shows: who is signed in, the CSRF token its
+/// forms send (sign out included), and whether the admin-only links belong in the nav.
+pub struct Frame {
+    pub user: String,
+    pub csrf: String,
+    pub admin: bool,
 }
 
 impl WebCaller {
@@ -27,8 +36,12 @@ impl WebCaller {
         }
     }
 
-    pub fn user(&self) -> String {
-        self.caller.user.as_ref().map(ToString::to_string).unwrap_or_default()
+    pub fn frame(&self) -> Frame {
+        Frame {
+            user: self.caller.user.as_ref().map(ToString::to_string).unwrap_or_default(),
+            csrf: self.csrf.clone(),
+            admin: self.caller.role >= Role::Admin,
+        }
     }
 }
 

@@ -10,48 +10,195 @@ document.addEventListener("keydown", (event) => {
   }
 });
 
-// Live deployment states: follow the audit log's event stream, and on any event about a
-// deployment shown here, fetch it and update its fields. No reload needed.
-function fill(container, deployment) {
-  for (const field of container.querySelectorAll("[data-field]")) {
-    const name = field.dataset.field;
-    const value = deployment[name] === null || deployment[name] === undefined ? "" : String(deployment[name]);
-    field.textContent = value;
-    if (name === "state") field.className = "state " + value;
+// Live deployments: follow the audit log's event stream. An event about a deployment shown
+// here fetches it and updates its fields; on the deployments table a deployment created
+// elsewhere (another user, the API) gets a row and a deleted one loses it. No reload needed.
+const liveTable = document.querySelector("[data-live-deployments]");
+const livePage = document.querySelector("[data-live-deployment]");
+
+function gpuText(allocation) {
+  if (!allocation) return "—";
+  if (allocation.kind === "exclusive") return "GPU " + allocation.device_ids.join(", ");
+  if (allocation.kind === "shared") return `${allocation.memory_gib} GiB of GPU ${allocation.device_id}`;
+  return "—";
+}
+
+function uptimeText(seconds) {
+  if (seconds < 60) return `${Math.max(0, Math.floor(seconds))} s`;
+  const minutes = Math.floor(seconds / 60);
+  if (minutes < 60) return `${minutes} min`;
+  const hours = Math.floor(minutes / 60);
+  if (hours < 48) return `${hours} h ${minutes % 60} min`;
+  return `${Math.floor(hours / 24)} d ${hours % 24} h`;
+}
+
+// Uptime cells count up while their deployment runs; without this script they show the
+// start time instead.
+function tickUptimes() {
+  for (const time of document.querySelectorAll("time[data-field=started_at]")) {
+    const scope = time.closest("[data-deployment]") || document;
+    const state = scope.querySelector("[data-field=state]");
+    const since = Date.parse(time.getAttribute("datetime") || "");
+    const running = state && state.textContent === "running" && !Number.isNaN(since);
+    time.textContent = running ? uptimeText((Date.now() - since) / 1000) : "—";
+    time.title = running ? `since ${time.getAttribute("datetime")}` : "";
   }
 }
 
-function refresh(name) {
-  const containers = document.querySelectorAll(
-    `[data-deployment="${CSS.escape(name)}"], [data-live-deployment="${CSS.escape(name)}"]`
-  );
-  if (containers.length === 0) return;
+function fill(container, deployment) {
+  for (const field of container.querySelectorAll("[data-field]")) {
+    const name = field.dataset.field;
+    const raw = deployment[name];
+    if (name === "gpus") {
+      field.textContent = gpuText(raw);
+    } else if (name === "started_at") {
+      field.setAttribute("datetime", raw || "");
+    } else {
+      field.textContent = raw === null || raw === undefined ? "" : String(raw);
+    }
+    if (name === "state") field.className = "state " + field.textContent;
+  }
+  tickUptimes();
+}
+
+// A row like the server renders, built from the API's view with text nodes only.
+function newRow(d) {
+  const row = document.createElement("tr");
+  row.dataset.deployment = d.name;
+  const labels = Array.from(liveTable.tHead.rows[0].cells, (th) => th.textContent);
+  const cell = (field) => {
+    const td = row.insertCell();
+    td.dataset.label = labels[td.cellIndex] || "";
+    if (field) td.dataset.field = field;
+    return td;
+  };
+  const link = document.createElement("a");
+  link.href = `/deployments/${encodeURIComponent(d.name)}`;
+  link.textContent = d.name;
+  const first = cell();
+  first.append(link);
+  if (d.autostart) {
+    const tag = document.createElement("span");
+    tag.className = "tag";
+    tag.title = "Starts on its first request";
+    tag.textContent = "autostart";
+    first.append(" ", tag);
+  }
+  const serves = cell();
+  const runtime = document.createElement("small");
+  runtime.textContent = `(${d.runtime})`;
+  serves.append(`${d.target} `, runtime);
+  const state = document.createElement("span");
+  state.dataset.field = "state";
+  cell().append(state);
+  cell("version");
+  cell("gpus");
+  const time = document.createElement("time");
+  time.dataset.field = "started_at";
+  cell().append(time);
+  cell().textContent = "0";
+  cell("restarts");
+  cell("reason").className = "description";
+  fill(row, d);
+  return row;
+}
+
+function showEmpty() {
+  if (!liveTable) return;
+  const empty = liveTable.tBodies[0].rows.length === 0;
+  liveTable.hidden = empty;
+  const note = document.querySelector("[data-live-empty]");
+  if (note) note.hidden = !empty;
+}
+
+function rowOf(name) {
+  return liveTable && liveTable.querySelector(`tr[data-deployment="${CSS.escape(name)}"]`);
+}
+
+function insertRow(row) {
+  const body = liveTable.tBodies[0];
+  const after = Array.from(body.rows).find((r) => r.dataset.deployment > row.dataset.deployment);
+  body.insertBefore(row, after || null);
+  showEmpty();
+}
+
+// The try-it panel and the log follow the state: shown while it runs.
+function followState(deployment) {
+  const panel = document.querySelector("[data-try-panel]");
+  if (panel) panel.hidden = deployment.state !== "running";
+  if (deployment.state === "running") followLog();
+}
+
+function addEvent(event) {
+  const table = document.querySelector("[data-live-events]");
+  if (!table) return;
+  const row = table.tBodies[0].insertRow(0);
+  const labels = Array.from(table.tHead.rows[0].cells, (th) => th.textContent);
+  const cell = () => {
+    const td = row.insertCell();
+    td.dataset.label = labels[td.cellIndex] || "";
+    return td;
+  };
+  for (const text of [event.at, event.action, event.actor || ""]) cell().textContent = text;
+  const details = cell();
+  details.className = "description";
+  const code = document.createElement("code");
+  code.textContent = JSON.stringify(event.details);
+  details.append(code);
+  table.hidden = false;
+  const none = document.querySelector("[data-live-events-empty]");
+  if (none) none.hidden = true;
+}
+
+function refresh(name, action) {
+  const row = rowOf(name);
+  const here = livePage && livePage.dataset.liveDeployment === name;
+  if (action === "deployment.deleted") {
+    if (row) row.remove();
+    showEmpty();
+    if (here) {
+      fill(livePage, { state: "deleted" });
+      followState({ state: "deleted" });
+    }
+    return;
+  }
+  if (!row && !here && !liveTable) return;
   fetch(`/api/v1/deployments/${encodeURIComponent(name)}`, { credentials: "same-origin" })
     .then((response) => (response.ok ? response.json() : null))
     .then((deployment) => {
       if (!deployment) return;
-      for (const container of containers) {
-        fill(container.tagName === "H1" ? document : container, deployment);
+      const current = rowOf(name);
+      if (current) fill(current, deployment);
+      else if (liveTable) insertRow(newRow(deployment));
+      if (here) {
+        fill(document, deployment);
+        followState(deployment);
       }
     });
 }
 
-const watched = document.querySelectorAll("[data-deployment], [data-live-deployment]");
-if (watched.length > 0 && window.EventSource) {
+if ((liveTable || livePage) && window.EventSource) {
   const stream = new EventSource("/api/v1/events/stream");
   const onEvent = (event) => {
     const data = JSON.parse(event.data);
-    if (data.action && data.action.startsWith("deployment.")) refresh(data.target);
+    if (!data.action || !data.action.startsWith("deployment.")) return;
+    refresh(data.target, data.action);
+    if (livePage && livePage.dataset.liveDeployment === data.target) addEvent(data);
   };
   for (const state of ["created", "start", "stop", "pending", "starting", "running", "stopping", "stopped",
                        "failed", "deleted", "rolled_out", "rollout_failed"]) {
     stream.addEventListener("deployment." + state, onEvent);
   }
 }
+tickUptimes();
+setInterval(tickUptimes, 1000);
 
-// The log of a deployment, followed as it is written.
+// The log of a deployment, followed as it is written, from when it runs.
 const log = document.querySelector("[data-log]");
-if (log && window.fetch && window.TextDecoder) {
+let following = false;
+function followLog() {
+  if (!log || following || !window.fetch || !window.TextDecoder) return;
+  following = true;
   fetch(`/api/v1/deployments/${encodeURIComponent(log.dataset.log)}/logs?tail=200&follow=true`, {
     credentials: "same-origin",
   }).then(async (response) => {
@@ -65,8 +212,9 @@ if (log && window.fetch && window.TextDecoder) {
       log.textContent += decoder.decode(value, { stream: true });
       log.scrollTop = log.scrollHeight;
     }
-  });
+  }).finally(() => { following = false; });
 }
+followLog();
 
 // Copy buttons: data-copy names the id of the field to copy.
 for (const button of document.querySelectorAll("[data-copy]")) {
@@ -202,6 +350,34 @@ async function json(method, url, body) {
   return response.status === 204 ? null : response.json();
 }
 
+// Every entry of a dropped directory, however many: readEntries answers in batches.
+function readAllEntries(directory) {
+  const reader = directory.createReader();
+  const all = [];
+  return new Promise((resolve, reject) => {
+    const next = () => reader.readEntries((batch) => {
+      if (batch.length === 0) {
+        resolve(all);
+      } else {
+        all.push(...batch);
+        next();
+      }
+    }, reject);
+    next();
+  });
+}
+
+// Calls add(file, path) for each file under entries, folders walked in full.
+async function walkEntries(entries, prefix, add) {
+  for (const entry of entries) {
+    if (entry.isFile) {
+      add(await new Promise((resolve, reject) => entry.file(resolve, reject)), prefix + entry.name);
+    } else if (entry.isDirectory) {
+      await walkEntries(await readAllEntries(entry), `${prefix}${entry.name}/`, add);
+    }
+  }
+}
+
 const uploadForm = document.querySelector("[data-upload]");
 if (uploadForm) {
   const model = uploadForm.dataset.upload;
@@ -216,18 +392,22 @@ if (uploadForm) {
   const drop = uploadForm.querySelector("[data-drop]");
   drop.addEventListener("dragover", (e) => { e.preventDefault(); drop.classList.add("over"); });
   drop.addEventListener("dragleave", () => drop.classList.remove("over"));
+  // Folders are read in full: readEntries gives a directory's entries in batches (100 at a
+  // time in Chromium) and must be called until it gives an empty one.
+  let dropped = Promise.resolve();
   drop.addEventListener("drop", (e) => {
     e.preventDefault();
     drop.classList.remove("over");
-    const walk = (entry, prefix) => {
-      if (entry.isFile) entry.file((f) => add(f, prefix + f.name));
-      else if (entry.isDirectory) entry.createReader().readEntries((entries) => entries.forEach((c) => walk(c, prefix + entry.name + "/")));
-    };
-    for (const item of e.dataTransfer.items) {
-      const entry = item.webkitGetAsEntry && item.webkitGetAsEntry();
-      if (entry && entry.isDirectory) entry.createReader().readEntries((entries) => entries.forEach((c) => walk(c, "")));
-      else if (entry) walk(entry, "");
-    }
+    // The items are only readable during the event itself; their entries stay valid.
+    const entries = Array.from(e.dataTransfer.items, (item) => item.webkitGetAsEntry && item.webkitGetAsEntry())
+      .filter(Boolean);
+    dropped = dropped
+      .then(() => Promise.all(entries.map((entry) => (entry.isDirectory
+        // A dropped folder's own name is not part of the version's paths.
+        ? readAllEntries(entry).then((children) => walkEntries(children, "", add))
+        : walkEntries([entry], "", add)))))
+      .then(() => { drop.textContent = `${picked.length} file(s) ready to upload`; })
+      .catch((error) => { drop.textContent = `Could not read what was dropped: ${error.message || error}`; });
   });
 
   uploadForm.addEventListener("submit", async (event) => {
@@ -237,6 +417,7 @@ if (uploadForm) {
     table.hidden = false;
     const done = document.querySelector("[data-upload-done]");
     try {
+      await dropped;
       const requested = document.getElementById("uversion").value.trim();
       const version = await json("POST", api(model) + "/versions", requested ? { version: requested } : {});
       const name = version.version;
@@ -291,6 +472,7 @@ if (tryIt) {
     event.preventDefault();
     const output = document.querySelector("[data-try-output]");
     output.textContent = "";
+    delete output.dataset.done;
     const message = document.getElementById("tmessage").value;
     const response = await fetch("/v1/chat/completions", {
       method: "POST", credentials: "same-origin",

@@ -251,3 +251,136 @@ async fn files_upload_through_the_plain_form_without_javascript() {
     assert_eq!(refused.status(), StatusCode::FORBIDDEN);
     assert_eq!(app.system().await["counts"]["versions"], 1, "nothing was created");
 }
+
+#[tokio::test]
+async fn the_sign_in_form_is_refused_for_a_while_after_ten_failures() {
+    let app = spawn_app().await;
+    app.user_token("max", "maintainer").await;
+    let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client");
+    let attempt =
+        |password: &'static str| client.post(app.url("/login")).form(&[("user", "max"), ("password", password)]).send();
+    for _ in 0..10 {
+        assert_eq!(attempt("wrong-password-x").await.expect("post").status(), StatusCode::UNAUTHORIZED);
+    }
+    let blocked = attempt("max-long-password").await.expect("post");
+    assert_eq!(blocked.status(), StatusCode::TOO_MANY_REQUESTS, "even the right password, for now");
+    let page = blocked.text().await.expect("text");
+    assert!(page.contains("try again in") && page.contains("id=\"password\""), "a sign-in page that says why: {page}");
+}
+
+#[tokio::test]
+async fn a_model_with_many_versions_shows_them_a_page_at_a_time() {
+    let app = spawn_app().await;
+    app.create_model("m").await;
+    for v in 1..=60 {
+        app.create_version("m", &v.to_string()).await;
+    }
+    let (client, cookie) = signed_in(&app, "vera", "viewer").await;
+    let rows = |html: &str| html.matches("<a href=\"/models/m/versions/").count();
+    let (status, newest) = page(&client, &app, &cookie, "/models/m").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(rows(&newest), 50);
+    assert!(newest.contains("/models/m/versions/60\"") && !newest.contains("/models/m/versions/10\""));
+    let at = newest.find("href=\"/models/m?before=").expect("a link to older versions") + 6;
+    let older_link = newest[at..].split('"').next().expect("href").replace("&#38;", "&");
+    let (status, older) = page(&client, &app, &cookie, &older_link).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(rows(&older), 10);
+    assert!(older.contains("/models/m/versions/10\"") && older.contains("/models/m/versions/1\""));
+    assert!(!older.contains("?before="), "the oldest page has no further link");
+    let (status, _) = page(&client, &app, &cookie, "/models/m?before=nonsense").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test]
+async fn the_users_link_is_in_the_nav_of_admins_only() {
+    let app = spawn_app().await;
+    for (user, role, shown) in [("boss", "admin", true), ("max", "maintainer", false), ("vera", "viewer", false)] {
+        let (client, cookie) = signed_in(&app, user, role).await;
+        let (_, html) = page(&client, &app, &cookie, "/").await;
+        assert_eq!(html.contains("<a href=\"/users\">Users</a>"), shown, "{role}");
+    }
+}
+
+#[tokio::test]
+async fn the_byte_totals_on_the_system_page_follow_uploads_links_and_deletes() {
+    let app = spawn_app().await;
+    let bytes = |system: serde_json::Value| {
+        (
+            system["storage"]["logical_bytes"].as_i64().expect("logical"),
+            system["storage"]["stored_bytes"].as_i64().expect("stored"),
+        )
+    };
+    app.create_model("m").await;
+    app.create_version("m", "1").await;
+    assert_eq!(app.upload("m", "1", "a.bin", b"aaa").await.status(), StatusCode::CREATED);
+    assert_eq!(app.upload("m", "1", "b.bin", b"bbbbb").await.status(), StatusCode::CREATED);
+    assert_eq!(bytes(app.system().await), (8, 8));
+    // The same bytes again under another path: logical grows, stored does not.
+    assert_eq!(app.upload("m", "1", "copy.bin", b"aaa").await.status(), StatusCode::CREATED);
+    assert_eq!(bytes(app.system().await), (11, 8));
+    // A path given other bytes counts its new size only.
+    app.upload("m", "1", "b.bin", b"bb").await;
+    assert_eq!(bytes(app.system().await), (8, 10));
+    assert_eq!(app.delete("/api/v1/models/m/versions/1/files/copy.bin").await.status(), StatusCode::NO_CONTENT);
+    assert_eq!(bytes(app.system().await), (5, 10));
+    app.create_model("n").await;
+    app.create_version("n", "1").await;
+    app.upload("n", "1", "a.bin", b"aaa").await;
+    assert_eq!(bytes(app.system().await), (8, 10));
+    // Deleting a model removes its files by cascade; the blobs stay until collected.
+    assert_eq!(app.delete("/api/v1/models/m").await.status(), StatusCode::NO_CONTENT);
+    assert_eq!(bytes(app.system().await), (3, 10));
+    let (client, cookie) = signed_in(&app, "vera", "viewer").await;
+    let (_, html) = page(&client, &app, &cookie, "/system").await;
+    assert!(
+        html.contains("<dt>Logical size</dt><dd>3 B</dd>") && html.contains("<dt>Stored on disk</dt><dd>10 B</dd>"),
+        "{html}"
+    );
+}
+
+#[tokio::test]
+async fn the_activity_page_shows_the_newest_events_a_page_at_a_time_with_its_filter() {
+    let app = spawn_app().await;
+    for i in 0..60 {
+        app.create_model(&format!("m{i:02}")).await;
+    }
+    app.create_model("other").await;
+    let (client, cookie) = signed_in(&app, "vera", "viewer").await;
+    let created = |html: &str| html.matches(">model.created</td>").count();
+    let (status, newest) = page(&client, &app, &cookie, "/activity?action=model").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(created(&newest), 50);
+    assert!(newest.contains(">other</td>") && !newest.contains(">m10</td>"), "newest first");
+    let at = newest.find("href=\"/activity?").expect("a link to older events") + 6;
+    let older_link = newest[at..].split('"').next().expect("href").replace("&#38;", "&");
+    assert!(older_link.contains("action=model"), "the filter is kept: {older_link}");
+    let (status, older) = page(&client, &app, &cookie, &older_link).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(created(&older), 11, "the rest: m00 to m10");
+    assert!(older.contains(">m00</td>") && !older.contains("Older events"));
+}
+
+#[tokio::test]
+async fn a_page_seen_before_shows_a_change_at_once() {
+    let app = spawn_app().await;
+    app.published("m", &[("a.bin", b"a")]).await;
+    let (client, cookie) = signed_in(&app, "vera", "viewer").await;
+    // Each page twice, so that the second view is the kept one; then a change, then again.
+    for _ in 0..2 {
+        assert!(!page(&client, &app, &cookie, "/").await.1.contains("fresh-model"));
+        assert!(!page(&client, &app, &cookie, "/models/m").await.1.contains(">staging<"));
+        assert!(!page(&client, &app, &cookie, "/models/m/versions/1").await.1.contains("b.bin"));
+        assert!(!page(&client, &app, &cookie, "/activity").await.1.contains("fresh-model"));
+    }
+    app.create_model("fresh-model").await;
+    app.put_json("/api/v1/models/m/aliases/staging", &json!({"version": "1"})).await;
+    app.create_version("m", "2").await;
+    app.upload("m", "2", "b.bin", b"b").await;
+    assert!(page(&client, &app, &cookie, "/").await.1.contains("fresh-model"), "the list");
+    let model = page(&client, &app, &cookie, "/models/m").await.1;
+    assert!(model.contains(">staging<") && model.contains("/models/m/versions/2\""), "the model page");
+    let diff = page(&client, &app, &cookie, "/models/m/versions/2?against=1").await.1;
+    assert!(diff.contains(">a.bin</td>") && diff.contains(">b.bin</td>"), "the version page: {diff}");
+    assert!(page(&client, &app, &cookie, "/activity").await.1.contains("fresh-model"), "the activity");
+}

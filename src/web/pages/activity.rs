@@ -1,4 +1,7 @@
-//! Activity: the audit log, newest first, filterable by model, actor and action.
+//! Activity: the audit log, newest first, a page at a time, filterable by model, actor and
+//! action.
+
+use std::sync::Arc;
 
 use actix_web::{HttpResponse, web};
 use askama::Template;
@@ -8,10 +11,12 @@ use sqlx::SqlitePool;
 use crate::catalog::events::{self, EventFilter};
 use crate::domain::Role;
 use crate::error::ApiError;
-use crate::web::{WebCaller, WebError};
+use crate::web::cache::PageCache;
+use crate::web::error::encode_query;
+use crate::web::{Frame, WebCaller, WebError};
 
-/// Events shown on the page: the newest this many that match.
-const SHOWN: u32 = 200;
+/// Events on a page: the newest this many that match (before `before=`).
+const SHOWN: u32 = 50;
 
 pub struct EventRow {
     id: i64,
@@ -22,15 +27,25 @@ pub struct EventRow {
     details: String,
 }
 
+/// What one page of the log, under one filter, shows.
+pub struct ActivityData {
+    events: Vec<EventRow>,
+    /// The link to the next (older) page.
+    older: Option<String>,
+}
+
+/// The filter (model, actor, action), the page (`before=`) and the caller's model globs.
+pub type ActivityKey = (String, String, String, Option<i64>, Option<Vec<String>>);
+
 #[derive(Template)]
 #[template(path = "activity.html")]
 struct ActivityPage {
-    user: String,
-    csrf: String,
+    frame: Frame,
     model: String,
     actor: String,
     action: String,
-    events: Vec<EventRow>,
+    data: Arc<ActivityData>,
+    paged: bool,
 }
 
 #[derive(Deserialize)]
@@ -41,15 +56,44 @@ pub struct ActivityQuery {
     actor: String,
     #[serde(default)]
     action: String,
+    /// Events older than this one (its id, from the "older events" link).
+    before: Option<String>,
 }
 
 pub async fn show(
     pool: web::Data<SqlitePool>,
+    cache: web::Data<PageCache<ActivityKey, ActivityData>>,
     caller: WebCaller,
     query: web::Query<ActivityQuery>,
 ) -> Result<HttpResponse, WebError> {
     caller.caller.require(Role::Viewer)?;
     let query = query.into_inner();
+    let before =
+        query.before.as_deref().map(str::parse::<i64>).transpose().map_err(|_| {
+            ApiError::BadRequest("before= is not a link this page made; start again from Activity".into())
+        })?;
+    let globs = caller.caller.models.as_ref().map(|g| g.iter().map(|g| g.as_str().to_owned()).collect());
+    let key = (query.model.clone(), query.actor.clone(), query.action.clone(), before, globs);
+    let data = cache.get_or_load(key, || load(&pool, &caller, &query, before)).await?;
+    let body = ActivityPage {
+        frame: caller.frame(),
+        model: query.model,
+        actor: query.actor,
+        action: query.action,
+        data,
+        paged: before.is_some(),
+    }
+    .render()
+    .map_err(ApiError::internal)?;
+    Ok(HttpResponse::Ok().content_type("text/html; charset=utf-8").body(body))
+}
+
+async fn load(
+    pool: &SqlitePool,
+    caller: &WebCaller,
+    query: &ActivityQuery,
+    before: Option<i64>,
+) -> Result<ActivityData, WebError> {
     let nonempty = |s: &str| Some(s.trim().to_owned()).filter(|s| !s.is_empty());
     let filter = EventFilter {
         after: None,
@@ -57,10 +101,23 @@ pub async fn show(
         actor: nonempty(&query.actor),
         action: nonempty(&query.action),
         model_globs: caller.caller.models.clone(),
-        limit: SHOWN,
+        limit: SHOWN + 1,
     };
-    let rows: Vec<EventRow> = events::recent(&pool, &filter)
-        .await?
+    let mut found = match before {
+        Some(id) => events::recent_before(pool, &filter, id).await?,
+        None => events::recent(pool, &filter).await?,
+    };
+    let older = (found.len() > SHOWN as usize).then(|| {
+        found.truncate(SHOWN as usize);
+        let last = found.last().map_or(0, |e| e.id);
+        format!(
+            "/activity?model={}&actor={}&action={}&before={last}",
+            encode_query(&query.model),
+            encode_query(&query.actor),
+            encode_query(&query.action)
+        )
+    });
+    let rows: Vec<EventRow> = found
         .into_iter()
         .map(|e| EventRow {
             id: e.id,
@@ -71,15 +128,5 @@ pub async fn show(
             details: e.details.to_string(),
         })
         .collect();
-    let body = ActivityPage {
-        user: caller.user(),
-        csrf: caller.csrf,
-        model: query.model,
-        actor: query.actor,
-        action: query.action,
-        events: rows,
-    }
-    .render()
-    .map_err(ApiError::internal)?;
-    Ok(HttpResponse::Ok().content_type("text/html; charset=utf-8").body(body))
+    Ok(ActivityData { events: rows, older })
 }

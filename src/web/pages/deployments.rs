@@ -10,15 +10,20 @@ use sqlx::SqlitePool;
 
 use super::Notice;
 use crate::catalog::deployments::{self, Deployment, Desired, NewDeployment, Target};
-use crate::catalog::events::{self, EventFilter};
+use crate::catalog::events;
 use crate::domain::{AliasName, DeploymentName, ModelName, Role, VersionName};
 use crate::error::ApiError;
 use crate::gateway::Gateway;
 use crate::runtime::supervisor::Supervisor;
 use crate::runtime::{GpuAllocation, GpuRequest, PRESET_NAMES};
+use crate::web::cache::PageCache;
 use crate::web::error::encode_query;
-use crate::web::{WebCaller, WebError};
+use crate::web::{Frame, WebCaller, WebError};
 
+/// The newest events shown on a deployment's page.
+const EVENTS_SHOWN: u32 = 50;
+
+#[derive(Clone)]
 pub struct DeploymentRow {
     pub name: String,
     pub target: String,
@@ -61,11 +66,17 @@ impl From<Deployment> for DeploymentRow {
     }
 }
 
+/// What the deployments page shows of the catalog, for every caller: each row with its
+/// model (who may see it is decided per view), and the runtimes for the form.
+pub struct DeploymentsData {
+    deployments: Vec<(ModelName, DeploymentRow)>,
+    runtimes: Vec<String>,
+}
+
 #[derive(Template)]
 #[template(path = "deployments.html")]
 struct DeploymentsPage {
-    user: String,
-    csrf: String,
+    frame: Frame,
     notice: Option<String>,
     deployments: Vec<DeploymentRow>,
     runtimes: Vec<String>,
@@ -82,12 +93,13 @@ pub struct EventRow {
 #[derive(Template)]
 #[template(path = "deployment.html")]
 struct DeploymentPage {
-    user: String,
-    csrf: String,
+    frame: Frame,
     notice: Option<String>,
     d: DeploymentRow,
     events: Vec<EventRow>,
     can_change: bool,
+    /// Whether its runtime speaks the OpenAI API, so the try-it panel can talk to it.
+    openai: bool,
 }
 
 #[derive(Deserialize)]
@@ -131,30 +143,24 @@ fn redirect(to: &str, notice: &str) -> HttpResponse {
 pub async fn list(
     pool: web::Data<SqlitePool>,
     gateway: web::Data<Gateway>,
+    cache: web::Data<PageCache<(), DeploymentsData>>,
     caller: WebCaller,
     notice: web::Query<Notice>,
 ) -> Result<HttpResponse, WebError> {
     caller.caller.require(Role::Viewer)?;
-    let mut runtimes: Vec<String> = PRESET_NAMES.iter().map(|s| (*s).to_owned()).collect();
-    for (name, _) in crate::catalog::runtimes::list(&pool).await? {
-        if !runtimes.contains(&name) {
-            runtimes.push(name);
-        }
-    }
-    let deployments = deployments::list(&pool)
-        .await?
-        .into_iter()
-        .filter(|d| caller.caller.require_on(Role::Viewer, &d.model).is_ok())
-        .map(|d| {
-            let requests = gateway.requests(d.name.as_str());
-            DeploymentRow { requests, ..DeploymentRow::from(d) }
-        })
+    let data = cache.get_or_load((), || load_list(&pool)).await?;
+    let deployments = data
+        .deployments
+        .iter()
+        .filter(|(model, _)| caller.caller.require_on(Role::Viewer, model).is_ok())
+        // Requests are counted by the gateway, not the catalog: read at every view.
+        .map(|(_, row)| DeploymentRow { requests: gateway.requests(&row.name), ..row.clone() })
         .collect();
+    let runtimes = data.runtimes.clone();
     html(
         DeploymentsPage {
-            user: caller.user(),
+            frame: caller.frame(),
             can_deploy: caller.caller.role >= Role::Maintainer,
-            csrf: caller.csrf,
             notice: notice.into_inner().notice,
             deployments,
             runtimes,
@@ -163,8 +169,20 @@ pub async fn list(
     )
 }
 
+async fn load_list(pool: &SqlitePool) -> Result<DeploymentsData, WebError> {
+    let mut runtimes: Vec<String> = PRESET_NAMES.iter().map(|s| (*s).to_owned()).collect();
+    for (name, _) in crate::catalog::runtimes::list(pool).await? {
+        if !runtimes.contains(&name) {
+            runtimes.push(name);
+        }
+    }
+    let deployments = deployments::list(pool).await?.into_iter().map(|d| (d.model.clone(), d.into())).collect();
+    Ok(DeploymentsData { deployments, runtimes })
+}
+
 pub async fn show(
     pool: web::Data<SqlitePool>,
+    supervisor: web::Data<Supervisor>,
     caller: WebCaller,
     name: web::Path<String>,
     notice: web::Query<Notice>,
@@ -172,11 +190,9 @@ pub async fn show(
     let name = DeploymentName::parse(&name).map_err(ApiError::from)?;
     let deployment = deployments::get(&pool, &name).await?;
     caller.caller.require_on(Role::Viewer, &deployment.model)?;
-    let filter = EventFilter { model: Some(deployment.model.to_string()), limit: 1000, ..EventFilter::default() };
-    let mut events: Vec<EventRow> = events::list(&pool, &filter)
+    let events: Vec<EventRow> = events::recent_about(&pool, deployment.model.as_str(), name.as_str(), EVENTS_SHOWN)
         .await?
         .into_iter()
-        .filter(|e| e.target == name.as_str())
         .map(|e| EventRow {
             at: e.at,
             action: e.action,
@@ -184,13 +200,13 @@ pub async fn show(
             details: e.details.to_string(),
         })
         .collect();
-    events.reverse();
-    events.truncate(50);
+    // A runtime removed since the deployment was made: no panel, the page still shows.
+    let openai = supervisor.runtime(&deployment.runtime).await.is_ok_and(|r| r.openai());
     html(
         DeploymentPage {
-            user: caller.user(),
+            frame: caller.frame(),
+            openai,
             can_change: caller.caller.require_on(Role::Maintainer, &deployment.model).is_ok(),
-            csrf: caller.csrf,
             notice: notice.into_inner().notice,
             d: deployment.into(),
             events,
@@ -269,12 +285,12 @@ pub async fn act(
     let deployment = deployments::get(&pool, &name).await?;
     caller.caller.require_on(Role::Maintainer, &deployment.model)?;
     let actor = caller.caller.actor();
-    let done = match path.action.as_str() {
-        "start" => supervisor.start(&actor, &name).await,
-        "stop" => supervisor.stop(&actor, &name).await,
-        "restart" => supervisor.restart(&actor, &name).await,
+    let (done, notice) = match path.action.as_str() {
+        "start" => (supervisor.start(&actor, &name).await, "Start requested."),
+        "stop" => (supervisor.stop(&actor, &name).await, "Stop requested."),
+        "restart" => (supervisor.restart(&actor, &name).await, "Restart requested."),
         other => return Err(ApiError::NotFound(format!("no action {other:?}; use start, stop or restart")).into()),
     };
     done.map_err(ApiError::from)?;
-    Ok(redirect(&format!("/deployments/{name}"), &format!("{} requested.", path.action)))
+    Ok(redirect(&format!("/deployments/{name}"), notice))
 }

@@ -1,5 +1,7 @@
 //! A model: its versions, aliases (with a promote form), its model card and deployments.
 
+use std::sync::Arc;
+
 use actix_web::http::header;
 use actix_web::{HttpResponse, web};
 use askama::Template;
@@ -7,17 +9,21 @@ use futures_util::TryStreamExt as _;
 use serde::Deserialize;
 use sqlx::SqlitePool;
 
-use super::{Notice, human_size};
+use super::human_size;
 use crate::blobs::BlobStore;
 use crate::catalog::{self, CatalogError, versions::VersionState};
 use crate::config::Settings;
 use crate::domain::{AliasName, ModelName, RelPath, Role, VersionName};
 use crate::error::ApiError;
+use crate::web::cache::PageCache;
 use crate::web::error::encode_query;
-use crate::web::{WebCaller, WebError, markdown};
+use crate::web::markdown::{self, CardCache};
+use crate::web::{Frame, WebCaller, WebError};
 
 /// Cards larger than this are shown cut: a README is prose, not a payload.
 const MAX_CARD: u64 = 256 * 1024;
+/// Versions per page of the versions table, newest first.
+const VERSIONS_SHOWN: u32 = 50;
 
 pub struct VersionRow {
     pub name: String,
@@ -42,22 +48,33 @@ pub struct DeploymentRow {
     target: String,
 }
 
-#[derive(Template)]
-#[template(path = "model.html")]
-struct ModelPage {
-    user: String,
-    csrf: String,
-    notice: Option<String>,
+/// What the model page shows of the catalog, for one page of its versions.
+pub struct ModelData {
     name: String,
     description: String,
     tags: Vec<String>,
     created_by: String,
     versions: Vec<VersionRow>,
+    /// The link to the next (older) page of versions.
+    older: Option<String>,
+    /// Whether this is a later page, not the newest versions.
+    paged: bool,
     ready_versions: Vec<String>,
     aliases: Vec<AliasRow>,
     deployments: Vec<DeploymentRow>,
-    card: Option<String>,
+    card: Option<Arc<str>>,
     card_version: String,
+}
+
+/// A model and the page of its versions (`before=`).
+pub type ModelKey = (ModelName, Option<i64>);
+
+#[derive(Template)]
+#[template(path = "model.html")]
+struct ModelPage {
+    frame: Frame,
+    notice: Option<String>,
+    data: Arc<ModelData>,
     can_promote: bool,
     is_admin: bool,
 }
@@ -74,6 +91,13 @@ impl ModelPath {
 }
 
 #[derive(Deserialize)]
+pub struct ModelQuery {
+    notice: Option<String>,
+    /// Versions older than this one (its id, from the "older versions" link).
+    before: Option<String>,
+}
+
+#[derive(Deserialize)]
 pub struct PromoteForm {
     #[serde(default)]
     csrf: String,
@@ -81,19 +105,24 @@ pub struct PromoteForm {
     version: String,
 }
 
-/// The model card of a version: its README.md, rendered and sanitized.
+/// The model card of a version: its README.md, rendered and sanitized (or as rendered
+/// before, for bytes seen before).
 pub async fn card(
     pool: &SqlitePool,
     blobs: &BlobStore,
+    cards: &CardCache,
     model: &ModelName,
     version: &VersionName,
-) -> Result<Option<String>, WebError> {
+) -> Result<Option<Arc<str>>, WebError> {
     let readme = RelPath::parse("README.md").map_err(ApiError::from)?;
     let file = match catalog::files::get(pool, model, version, &readme).await {
         Ok(file) => file,
         Err(CatalogError::NotFound(_)) => return Ok(None),
         Err(e) => return Err(e.into()),
     };
+    if let Some(html) = cards.get(&file.digest) {
+        return Ok(Some(html));
+    }
     let size = u64::try_from(file.size).unwrap_or(0).min(MAX_CARD);
     let chunks: Vec<bytes::Bytes> = blobs
         .read(&file.digest, 0..size)
@@ -103,34 +132,65 @@ pub async fn card(
         .await
         .map_err(ApiError::internal)?;
     let text = String::from_utf8_lossy(&chunks.concat()).into_owned();
-    Ok(Some(markdown::render(&text)))
+    Ok(Some(cards.put(file.digest, markdown::render(&text))))
 }
 
+#[expect(clippy::too_many_arguments, reason = "a handler names each thing it uses, one extractor each")]
 pub async fn show(
     pool: web::Data<SqlitePool>,
     blobs: web::Data<BlobStore>,
+    cards: web::Data<CardCache>,
+    cache: web::Data<PageCache<ModelKey, ModelData>>,
     settings: web::Data<Settings>,
     caller: WebCaller,
     path: web::Path<ModelPath>,
-    notice: web::Query<Notice>,
+    query: web::Query<ModelQuery>,
 ) -> Result<HttpResponse, WebError> {
     let name = ModelName::parse(&path.model).map_err(ApiError::from)?;
     caller.caller.require_on(Role::Viewer, &name)?;
-    let model = catalog::models::get(&pool, &name).await?;
-    let versions = catalog::versions::list(&pool, &name, None, 200).await?.items;
-    let aliases = catalog::aliases::list(&pool, &name).await?;
+    let query = query.into_inner();
+    let before = query
+        .before
+        .as_deref()
+        .map(str::parse::<i64>)
+        .transpose()
+        .map_err(|_| ApiError::BadRequest("before= is not a link this page made; go back to the model".into()))?;
+    let data =
+        cache.get_or_load((name.clone(), before), || load(&pool, &blobs, &cards, &settings, &name, before)).await?;
+    let body = ModelPage {
+        frame: caller.frame(),
+        notice: query.notice,
+        data,
+        can_promote: caller.caller.role >= Role::Maintainer,
+        is_admin: caller.caller.role >= Role::Admin,
+    }
+    .render()
+    .map_err(ApiError::internal)?;
+    Ok(HttpResponse::Ok().content_type("text/html; charset=utf-8").body(body))
+}
+
+async fn load(
+    pool: &SqlitePool,
+    blobs: &BlobStore,
+    cards: &CardCache,
+    settings: &Settings,
+    name: &ModelName,
+    before: Option<i64>,
+) -> Result<ModelData, WebError> {
+    let model = catalog::models::get(pool, name).await?;
+    let page = catalog::versions::list(pool, name, before, VERSIONS_SHOWN).await?;
+    let older = page.next.map(|id| format!("/models/{name}?before={id}#versions"));
+    let versions = page.items;
+    let aliases = catalog::aliases::list(pool, name).await?;
     let deployments =
-        catalog::deployments::list(&pool).await?.into_iter().filter(|d| d.model == name).collect::<Vec<_>>();
+        catalog::deployments::list(pool).await?.into_iter().filter(|d| d.model == *name).collect::<Vec<_>>();
     let card_version = model.latest_version.clone().unwrap_or_default();
     let card = match VersionName::parse(&card_version) {
-        Ok(v) => card(&pool, &blobs, &name, &v).await?,
+        Ok(v) => card(pool, blobs, cards, name, &v).await?,
         Err(_) => None,
     };
     let protected = |alias: &str| settings.protected_aliases.iter().any(|g| g.matches(alias));
-    let body = ModelPage {
-        user: caller.user(),
-        csrf: caller.csrf.clone(),
-        notice: notice.into_inner().notice,
+    Ok(ModelData {
         name: model.name.to_string(),
         description: model.description,
         tags: model.tags,
@@ -169,14 +229,11 @@ pub async fn show(
                 target: format!("{}{}", d.model, d.target),
             })
             .collect(),
+        older,
+        paged: before.is_some(),
         card,
         card_version,
-        can_promote: caller.caller.role >= Role::Maintainer,
-        is_admin: caller.caller.role >= Role::Admin,
-    }
-    .render()
-    .map_err(ApiError::internal)?;
-    Ok(HttpResponse::Ok().content_type("text/html; charset=utf-8").body(body))
+    })
 }
 
 /// Points an alias at a version (protected aliases: admins only), then back to the model.

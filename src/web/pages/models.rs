@@ -1,5 +1,7 @@
 //! The models list (the home page): search, pages, and a form to create a model.
 
+use std::sync::Arc;
+
 use actix_web::http::header;
 use actix_web::{HttpResponse, web};
 use askama::Template;
@@ -11,8 +13,9 @@ use super::{Notice, human_size};
 use crate::catalog::{self, models::Model};
 use crate::domain::{ModelName, Role};
 use crate::error::ApiError;
+use crate::web::cache::PageCache;
 use crate::web::error::encode_query;
-use crate::web::{WebCaller, WebError};
+use crate::web::{Frame, WebCaller, WebError};
 
 const PAGE: u32 = 50;
 
@@ -42,15 +45,24 @@ impl From<Model> for ModelRow {
     }
 }
 
+/// What one page of the list (for one search) shows of the catalog.
+pub struct ModelsData {
+    models: Vec<ModelRow>,
+    /// The link to the next page.
+    next: Option<String>,
+}
+
+/// A page of the list: the search, the cursor, and the caller's model globs (tokens may be
+/// limited to some models).
+pub type ModelsKey = (String, Option<String>, Option<Vec<String>>);
+
 #[derive(Template)]
 #[template(path = "models.html")]
 struct ModelsPage {
-    user: String,
-    csrf: String,
+    frame: Frame,
     notice: Option<String>,
     q: String,
-    models: Vec<ModelRow>,
-    next: Option<String>,
+    data: Arc<ModelsData>,
     can_create: bool,
 }
 
@@ -72,6 +84,7 @@ pub struct CreateForm {
 
 pub async fn list(
     pool: web::Data<SqlitePool>,
+    cache: web::Data<PageCache<ModelsKey, ModelsData>>,
     caller: WebCaller,
     query: web::Query<ListQuery>,
 ) -> Result<HttpResponse, WebError> {
@@ -82,20 +95,26 @@ pub async fn list(
         .as_deref()
         .and_then(|c| base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(c).ok())
         .and_then(|bytes| String::from_utf8(bytes).ok());
-    let search = Some(q.trim()).filter(|q| !q.is_empty());
-    let page = catalog::models::list(&pool, search, caller.caller.models.as_deref(), cursor.as_deref(), PAGE).await?;
-    let next = page.next.map(|c| {
-        let cursor = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(c);
-        format!("/?q={}&cursor={cursor}", encode_query(&q))
-    });
+    let globs = caller.caller.models.as_ref().map(|g| g.iter().map(|g| g.as_str().to_owned()).collect());
+    let key = (q.clone(), cursor.clone(), globs);
+    let data = cache
+        .get_or_load(key, || async {
+            let search = Some(q.trim()).filter(|q| !q.is_empty());
+            let globs = caller.caller.models.as_deref();
+            let page = catalog::models::list(&pool, search, globs, cursor.as_deref(), PAGE).await?;
+            let next = page.next.map(|c| {
+                let cursor = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(c);
+                format!("/?q={}&cursor={cursor}", encode_query(&q))
+            });
+            Ok::<_, WebError>(ModelsData { models: page.items.into_iter().map(ModelRow::from).collect(), next })
+        })
+        .await?;
     let body = ModelsPage {
-        user: caller.user(),
+        frame: caller.frame(),
         can_create: caller.caller.role >= Role::Maintainer,
-        csrf: caller.csrf,
         notice: Notice { notice: query.notice }.notice,
         q,
-        models: page.items.into_iter().map(ModelRow::from).collect(),
-        next,
+        data,
     }
     .render()
     .map_err(ApiError::internal)?;

@@ -1,5 +1,8 @@
-//! System: GPU inventory and who holds what (a bar per GPU), disk and dedup figures, and
+//! System: GPU inventory and who holds what (a bar per GPU, and one for the shared memory
+//! pool next to what the host itself uses of its memory), disk and dedup figures, and
 //! whether Docker answers.
+
+use std::sync::Arc;
 
 use actix_web::{HttpResponse, web};
 use askama::Template;
@@ -10,8 +13,10 @@ use crate::catalog;
 use crate::config::Settings;
 use crate::domain::Role;
 use crate::error::ApiError;
+use crate::runtime::GpuUsage;
 use crate::runtime::supervisor::Supervisor;
-use crate::web::{WebCaller, WebError};
+use crate::web::cache::{PageCache, Recent};
+use crate::web::{Frame, WebCaller, WebError};
 
 pub struct GpuRow {
     name: String,
@@ -22,14 +27,32 @@ pub struct GpuRow {
     holders: String,
 }
 
-#[derive(Template)]
-#[template(path = "system.html")]
-struct SystemPage {
-    user: String,
-    csrf: String,
-    docker: String,
-    docker_ok: bool,
+/// The memory pool that `gpu_memory_gib` requests are placed in, summed over the GPUs
+/// whose memory is known: what deployments hold of it, as one bar.
+#[derive(Debug, PartialEq)]
+pub struct PoolRow {
+    pub known: bool,
+    /// 0-100, for the bar.
+    pub used_percent: u32,
+    /// `40 of 119.6 GiB held: 40 GiB shared by 2 deployments`.
+    pub text: String,
+}
+
+/// The host's own memory, from `/proc/meminfo`. On unified-memory machines (DGX Spark's
+/// GB10) it is the same memory as the GPU pool, so what the CPU side uses is not free for
+/// models, whatever the pool's budget says.
+#[derive(Debug, PartialEq)]
+pub struct HostMemoryRow {
+    /// 0-100, for the bar.
+    pub used_percent: u32,
+    /// `12.3 of 119.6 GiB in use, 107.3 GiB available`.
+    pub text: String,
+}
+
+/// What the system page shows of the catalog and the GPU ledger.
+pub struct SystemData {
     gpus: Vec<GpuRow>,
+    pool: PoolRow,
     gpu_note: String,
     models: i64,
     versions: i64,
@@ -38,6 +61,24 @@ struct SystemPage {
     logical: String,
     stored: String,
     saved: String,
+}
+
+/// Whether Docker answers, and what to say about it.
+pub struct DockerStatus {
+    ok: bool,
+    text: String,
+}
+
+/// How long the page goes on showing the Docker status it last asked for.
+pub const DOCKER_STATUS_TTL: std::time::Duration = std::time::Duration::from_secs(1);
+
+#[derive(Template)]
+#[template(path = "system.html")]
+struct SystemPage {
+    frame: Frame,
+    docker: Arc<DockerStatus>,
+    data: Arc<SystemData>,
+    host: Option<HostMemoryRow>,
     free: String,
     total: String,
 }
@@ -46,24 +87,48 @@ pub async fn show(
     pool: web::Data<SqlitePool>,
     settings: web::Data<Settings>,
     supervisor: web::Data<Supervisor>,
+    cache: web::Data<PageCache<(), SystemData>>,
+    docker: web::Data<Recent<DockerStatus>>,
     caller: WebCaller,
 ) -> Result<HttpResponse, WebError> {
     caller.caller.require(Role::Viewer)?;
-    let totals = catalog::blobs::totals(&pool).await?;
-    let (docker, docker_ok) = match supervisor.docker().ping().await {
-        Ok(()) => (format!("reachable at {}", supervisor.docker().socket()), true),
-        Err(e) => (e.to_string(), false),
-    };
+    let data = cache.get_or_load((), || load(&pool, &supervisor)).await?;
+    let docker = docker
+        .get_or_load(|| async {
+            match supervisor.docker().ping().await {
+                Ok(()) => DockerStatus { ok: true, text: format!("reachable at {}", supervisor.docker().socket()) },
+                Err(e) => DockerStatus { ok: false, text: e.to_string() },
+            }
+        })
+        .await;
+    // Memory and disk change without the catalog knowing: read at every view (two syscalls).
+    let host = std::fs::read_to_string("/proc/meminfo").ok().and_then(|text| host_memory_row(&text));
+    let disk = rustix::fs::statvfs(&settings.data_dir).map_err(|e| ApiError::internal(std::io::Error::from(e)))?;
+    let to_i64 = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+    let body = SystemPage {
+        frame: caller.frame(),
+        docker,
+        data,
+        host,
+        free: human_size(to_i64(disk.f_bavail.saturating_mul(disk.f_frsize))),
+        total: human_size(to_i64(disk.f_blocks.saturating_mul(disk.f_frsize))),
+    }
+    .render()
+    .map_err(ApiError::internal)?;
+    Ok(HttpResponse::Ok().content_type("text/html; charset=utf-8").body(body))
+}
+
+async fn load(pool: &SqlitePool, supervisor: &Supervisor) -> Result<SystemData, WebError> {
+    let totals = catalog::blobs::totals(pool).await?;
     let usage = supervisor.gpu_usage().await.map_err(ApiError::from)?;
+    let pool_row = pool_row(&usage);
     let gpus = usage
         .into_iter()
         .map(|u| {
             let (used_percent, pool_text) = match (u.exclusive.is_some(), u.gpu.memory_gib) {
                 (true, _) => (100, u.gpu.memory_gib.map_or_else(|| "memory unknown".into(), |m| format!("{m} GiB"))),
                 (false, Some(total)) if total > 0.0 => {
-                    #[expect(clippy::cast_possible_truncation, clippy::cast_sign_loss, reason = "a percentage 0-100")]
-                    let percent = ((u.used_gib() / total) * 100.0).round().clamp(0.0, 100.0) as u32;
-                    (percent, format!("{} of {total} GiB in use", u.used_gib()))
+                    (percent(u.used_gib(), total), format!("{} of {total} GiB in use", gib(u.used_gib())))
                 }
                 _ => (0, "memory unknown (set memory_gib in [[gpus]])".into()),
             };
@@ -78,14 +143,9 @@ pub async fn show(
             }
         })
         .collect();
-    let disk = rustix::fs::statvfs(&settings.data_dir).map_err(|e| ApiError::internal(std::io::Error::from(e)))?;
-    let to_i64 = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
-    let body = SystemPage {
-        user: caller.user(),
-        csrf: caller.csrf,
-        docker,
-        docker_ok,
+    Ok(SystemData {
         gpus,
+        pool: pool_row,
         gpu_note: supervisor.inventory().note.clone().unwrap_or_default(),
         models: totals.models,
         versions: totals.versions,
@@ -94,10 +154,118 @@ pub async fn show(
         logical: human_size(totals.logical_bytes),
         stored: human_size(totals.stored_bytes),
         saved: human_size(totals.logical_bytes - totals.stored_bytes),
-        free: human_size(to_i64(disk.f_bavail.saturating_mul(disk.f_frsize))),
-        total: human_size(to_i64(disk.f_blocks.saturating_mul(disk.f_frsize))),
+    })
+}
+
+/// `part / whole` as a whole percentage, 0-100.
+fn percent(part: f64, whole: f64) -> u32 {
+    if whole <= 0.0 {
+        return 0;
     }
-    .render()
-    .map_err(ApiError::internal)?;
-    Ok(HttpResponse::Ok().content_type("text/html; charset=utf-8").body(body))
+    #[expect(clippy::cast_possible_truncation, clippy::cast_sign_loss, reason = "a percentage 0-100")]
+    let p = ((part / whole) * 100.0).round().clamp(0.0, 100.0) as u32;
+    p
+}
+
+/// GiB for people: one decimal at most.
+fn gib(value: f64) -> String {
+    // + 0.0 turns the -0.0 that an empty f64 sum gives into 0.0.
+    let text = format!("{:.1}", value + 0.0);
+    text.strip_suffix(".0").map_or_else(|| text.clone(), str::to_owned)
+}
+
+/// The shared pool over every GPU whose memory is known. A GPU held whole counts as held in
+/// full: nothing of it is left to share.
+pub fn pool_row(usage: &[GpuUsage]) -> PoolRow {
+    let known: Vec<(&GpuUsage, f64)> = usage.iter().filter_map(|u| u.gpu.memory_gib.map(|m| (u, m))).collect();
+    if known.is_empty() {
+        let text = if usage.is_empty() {
+            "no GPU, so no pool".to_owned()
+        } else {
+            "no GPU's memory is known (NVML reports none on unified-memory GPUs such as DGX Spark's GB10); set memory_gib in [[gpus]] in the config to share it".to_owned()
+        };
+        return PoolRow { known: false, used_percent: 0, text };
+    }
+    let total: f64 = known.iter().map(|(_, m)| m).sum();
+    let whole: f64 = known.iter().filter(|(u, _)| u.exclusive.is_some()).map(|(_, m)| m).sum();
+    let shared: f64 = known.iter().filter(|(u, _)| u.exclusive.is_none()).map(|(u, _)| u.used_gib()).sum();
+    let holders: usize = known.iter().map(|(u, _)| u.shared.len()).sum();
+    let mut parts = Vec::new();
+    if holders > 0 {
+        let plural = if holders == 1 { "" } else { "s" };
+        parts.push(format!("{} GiB shared by {holders} deployment{plural}", gib(shared)));
+    }
+    if whole > 0.0 {
+        parts.push(format!("{} GiB on GPUs held whole", gib(whole)));
+    }
+    let held = shared + whole;
+    let detail = if parts.is_empty() { "all free".to_owned() } else { parts.join(", ") };
+    PoolRow {
+        known: true,
+        used_percent: percent(held, total),
+        text: format!("{} of {} GiB held: {detail}", gib(held), gib(total)),
+    }
+}
+
+/// `MemTotal` and `MemAvailable` from the text of `/proc/meminfo` (in kB).
+pub fn host_memory_row(meminfo: &str) -> Option<HostMemoryRow> {
+    let field = |name: &str| {
+        meminfo.lines().find_map(|line| {
+            let rest = line.strip_prefix(name)?.strip_prefix(':')?;
+            rest.trim().strip_suffix("kB")?.trim().parse::<u64>().ok()
+        })
+    };
+    let (total, available) = (field("MemTotal")?, field("MemAvailable")?);
+    #[expect(clippy::cast_precision_loss, reason = "GiB for people; f64 is ample")]
+    let to_gib = |kib: u64| kib as f64 / (1024.0 * 1024.0);
+    let (total, available) = (to_gib(total), to_gib(available.min(total)));
+    let used = total - available;
+    Some(HostMemoryRow {
+        used_percent: percent(used, total),
+        text: format!("{} of {} GiB in use, {} GiB available", gib(used), gib(total), gib(available)),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::runtime::{Gpu, SharedHolder};
+
+    fn usage(id: &str, memory_gib: Option<f64>, exclusive: Option<&str>, shared: &[(&str, f64)]) -> GpuUsage {
+        GpuUsage {
+            gpu: Gpu { id: id.into(), index: None, uuid: None, name: "NVIDIA GB10".into(), memory_gib },
+            exclusive: exclusive.map(str::to_owned),
+            shared: shared.iter().map(|(d, m)| SharedHolder { deployment: (*d).into(), memory_gib: *m }).collect(),
+        }
+    }
+
+    #[test]
+    fn the_pool_bar_counts_shares_and_gpus_held_whole() {
+        let spark = [usage("0", Some(119.6), None, &[("chat", 40.0), ("embed", 8.0)])];
+        let row = pool_row(&spark);
+        assert_eq!(row.used_percent, 40);
+        assert_eq!(row.text, "48 of 119.6 GiB held: 48 GiB shared by 2 deployments");
+        let two = [usage("0", Some(80.0), Some("big"), &[]), usage("1", Some(80.0), None, &[("chat", 20.0)])];
+        let row = pool_row(&two);
+        assert_eq!((row.known, row.used_percent), (true, 63));
+        assert_eq!(row.text, "100 of 160 GiB held: 20 GiB shared by 1 deployment, 80 GiB on GPUs held whole");
+        assert_eq!(pool_row(&[usage("0", Some(119.6), None, &[])]).text, "0 of 119.6 GiB held: all free");
+    }
+
+    #[test]
+    fn without_a_known_pool_the_bar_says_how_to_set_one() {
+        let row = pool_row(&[usage("0", None, None, &[])]);
+        assert!(!row.known);
+        assert!(row.text.contains("set memory_gib in [[gpus]]"), "{}", row.text);
+        assert_eq!(pool_row(&[]).text, "no GPU, so no pool");
+    }
+
+    #[test]
+    fn host_memory_reads_from_proc_meminfo() {
+        let meminfo = "MemTotal:       125411328 kB\nMemFree:         1000000 kB\nMemAvailable:   94058496 kB\n";
+        let row = host_memory_row(meminfo).expect("parses");
+        assert_eq!(row.used_percent, 25);
+        assert_eq!(row.text, "29.9 of 119.6 GiB in use, 89.7 GiB available");
+        assert_eq!(host_memory_row("MemTotal: 10 kB\n"), None, "no MemAvailable: no bar");
+    }
 }

@@ -13,7 +13,7 @@ use crate::catalog;
 use crate::domain::Role;
 use crate::error::ApiError;
 use crate::web::error::encode_query;
-use crate::web::{WebCaller, WebError};
+use crate::web::{Frame, WebCaller, WebError};
 
 pub struct TokenRow {
     id: i64,
@@ -30,8 +30,7 @@ pub struct TokenRow {
 #[derive(Template)]
 #[template(path = "tokens.html")]
 struct TokensPage {
-    user: String,
-    csrf: String,
+    frame: Frame,
     notice: Option<String>,
     /// The secret of a token just created: shown this once.
     secret: Option<String>,
@@ -90,9 +89,8 @@ async fn render(
         .filter(|r| *r <= caller.caller.role)
         .map(Role::as_str)
         .collect();
-    let body = TokensPage { user: caller.user(), csrf: caller.csrf, notice, secret, tokens, roles }
-        .render()
-        .map_err(ApiError::internal)?;
+    let body =
+        TokensPage { frame: caller.frame(), notice, secret, tokens, roles }.render().map_err(ApiError::internal)?;
     Ok(HttpResponse::Ok()
         .content_type("text/html; charset=utf-8")
         // A page with a secret on it must not be cached anywhere.

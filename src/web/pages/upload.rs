@@ -10,13 +10,12 @@ use crate::catalog;
 use crate::domain::{ModelName, Role};
 use crate::error::ApiError;
 use crate::web::pages::model::ModelPath;
-use crate::web::{WebCaller, WebError};
+use crate::web::{Frame, WebCaller, WebError};
 
 #[derive(Template)]
 #[template(path = "upload.html")]
 struct UploadPage {
-    user: String,
-    csrf: String,
+    frame: Frame,
     model: String,
     next_version: String,
 }
@@ -30,8 +29,7 @@ pub async fn show(
     caller.caller.require_on(Role::Maintainer, &model)?;
     let found = catalog::models::get(&pool, &model).await?;
     let body = UploadPage {
-        user: caller.user(),
-        csrf: caller.csrf,
+        frame: caller.frame(),
         model: found.name.to_string(),
         next_version: format!("next number after {}", found.version_count),
     }

@@ -13,7 +13,7 @@ use crate::catalog;
 use crate::domain::{Role, UserName};
 use crate::error::ApiError;
 use crate::web::error::encode_query;
-use crate::web::{WebCaller, WebError};
+use crate::web::{Frame, WebCaller, WebError};
 
 pub struct UserRow {
     name: String,
@@ -25,8 +25,7 @@ pub struct UserRow {
 #[derive(Template)]
 #[template(path = "users.html")]
 struct UsersPage {
-    user: String,
-    csrf: String,
+    frame: Frame,
     notice: Option<String>,
     /// A generated password, shown once.
     password: Option<String>,
@@ -71,9 +70,8 @@ async fn render(
         })
         .collect();
     let roles = [Role::Viewer.as_str(), Role::Maintainer.as_str(), Role::Admin.as_str()];
-    let body = UsersPage { user: caller.user(), csrf: caller.csrf, notice, password, users, roles }
-        .render()
-        .map_err(ApiError::internal)?;
+    let body =
+        UsersPage { frame: caller.frame(), notice, password, users, roles }.render().map_err(ApiError::internal)?;
     Ok(HttpResponse::Ok()
         .content_type("text/html; charset=utf-8")
         .insert_header((header::CACHE_CONTROL, "no-store"))

@@ -2,6 +2,7 @@
 //! and a diff against another version of the model.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use actix_web::{HttpResponse, web};
 use askama::Template;
@@ -13,7 +14,12 @@ use crate::blobs::BlobStore;
 use crate::catalog::{self, versions::VersionState};
 use crate::domain::{ModelName, Role, VersionName};
 use crate::error::ApiError;
-use crate::web::{WebCaller, WebError, pages::model::card};
+use crate::web::cache::PageCache;
+use crate::web::markdown::CardCache;
+use crate::web::{Frame, WebCaller, WebError, pages::model::card};
+
+/// Versions offered to compare with (the newest); any other can be named in the URL.
+const COMPARE_CHOICES: u32 = 200;
 
 pub struct FileRow {
     path: String,
@@ -28,11 +34,8 @@ pub struct DiffRow {
     change: &'static str,
 }
 
-#[derive(Template)]
-#[template(path = "version.html")]
-struct VersionPage {
-    user: String,
-    csrf: String,
+/// What the version page shows of the catalog, for one comparison.
+pub struct VersionData {
     model: String,
     version: String,
     ready: bool,
@@ -48,7 +51,17 @@ struct VersionPage {
     others: Vec<String>,
     against: String,
     diff: Vec<DiffRow>,
-    card: Option<String>,
+    card: Option<Arc<str>>,
+}
+
+/// A version and what it is compared with (`against=`, maybe empty).
+pub type VersionKey = (ModelName, VersionName, String);
+
+#[derive(Template)]
+#[template(path = "version.html")]
+struct VersionPage {
+    frame: Frame,
+    data: Arc<VersionData>,
 }
 
 #[derive(Deserialize)]
@@ -65,6 +78,8 @@ pub struct DiffQuery {
 pub async fn show(
     pool: web::Data<SqlitePool>,
     blobs: web::Data<BlobStore>,
+    cards: web::Data<CardCache>,
+    cache: web::Data<PageCache<VersionKey, VersionData>>,
     caller: WebCaller,
     path: web::Path<VersionPath>,
     query: web::Query<DiffQuery>,
@@ -72,19 +87,32 @@ pub async fn show(
     let model = ModelName::parse(&path.model).map_err(ApiError::from)?;
     let name = VersionName::parse(&path.version).map_err(ApiError::from)?;
     caller.caller.require_on(Role::Viewer, &model)?;
-    let version = catalog::versions::get(&pool, &model, &name).await?;
-    let files = catalog::files::list(&pool, &model, &name).await?;
-    let others: Vec<String> = catalog::versions::list(&pool, &model, None, 200)
-        .await?
-        .items
-        .into_iter()
-        .map(|v| v.name.to_string())
-        .filter(|v| v != name.as_str())
-        .collect();
     let against = query.into_inner().against.unwrap_or_default();
+    let key = (model.clone(), name.clone(), against.clone());
+    let data = cache.get_or_load(key, || load(&pool, &blobs, &cards, &model, &name, against)).await?;
+    let body = VersionPage { frame: caller.frame(), data }.render().map_err(ApiError::internal)?;
+    Ok(HttpResponse::Ok().content_type("text/html; charset=utf-8").body(body))
+}
+
+async fn load(
+    pool: &SqlitePool,
+    blobs: &BlobStore,
+    cards: &CardCache,
+    model: &ModelName,
+    name: &VersionName,
+    against: String,
+) -> Result<VersionData, WebError> {
+    let version = catalog::versions::get(pool, model, name).await?;
+    let files = catalog::files::list(pool, model, name).await?;
+    let others: Vec<String> = catalog::versions::names(pool, model, COMPARE_CHOICES)
+        .await?
+        .into_iter()
+        .filter(|v| v != name)
+        .map(|v| v.to_string())
+        .collect();
     let diff = match VersionName::parse(&against) {
         Ok(other) => {
-            let theirs: BTreeMap<String, String> = catalog::files::list(&pool, &model, &other)
+            let theirs: BTreeMap<String, String> = catalog::files::list(pool, model, &other)
                 .await?
                 .into_iter()
                 .map(|f| (f.path.to_string(), f.digest.to_string()))
@@ -95,9 +123,7 @@ pub async fn show(
         }
         Err(_) => Vec::new(),
     };
-    let body = VersionPage {
-        user: caller.user(),
-        csrf: caller.csrf.clone(),
+    Ok(VersionData {
         model: model.to_string(),
         version: name.to_string(),
         ready: version.state == VersionState::Ready,
@@ -122,11 +148,8 @@ pub async fn show(
         others,
         against,
         diff,
-        card: card(&pool, &blobs, &model, &name).await?,
-    }
-    .render()
-    .map_err(ApiError::internal)?;
-    Ok(HttpResponse::Ok().content_type("text/html; charset=utf-8").body(body))
+        card: card(pool, blobs, cards, model, name).await?,
+    })
 }
 
 /// Files added, removed and changed going from `base` to `this`.
