@@ -404,8 +404,8 @@ async fn download(
 /// Writes bytes at an offset of a file and hashes them, each on its own thread, so neither
 /// waits for the other. The bytes are copied out of the network buffers into a few blocks
 /// used in turn: the network buffers are then free again at once and reused, where handing
-/// them to the threads made the allocator return and fault in a fresh buffer per read
-/// (216,000 page faults, seconds of system time, for a 2 GiB pull).
+/// them to the threads made the allocator fault in a fresh buffer per read (216,000 page
+/// faults for a 2 GiB pull, against about 3,000 this way).
 struct Sink {
     to_disk: mpsc::Sender<Arc<Vec<u8>>>,
     to_hash: mpsc::Sender<Arc<Vec<u8>>>,
