@@ -217,6 +217,12 @@ pub async fn get_metrics(
         out,
         "# HELP hangar_uploads_in_flight Uploads being received.\n# TYPE hangar_uploads_in_flight gauge\nhangar_uploads_in_flight {uploads}"
     );
+    let _ = writeln!(
+        out,
+        "# HELP hangar_upload_bytes_received_total Upload bytes clients sent since start (stored, deduplicated or dropped).\n\
+         # TYPE hangar_upload_bytes_received_total counter\nhangar_upload_bytes_received_total {}",
+        blobs.bytes_received()
+    );
     let _ = writeln!(out, "# HELP hangar_deployments Deployments by observed state.\n# TYPE hangar_deployments gauge");
     let mut by_state: std::collections::BTreeMap<&str, u64> = std::collections::BTreeMap::new();
     for d in catalog::deployments::list(&pool).await? {

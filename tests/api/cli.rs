@@ -225,6 +225,9 @@ async fn a_pushed_tree_pulls_back_byte_for_byte_and_pushing_it_again_sends_nothi
     let again =
         run(hangar(&app), ["push", "--json", "--model", "team/llm", src.to_str().expect("utf-8")]).await.ok().json();
     assert_eq!(app.blobs.bytes_received(), before, "an unchanged tree sends no bytes");
+    let metrics = app.get("/metrics").await.text().await.expect("metrics");
+    let counter = format!("hangar_upload_bytes_received_total {before}\n");
+    assert!(metrics.contains(&counter), "the counter is in /metrics: {counter} in {metrics}");
     assert_eq!(again["version"], "2");
     assert_eq!(again["uploaded_bytes"], 0);
     assert_eq!(again["linked_files"], 6);
