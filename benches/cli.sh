@@ -53,29 +53,10 @@ done
 SIZE_BYTES=$((SIZE_MIB * 1024 * 1024))
 # The input, one blob per server (two at once at most), the curl and the pull copies.
 need_kib=$((SIZE_BYTES * 5 / 1024 + 1024 * 1024))
-avail_kib=$(df --output=avail -k "$WORK" | tail -n 1 | tr -d ' ')
-((avail_kib >= need_kib)) || die "$WORK has $((avail_kib / 1024)) MiB free; need $((need_kib / 1024)) MiB"
+need_free_kib "$need_kib"
 
-# elapsed VAR CMD...: runs CMD, sets VAR to its wall time in seconds.
-elapsed() {
-    local -n out=$1
-    shift
-    local rc=0 t0=$EPOCHREALTIME
-    "$@" || rc=$?
-    local t1=$EPOCHREALTIME
-    out=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", b - a }')
-    return "$rc"
-}
 
-maximum() { printf '%s\n' "$@" | sort -g | tail -n 1; }
 
-# Every timed step starts alike: no dirty pages of the last step being written back under
-# it, and the file it reads already in the page cache.
-settle() {
-    sync
-    local f
-    for f in "$@"; do cat "$f" >/dev/null; done
-}
 
 # client NAME ARGS...: runs `hangar ARGS` against the server under GNU time; its stdout
 # goes to $WORK/NAME.json, and RSS_KIB is set to its peak resident set.

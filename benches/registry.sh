@@ -56,29 +56,10 @@ done
 
 SIZE_BYTES=$((SIZE_MIB * 1024 * 1024))
 need_kib=$((SIZE_BYTES * 3 / 1024 + 1024 * 1024)) # input, one blob, one copy, slack
-avail_kib=$(df --output=avail -k "$WORK" | tail -n 1 | tr -d ' ')
-((avail_kib >= need_kib)) || die "$WORK has $((avail_kib / 1024)) MiB free; need $((need_kib / 1024)) MiB"
+need_free_kib "$need_kib"
 
-# elapsed VAR CMD...: runs CMD, sets VAR to its wall time in seconds.
-elapsed() {
-    local -n out=$1
-    shift
-    local rc=0 t0=$EPOCHREALTIME
-    "$@" || rc=$?
-    local t1=$EPOCHREALTIME
-    out=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", b - a }')
-    return "$rc"
-}
 
-maximum() { printf '%s\n' "$@" | sort -g | tail -n 1; }
 
-# Evicts nothing, but makes every timed step start alike: no dirty pages from the last step
-# being written back under it, and the file it reads already in the page cache.
-settle() {
-    sync
-    local f
-    for f in "$@"; do cat "$f" >/dev/null; done
-}
 
 # durable_copy SRC DST: cp, then fsync the copy and its directory (as ingest does).
 durable_copy() { cp "$1" "$2" && sync "$2" "$(dirname "$2")"; }

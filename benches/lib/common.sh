@@ -1,8 +1,9 @@
-# What benches/registry.sh and benches/deploy.sh share (sourced, not run).
+# What the benchmark scripts in benches/ share (sourced, not run).
 # Expects SCRIPT (the script's name) to be set. Provides: BIN, WORK (and WORK_FS), BASE,
-# TOKEN, AUTH, log/die, start_server/stop_server, api, wrk_run, median, calc, verdict,
-# header, need_test_image/put_bench_runtime for the scripts that deploy; a cleanup trap that
-# stops the server and removes containers named hangar-*bench*.
+# TOKEN, AUTH, log/die, start_server/stop_server, api, wrk_run, median, maximum, calc,
+# verdict, header, elapsed, settle, need_free_kib, need_test_image/put_bench_runtime for
+# the scripts that deploy; a cleanup trap that stops the server and removes containers
+# named hangar-*bench*.
 
 export LC_ALL=C
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -112,6 +113,34 @@ start_server() {
         sleep 0.1
     done
     die "the server did not say where it serves within 30 s"
+}
+
+# need_free_kib KIB: the scratch dir's filesystem has that much free, or the script stops.
+need_free_kib() {
+    local avail_kib
+    avail_kib=$(df --output=avail -k "$WORK" | tail -n 1 | tr -d ' ')
+    ((avail_kib >= $1)) || die "$WORK has $((avail_kib / 1024)) MiB free; need $(($1 / 1024)) MiB"
+}
+
+# elapsed VAR CMD...: runs CMD, sets VAR to its wall time in seconds.
+elapsed() {
+    local -n out=$1
+    shift
+    local rc=0 t0=$EPOCHREALTIME
+    "$@" || rc=$?
+    local t1=$EPOCHREALTIME
+    out=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", b - a }')
+    return "$rc"
+}
+
+maximum() { printf '%s\n' "$@" | sort -g | tail -n 1; }
+
+# settle FILE...: evicts nothing, but makes every timed step start alike: no dirty pages of
+# the last step being written back under it, and the files it reads already in the page cache.
+settle() {
+    sync
+    local f
+    for f in "$@"; do cat "$f" >/dev/null; done
 }
 
 # need_test_image: Docker, python3 and the test model server image ($IMAGE) are here; no
