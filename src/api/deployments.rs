@@ -31,7 +31,8 @@ pub struct DeploymentView {
     /// `model@alias` (follows the alias) or `model:version` (pinned).
     target: String,
     runtime: String,
-    gpu_request: Option<GpuRequestView>,
+    /// `{"gpus": N}` whole GPUs, or `{"gpu_memory_gib": X}` of one shared GPU.
+    gpu_request: Option<GpuRequest>,
     env: BTreeMap<String, String>,
     args: Vec<String>,
     /// Started by the first gateway request when stopped.
@@ -47,7 +48,7 @@ pub struct DeploymentView {
     /// Where the gateway reaches it (`host:port`).
     address: Option<String>,
     /// The GPUs admission gave it.
-    gpus: Option<GpuAllocationView>,
+    gpus: Option<GpuAllocation>,
     started_at: Option<String>,
     restarts: i64,
     created_by: Option<String>,
@@ -62,7 +63,7 @@ impl From<Deployment> for DeploymentView {
             name: d.name,
             model: d.model,
             runtime: d.runtime,
-            gpu_request: d.gpu_request.and_then(|g| serde_json::from_str::<GpuRequest>(&g).ok()).map(Into::into),
+            gpu_request: d.gpu_request.and_then(|g| serde_json::from_str(&g).ok()),
             env: d.env,
             args: d.args,
             autostart: d.autostart,
@@ -73,60 +74,12 @@ impl From<Deployment> for DeploymentView {
             version: d.observed.serving_version,
             container_id: d.observed.container_id,
             address: d.observed.address,
-            gpus: d
-                .observed
-                .gpu_allocation
-                .and_then(|g| serde_json::from_str::<GpuAllocation>(&g).ok())
-                .map(Into::into),
+            gpus: d.observed.gpu_allocation.and_then(|g| serde_json::from_str(&g).ok()),
             started_at: d.observed.started_at,
             restarts: d.observed.restarts,
             created_by: d.created_by,
             created_at: d.created_at,
             updated_at: d.updated_at,
-        }
-    }
-}
-
-/// The GPUs a deployment asks for: `{"gpus": N}` whole GPUs, or `{"gpu_memory_gib": X}` of one
-/// shared GPU.
-#[derive(Debug, Serialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum GpuRequestView {
-    Gpus(u32),
-    GpuMemoryGib(f64),
-}
-
-impl From<GpuRequest> for GpuRequestView {
-    fn from(request: GpuRequest) -> Self {
-        match request {
-            GpuRequest::Gpus(n) => Self::Gpus(n),
-            GpuRequest::MemoryGib(gib) => Self::GpuMemoryGib(gib),
-        }
-    }
-}
-
-/// The GPUs a deployment was given: whole ones, or a share of one.
-#[derive(Debug, Serialize, ToSchema)]
-#[serde(rename_all = "snake_case", tag = "kind")]
-pub enum GpuAllocationView {
-    Exclusive {
-        device_ids: Vec<String>,
-    },
-    Shared {
-        device_id: String,
-        memory_gib: f64,
-        /// `memory_gib` over the GPU's pool: what `{mem_fraction}` renders to.
-        mem_fraction: f64,
-    },
-}
-
-impl From<GpuAllocation> for GpuAllocationView {
-    fn from(allocation: GpuAllocation) -> Self {
-        match allocation {
-            GpuAllocation::Exclusive { device_ids } => Self::Exclusive { device_ids },
-            GpuAllocation::Shared { device_id, memory_gib, mem_fraction } => {
-                Self::Shared { device_id, memory_gib, mem_fraction }
-            }
         }
     }
 }

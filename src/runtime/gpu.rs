@@ -168,11 +168,24 @@ pub enum GpuRequest {
 }
 
 /// The JSON form: `{"gpus": 2}` or `{"gpu_memory_gib": 16}`.
-#[derive(serde::Serialize, serde::Deserialize)]
+#[derive(serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
 enum RawGpuRequest {
     Gpus(u32),
     GpuMemoryGib(f64),
+}
+
+/// `GpuRequest` is (de)serialized as `RawGpuRequest`, so that is its schema too.
+impl utoipa::PartialSchema for GpuRequest {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        <RawGpuRequest as utoipa::PartialSchema>::schema()
+    }
+}
+
+impl utoipa::ToSchema for GpuRequest {
+    fn name() -> std::borrow::Cow<'static, str> {
+        std::borrow::Cow::Borrowed("GpuRequest")
+    }
 }
 
 impl GpuRequest {
@@ -223,7 +236,7 @@ impl fmt::Display for GpuRequest {
 
 /// What a deployment was given. Stored with the deployment (JSON) so a restarted Hangar
 /// knows who holds what.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case", tag = "kind")]
 pub enum GpuAllocation {
     Exclusive {
