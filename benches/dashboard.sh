@@ -21,11 +21,6 @@
 
 set -euo pipefail
 
-if [[ ${1:-} == -h || ${1:-} == --help ]]; then
-    sed -n '2,/^$/{s/^# \{0,1\}//;p}' "$0"
-    exit 0
-fi
-
 SCRIPT=dashboard.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
 NMODELS=${BENCH_MODELS:-1000}

@@ -5,6 +5,13 @@
 # the scripts that deploy; a cleanup trap that stops the server and removes containers
 # named hangar-*bench*.
 
+# `SCRIPT -h|--help`: the script's header comment, before anything is built or started
+# (sourced without arguments, this sees the script's own).
+if [[ ${1:-} == -h || ${1:-} == --help ]]; then
+    sed -n '2,/^$/{s/^# \{0,1\}//;p}' "$0"
+    exit 0
+fi
+
 export LC_ALL=C
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 LIB=$ROOT/benches/lib
