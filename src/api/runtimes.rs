@@ -27,7 +27,9 @@ pub struct RuntimePath {
 
 /// How a runtime serves a model: the body of `PUT /api/v1/runtimes/{name}`, which
 /// `RuntimeDraft` parses. The same fields: `From<&RuntimeDraft>` names each, so a field added
-/// there does not compile until it is described here too.
+/// there does not compile until it is described here too. A copy, not `RuntimeDraft`'s own
+/// schema: that one refuses unknown fields (`additionalProperties: false`), which the view
+/// that flattens it beside `name`, `builtin` and `customized` would then break.
 #[derive(Debug, Serialize, ToSchema)]
 #[schema(example = json!({
     "image": "vllm/vllm-openai:latest",
