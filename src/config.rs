@@ -51,6 +51,10 @@ pub struct Settings {
     pub webhook_backoff_ms: u64,
     /// How long a webhook receiver has to connect and answer.
     pub webhook_timeout_secs: u64,
+    /// A request body that sends nothing for this long is cut with 408.
+    pub body_chunk_timeout_secs: u64,
+    /// After SIGTERM, how long requests in flight may take to finish before they are cut.
+    pub shutdown_grace_secs: u64,
     /// `HANGAR_ADMIN_PASSWORD`: the first admin's password, on first start only.
     pub admin_password: Option<Redacted>,
     /// `HANGAR_BOOTSTRAP_TOKEN`: an admin token created at start if it does not exist.
@@ -91,6 +95,8 @@ impl Default for Settings {
             webhook_max_attempts: 6,
             webhook_backoff_ms: 1000,
             webhook_timeout_secs: 10,
+            body_chunk_timeout_secs: 60,
+            shutdown_grace_secs: 30,
             admin_password: None,
             bootstrap_token: None,
         }
@@ -120,6 +126,8 @@ struct FileSettings {
     webhook_max_attempts: Option<u32>,
     webhook_backoff_ms: Option<u64>,
     webhook_timeout_secs: Option<u64>,
+    body_chunk_timeout_secs: Option<u64>,
+    shutdown_grace_secs: Option<u64>,
 }
 
 /// Values from the environment or flags; `None` where neither was given.
@@ -149,6 +157,12 @@ pub struct Overrides {
     /// When Hangar runs in a container: the data dir's path on the host.
     #[arg(long, env = "HANGAR_HOST_DATA_DIR", value_name = "DIR")]
     pub host_data_dir: Option<PathBuf>,
+    /// Seconds a request body may send nothing before it is cut with 408.
+    #[arg(long, env = "HANGAR_BODY_CHUNK_TIMEOUT_SECS", value_name = "SECS")]
+    pub body_chunk_timeout_secs: Option<u64>,
+    /// Seconds requests in flight get to finish after SIGTERM before they are cut.
+    #[arg(long, env = "HANGAR_SHUTDOWN_GRACE_SECS", value_name = "SECS")]
+    pub shutdown_grace_secs: Option<u64>,
 }
 
 impl Settings {
@@ -211,6 +225,12 @@ impl Settings {
             anyhow::ensure!(secs > 0, "webhook_timeout_secs in the config file must be at least 1");
             settings.webhook_timeout_secs = secs;
         }
+        if let Some(secs) = file.body_chunk_timeout_secs {
+            settings.body_chunk_timeout_secs = secs;
+        }
+        if let Some(secs) = file.shutdown_grace_secs {
+            settings.shutdown_grace_secs = secs;
+        }
         if let Some(globs) = file.protected_aliases {
             settings.protected_aliases = globs
                 .iter()
@@ -238,6 +258,16 @@ impl Settings {
         if let Some(dir) = &overrides.host_data_dir {
             settings.host_data_dir = Some(dir.clone());
         }
+        if let Some(secs) = overrides.body_chunk_timeout_secs {
+            settings.body_chunk_timeout_secs = secs;
+        }
+        if let Some(secs) = overrides.shutdown_grace_secs {
+            settings.shutdown_grace_secs = secs;
+        }
+        anyhow::ensure!(
+            settings.body_chunk_timeout_secs > 0,
+            "body_chunk_timeout_secs (--body-chunk-timeout-secs / HANGAR_BODY_CHUNK_TIMEOUT_SECS) must be at least 1"
+        );
         // Secrets come from the environment only: flags would show in `ps`.
         settings.admin_password = std::env::var("HANGAR_ADMIN_PASSWORD").ok().filter(|v| !v.is_empty()).map(Redacted);
         settings.bootstrap_token = std::env::var("HANGAR_BOOTSTRAP_TOKEN").ok().filter(|v| !v.is_empty()).map(Redacted);

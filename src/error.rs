@@ -57,6 +57,12 @@ pub enum ApiError {
     /// A `Range` that starts past the end of a file of `size` bytes.
     #[error("the requested range is outside the file, which is {size} bytes")]
     RangeNotSatisfiable { size: u64 },
+    /// A request body stopped arriving for longer than the body chunk timeout.
+    #[error("{0}")]
+    RequestTimeout(String),
+    /// The data dir's disk cannot hold what was sent; the message says how much is free.
+    #[error("{0}")]
+    InsufficientStorage(String),
     /// A dependency (Docker) is not there; the message names what was tried.
     #[error("{0}")]
     Unavailable(String),
@@ -83,6 +89,8 @@ impl ResponseError for ApiError {
             Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::RangeNotSatisfiable { .. } => StatusCode::RANGE_NOT_SATISFIABLE,
+            Self::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
+            Self::InsufficientStorage(_) => StatusCode::INSUFFICIENT_STORAGE,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -136,6 +144,7 @@ impl From<BlobError> for ApiError {
     fn from(err: BlobError) -> Self {
         match err {
             BlobError::DigestMismatch { .. } | BlobError::Interrupted { .. } => Self::BadRequest(err.to_string()),
+            BlobError::StorageFull { .. } => Self::InsufficientStorage(err.to_string()),
             other => Self::internal(other),
         }
     }

@@ -3,13 +3,15 @@
 //! supervisor, garbage collection and webhook delivery.
 
 use std::fs::File;
+use std::io::Write as _;
 use std::net::TcpListener;
+use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _, PermissionsExt as _};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::dev::Server;
-use actix_web::middleware::{DefaultHeaders, Logger};
+use actix_web::middleware::{DefaultHeaders, Logger, from_fn};
 use actix_web::{App, HttpServer, web};
 use anyhow::Context as _;
 use sqlx::SqlitePool;
@@ -93,9 +95,15 @@ impl Application {
         &self.bootstrapped
     }
 
-    /// Serves until SIGTERM or Ctrl-C, then drains in-flight requests.
+    /// Serves until SIGTERM or Ctrl-C, then drains in-flight requests for up to
+    /// `shutdown_grace_secs`; the ones still running then are cut, and their staging files
+    /// removed.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let result = self.server.await;
+        // Nothing is in flight any more: whatever is left in tmp/ belongs to a cut upload.
+        if let Err(e) = self.blobs.sweep_tmp().await {
+            tracing::warn!(error = %e, "cannot clean tmp/ after shutdown; the next start will");
+        }
         self.pool.close().await;
         result
     }
@@ -116,9 +124,12 @@ fn serve(
     let gateway = web::Data::new(Gateway::new(traffic, Duration::from_secs(settings.upstream_timeout_secs))?);
     let pool = web::Data::new(pool);
     let blobs = web::Data::new(blobs);
+    let body_timeout = Duration::from_secs(settings.body_chunk_timeout_secs);
+    let grace = settings.shutdown_grace_secs;
     let settings = web::Data::new(settings);
     let server = HttpServer::new(move || {
         App::new()
+            .wrap(from_fn(move |req, next| api::cut_stalled_bodies(body_timeout, req, next)))
             .wrap(Logger::new("%r %s %b %Dms"))
             .wrap(security_headers())
             .app_data(json.clone())
@@ -143,6 +154,7 @@ fn serve(
             let _ = tcp.set_nodelay(true);
         }
     })
+    .shutdown_timeout(grace)
     .listen(listener)?
     .run();
     Ok(server)
@@ -165,12 +177,18 @@ fn security_headers() -> DefaultHeaders {
 
 /// Creates the data dir and takes its lock, so two servers never share one catalog.
 fn prepare_data_dir(dir: &Path) -> anyhow::Result<File> {
-    std::fs::create_dir_all(dir).with_context(|| format!("cannot create data dir {}", dir.display()))?;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .with_context(|| format!("cannot create data dir {}", dir.display()))?;
+    make_private(dir).with_context(|| format!("cannot restrict the permissions of data dir {}", dir.display()))?;
     let lock_path = dir.join("hangar.lock");
     let lock = File::options()
         .create(true)
         .truncate(false)
         .write(true)
+        .mode(0o600)
         .open(&lock_path)
         .with_context(|| format!("data dir {} is not writable", dir.display()))?;
     lock.try_lock().map_err(|_| {
@@ -181,6 +199,31 @@ fn prepare_data_dir(dir: &Path) -> anyhow::Result<File> {
         )
     })?;
     Ok(lock)
+}
+
+/// Takes group and other access away from the data dir and the files at its top (the
+/// database and its journal, the lock, the installation id, a generated password), logging
+/// each one changed. What lies below stays as it is: `blobs/` and `snapshots/` are
+/// unreachable through the closed data dir, and a model container, which runs as its image's
+/// user, reads a snapshot through its bind mount without passing the data dir.
+fn make_private(dir: &Path) -> std::io::Result<()> {
+    tighten(dir, 0o700)?;
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        if entry.file_type()?.is_file() {
+            tighten(&entry.path(), 0o600)?;
+        }
+    }
+    Ok(())
+}
+
+fn tighten(path: &Path, private: u32) -> std::io::Result<()> {
+    let mode = std::fs::metadata(path)?.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(private))?;
+        tracing::warn!(path = %path.display(), from = format!("{mode:o}"), to = format!("{private:o}"), "tightened permissions: only the server's user may read the data dir");
+    }
+    Ok(())
 }
 
 /// Connects to Docker (lazily: Hangar starts without it), loads the GPU inventory and starts
@@ -220,7 +263,14 @@ fn installation_id(data_dir: &Path) -> anyhow::Result<String> {
         Ok(id) if !id.trim().is_empty() => Ok(id.trim().to_owned()),
         _ => {
             let id = uuid::Uuid::new_v4().simple().to_string();
-            std::fs::write(&path, format!("{id}\n")).with_context(|| format!("cannot write {}", path.display()))?;
+            File::options()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(0o600)
+                .open(&path)
+                .and_then(|mut file| writeln!(file, "{id}"))
+                .with_context(|| format!("cannot write {}", path.display()))?;
             Ok(id)
         }
     }

@@ -98,6 +98,11 @@ fn expected_digest(query: &UploadQuery, req: &HttpRequest) -> Result<Option<Dige
     }
 }
 
+/// The body size the client announced, if it did.
+fn content_length(req: &HttpRequest) -> Option<u64> {
+    req.headers().get(header::CONTENT_LENGTH)?.to_str().ok()?.parse().ok()
+}
+
 fn put_response(put: Put, view: FileView) -> HttpResponse {
     match put {
         Put::Created => HttpResponse::Created().json(view),
@@ -123,6 +128,8 @@ fn put_response(put: Put, view: FileView) -> HttpResponse {
         (status = 201, description = "Stored at a new path", body = FileView),
         (status = 200, description = "Stored, replacing what the path named", body = FileView),
         BadRequest, Unauthorized, Forbidden, NotFound, Conflict,
+        (status = 408, description = "The body stopped arriving for longer than the body chunk timeout"),
+        (status = 507, description = "The data dir's disk cannot hold the file; the detail says how much is free"),
     ),
 )]
 pub async fn upload_file(
@@ -139,6 +146,9 @@ pub async fn upload_file(
     let expected = expected_digest(&query, &req)?;
     // Refuse before reading a byte of a body that could not be stored.
     catalog::files::ensure_draft(&pool, &model, &version).await?;
+    if let Some(size) = content_length(&req) {
+        blobs.ensure_room(size)?;
+    }
     let blob = blobs.ingest(body, expected).await?;
     let put = catalog::files::put(&pool, &caller.actor(), &model, &version, &path, &blob.digest, blob.size).await?;
     let view = FileView { path, size: i64::try_from(blob.size).map_err(ApiError::internal)?, digest: blob.digest };

@@ -4,6 +4,7 @@
 //! documented by its handler's `#[utoipa::path]` in the OpenAPI document (`openapi.rs`).
 
 mod aliases;
+mod body_timeout;
 mod caller;
 mod deployments;
 mod events;
@@ -18,6 +19,8 @@ mod tokens;
 mod users;
 mod versions;
 mod webhooks;
+
+pub use body_timeout::cut_stalled_bodies;
 
 use actix_web::web;
 

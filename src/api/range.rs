@@ -20,7 +20,8 @@ pub fn parse(header: Option<&str>, size: u64) -> Result<Option<Range<u64>>, ApiE
     let range = if start.is_empty() {
         // bytes=-N: the last N bytes.
         let n: u64 = end.parse().map_err(|_| invalid())?;
-        if n == 0 {
+        // An empty file has no last bytes to send (RFC 9110 §14.1.2).
+        if n == 0 || size == 0 {
             return Err(ApiError::RangeNotSatisfiable { size });
         }
         size.saturating_sub(n)..size
@@ -64,6 +65,7 @@ mod tests {
     fn a_range_past_the_end_is_unsatisfiable_and_garbage_is_a_bad_request() {
         assert!(matches!(parse(Some("bytes=10-"), 10), Err(ApiError::RangeNotSatisfiable { size: 10 })));
         assert!(matches!(parse(Some("bytes=0-"), 0), Err(ApiError::RangeNotSatisfiable { size: 0 })));
+        assert!(matches!(parse(Some("bytes=-5"), 0), Err(ApiError::RangeNotSatisfiable { size: 0 })));
         assert!(matches!(parse(Some("bytes=x-1"), 10), Err(ApiError::BadRequest(_))));
         assert!(matches!(parse(Some("bytes=5-1"), 10), Err(ApiError::BadRequest(_))));
     }

@@ -253,23 +253,25 @@ pub async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(HealthView { status: "ok" })
 }
 
-/// The process can serve: the database answers.
+/// The process can serve: the database answers and the data dir takes writes.
 #[utoipa::path(
     get,
     path = "/readyz",
     security(()),
     responses(
         (status = 200, description = "Ready", body = HealthView, example = json!({"status": "ready"})),
-        (status = 503, description = "The database does not answer", body = HealthView,
+        (status = 503, description = "The database does not answer, or the data dir takes no writes (a full disk)", body = HealthView,
             example = json!({"status": "database unavailable"})),
     ),
 )]
-pub async fn readyz(pool: web::Data<SqlitePool>) -> HttpResponse {
-    match sqlx::query("SELECT 1").execute(pool.get_ref()).await {
-        Ok(_) => HttpResponse::Ok().json(HealthView { status: "ready" }),
-        Err(e) => {
-            tracing::warn!(error = %e, "readiness check failed");
-            HttpResponse::ServiceUnavailable().json(HealthView { status: "database unavailable" })
-        }
+pub async fn readyz(pool: web::Data<SqlitePool>, blobs: web::Data<BlobStore>) -> HttpResponse {
+    if let Err(e) = sqlx::query("SELECT 1").execute(pool.get_ref()).await {
+        tracing::warn!(error = %e, "readiness check failed");
+        return HttpResponse::ServiceUnavailable().json(HealthView { status: "database unavailable" });
     }
+    if let Err(e) = blobs.check_writable().await {
+        tracing::warn!(error = %e, "readiness check failed: the data dir takes no writes");
+        return HttpResponse::ServiceUnavailable().json(HealthView { status: "data dir not writable" });
+    }
+    HttpResponse::Ok().json(HealthView { status: "ready" })
 }

@@ -96,7 +96,13 @@ impl BlobStore {
         if let Some(reason) = interrupted {
             return Err(BlobError::Interrupted { received, reason });
         }
-        written?;
+        match written {
+            Err(e) if e.kind() == io::ErrorKind::StorageFull => {
+                // What this upload has sent so far is a lower bound of what it needs.
+                return Err(BlobError::StorageFull { free: self.free_bytes()?, needed: received });
+            }
+            written => written?,
+        }
         debug_assert_eq!(hashed, received);
         if let Some(expected) = expected
             && expected != actual

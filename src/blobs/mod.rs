@@ -31,6 +31,8 @@ pub enum BlobError {
     DigestMismatch { expected: Digest, actual: Digest },
     #[error("the upload was interrupted after {received} bytes: {reason}; nothing was stored")]
     Interrupted { received: u64, reason: String },
+    #[error("the data dir's disk has {free} bytes free and this upload needs {needed}; nothing was stored")]
+    StorageFull { free: u64, needed: u64 },
     #[error("blob {0} is missing from the store")]
     Missing(Digest),
     #[error("blob store I/O failed: {0}")]
@@ -76,6 +78,34 @@ impl BlobStore {
     fn key(digest: &Digest) -> Key {
         let hex = digest.hex();
         Key::from(format!("blobs/sha256/{}/{hex}", &hex[..2]))
+    }
+
+    /// Refuses an upload of `size` bytes up front when the disk of `tmp/` has less free.
+    pub fn ensure_room(&self, size: u64) -> Result<(), BlobError> {
+        let free = self.free_bytes()?;
+        if free < size {
+            return Err(BlobError::StorageFull { free, needed: size });
+        }
+        Ok(())
+    }
+
+    /// Bytes the disk of `tmp/` (and so of `blobs/`) can still take.
+    fn free_bytes(&self) -> io::Result<u64> {
+        let stat = rustix::fs::statvfs(&self.tmp_dir)?;
+        Ok(stat.f_bavail.saturating_mul(stat.f_frsize))
+    }
+
+    /// Whether the data dir takes writes now: writes, then removes, a small file in `tmp/`
+    /// (on a full disk this fails with the disk's error).
+    pub async fn check_writable(&self) -> io::Result<()> {
+        let probe = self.tmp_dir.join(format!("{}.ready", uuid::Uuid::new_v4()));
+        tokio::task::spawn_blocking(move || {
+            let written = std::fs::write(&probe, [0u8; 64 << 10]);
+            let _ = std::fs::remove_file(&probe);
+            written
+        })
+        .await
+        .map_err(io::Error::other)?
     }
 
     /// Removes everything in `tmp/`: uploads that were in flight when the last process died.

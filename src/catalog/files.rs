@@ -134,6 +134,7 @@ async fn upsert(
     digest: &Digest,
     size: i64,
 ) -> Result<Put> {
+    refuse_file_folder_clash(tx, version_id, path).await?;
     let existed: Option<i64> = sqlx::query_scalar("SELECT 1 FROM files WHERE version_id = ? AND path = ?")
         .bind(version_id)
         .bind(path.as_str())
@@ -151,6 +152,31 @@ async fn upsert(
     .execute(&mut *tx)
     .await?;
     Ok(if existed.is_some() { Put::Replaced } else { Put::Created })
+}
+
+/// A version is laid out as a folder tree (snapshots, pulls): `a` cannot be a file and a
+/// folder of `a/b` at once. Refuses `path` when a file of the version is one of its folders,
+/// or when it is a folder of a file already there.
+async fn refuse_file_folder_clash(tx: &mut sqlx::SqliteConnection, version_id: i64, path: &RelPath) -> Result<()> {
+    let clash: Option<String> = sqlx::query_scalar(
+        "SELECT path FROM files
+          WHERE version_id = ?1
+            AND (substr(?2, 1, length(path) + 1) = path || '/' OR substr(path, 1, length(?2) + 1) = ?2 || '/')
+          ORDER BY path LIMIT 1",
+    )
+    .bind(version_id)
+    .bind(path.as_str())
+    .fetch_optional(&mut *tx)
+    .await?;
+    match clash {
+        Some(first) if path.as_str().starts_with(&format!("{first}/")) => Err(CatalogError::Conflict(format!(
+            "'{path}' would put a file inside '{first}', which is a file of this version; delete '{first}' first or choose another path"
+        ))),
+        Some(first) => Err(CatalogError::Conflict(format!(
+            "'{path}' is a folder of '{first}', a file of this version; delete '{first}' first or choose another path"
+        ))),
+        None => Ok(()),
+    }
 }
 
 /// The files of version `?2` of model `?1`, by path, as one JSON row.

@@ -24,7 +24,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{Sqlite, SqliteConnection, SqlitePool, Transaction};
+use sqlx::{Connection as _, Sqlite, SqliteConnection, SqlitePool, Transaction};
 
 /// What went wrong in a catalog call, in terms the HTTP edge can map to a status.
 #[derive(Debug, thiserror::Error)]
@@ -43,6 +43,7 @@ pub type Result<T, E = CatalogError> = std::result::Result<T, E>;
 
 /// Opens (creating if needed) the database file and brings its schema up to date.
 pub async fn open(path: &Path) -> anyhow::Result<SqlitePool> {
+    create_private(path).with_context(|| format!("cannot create database {}", path.display()))?;
     let options = SqliteConnectOptions::new()
         .filename(path)
         .create_if_missing(true)
@@ -54,6 +55,7 @@ pub async fn open(path: &Path) -> anyhow::Result<SqlitePool> {
         .busy_timeout(Duration::from_secs(10));
     let pool = SqlitePoolOptions::new()
         .max_connections(8)
+        .after_release(|conn, _| Box::pin(async move { settled(conn).await }))
         .connect_with(options)
         .await
         .with_context(|| format!("cannot open database {}", path.display()))?;
@@ -62,6 +64,31 @@ pub async fn open(path: &Path) -> anyhow::Result<SqlitePool> {
         .await
         .with_context(|| format!("cannot migrate database {}", path.display()))?;
     Ok(pool)
+}
+
+/// Creates the database file readable by its owner only, if it is missing: it holds password
+/// and token hashes. SQLite gives its `-wal` and `-shm` files the same mode.
+fn create_private(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt as _;
+    match std::fs::File::options().write(true).create_new(true).mode(0o600).open(path) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// Whether a connection coming back to the pool may serve again. A transaction whose COMMIT
+/// failed (a full disk: SQLite rolls it back itself) leaves sqlx counting it as open, and its
+/// rollback on drop then fails too; such a connection would refuse every later `BEGIN`, so
+/// it is closed and the pool opens a fresh one.
+async fn settled(conn: &mut SqliteConnection) -> Result<bool, sqlx::Error> {
+    // Waits for the rollback a dropped transaction queued on the connection's worker.
+    conn.ping().await?;
+    let settled = !conn.is_in_transaction();
+    if !settled {
+        tracing::warn!("closing a database connection left inside a failed transaction");
+    }
+    Ok(settled)
 }
 
 /// Counts the write transactions committed in this process, so that a reader can keep what

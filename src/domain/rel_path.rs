@@ -10,7 +10,7 @@ pub struct RelPathError {
     reason: &'static str,
 }
 
-/// A relative path: UTF-8, `/`-separated, no `.` or `..` segment, no leading `/`, no empty
+/// A relative path: UTF-8 without U+FFFD, `/`-separated, no `.` or `..` segment, no leading `/`, no empty
 /// segment, no `\` or NUL or other control character, ≤ 512 bytes, ≤ 16 segments.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
 #[serde(transparent)]
@@ -33,6 +33,11 @@ impl RelPath {
         }
         if raw.contains('\\') {
             return Err(err("it contains '\\'; separate folders with '/'"));
+        }
+        // The router decodes `%XX` escapes that are not UTF-8 lossily, as U+FFFD: refusing it
+        // keeps two different byte strings from landing on one name.
+        if raw.contains(char::REPLACEMENT_CHARACTER) {
+            return Err(err("it is not valid UTF-8 (or contains U+FFFD)"));
         }
         if raw.chars().any(char::is_control) {
             return Err(err("it contains a NUL or another control character"));
@@ -90,6 +95,7 @@ mod tests {
             ("a/", "empty segment"),
             ("./a", "'.'"),
             ("", "empty"),
+            ("a\u{FFFD}\u{FFFD}", "UTF-8"),
         ];
         for (bad, why) in cases {
             let err = RelPath::parse(bad).expect_err(bad).to_string();

@@ -251,3 +251,60 @@ async fn a_method_a_route_does_not_take_is_a_405_problem_that_names_it() {
     }
     assert_eq!(snapshot(&app).await, before);
 }
+
+#[tokio::test]
+async fn a_suffix_range_on_an_empty_file_is_416() {
+    let app = spawn_app().await;
+    app.published("m", &[("empty.bin", b"")]).await;
+    for range in ["bytes=-5", "bytes=0-"] {
+        let response = app
+            .client
+            .get(app.url("/api/v1/models/m/versions/1/files/empty.bin"))
+            .header("range", range)
+            .send()
+            .await
+            .expect("get");
+        assert_eq!(response.headers()["content-range"], "bytes */0", "{range}");
+        problem(response, StatusCode::RANGE_NOT_SATISFIABLE).await;
+    }
+}
+
+#[tokio::test]
+async fn a_file_path_that_is_not_utf8_is_a_400_and_stores_nothing() {
+    let app = app_with_draft().await;
+    let before = snapshot(&app).await;
+    let base = "/api/v1/models/m/versions/1/files";
+    for target in [format!("{base}/%ff%fe"), format!("{base}/w/%fe%ff.bin"), format!("{base}/a%c3")] {
+        let (status, body) = app.raw("PUT", &target, b"payload");
+        assert_eq!(status, 400, "{target}: {body}");
+        assert!(body.contains("UTF-8"), "{target}: {body}");
+    }
+    assert_eq!(snapshot(&app).await, before);
+}
+
+#[tokio::test]
+async fn a_path_under_a_file_or_over_a_folder_is_a_409_that_names_the_first() {
+    let app = spawn_app().await;
+    app.create_model("m").await;
+    app.create_version("m", "1").await;
+    assert_eq!(app.upload("m", "1", "a", b"file a").await.status(), StatusCode::CREATED);
+    assert_eq!(app.upload("m", "1", "d/b", b"file d/b").await.status(), StatusCode::CREATED);
+    for (path, names) in [("a/b", "'a'"), ("a/b/c", "'a'"), ("d", "'d/b'")] {
+        let detail = problem(app.upload("m", "1", path, b"x").await, StatusCode::CONFLICT).await;
+        assert!(detail.contains(names), "{path}: {detail}");
+    }
+    let link = app
+        .post_json(
+            "/api/v1/models/m/versions/1/files/a/linked",
+            &json!({"digest": sha256_digest(b"file a"), "size": 6}),
+        )
+        .await;
+    let detail = problem(link, StatusCode::CONFLICT).await;
+    assert!(detail.contains("'a'"), "{detail}");
+    for path in ["ab", "a.b", "d/bc", "dd/b"] {
+        assert_eq!(app.upload("m", "1", path, b"y").await.status(), StatusCode::CREATED, "{path}");
+    }
+    let files: Value = app.get("/api/v1/models/m/versions/1/files").await.json().await.expect("json");
+    assert_eq!(files["items"].as_array().expect("items").len(), 6);
+    assert_eq!(app.publish("m", "1").await.status(), StatusCode::OK);
+}

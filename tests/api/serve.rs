@@ -133,3 +133,99 @@ async fn settings_come_from_the_config_file_under_env_and_flags() {
     assert!(server.address.starts_with("http://127.0.0.1:"), "{}", server.address);
     assert!(from_file.join("hangar.db").is_file(), "the data dir came from the file");
 }
+
+#[tokio::test]
+async fn sigterm_cuts_an_upload_that_outlasts_the_grace_period_and_removes_its_staging_file() {
+    let data_dir = tempfile::tempdir().expect("tempdir");
+    let mut command = hangar_command();
+    command
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(data_dir.path())
+        .env("HANGAR_SHUTDOWN_GRACE_SECS", "2");
+    let mut server = ServerProcess::spawn(command);
+    let client = client_with(ADMIN_TOKEN);
+    client
+        .post(format!("{}/api/v1/models", server.address))
+        .json(&serde_json::json!({"name": "m"}))
+        .send()
+        .await
+        .expect("model");
+    client
+        .post(format!("{}/api/v1/models/m/versions", server.address))
+        .json(&serde_json::json!({}))
+        .send()
+        .await
+        .expect("v");
+
+    let mut stream = TcpStream::connect(("127.0.0.1", server.port)).expect("connect");
+    write!(
+        stream,
+        "PUT /api/v1/models/m/versions/1/files/w.bin HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {ADMIN_TOKEN}\r\nContent-Length: {}\r\n\r\n",
+        4 << 20
+    )
+    .expect("head");
+    stream.write_all(&[3u8; 1 << 20]).expect("first part");
+    let tmp = data_dir.path().join("tmp");
+    wait_until("the upload is in flight", Duration::from_secs(10), || {
+        std::fs::read_dir(&tmp).map(|d| d.count() > 0).unwrap_or(false)
+    })
+    .await;
+    let signalled = std::time::Instant::now();
+    server.signal("TERM");
+    let status = loop {
+        if let Some(status) = server.child.try_wait().expect("try_wait") {
+            break status;
+        }
+        assert!(signalled.elapsed() < Duration::from_secs(15), "still running 15 s after SIGTERM with a 2 s grace");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(signalled.elapsed() >= Duration::from_secs(2), "the grace period was given");
+    assert!(status.success(), "{status:?}");
+    assert_eq!(std::fs::read_dir(&tmp).expect("tmp").count(), 0, "the cut upload's staging file is removed");
+}
+
+fn mode(path: &std::path::Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::metadata(path).unwrap_or_else(|e| panic!("{}: {e}", path.display())).permissions().mode() & 0o777
+}
+
+#[tokio::test]
+async fn the_data_dir_and_its_files_are_private_to_the_server_user() {
+    let parent = tempfile::tempdir().expect("tempdir");
+    let data_dir = parent.path().join("data");
+    let server = ServerProcess::start(&data_dir);
+    let client = client_with(ADMIN_TOKEN);
+    let created = client
+        .post(format!("{}/api/v1/models", server.address))
+        .json(&serde_json::json!({"name": "m"}))
+        .send()
+        .await
+        .expect("model");
+    assert_eq!(created.status(), 201);
+    assert_eq!(mode(&data_dir), 0o700, "the data dir");
+    for name in ["hangar.db", "hangar.db-wal", "hangar.db-shm", "installation-id", "hangar.lock"] {
+        assert_eq!(mode(&data_dir.join(name)), 0o600, "{name}");
+    }
+}
+
+#[tokio::test]
+async fn a_data_dir_left_readable_is_tightened_at_start_with_a_log_line() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let parent = tempfile::tempdir().expect("tempdir");
+    let data_dir = parent.path().join("data");
+    drop(ServerProcess::start(&data_dir));
+    std::fs::set_permissions(&data_dir, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    for name in ["hangar.db", "installation-id"] {
+        std::fs::set_permissions(data_dir.join(name), std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    }
+    let log_path = parent.path().join("log");
+    let mut command = hangar_command();
+    command.args(["serve", "--listen", "127.0.0.1:0", "--data-dir"]).arg(&data_dir);
+    let _server = ServerProcess::spawn_logging(command, std::fs::File::create(&log_path).expect("log"), "info");
+    assert_eq!(mode(&data_dir), 0o700);
+    for name in ["hangar.db", "installation-id"] {
+        assert_eq!(mode(&data_dir.join(name)), 0o600, "{name}");
+    }
+    let log = std::fs::read_to_string(&log_path).expect("log");
+    assert!(log.contains("tightened") && log.contains("hangar.db"), "{log}");
+}
