@@ -135,6 +135,12 @@ impl From<CatalogError> for ApiError {
         match err {
             CatalogError::NotFound(msg) => Self::NotFound(msg),
             CatalogError::Conflict(msg) => Self::Conflict(msg),
+            CatalogError::Db(e) if crate::catalog::is_disk_full(&e) => {
+                tracing::warn!(error = %e, "a catalog write failed: the data dir's disk is full");
+                Self::InsufficientStorage(
+                    "the data dir's disk is full, so nothing was changed; free some space and try again".into(),
+                )
+            }
             CatalogError::Db(e) => Self::internal(e),
         }
     }

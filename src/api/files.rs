@@ -18,7 +18,7 @@ use crate::auth::Caller;
 use crate::blobs::BlobStore;
 use crate::catalog::{self, files::File, files::Put};
 use crate::domain::{Digest, RelPath, Role};
-use crate::error::ApiError;
+use crate::error::{ApiError, Problem};
 
 /// A file of a version: its path and the blob it names.
 #[derive(Debug, Serialize, ToSchema)]
@@ -128,8 +128,10 @@ fn put_response(put: Put, view: FileView) -> HttpResponse {
         (status = 201, description = "Stored at a new path", body = FileView),
         (status = 200, description = "Stored, replacing what the path named", body = FileView),
         BadRequest, Unauthorized, Forbidden, NotFound, Conflict,
-        (status = 408, description = "The body stopped arriving for longer than the body chunk timeout"),
-        (status = 507, description = "The data dir's disk cannot hold the file; the detail says how much is free"),
+        (status = 408, description = "The body stopped arriving for longer than the body chunk timeout",
+            body = Problem, content_type = "application/problem+json"),
+        (status = 507, description = "The data dir's disk cannot hold the file; the detail says how much is free",
+            body = Problem, content_type = "application/problem+json"),
     ),
 )]
 pub async fn upload_file(

@@ -141,6 +141,13 @@ pub(crate) fn corrupt<E: std::error::Error + Send + Sync + 'static>(err: E) -> C
     CatalogError::Db(sqlx::Error::Decode(Box::new(err)))
 }
 
+/// True when SQLite could not write because the disk is full (`SQLITE_FULL`).
+pub(crate) fn is_disk_full(err: &sqlx::Error) -> bool {
+    const SQLITE_FULL: i32 = 13;
+    matches!(err, sqlx::Error::Database(db)
+        if db.code().and_then(|code| code.parse::<i32>().ok()).is_some_and(|code| code & 0xff == SQLITE_FULL))
+}
+
 /// True when `err` is a UNIQUE or PRIMARY KEY violation.
 pub(crate) fn is_unique_violation(err: &sqlx::Error) -> bool {
     matches!(err, sqlx::Error::Database(db) if db.is_unique_violation())

@@ -195,8 +195,8 @@ async fn after_a_full_disk_every_write_succeeds_once_space_is_back_and_readyz_te
     let filler = disk.fill();
     for i in 0..6 {
         let body = json!({"name": format!("full-{i}"), "description": "d".repeat(4000)});
-        let response = app.post_json("/api/v1/models", &body).await;
-        assert!(response.status().is_server_error(), "write {i} on a full disk: {}", response.status());
+        let detail = problem(app.post_json("/api/v1/models", &body).await, StatusCode::INSUFFICIENT_STORAGE).await;
+        assert!(detail.contains("disk is full"), "write {i} on a full disk: {detail}");
     }
     assert_eq!(app.get("/readyz").await.status(), StatusCode::SERVICE_UNAVAILABLE, "the data dir takes no writes");
 
