@@ -26,6 +26,9 @@ pub async fn cut_stalled_bodies(
     mut req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
+    if matches!(req.parts_mut().1, Payload::None) {
+        return next.call(req).await.map(ServiceResponse::map_into_boxed_body);
+    }
     let stalled = Rc::new(Cell::new(false));
     let body = std::mem::replace(req.parts_mut().1, Payload::None);
     let flag = Rc::clone(&stalled);
