@@ -47,7 +47,8 @@ pub async fn cut_stalled_bodies(
             }
         }
     });
-    let timed: Pin<Box<dyn Stream<Item = Result<Bytes, PayloadError>>>> = Box::pin(timed);
+    // Fused: some readers (multipart) poll again after the end.
+    let timed: Pin<Box<dyn Stream<Item = Result<Bytes, PayloadError>>>> = Box::pin(timed.fuse());
     req.set_payload(Payload::from(timed));
     let response = next.call(req).await?;
     if stalled.get() {

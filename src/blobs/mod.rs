@@ -31,7 +31,9 @@ pub enum BlobError {
     DigestMismatch { expected: Digest, actual: Digest },
     #[error("the upload was interrupted after {received} bytes: {reason}; nothing was stored")]
     Interrupted { received: u64, reason: String },
-    #[error("the data dir's disk has {free} bytes free and this upload needs {needed}; nothing was stored")]
+    #[error(
+        "the data dir's disk has {free} bytes free and this upload needs at least {needed} bytes; nothing was stored"
+    )]
     StorageFull { free: u64, needed: u64 },
     #[error("blob {0} is missing from the store")]
     Missing(Digest),
