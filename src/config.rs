@@ -51,6 +51,9 @@ pub struct Settings {
     pub webhook_backoff_ms: u64,
     /// How long a webhook receiver has to connect and answer.
     pub webhook_timeout_secs: u64,
+    /// Lets webhooks reach loopback, link-local and private addresses (refused by default:
+    /// an admin's webhook must not become a scanner of Hangar's own network).
+    pub webhook_allow_private: bool,
     /// `HANGAR_ADMIN_PASSWORD`: the first admin's password, on first start only.
     pub admin_password: Option<Redacted>,
     /// `HANGAR_BOOTSTRAP_TOKEN`: an admin token created at start if it does not exist.
@@ -91,6 +94,7 @@ impl Default for Settings {
             webhook_max_attempts: 6,
             webhook_backoff_ms: 1000,
             webhook_timeout_secs: 10,
+            webhook_allow_private: false,
             admin_password: None,
             bootstrap_token: None,
         }
@@ -120,6 +124,7 @@ struct FileSettings {
     webhook_max_attempts: Option<u32>,
     webhook_backoff_ms: Option<u64>,
     webhook_timeout_secs: Option<u64>,
+    webhook_allow_private: Option<bool>,
 }
 
 /// Values from the environment or flags; `None` where neither was given.
@@ -210,6 +215,9 @@ impl Settings {
         if let Some(secs) = file.webhook_timeout_secs {
             anyhow::ensure!(secs > 0, "webhook_timeout_secs in the config file must be at least 1");
             settings.webhook_timeout_secs = secs;
+        }
+        if let Some(allow) = file.webhook_allow_private {
+            settings.webhook_allow_private = allow;
         }
         if let Some(globs) = file.protected_aliases {
             settings.protected_aliases = globs

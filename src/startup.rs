@@ -1,6 +1,6 @@
 //! Builds the application: opens the data dir, database and blob store, binds the listener
-//! (port 0 works; `port()` says which one was chosen), and spawns background loops: the
-//! supervisor, garbage collection and webhook delivery.
+//! (port 0 works; `port()` says which one was chosen), and starts the background loops (the
+//! supervisor, garbage collection and webhook delivery) in one `Tasks` set, stopped on shutdown.
 
 use std::fs::File;
 use std::net::TcpListener;
@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::dev::Server;
-use actix_web::middleware::{DefaultHeaders, Logger};
+use actix_web::middleware::{DefaultHeaders, Logger, from_fn};
 use actix_web::{App, HttpServer, web};
 use anyhow::Context as _;
 use sqlx::SqlitePool;
@@ -22,8 +22,9 @@ use crate::runtime::docker::DockerClient;
 use crate::runtime::supervisor::{Supervisor, SupervisorSettings};
 use crate::runtime::traffic::Traffic;
 use crate::runtime::{GpuInventory, SpecSettings};
+use crate::tasks::Tasks;
 use crate::webhooks::{Deliverer, DeliverySettings};
-use crate::{api, catalog, gateway, gc, web as dashboard};
+use crate::{api, catalog, gateway, gc, request_id, web as dashboard};
 
 /// How often unreferenced blobs are looked for after the startup sweep.
 const GC_INTERVAL: Duration = Duration::from_secs(15 * 60);
@@ -34,6 +35,7 @@ pub struct Application {
     pool: SqlitePool,
     blobs: BlobStore,
     bootstrapped: Bootstrapped,
+    tasks: Tasks,
     _lock: File,
 }
 
@@ -62,21 +64,26 @@ impl Application {
         let swept = gc::sweep(&pool, &blobs, settings.gc_grace_secs).await?;
         tracing::info!(?swept, "startup garbage collection done");
 
+        let mut tasks = Tasks::default();
         let traffic = Arc::new(Traffic::default());
         let supervisor = start_supervisor(&settings, pool.clone(), blobs.clone(), Arc::clone(&traffic)).await?;
-        tokio::spawn(gc_loop(pool.clone(), blobs.clone(), settings.gc_grace_secs));
+        let looping = Arc::clone(&supervisor);
+        tasks.spawn("supervisor", move || Arc::clone(&looping).run());
+        let (gc_pool, gc_blobs, grace) = (pool.clone(), blobs.clone(), settings.gc_grace_secs);
+        tasks.spawn("gc", move || gc_loop(gc_pool.clone(), gc_blobs.clone(), grace));
         let deliverer = Deliverer::new(
             pool.clone(),
             DeliverySettings {
                 max_attempts: settings.webhook_max_attempts,
                 backoff: Duration::from_millis(settings.webhook_backoff_ms),
                 timeout: Duration::from_secs(settings.webhook_timeout_secs),
+                allow_private: settings.webhook_allow_private,
             },
         )
         .context("cannot build the webhook client")?;
-        tokio::spawn(deliverer.run());
+        tasks.spawn("webhooks", move || Arc::clone(&deliverer).run());
         let server = serve(listener, pool.clone(), blobs.clone(), supervisor, traffic, settings)?;
-        Ok(Self { port, server, pool, blobs, bootstrapped, _lock: lock })
+        Ok(Self { port, server, pool, blobs, bootstrapped, tasks, _lock: lock })
     }
 
     pub fn port(&self) -> u16 {
@@ -96,6 +103,7 @@ impl Application {
     /// Serves until SIGTERM or Ctrl-C, then drains in-flight requests.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let result = self.server.await;
+        self.tasks.shutdown().await;
         self.pool.close().await;
         result
     }
@@ -119,7 +127,8 @@ fn serve(
     let settings = web::Data::new(settings);
     let server = HttpServer::new(move || {
         App::new()
-            .wrap(Logger::new("%r %s %b %Dms"))
+            .wrap(from_fn(request_id::assign))
+            .wrap(Logger::new("%r %s %b %Dms %{x-request-id}o"))
             .wrap(security_headers())
             .app_data(json.clone())
             .app_data(query.clone())
@@ -183,8 +192,7 @@ fn prepare_data_dir(dir: &Path) -> anyhow::Result<File> {
     Ok(lock)
 }
 
-/// Connects to Docker (lazily: Hangar starts without it), loads the GPU inventory and starts
-/// the reconcile loop.
+/// Connects to Docker (lazily: Hangar starts without it) and loads the GPU inventory.
 async fn start_supervisor(
     settings: &Settings,
     pool: SqlitePool,
@@ -208,9 +216,7 @@ async fn start_supervisor(
         ..SupervisorSettings::default()
     };
     let data_dir = std::path::absolute(&settings.data_dir)?;
-    let supervisor = Supervisor::new(pool, blobs, docker, inventory, supervisor_settings, data_dir, traffic);
-    tokio::spawn(Arc::clone(&supervisor).run());
-    Ok(supervisor)
+    Ok(Supervisor::new(pool, blobs, docker, inventory, supervisor_settings, data_dir, traffic))
 }
 
 /// This installation's id, made at first start: the owner label of its containers.

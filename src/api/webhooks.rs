@@ -12,6 +12,7 @@ use super::page::Items;
 use crate::auth::Caller;
 use crate::catalog;
 use crate::catalog::webhooks::{Delivery, NewWebhook, Webhook, WebhookChange};
+use crate::config::Settings;
 use crate::domain::{DeliveryStatus, EventTypes, Role, WebhookSecret, WebhookUrl};
 use crate::error::ApiError;
 use crate::webhooks::generate_secret;
@@ -185,12 +186,14 @@ pub async fn list_webhooks(pool: web::Data<SqlitePool>, caller: Caller) -> Resul
 )]
 pub async fn create_webhook(
     pool: web::Data<SqlitePool>,
+    settings: web::Data<Settings>,
     caller: Caller,
     body: web::Json<CreateWebhook>,
 ) -> Result<HttpResponse, ApiError> {
     require_admin(&caller)?;
     let body = body.into_inner();
     let url = WebhookUrl::parse(&body.url)?;
+    url.check_destination(settings.webhook_allow_private)?;
     let events = EventTypes::parse(&body.events)?;
     let description = description(body.description)?.unwrap_or_default();
     let (secret, generated) = match body.secret {
@@ -240,6 +243,7 @@ pub async fn get_webhook(
 )]
 pub async fn update_webhook(
     pool: web::Data<SqlitePool>,
+    settings: web::Data<Settings>,
     caller: Caller,
     path: web::Path<WebhookPath>,
     body: web::Json<UpdateWebhook>,
@@ -247,6 +251,9 @@ pub async fn update_webhook(
     require_admin(&caller)?;
     let body = body.into_inner();
     let url = body.url.as_deref().map(WebhookUrl::parse).transpose()?;
+    if let Some(url) = &url {
+        url.check_destination(settings.webhook_allow_private)?;
+    }
     let events = body.events.as_deref().map(EventTypes::parse).transpose()?;
     let secret = body.secret.as_deref().map(WebhookSecret::parse).transpose()?;
     let description = description(body.description)?;

@@ -14,4 +14,6 @@ pub use glob::{Glob, GlobError};
 pub use names::{AliasName, DeploymentName, ModelName, NameError, UserName, VersionName};
 pub use rel_path::{RelPath, RelPathError};
 pub use role::{Role, RoleError};
-pub use webhook::{ALL_EVENTS, DeliveryStatus, EVENT_ACTIONS, EventTypes, WebhookError, WebhookSecret, WebhookUrl};
+pub use webhook::{
+    ALL_EVENTS, DeliveryStatus, EVENT_ACTIONS, EventTypes, WebhookError, WebhookSecret, WebhookUrl, check_address,
+};
