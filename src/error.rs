@@ -11,7 +11,7 @@ use crate::auth::issue::IssueError;
 use crate::auth::login::LoginError;
 use crate::blobs::BlobError;
 use crate::catalog::CatalogError;
-use crate::domain::{DigestError, GlobError, NameError, RelPathError, RoleError, WebhookError};
+use crate::domain::{DigestError, GlobError, NameError, RelPathError, RoleError, TextError, WebhookError};
 use crate::runtime::docker::DockerError;
 use crate::runtime::supervisor::SupervisorError;
 
@@ -210,4 +210,4 @@ macro_rules! bad_request_from {
         }
     )*};
 }
-bad_request_from!(NameError, RelPathError, DigestError, RoleError, GlobError, WebhookError);
+bad_request_from!(NameError, RelPathError, DigestError, RoleError, GlobError, WebhookError, TextError);

@@ -13,7 +13,7 @@ use crate::auth::Caller;
 use crate::catalog;
 use crate::catalog::webhooks::{Delivery, NewWebhook, Webhook, WebhookChange};
 use crate::config::Settings;
-use crate::domain::{DeliveryStatus, EventTypes, Role, WebhookSecret, WebhookUrl};
+use crate::domain::{DeliveryStatus, EventTypes, FreeText, Lines, Role, WebhookSecret, WebhookUrl};
 use crate::error::ApiError;
 use crate::webhooks::generate_secret;
 
@@ -153,12 +153,8 @@ fn require_admin(caller: &Caller) -> Result<(), ApiError> {
 }
 
 fn description(raw: Option<String>) -> Result<Option<String>, ApiError> {
-    match raw {
-        Some(d) if d.chars().count() > MAX_DESCRIPTION_CHARS => {
-            Err(ApiError::BadRequest(format!("the description is longer than {MAX_DESCRIPTION_CHARS} characters")))
-        }
-        other => Ok(other),
-    }
+    let parse = |d: String| FreeText::parse("description", &d, Lines::Many, MAX_DESCRIPTION_CHARS);
+    Ok(raw.map(parse).transpose()?.map(FreeText::into_string))
 }
 
 #[utoipa::path(

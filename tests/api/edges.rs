@@ -180,3 +180,37 @@ async fn extractor_errors_are_problems_with_a_request_id_too() {
     assert_eq!(body["request_id"], id.as_str(), "{raw}");
     problem(app.get("/api/v1/models/nope").await, StatusCode::NOT_FOUND).await;
 }
+
+#[tokio::test]
+async fn control_characters_and_bidi_overrides_are_refused_in_names_and_descriptions_and_nothing_is_stored() {
+    let app = spawn_app().await;
+    for name in ["ci\u{202E}gnp.exe", "red\u{1b}[31m", "nul\u{0}", "iso\u{2066}late"] {
+        let detail =
+            problem(app.post_json("/api/v1/tokens", &json!({"name": name})).await, StatusCode::BAD_REQUEST).await;
+        assert!(detail.contains("token name"), "{name:?}: {detail}");
+    }
+    let tokens: Value = app.get("/api/v1/tokens").await.json().await.expect("json");
+    assert_eq!(tokens["items"].as_array().expect("items").len(), 1, "only the bootstrap token: {tokens}");
+
+    for description in ["a\u{0}b", "\u{1b}]8;;http://evil.example\u{7}click", "safe\u{202E}txt"] {
+        let body = json!({"name": "m", "description": description});
+        let detail = problem(app.post_json("/api/v1/models", &body).await, StatusCode::BAD_REQUEST).await;
+        assert!(detail.contains("description holds the character U+"), "{description:?}: {detail}");
+    }
+    problem(app.get("/api/v1/models/m").await, StatusCode::NOT_FOUND).await;
+    let tagged = json!({"name": "m", "tags": ["gpu\u{202E}"]});
+    problem(app.post_json("/api/v1/models", &tagged).await, StatusCode::BAD_REQUEST).await;
+
+    // Line breaks and tabs are text in a description.
+    let card = json!({"name": "m", "description": "Line one\n\tindented"});
+    assert_eq!(app.post_json("/api/v1/models", &card).await.status(), StatusCode::CREATED);
+    problem(app.patch_json("/api/v1/models/m", &json!({"description": "x\u{202D}y"})).await, StatusCode::BAD_REQUEST)
+        .await;
+    let model: Value = app.get("/api/v1/models/m").await.json().await.expect("json");
+    assert_eq!(model["description"], "Line one\n\tindented");
+    let version = json!({"version": "1", "description": "\u{1b}[2J"});
+    problem(app.post_json("/api/v1/models/m/versions", &version).await, StatusCode::BAD_REQUEST).await;
+    problem(app.get("/api/v1/models/m/versions/1").await, StatusCode::NOT_FOUND).await;
+    let hook = json!({"url": "http://ci.example/hook", "events": ["*"], "description": "d\u{202E}"});
+    problem(app.post_json("/api/v1/webhooks", &hook).await, StatusCode::BAD_REQUEST).await;
+}
