@@ -592,3 +592,38 @@ async fn a_host_name_that_resolves_to_a_local_address_is_refused_at_delivery_tim
     assert!(listed[0]["response_status"].is_null());
     assert!(receiver.received().is_empty(), "nothing reached the local receiver");
 }
+
+#[tokio::test]
+async fn credentials_stored_in_a_webhook_url_by_an_earlier_version_are_dropped_on_upgrade() {
+    let data_dir = tempfile::tempdir().expect("tempdir");
+    let admin = client_with(ADMIN_TOKEN);
+    let hook_id = {
+        let server = ServerProcess::start(data_dir.path());
+        let body = json!({"url": "http://ci.example:8080/hook?x=a@b", "events": ["*"]});
+        let created =
+            admin.post(format!("{}/api/v1/webhooks", server.address)).json(&body).send().await.expect("create");
+        assert_eq!(created.status(), StatusCode::CREATED);
+        created.json::<Value>().await.expect("json")["id"].as_i64().expect("id")
+    };
+    // As an earlier version stored it, before the migration that removes credentials ran.
+    let db = data_dir.path().join("hangar.db");
+    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", db.display())).await.expect("open the catalog");
+    sqlx::query("UPDATE webhooks SET url = 'http://ci:hunter2%40x@ci.example:8080/hook?x=a@b' WHERE id = ?")
+        .bind(hook_id)
+        .execute(&pool)
+        .await
+        .expect("update");
+    sqlx::query("DELETE FROM _sqlx_migrations WHERE description = 'webhook url credentials'")
+        .execute(&pool)
+        .await
+        .expect("forget the migration");
+    pool.close().await;
+
+    let server = ServerProcess::start(data_dir.path());
+    let listed = admin.get(format!("{}/api/v1/webhooks", server.address)).send().await.expect("list");
+    assert_eq!(listed.status(), StatusCode::OK);
+    let text = listed.text().await.expect("text");
+    assert!(!text.contains("hunter2"), "{text}");
+    let listed: Value = serde_json::from_str(&text).expect("json");
+    assert_eq!(listed["items"][0]["url"], "http://ci.example:8080/hook?x=a@b");
+}
