@@ -196,7 +196,9 @@ fn password_from(stdin: bool) -> anyhow::Result<(String, bool)> {
 /// Catalog errors carry their message in Display; the database case gets its cause.
 fn describe(err: catalog::CatalogError) -> anyhow::Error {
     match err {
-        catalog::CatalogError::Db(e) => anyhow::Error::new(e).context("database error"),
+        catalog::CatalogError::Db { source, at } => {
+            anyhow::Error::new(source).context(format!("database error at {at}"))
+        }
         other => anyhow::anyhow!("{other}"),
     }
 }

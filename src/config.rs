@@ -55,6 +55,9 @@ pub struct Settings {
     pub body_chunk_timeout_secs: u64,
     /// After SIGTERM, how long requests in flight may take to finish before they are cut.
     pub shutdown_grace_secs: u64,
+    /// Lets webhooks reach loopback, link-local and private addresses (refused by default:
+    /// an admin's webhook must not become a scanner of Hangar's own network).
+    pub webhook_allow_private: bool,
     /// `HANGAR_ADMIN_PASSWORD`: the first admin's password, on first start only.
     pub admin_password: Option<Redacted>,
     /// `HANGAR_BOOTSTRAP_TOKEN`: an admin token created at start if it does not exist.
@@ -97,6 +100,7 @@ impl Default for Settings {
             webhook_timeout_secs: 10,
             body_chunk_timeout_secs: 60,
             shutdown_grace_secs: 30,
+            webhook_allow_private: false,
             admin_password: None,
             bootstrap_token: None,
         }
@@ -128,6 +132,7 @@ struct FileSettings {
     webhook_timeout_secs: Option<u64>,
     body_chunk_timeout_secs: Option<u64>,
     shutdown_grace_secs: Option<u64>,
+    webhook_allow_private: Option<bool>,
 }
 
 /// Values from the environment or flags; `None` where neither was given.
@@ -230,6 +235,9 @@ impl Settings {
         }
         if let Some(secs) = file.shutdown_grace_secs {
             settings.shutdown_grace_secs = secs;
+        }
+        if let Some(allow) = file.webhook_allow_private {
+            settings.webhook_allow_private = allow;
         }
         if let Some(globs) = file.protected_aliases {
             settings.protected_aliases = globs

@@ -8,9 +8,10 @@ use actix_web::{HttpResponse, ResponseError};
 
 use crate::auth::AuthError;
 use crate::auth::issue::IssueError;
+use crate::auth::login::LoginError;
 use crate::blobs::BlobError;
 use crate::catalog::CatalogError;
-use crate::domain::{DigestError, GlobError, NameError, RelPathError, RoleError, WebhookError};
+use crate::domain::{DigestError, GlobError, NameError, RelPathError, RoleError, TextError, WebhookError};
 use crate::runtime::docker::DockerError;
 use crate::runtime::supervisor::SupervisorError;
 
@@ -21,6 +22,7 @@ use crate::runtime::supervisor::SupervisorError;
     "title": "Not Found",
     "status": 404,
     "detail": "model 'demo' does not exist",
+    "request_id": "5f0c9a7e2b8d4c1fa3e6b9d2c4f1a8e7",
 }))]
 pub struct Problem {
     /// Always `about:blank`: the status says what kind of failure it is.
@@ -32,6 +34,10 @@ pub struct Problem {
     pub status: u16,
     /// What went wrong, in words a person can act on.
     pub detail: String,
+    /// The request's id, also sent as `X-Request-Id`: the server's log names it on every
+    /// line about this request.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -76,6 +82,14 @@ impl ApiError {
     }
 }
 
+/// What a 5xx body says: that it failed, and the request id to find the cause by in the log.
+pub fn internal_detail() -> String {
+    match crate::request_id::current() {
+        Some(id) => format!("the server failed to handle this request; its log has the cause under request id {id}"),
+        None => "the server failed to handle this request; the error is in its log".to_owned(),
+    }
+}
+
 impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
         match self {
@@ -101,7 +115,7 @@ impl ResponseError for ApiError {
         let detail = match self {
             Self::Internal(err) => {
                 tracing::error!(error = ?err, "request failed");
-                "the server failed to handle this request; the error is in its log".to_owned()
+                internal_detail()
             }
             other => other.to_string(),
         };
@@ -126,6 +140,7 @@ impl ResponseError for ApiError {
             title: status.canonical_reason().unwrap_or("Error"),
             status: status.as_u16(),
             detail,
+            request_id: crate::request_id::current(),
         })
     }
 }
@@ -135,13 +150,15 @@ impl From<CatalogError> for ApiError {
         match err {
             CatalogError::NotFound(msg) => Self::NotFound(msg),
             CatalogError::Conflict(msg) => Self::Conflict(msg),
-            CatalogError::Db(e) if crate::catalog::is_disk_full(&e) => {
-                tracing::warn!(error = %e, "a catalog write failed: the data dir's disk is full");
+            CatalogError::Db { source, at } if crate::catalog::is_disk_full(&source) => {
+                tracing::warn!(error = %source, %at, "a catalog write failed: the data dir's disk is full");
                 Self::InsufficientStorage(
                     "the data dir's disk is full, so nothing was changed; free some space and try again".into(),
                 )
             }
-            CatalogError::Db(e) => Self::internal(e),
+            CatalogError::Db { source, at } => {
+                Self::Internal(anyhow::Error::new(source).context(format!("database error at {at}")))
+            }
         }
     }
 }
@@ -178,6 +195,17 @@ impl From<IssueError> for ApiError {
     }
 }
 
+impl From<LoginError> for ApiError {
+    fn from(err: LoginError) -> Self {
+        match err {
+            LoginError::Limited(e) => e.into(),
+            LoginError::Refused => Self::Unauthorized(err.to_string()),
+            LoginError::Disabled(_) => Self::Forbidden(err.to_string()),
+            LoginError::Catalog(e) => e.into(),
+        }
+    }
+}
+
 impl From<AuthError> for ApiError {
     fn from(err: AuthError) -> Self {
         match err {
@@ -197,4 +225,4 @@ macro_rules! bad_request_from {
         }
     )*};
 }
-bad_request_from!(NameError, RelPathError, DigestError, RoleError, GlobError, WebhookError);
+bad_request_from!(NameError, RelPathError, DigestError, RoleError, GlobError, WebhookError, TextError);

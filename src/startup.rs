@@ -1,6 +1,6 @@
 //! Builds the application: opens the data dir, database and blob store, binds the listener
-//! (port 0 works; `port()` says which one was chosen), and spawns background loops: the
-//! supervisor, garbage collection and webhook delivery.
+//! (port 0 works; `port()` says which one was chosen), and starts the background loops (the
+//! supervisor, garbage collection and webhook delivery) in one `Tasks` set, stopped on shutdown.
 
 use std::fs::File;
 use std::io::Write as _;
@@ -24,8 +24,9 @@ use crate::runtime::docker::DockerClient;
 use crate::runtime::supervisor::{Supervisor, SupervisorSettings};
 use crate::runtime::traffic::Traffic;
 use crate::runtime::{GpuInventory, SpecSettings};
+use crate::tasks::Tasks;
 use crate::webhooks::{Deliverer, DeliverySettings};
-use crate::{api, catalog, gateway, gc, web as dashboard};
+use crate::{api, catalog, gateway, gc, request_id, web as dashboard};
 
 /// How often unreferenced blobs are looked for after the startup sweep.
 const GC_INTERVAL: Duration = Duration::from_secs(15 * 60);
@@ -36,6 +37,7 @@ pub struct Application {
     pool: SqlitePool,
     blobs: BlobStore,
     bootstrapped: Bootstrapped,
+    tasks: Tasks,
     _lock: File,
 }
 
@@ -64,21 +66,26 @@ impl Application {
         let swept = gc::sweep(&pool, &blobs, settings.gc_grace_secs).await?;
         tracing::info!(?swept, "startup garbage collection done");
 
+        let mut tasks = Tasks::default();
         let traffic = Arc::new(Traffic::default());
         let supervisor = start_supervisor(&settings, pool.clone(), blobs.clone(), Arc::clone(&traffic)).await?;
-        tokio::spawn(gc_loop(pool.clone(), blobs.clone(), settings.gc_grace_secs));
+        let looping = Arc::clone(&supervisor);
+        tasks.spawn("supervisor", move || Arc::clone(&looping).run());
+        let (gc_pool, gc_blobs, grace) = (pool.clone(), blobs.clone(), settings.gc_grace_secs);
+        tasks.spawn("gc", move || gc_loop(gc_pool.clone(), gc_blobs.clone(), grace));
         let deliverer = Deliverer::new(
             pool.clone(),
             DeliverySettings {
                 max_attempts: settings.webhook_max_attempts,
                 backoff: Duration::from_millis(settings.webhook_backoff_ms),
                 timeout: Duration::from_secs(settings.webhook_timeout_secs),
+                allow_private: settings.webhook_allow_private,
             },
         )
         .context("cannot build the webhook client")?;
-        tokio::spawn(deliverer.run());
+        tasks.spawn("webhooks", move || Arc::clone(&deliverer).run());
         let server = serve(listener, pool.clone(), blobs.clone(), supervisor, traffic, settings)?;
-        Ok(Self { port, server, pool, blobs, bootstrapped, _lock: lock })
+        Ok(Self { port, server, pool, blobs, bootstrapped, tasks, _lock: lock })
     }
 
     pub fn port(&self) -> u16 {
@@ -104,6 +111,7 @@ impl Application {
         if let Err(e) = self.blobs.sweep_tmp().await {
             tracing::warn!(error = %e, "cannot clean tmp/ after shutdown; the next start will");
         }
+        self.tasks.shutdown().await;
         self.pool.close().await;
         result
     }
@@ -130,7 +138,8 @@ fn serve(
     let server = HttpServer::new(move || {
         App::new()
             .wrap(from_fn(move |req, next| api::cut_stalled_bodies(body_timeout, req, next)))
-            .wrap(Logger::new("%r %s %b %Dms"))
+            .wrap(from_fn(request_id::assign))
+            .wrap(Logger::new("%r %s %b %Dms %{x-request-id}o"))
             .wrap(security_headers())
             .app_data(json.clone())
             .app_data(query.clone())
@@ -226,8 +235,7 @@ fn tighten(path: &Path, private: u32) -> std::io::Result<()> {
     Ok(())
 }
 
-/// Connects to Docker (lazily: Hangar starts without it), loads the GPU inventory and starts
-/// the reconcile loop.
+/// Connects to Docker (lazily: Hangar starts without it) and loads the GPU inventory.
 async fn start_supervisor(
     settings: &Settings,
     pool: SqlitePool,
@@ -251,9 +259,7 @@ async fn start_supervisor(
         ..SupervisorSettings::default()
     };
     let data_dir = std::path::absolute(&settings.data_dir)?;
-    let supervisor = Supervisor::new(pool, blobs, docker, inventory, supervisor_settings, data_dir, traffic);
-    tokio::spawn(Arc::clone(&supervisor).run());
-    Ok(supervisor)
+    Ok(Supervisor::new(pool, blobs, docker, inventory, supervisor_settings, data_dir, traffic))
 }
 
 /// This installation's id, made at first start: the owner label of its containers.

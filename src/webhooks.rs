@@ -5,22 +5,29 @@
 //! attempts. It never runs inside a request, and it sends one delivery at a time per
 //! webhook, so a receiver that is slow or down holds up only its own deliveries.
 //!
+//! Unless `webhook_allow_private` is set, a delivery goes only to public addresses: the
+//! receiver's host is resolved here, every address it resolves to is checked, and the
+//! connection is made to those checked addresses, so a name that resolves elsewhere by the
+//! time of a delivery (DNS rebinding) reaches nothing local.
+//!
 //! Delivery is at least once: a delivery in flight when Hangar stops is sent again after
 //! the restart, with the same `X-Hangar-Delivery` id for the receiver to deduplicate.
 
 use std::collections::HashSet;
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use hmac::{Hmac, KeyInit as _, Mac as _};
 use rand_core::{OsRng, RngCore as _};
+use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 use sha2::Sha256;
 use sqlx::SqlitePool;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::catalog::CatalogError;
 use crate::catalog::webhooks::{self, AttemptOutcome, DeliveryJob};
-use crate::domain::WebhookSecret;
+use crate::domain::{WebhookSecret, WebhookUrl, check_address};
 
 /// `sha256=` and the hex HMAC-SHA256 of the body, keyed with the webhook's secret.
 pub const SIGNATURE_HEADER: &str = "X-Hangar-Signature";
@@ -49,6 +56,8 @@ pub struct DeliverySettings {
     pub backoff: Duration,
     /// How long a receiver has to connect and answer.
     pub timeout: Duration,
+    /// Whether receivers may be on loopback, link-local or private addresses.
+    pub allow_private: bool,
 }
 
 pub struct Deliverer {
@@ -62,7 +71,11 @@ pub struct Deliverer {
 
 impl Deliverer {
     pub fn new(pool: SqlitePool, settings: DeliverySettings) -> anyhow::Result<Arc<Self>> {
-        let client = reqwest::Client::builder()
+        let mut client = reqwest::Client::builder();
+        if !settings.allow_private {
+            client = client.dns_resolver(PublicOnly);
+        }
+        let client = client
             .timeout(settings.timeout)
             .connect_timeout(settings.timeout)
             // A redirect would send the signed body somewhere nobody registered.
@@ -129,6 +142,9 @@ impl Deliverer {
 
     /// POSTs the delivery: the status the receiver answered, or why there was no answer.
     async fn send(&self, job: &DeliveryJob, attempt: u32) -> Result<u16, String> {
+        // A host written as an address is not resolved, so not seen by `PublicOnly`.
+        let url = WebhookUrl::parse(&job.url).map_err(|e| e.to_string())?;
+        url.check_destination(self.settings.allow_private).map_err(|e| e.to_string())?;
         let response = self
             .client
             .post(&job.url)
@@ -142,6 +158,24 @@ impl Deliverer {
             .await
             .map_err(|e| describe(&e, self.settings.timeout))?;
         Ok(response.status().as_u16())
+    }
+}
+
+/// Resolves receivers' host names to public addresses only: if any address a name resolves
+/// to may not be reached, the name is refused as a whole.
+struct PublicOnly;
+
+impl Resolve for PublicOnly {
+    fn resolve(&self, name: Name) -> Resolving {
+        let host = name.as_str().to_owned();
+        Box::pin(async move {
+            let addresses: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
+            for address in &addresses {
+                check_address(address.ip(), false)?;
+            }
+            let addresses: Addrs = Box::new(addresses.into_iter());
+            Ok(addresses)
+        })
     }
 }
 
@@ -223,7 +257,12 @@ mod tests {
     use super::*;
 
     fn settings(max_attempts: u32) -> DeliverySettings {
-        DeliverySettings { max_attempts, backoff: Duration::from_secs(1), timeout: Duration::from_secs(10) }
+        DeliverySettings {
+            max_attempts,
+            backoff: Duration::from_secs(1),
+            timeout: Duration::from_secs(10),
+            allow_private: false,
+        }
     }
 
     #[test]

@@ -10,10 +10,9 @@ use super::openapi::{BadRequest, Conflict, Forbidden, NotFound, PayloadTooLarge,
 use super::page::{PageQuery, PageView};
 use crate::auth::Caller;
 use crate::catalog::{self, models::Model};
-use crate::domain::{ModelName, Role};
+use crate::domain::{FreeText, Lines, ModelName, Role};
 use crate::error::ApiError;
 
-const MAX_DESCRIPTION: usize = 64 * 1024;
 const MAX_TAGS: usize = 64;
 const MAX_TAG_LEN: usize = 64;
 
@@ -68,9 +67,7 @@ pub struct UpdateModel {
 }
 
 fn check_description(description: &str) -> Result<(), ApiError> {
-    if description.len() > MAX_DESCRIPTION {
-        return Err(ApiError::BadRequest(format!("description is over {MAX_DESCRIPTION} bytes; shorten it")));
-    }
+    FreeText::description(description)?;
     Ok(())
 }
 
@@ -80,7 +77,10 @@ fn parse_tags(mut tags: Vec<String>) -> Result<Vec<String>, ApiError> {
         return Err(ApiError::BadRequest(format!("{} tags given; at most {MAX_TAGS} are allowed", tags.len())));
     }
     for tag in &tags {
-        if tag.trim().is_empty() || tag.len() > MAX_TAG_LEN || tag.chars().any(char::is_control) {
+        if tag.trim().is_empty()
+            || tag.len() > MAX_TAG_LEN
+            || FreeText::parse("tag", tag, Lines::One, MAX_TAG_LEN).is_err()
+        {
             return Err(ApiError::BadRequest(format!(
                 "tag {tag:?} is invalid; tags are 1-{MAX_TAG_LEN} bytes of printable text"
             )));

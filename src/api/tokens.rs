@@ -12,7 +12,7 @@ use super::openapi::{
 use super::page::Items;
 use crate::auth::issue::{self, TokenRequest};
 use crate::auth::token::Secret;
-use crate::auth::{Authenticator, Caller, LoginLimiter, password};
+use crate::auth::{Authenticator, Caller, LoginLimiter, login};
 use crate::catalog::{self, Actor, tokens::Token};
 use crate::domain::{Glob, Role, UserName};
 use crate::error::ApiError;
@@ -175,24 +175,8 @@ pub async fn login(
 ) -> Result<HttpResponse, ApiError> {
     let body = body.into_inner();
     let remote_addr = req.peer_addr().map(|a| a.ip().to_string());
-    let keys = vec![format!("user:{}", body.user), format!("addr:{}", remote_addr.as_deref().unwrap_or("unknown"))];
-    limiter.check(&keys)?;
-    let refused = || ApiError::Unauthorized("unknown user or wrong password".into());
-    let user = match UserName::parse(&body.user) {
-        Ok(name) => catalog::users::credentials(&pool, &name).await?,
-        Err(_) => None,
-    };
-    let Some((user, hash)) = user else {
-        limiter.record_failure(&keys);
-        return Err(refused());
-    };
-    if !password::verify(body.password, hash).await {
-        limiter.record_failure(&keys);
-        return Err(refused());
-    }
-    if user.disabled {
-        return Err(ApiError::Forbidden(format!("user '{}' is disabled; ask an admin", user.name)));
-    }
+    let user =
+        login::sign_in(&pool, &limiter, &body.user, body.password, remote_addr.as_deref().unwrap_or("unknown")).await?;
     let name = issue::token_name(body.token_name.as_deref().unwrap_or("login"))?;
     let expires_at = issue::expiry(Some(body.expires_in.as_deref().unwrap_or(LOGIN_LIFETIME)))?;
     let actor = Actor { user_id: Some(user.id), user: Some(user.name.to_string()), token_id: None, remote_addr };

@@ -11,7 +11,7 @@ use super::page::{PageQuery, PageView};
 use super::{ModelPath, VersionPath};
 use crate::auth::Caller;
 use crate::catalog::{self, versions::Version, versions::VersionState};
-use crate::domain::{Digest, ModelName, Role, VersionName};
+use crate::domain::{Digest, FreeText, ModelName, Role, VersionName};
 use crate::error::ApiError;
 
 type Metadata = serde_json::Map<String, serde_json::Value>;
@@ -95,6 +95,11 @@ fn check_metadata(metadata: &Metadata) -> Result<(), ApiError> {
     Ok(())
 }
 
+/// A version's description, checked as `FreeText`.
+fn description(raw: &str) -> Result<String, ApiError> {
+    Ok(FreeText::description(raw)?.into_string())
+}
+
 /// Creates a draft version; without `version`, it is numbered after the highest integer one.
 #[utoipa::path(
     post,
@@ -118,7 +123,7 @@ pub async fn create_version(
     check_metadata(&body.metadata)?;
     let new = catalog::versions::NewVersion {
         name: body.version.as_deref().map(VersionName::parse).transpose()?,
-        description: body.description,
+        description: description(&body.description)?,
         metadata: body.metadata,
     };
     let version = catalog::versions::create(&pool, &caller.actor(), &model, new).await?;
@@ -202,7 +207,8 @@ pub async fn update_version(
     if let Some(metadata) = &body.metadata {
         check_metadata(metadata)?;
     }
-    let changes = catalog::versions::VersionChanges { description: body.description, metadata: body.metadata };
+    let description = body.description.as_deref().map(description).transpose()?;
+    let changes = catalog::versions::VersionChanges { description, metadata: body.metadata };
     let version = catalog::versions::update(&pool, &caller.actor(), &model, &version, changes).await?;
     Ok(HttpResponse::Ok().json(VersionView::from(version)))
 }

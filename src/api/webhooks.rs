@@ -12,7 +12,8 @@ use super::page::Items;
 use crate::auth::Caller;
 use crate::catalog;
 use crate::catalog::webhooks::{Delivery, NewWebhook, Webhook, WebhookChange};
-use crate::domain::{DeliveryStatus, EventTypes, Role, WebhookSecret, WebhookUrl};
+use crate::config::Settings;
+use crate::domain::{DeliveryStatus, EventTypes, FreeText, Lines, Role, WebhookSecret, WebhookUrl};
 use crate::error::ApiError;
 use crate::webhooks::generate_secret;
 
@@ -152,12 +153,8 @@ fn require_admin(caller: &Caller) -> Result<(), ApiError> {
 }
 
 fn description(raw: Option<String>) -> Result<Option<String>, ApiError> {
-    match raw {
-        Some(d) if d.chars().count() > MAX_DESCRIPTION_CHARS => {
-            Err(ApiError::BadRequest(format!("the description is longer than {MAX_DESCRIPTION_CHARS} characters")))
-        }
-        other => Ok(other),
-    }
+    let parse = |d: String| FreeText::parse("description", &d, Lines::Many, MAX_DESCRIPTION_CHARS);
+    Ok(raw.map(parse).transpose()?.map(FreeText::into_string))
 }
 
 #[utoipa::path(
@@ -185,12 +182,14 @@ pub async fn list_webhooks(pool: web::Data<SqlitePool>, caller: Caller) -> Resul
 )]
 pub async fn create_webhook(
     pool: web::Data<SqlitePool>,
+    settings: web::Data<Settings>,
     caller: Caller,
     body: web::Json<CreateWebhook>,
 ) -> Result<HttpResponse, ApiError> {
     require_admin(&caller)?;
     let body = body.into_inner();
     let url = WebhookUrl::parse(&body.url)?;
+    url.check_destination(settings.webhook_allow_private)?;
     let events = EventTypes::parse(&body.events)?;
     let description = description(body.description)?.unwrap_or_default();
     let (secret, generated) = match body.secret {
@@ -240,6 +239,7 @@ pub async fn get_webhook(
 )]
 pub async fn update_webhook(
     pool: web::Data<SqlitePool>,
+    settings: web::Data<Settings>,
     caller: Caller,
     path: web::Path<WebhookPath>,
     body: web::Json<UpdateWebhook>,
@@ -247,6 +247,9 @@ pub async fn update_webhook(
     require_admin(&caller)?;
     let body = body.into_inner();
     let url = body.url.as_deref().map(WebhookUrl::parse).transpose()?;
+    if let Some(url) = &url {
+        url.check_destination(settings.webhook_allow_private)?;
+    }
     let events = body.events.as_deref().map(EventTypes::parse).transpose()?;
     let secret = body.secret.as_deref().map(WebhookSecret::parse).transpose()?;
     let description = description(body.description)?;

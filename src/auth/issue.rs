@@ -8,7 +8,7 @@ use super::token::{Secret, parse_lifetime};
 use super::{Caller, now_unix};
 use crate::catalog::tokens::{NewToken, Token};
 use crate::catalog::{self, Actor, CatalogError};
-use crate::domain::{Glob, Role, UserName};
+use crate::domain::{FreeText, Glob, Lines, Role, UserName};
 
 const MAX_TOKEN_NAME: usize = 100;
 
@@ -33,12 +33,13 @@ pub enum IssueError {
     Catalog(#[from] CatalogError),
 }
 
-/// The token's name: printable, 1-100 bytes.
+/// The token's name: 1-100 bytes of `FreeText` on one line.
 pub fn token_name(name: &str) -> Result<&str, IssueError> {
     let name = name.trim();
-    if name.is_empty() || name.len() > MAX_TOKEN_NAME || name.chars().any(char::is_control) {
+    if name.is_empty() || name.len() > MAX_TOKEN_NAME {
         return Err(IssueError::Invalid(format!("token name must be 1-{MAX_TOKEN_NAME} bytes of printable text")));
     }
+    FreeText::parse("token name", name, Lines::One, MAX_TOKEN_NAME).map_err(|e| IssueError::Invalid(e.to_string()))?;
     Ok(name)
 }
 

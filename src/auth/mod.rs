@@ -7,6 +7,7 @@ mod authenticator;
 mod bootstrap;
 pub mod issue;
 mod limiter;
+pub mod login;
 pub mod password;
 pub mod session;
 pub mod token;

@@ -38,15 +38,18 @@ pub fn generate() -> String {
 
 /// Hashes `password` with argon2id and a random salt.
 pub async fn hash(password: String) -> Result<String, PasswordError> {
-    tokio::task::spawn_blocking(move || {
-        let salt = SaltString::generate(&mut OsRng);
-        Argon2::default()
-            .hash_password(password.as_bytes(), &salt)
-            .map(|h| h.to_string())
-            .map_err(|e| PasswordError::Hash(e.to_string()))
-    })
-    .await
-    .map_err(|e| PasswordError::Hash(e.to_string()))?
+    tokio::task::spawn_blocking(move || hash_blocking(&password))
+        .await
+        .map_err(|e| PasswordError::Hash(e.to_string()))?
+}
+
+/// `hash` on the calling thread.
+pub fn hash_blocking(password: &str) -> Result<String, PasswordError> {
+    let salt = SaltString::generate(&mut OsRng);
+    Argon2::default()
+        .hash_password(password.as_bytes(), &salt)
+        .map(|h| h.to_string())
+        .map_err(|e| PasswordError::Hash(e.to_string()))
 }
 
 /// Whether `password` matches the stored PHC `hash`.

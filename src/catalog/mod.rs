@@ -35,8 +35,17 @@ pub enum CatalogError {
     /// The request contradicts the current state; the message says what to do instead.
     #[error("{0}")]
     Conflict(String),
-    #[error("database error")]
-    Db(#[from] sqlx::Error),
+    /// The database failed; `at` is the catalog line whose query it was, for the log.
+    #[error("database error at {at}")]
+    Db { source: sqlx::Error, at: &'static std::panic::Location<'static> },
+}
+
+impl From<sqlx::Error> for CatalogError {
+    /// Records where the error was raised: `?` passes its own location down to here.
+    #[track_caller]
+    fn from(source: sqlx::Error) -> Self {
+        Self::Db { source, at: std::panic::Location::caller() }
+    }
 }
 
 pub type Result<T, E = CatalogError> = std::result::Result<T, E>;
@@ -137,8 +146,9 @@ pub(crate) async fn begin_write(pool: &SqlitePool) -> Result<WriteTx> {
 
 /// A value that should have round-tripped through the database did not: a bug or a
 /// database written by something else, never the client's fault.
+#[track_caller]
 pub(crate) fn corrupt<E: std::error::Error + Send + Sync + 'static>(err: E) -> CatalogError {
-    CatalogError::Db(sqlx::Error::Decode(Box::new(err)))
+    sqlx::Error::Decode(Box::new(err)).into()
 }
 
 /// True when SQLite could not write because the disk is full (`SQLITE_FULL`).
@@ -200,6 +210,17 @@ mod tests {
             json_list_sql("SELECT id, name FROM t", &["id", "name"], "id DESC"),
             "SELECT json_group_array(json_object('id', id, 'name', name) ORDER BY id DESC) FROM (SELECT id, name FROM t)"
         );
+    }
+
+    #[test]
+    fn a_database_error_names_the_catalog_line_that_raised_it() {
+        fn failing() -> Result<()> {
+            Err(sqlx::Error::RowNotFound)?
+        }
+        let err = failing().expect_err("fails");
+        let CatalogError::Db { at, .. } = &err else { panic!("a database error: {err:?}") };
+        assert!(at.file().ends_with("catalog/mod.rs"), "{at}");
+        assert_eq!(at.line(), line!() - 5, "the line of the `?`");
     }
 
     #[test]

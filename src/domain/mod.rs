@@ -7,6 +7,7 @@ mod names;
 mod rel_path;
 mod role;
 mod schema;
+mod text;
 mod webhook;
 
 pub use digest::{Digest, DigestError};
@@ -14,4 +15,7 @@ pub use glob::{Glob, GlobError};
 pub use names::{AliasName, DeploymentName, ModelName, NameError, UserName, VersionName};
 pub use rel_path::{RelPath, RelPathError};
 pub use role::{Role, RoleError};
-pub use webhook::{ALL_EVENTS, DeliveryStatus, EVENT_ACTIONS, EventTypes, WebhookError, WebhookSecret, WebhookUrl};
+pub use text::{FreeText, Lines, TextError};
+pub use webhook::{
+    ALL_EVENTS, DeliveryStatus, EVENT_ACTIONS, EventTypes, WebhookError, WebhookSecret, WebhookUrl, check_address,
+};

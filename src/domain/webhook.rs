@@ -3,6 +3,7 @@
 //! is every action the audit log records, the one list subscriptions are checked against.
 
 use std::fmt;
+use std::net::IpAddr;
 
 /// Every action the audit log records, sorted. `catalog::events::record` refuses (in debug
 /// builds) an action missing here, so a new kind of event cannot be left unsubscribable.
@@ -65,6 +66,11 @@ pub enum WebhookError {
     Secret,
     #[error("invalid delivery status {0:?}: use pending, delivered or failed")]
     Status(String),
+    #[error(
+        "webhooks may not reach {address}: it is a loopback, link-local, private or otherwise local \
+         address; an admin can allow such receivers with webhook_allow_private = true in hangar.toml"
+    )]
+    Private { address: IpAddr },
 }
 
 /// Where deliveries are POSTed: an absolute `http://` URL with a host.
@@ -74,7 +80,7 @@ pub struct WebhookUrl(String);
 
 impl WebhookUrl {
     pub fn parse(raw: &str) -> Result<Self, WebhookError> {
-        let refuse = |why: &str| WebhookError::Url { url: raw.chars().take(100).collect(), why: why.to_owned() };
+        let refuse = |why: &str| WebhookError::Url { url: redacted(raw), why: why.to_owned() };
         if raw.len() > MAX_URL_BYTES {
             return Err(refuse(&format!("it is longer than {MAX_URL_BYTES} bytes")));
         }
@@ -95,7 +101,25 @@ impl WebhookUrl {
         if url.host_str().is_none_or(str::is_empty) {
             return Err(refuse("it names no host"));
         }
+        if !url.username().is_empty() || url.password().is_some() {
+            return Err(refuse(
+                "it holds credentials (user:password@), which would be stored and shown; \
+                 have the receiver check the X-Hangar-Signature header instead",
+            ));
+        }
         Ok(Self(url.into()))
+    }
+
+    /// Refuses a receiver whose host is an address webhooks may not reach (see
+    /// `is_reachable`) unless `allow_private`. A host name is checked when it is resolved,
+    /// at each delivery, since what it resolves to can change.
+    pub fn check_destination(&self, allow_private: bool) -> Result<(), WebhookError> {
+        let address = match url::Url::parse(&self.0).ok().and_then(|u| u.host().map(|h| h.to_owned())) {
+            Some(url::Host::Ipv4(ip)) => IpAddr::V4(ip),
+            Some(url::Host::Ipv6(ip)) => IpAddr::V6(ip),
+            _ => return Ok(()),
+        };
+        check_address(address, allow_private)
     }
 
     pub fn as_str(&self) -> &str {
@@ -115,6 +139,52 @@ impl fmt::Display for WebhookUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
     }
+}
+
+/// Refuses `address` unless it is public or `allow_private`.
+pub fn check_address(address: IpAddr, allow_private: bool) -> Result<(), WebhookError> {
+    if allow_private || is_reachable(address) { Ok(()) } else { Err(WebhookError::Private { address }) }
+}
+
+/// Whether webhooks may reach `address` without `webhook_allow_private`: not loopback,
+/// link-local (169.254.0.0/16, fe80::/10: cloud metadata lives there), private (10/8,
+/// 172.16/12, 192.168/16, 100.64/10, fc00::/7), unspecified, broadcast or multicast, nor an
+/// IPv4 address of those kinds written as IPv6.
+pub fn is_reachable(address: IpAddr) -> bool {
+    match address {
+        IpAddr::V4(ip) => {
+            let [a, b, ..] = ip.octets();
+            !(ip.is_loopback()
+                || ip.is_private()
+                || ip.is_link_local()
+                || ip.is_unspecified()
+                || ip.is_broadcast()
+                || ip.is_multicast()
+                || a == 0
+                || (a == 100 && (64..128).contains(&b)))
+        }
+        IpAddr::V6(ip) => {
+            if let Some(v4) = ip.to_ipv4_mapped() {
+                return is_reachable(IpAddr::V4(v4));
+            }
+            let first = ip.segments()[0];
+            !(ip.is_loopback()
+                || ip.is_unspecified()
+                || ip.is_multicast()
+                || (first & 0xfe00) == 0xfc00
+                || (first & 0xffc0) == 0xfe80)
+        }
+    }
+}
+
+/// At most 100 characters of a URL for an error message, with anything up to an `@` (user
+/// and password) left out.
+fn redacted(raw: &str) -> String {
+    let shown = match raw.rfind('@') {
+        Some(at) => format!("…{}", &raw[at..]),
+        None => raw.to_owned(),
+    };
+    shown.chars().take(100).collect()
 }
 
 /// The actions a webhook subscribes to: `["*"]`, or known actions, sorted and distinct.
@@ -230,6 +300,39 @@ mod tests {
             assert!(err.contains(why), "{bad:?}: {err}");
         }
         assert!(WebhookUrl::parse(&format!("http://h/{}", "a".repeat(MAX_URL_BYTES))).is_err());
+    }
+
+    #[test]
+    fn credentials_in_the_url_are_refused_and_not_repeated() {
+        let err = WebhookUrl::parse("http://ci:hunter2-secret@ci.example/hook").expect_err("credentials").to_string();
+        assert!(err.contains("credentials"), "{err}");
+        assert!(!err.contains("hunter2") && !err.contains("ci:"), "{err}");
+    }
+
+    #[test]
+    fn local_addresses_are_refused_unless_allowed() {
+        for bad in [
+            "http://127.0.0.1:9000/hook",
+            "http://2130706433/",
+            "http://10.1.2.3/",
+            "http://172.16.0.1/",
+            "http://192.168.1.1/",
+            "http://169.254.169.254/latest/meta-data/",
+            "http://100.64.0.1/",
+            "http://0.0.0.0/",
+            "http://[::1]/",
+            "http://[fe80::1]/",
+            "http://[fd00::1]/",
+            "http://[::ffff:127.0.0.1]/",
+        ] {
+            let url = WebhookUrl::parse(bad).expect(bad);
+            let err = url.check_destination(false).expect_err(bad).to_string();
+            assert!(err.contains("webhook_allow_private"), "{bad}: {err}");
+            assert!(url.check_destination(true).is_ok(), "{bad} is allowed when asked for");
+        }
+        for good in ["http://8.8.8.8/", "http://[2001:4860::8888]/", "http://ci.example/", "http://localhost/"] {
+            assert!(WebhookUrl::parse(good).expect(good).check_destination(false).is_ok(), "{good}");
+        }
     }
 
     #[test]

@@ -4,6 +4,8 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
 
 use crate::error::ApiError;
+use crate::runtime::docker::DockerError;
+use crate::runtime::supervisor::SupervisorError;
 
 #[derive(Debug, thiserror::Error)]
 #[error("{message}")]
@@ -27,8 +29,28 @@ impl OpenAiError {
         Self { status: StatusCode::SERVICE_UNAVAILABLE, message, kind: "server_error", code: "deployment_unavailable" }
     }
 
-    /// The model server could not be reached (502) or did not answer in time (504).
+    /// A deployment could not be readied for a request. Hangar's own refusals (no room on a
+    /// GPU, a bad runtime) say why; Docker's and the database's words stay in the log.
+    pub fn not_started(deployment: &impl std::fmt::Display, err: &SupervisorError) -> Self {
+        tracing::warn!(%deployment, error = ?err, "could not start a deployment for a request");
+        match err {
+            SupervisorError::Admission(_)
+            | SupervisorError::Invalid(_)
+            | SupervisorError::Docker(DockerError::ImageMissing(_)) => {
+                Self::unavailable(format!("could not start deployment '{deployment}': {err}"))
+            }
+            SupervisorError::Docker(_) | SupervisorError::Catalog(_) => Self::unavailable(format!(
+                "could not start deployment '{deployment}'; GET /api/v1/deployments/{deployment} shows its state, \
+                 and the server's log has the cause under request id {}",
+                crate::request_id::current().unwrap_or_default()
+            )),
+        }
+    }
+
+    /// The model server could not be reached (502) or did not answer in time (504). The
+    /// body names the deployment only: its address and the connection's error are logged.
     pub fn upstream(deployment: &impl std::fmt::Display, err: &reqwest::Error) -> Self {
+        tracing::warn!(%deployment, error = ?err, "upstream request failed");
         if err.is_timeout() {
             Self {
                 status: StatusCode::GATEWAY_TIMEOUT,
@@ -39,7 +61,7 @@ impl OpenAiError {
         } else {
             Self {
                 status: StatusCode::BAD_GATEWAY,
-                message: format!("deployment '{deployment}' refused the connection or broke it: {err}"),
+                message: format!("deployment '{deployment}' refused the connection or broke it"),
                 kind: "server_error",
                 code: "upstream_unreachable",
             }
@@ -61,7 +83,7 @@ impl From<ApiError> for OpenAiError {
             // The same generic text and log line as everywhere else.
             ApiError::Internal(_) => {
                 let _ = err.error_response();
-                "the server failed to handle this request; the error is in its log".to_owned()
+                crate::error::internal_detail()
             }
             other => other.to_string(),
         };
@@ -82,5 +104,40 @@ impl ResponseError for OpenAiError {
         response.json(serde_json::json!({
             "error": { "message": self.message, "type": self.kind, "code": self.code, "param": null }
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_502_names_the_deployment_but_not_its_address_or_the_connection_error() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let address = listener.local_addr().expect("address");
+        drop(listener);
+        let err = reqwest::Client::new()
+            .post(format!("http://{address}/v1/secret-upstream-path"))
+            .send()
+            .await
+            .expect_err("nothing listens there");
+        let body = OpenAiError::upstream(&"chat", &err).error_response();
+        let bytes = actix_web::body::to_bytes(body.into_body()).await.expect("body");
+        let text = String::from_utf8_lossy(&bytes);
+        assert!(text.contains("deployment 'chat' refused the connection"), "{text}");
+        for leak in [address.to_string().as_str(), "127.0.0.1", "secret-upstream-path", "error sending", "os error"] {
+            assert!(!text.contains(leak), "{leak} in {text}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_503_keeps_dockers_words_in_the_log() {
+        let err = SupervisorError::Docker(DockerError::Unreachable {
+            socket: "/var/run/secret-docker.sock".into(),
+            reason: "connection refused by the daemon".into(),
+        });
+        let message = OpenAiError::not_started(&"chat", &err).to_string();
+        assert!(message.contains("could not start deployment 'chat'"), "{message}");
+        assert!(!message.contains("secret-docker") && !message.contains("daemon"), "{message}");
     }
 }

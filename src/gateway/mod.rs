@@ -191,13 +191,13 @@ async fn autostart(
     }
     let deadline = match supervisor.runtime(&deployment.runtime).await {
         Ok(runtime) => runtime.startup_deadline(),
-        Err(e) => return Err(OpenAiError::unavailable(e.to_string())),
+        Err(e) => return Err(OpenAiError::not_started(&deployment.name, &e)),
     };
     let waited = Instant::now();
     let (running, started_here) = supervisor
         .ensure_running(&deployment.name, deadline.min(MAX_COLD_START))
         .await
-        .map_err(|e| OpenAiError::unavailable(format!("could not start deployment '{}': {e}", deployment.name)))?;
+        .map_err(|e| OpenAiError::not_started(&deployment.name, &e))?;
     if started_here {
         metrics.cold_start(deployment.name.as_str(), waited.elapsed());
     }

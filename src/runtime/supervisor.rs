@@ -157,10 +157,11 @@ impl Supervisor {
         self.wake.notify_one();
     }
 
-    /// Runs the loop until the process ends.
+    /// Runs the loop until the process ends, or until this future is dropped (which stops
+    /// the Docker event watcher with it).
     pub async fn run(self: Arc<Self>) {
         let watcher = Arc::clone(&self);
-        tokio::spawn(async move {
+        let _watcher = crate::tasks::AbortOnDrop(tokio::spawn(async move {
             loop {
                 let mut changes = std::pin::pin!(watcher.docker.changes());
                 while let Some(Ok(())) = changes.next().await {
@@ -169,7 +170,7 @@ impl Supervisor {
                 // The stream ended or failed: Docker restarted or went away. Try again soon.
                 tokio::time::sleep(RECONCILE_EVERY).await;
             }
-        });
+        }));
         loop {
             if let Err(e) = Arc::clone(&self).reconcile().await {
                 tracing::warn!(error = %e, "reconcile pass failed; will retry");

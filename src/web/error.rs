@@ -36,7 +36,7 @@ impl From<ApiError> for WebError {
             // The API's own response logs the cause; the page says as little as the API.
             ApiError::Internal(_) => {
                 let _ = err.error_response();
-                "something failed on the server; the error is in its log".to_owned()
+                crate::error::internal_detail()
             }
             other => other.to_string(),
         };

@@ -10,6 +10,7 @@ mod concurrency;
 mod dashboard;
 mod deployments;
 mod durability;
+mod edges;
 mod files;
 mod gateway;
 mod helpers;

@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
+use hangar::config::Settings;
 use hmac::{Hmac, KeyInit as _, Mac as _};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -95,6 +96,11 @@ impl Receiver {
     }
 }
 
+/// The receivers here listen on 127.0.0.1, which webhooks may reach only when allowed.
+fn allow_private(settings: &mut Settings) {
+    settings.webhook_allow_private = true;
+}
+
 fn signature(secret: &str, body: &[u8]) -> String {
     let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("key");
     mac.update(body);
@@ -139,7 +145,7 @@ async fn event(app: &TestApp, id: i64) -> Value {
 
 #[tokio::test]
 async fn published_versions_and_alias_moves_are_delivered_signed_and_other_events_are_not() {
-    let app = spawn_app().await;
+    let app = spawn_app_with(allow_private).await;
     let receiver = Receiver::start(&[]);
     let hook = create_webhook(
         &app,
@@ -186,7 +192,11 @@ async fn published_versions_and_alias_moves_are_delivered_signed_and_other_event
 
 #[tokio::test]
 async fn a_failing_receiver_is_retried_with_backoff_until_it_answers() {
-    let app = spawn_app_with(|s| s.webhook_backoff_ms = 100).await;
+    let app = spawn_app_with(|s| {
+        allow_private(s);
+        s.webhook_backoff_ms = 100;
+    })
+    .await;
     let receiver = Receiver::start(&[500, 500]);
     let hook = create_webhook(&app, json!({"url": receiver.url, "events": ["model.created"], "secret": SECRET})).await;
     app.create_model("m").await;
@@ -220,6 +230,7 @@ async fn a_failing_receiver_is_retried_with_backoff_until_it_answers() {
 #[tokio::test]
 async fn a_delivery_that_keeps_failing_ends_failed_after_the_last_attempt() {
     let app = spawn_app_with(|s| {
+        allow_private(s);
         s.webhook_backoff_ms = 20;
         s.webhook_max_attempts = 3;
     })
@@ -250,7 +261,11 @@ async fn a_delivery_that_keeps_failing_ends_failed_after_the_last_attempt() {
 
 #[tokio::test]
 async fn a_receiver_that_hangs_holds_up_only_its_own_deliveries() {
-    let app = spawn_app_with(|s| s.webhook_timeout_secs = 60).await;
+    let app = spawn_app_with(|s| {
+        allow_private(s);
+        s.webhook_timeout_secs = 60;
+    })
+    .await;
     // Accepts connections and never answers.
     let hung = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let hung_url = format!("http://{}/hook", hung.local_addr().expect("addr"));
@@ -279,10 +294,13 @@ async fn a_receiver_that_hangs_holds_up_only_its_own_deliveries() {
 #[tokio::test]
 async fn deliveries_survive_a_restart_with_nothing_lost_or_repeated() {
     let data_dir = tempfile::tempdir().expect("tempdir");
+    let config = data_dir.path().join("hangar.toml");
+    std::fs::write(&config, "webhook_allow_private = true\n").expect("config");
+    let config = config.to_str().expect("utf-8").to_owned();
     let receiver = Receiver::start(&[]);
     let admin = client_with(ADMIN_TOKEN);
     let hook_id = {
-        let server = ServerProcess::start(data_dir.path());
+        let server = ServerProcess::start_with(data_dir.path(), &["--config", &config]);
         let api = |path: &str| format!("{}/api/v1{path}", server.address);
         let body = json!({"url": receiver.url, "events": ["model.created", "user.created"], "secret": SECRET});
         let hook: Value =
@@ -311,7 +329,7 @@ async fn deliveries_survive_a_restart_with_nothing_lost_or_repeated() {
         .expect("run");
     assert!(offline.status.success(), "{}", String::from_utf8_lossy(&offline.stderr));
 
-    let server = ServerProcess::start(data_dir.path());
+    let server = ServerProcess::start_with(data_dir.path(), &["--config", &config]);
     admin
         .post(format!("{}/api/v1/models", server.address))
         .json(&json!({"name": "after"}))
@@ -350,7 +368,7 @@ async fn deliveries_survive_a_restart_with_nothing_lost_or_repeated() {
 
 #[tokio::test]
 async fn only_admins_without_model_limits_manage_webhooks() {
-    let app = spawn_app().await;
+    let app = spawn_app_with(allow_private).await;
     let body = json!({"url": "http://127.0.0.1:9/hook", "events": ["*"]});
     for role in ["viewer", "maintainer"] {
         let client = client_with(&app.user_token(&format!("{role}-user"), role).await);
@@ -376,7 +394,7 @@ async fn only_admins_without_model_limits_manage_webhooks() {
 
 #[tokio::test]
 async fn bad_urls_event_types_and_secrets_are_refused_and_nothing_is_stored() {
-    let app = spawn_app().await;
+    let app = spawn_app_with(allow_private).await;
     let cases = [
         (json!({"url": "ftp://ci.example/hook", "events": ["*"]}), "the scheme is ftp:, not http://"),
         (json!({"url": "not a url", "events": ["*"]}), "give an absolute URL"),
@@ -432,7 +450,7 @@ async fn bad_urls_event_types_and_secrets_are_refused_and_nothing_is_stored() {
 
 #[tokio::test]
 async fn the_secret_is_never_returned_and_a_generated_one_is_shown_once() {
-    let app = spawn_app().await;
+    let app = spawn_app_with(allow_private).await;
     let receiver = Receiver::start(&[]);
     let response =
         app.post_json("/api/v1/webhooks", &json!({"url": receiver.url, "events": ["*"], "secret": SECRET})).await;
@@ -487,7 +505,7 @@ async fn the_secret_is_never_returned_and_a_generated_one_is_shown_once() {
 
 #[tokio::test]
 async fn a_paused_webhook_is_told_nothing_and_a_deleted_one_is_gone() {
-    let app = spawn_app().await;
+    let app = spawn_app_with(allow_private).await;
     let paused_receiver = Receiver::start(&[]);
     let receiver = Receiver::start(&[]);
     let paused =
@@ -517,4 +535,95 @@ async fn a_paused_webhook_is_told_nothing_and_a_deleted_one_is_gone() {
     let actions: Vec<&str> =
         logged["items"].as_array().expect("items").iter().filter_map(|e| e["action"].as_str()).collect();
     assert_eq!(actions, ["webhook.created", "webhook.created", "webhook.updated", "webhook.deleted"]);
+}
+
+#[tokio::test]
+async fn webhooks_to_local_addresses_or_with_credentials_in_the_url_are_refused_and_nothing_is_stored() {
+    let app = spawn_app().await;
+    for url in [
+        "http://127.0.0.1:9/hook",
+        "http://169.254.169.254/latest/meta-data/",
+        "http://[fe80::1]:8080/hook",
+        "http://10.0.0.7/hook",
+        "http://192.168.1.1/hook",
+        "http://[::ffff:127.0.0.1]/hook",
+    ] {
+        let detail = problem(
+            app.post_json("/api/v1/webhooks", &json!({"url": url, "events": ["*"]})).await,
+            StatusCode::BAD_REQUEST,
+        )
+        .await;
+        assert!(detail.contains("webhook_allow_private"), "{url}: {detail}");
+    }
+    let with_credentials = json!({"url": "http://ci:hunter2-pass@ci.example/hook", "events": ["*"]});
+    let response = app.post_json("/api/v1/webhooks", &with_credentials).await;
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    let body = response.text().await.expect("text");
+    assert!(body.contains("credentials") && !body.contains("hunter2"), "{body}");
+    let listed: Value = app.get("/api/v1/webhooks").await.json().await.expect("json");
+    assert_eq!(listed["items"], json!([]));
+
+    let hook = create_webhook(&app, json!({"url": "http://ci.example/hook", "events": ["model.created"]})).await;
+    let path = format!("/api/v1/webhooks/{}", hook["id"]);
+    for url in ["http://127.0.0.1:8080/hook", "http://u:hunter2-pass@ci.example/hook"] {
+        let response = app.patch_json(&path, &json!({"url": url})).await;
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST, "{url}");
+        assert!(!response.text().await.expect("text").contains("hunter2"));
+    }
+    let after: Value = app.get(&path).await.json().await.expect("json");
+    assert_eq!(after["url"], "http://ci.example/hook");
+}
+
+#[tokio::test]
+async fn a_host_name_that_resolves_to_a_local_address_is_refused_at_delivery_time() {
+    let app = spawn_app_with(|s| s.webhook_max_attempts = 1).await;
+    let receiver = Receiver::start(&[]);
+    // A name passes registration (what it resolves to can change); the address it resolves
+    // to when a delivery is made is what is checked, as a rebinding DNS would have it.
+    let url = receiver.url.replace("127.0.0.1", "localhost");
+    let hook = create_webhook(&app, json!({"url": url, "events": ["model.created"], "secret": SECRET})).await;
+    app.create_model("m").await;
+    let listed = wait_for_deliveries(&app, &hook, "the delivery has failed", |items| {
+        items.first().is_some_and(|d| d["status"] == "failed")
+    })
+    .await;
+    let error = listed[0]["error"].as_str().expect("error");
+    assert!(error.contains("webhook_allow_private"), "{error}");
+    assert!(listed[0]["response_status"].is_null());
+    assert!(receiver.received().is_empty(), "nothing reached the local receiver");
+}
+
+#[tokio::test]
+async fn credentials_stored_in_a_webhook_url_by_an_earlier_version_are_dropped_on_upgrade() {
+    let data_dir = tempfile::tempdir().expect("tempdir");
+    let admin = client_with(ADMIN_TOKEN);
+    let hook_id = {
+        let server = ServerProcess::start(data_dir.path());
+        let body = json!({"url": "http://ci.example:8080/hook?x=a@b", "events": ["*"]});
+        let created =
+            admin.post(format!("{}/api/v1/webhooks", server.address)).json(&body).send().await.expect("create");
+        assert_eq!(created.status(), StatusCode::CREATED);
+        created.json::<Value>().await.expect("json")["id"].as_i64().expect("id")
+    };
+    // As an earlier version stored it, before the migration that removes credentials ran.
+    let db = data_dir.path().join("hangar.db");
+    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", db.display())).await.expect("open the catalog");
+    sqlx::query("UPDATE webhooks SET url = 'http://ci:hunter2%40x@ci.example:8080/hook?x=a@b' WHERE id = ?")
+        .bind(hook_id)
+        .execute(&pool)
+        .await
+        .expect("update");
+    sqlx::query("DELETE FROM _sqlx_migrations WHERE description = 'webhook url credentials'")
+        .execute(&pool)
+        .await
+        .expect("forget the migration");
+    pool.close().await;
+
+    let server = ServerProcess::start(data_dir.path());
+    let listed = admin.get(format!("{}/api/v1/webhooks", server.address)).send().await.expect("list");
+    assert_eq!(listed.status(), StatusCode::OK);
+    let text = listed.text().await.expect("text");
+    assert!(!text.contains("hunter2"), "{text}");
+    let listed: Value = serde_json::from_str(&text).expect("json");
+    assert_eq!(listed["items"][0]["url"], "http://ci.example:8080/hook?x=a@b");
 }

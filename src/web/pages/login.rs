@@ -1,16 +1,17 @@
 //! Sign in and sign out. The session cookie is HttpOnly, SameSite=Lax, and Secure when the
-//! request came over TLS; failed sign-ins count against the same limiter as the API's.
+//! request came over TLS; failed sign-ins count against the same limiter as the API's. The
+//! form is refused when a browser says it was posted from another site (login CSRF), and
+//! `next` is refused unless it is a path on this site (open redirect).
 
 use actix_web::cookie::{Cookie, SameSite, time::Duration as CookieDuration};
-use actix_web::http::header;
+use actix_web::http::{StatusCode, header};
 use actix_web::{HttpRequest, HttpResponse, web};
 use askama::Template;
 use serde::Deserialize;
 use sqlx::SqlitePool;
 
-use crate::auth::{LoginLimiter, password, session};
-use crate::catalog;
-use crate::domain::UserName;
+use crate::auth::login::{self, LoginError};
+use crate::auth::{LoginLimiter, session};
 use crate::web::{WebCaller, WebError};
 
 #[derive(Template)]
@@ -38,21 +39,51 @@ pub struct SignOut {
     csrf: String,
 }
 
-/// Only local paths: a `next` that leads off-site would make the sign-in page an open redirect.
-fn safe_next(next: Option<&str>) -> String {
-    match next {
-        Some(n) if n.starts_with('/') && !n.starts_with("//") && !n.contains('\\') => n.to_owned(),
-        _ => "/".to_owned(),
+/// Where to go after signing in: a path on this site, or 400. A browser ignores tabs and
+/// newlines in a URL and reads `\` as `/`, so `/\t/evil.example` would lead off-site.
+fn local_next(next: Option<&str>) -> Result<String, WebError> {
+    let Some(next) = next else { return Ok("/".to_owned()) };
+    let local = next.starts_with('/')
+        && !next.starts_with("//")
+        && !next.contains('\\')
+        && !next.chars().any(|c| c.is_control() || c.is_whitespace());
+    if local {
+        Ok(next.to_owned())
+    } else {
+        Err(WebError::Page {
+            status: StatusCode::BAD_REQUEST,
+            message: "`next` must be a path on this site: it starts with one `/` and holds no `\\`, spaces or control characters".into(),
+        })
     }
 }
 
-fn page(status: actix_web::http::StatusCode, next: String, error: Option<String>) -> Result<HttpResponse, WebError> {
+/// Whether a form post came from this site: a browser names the page's origin in `Origin`
+/// (and says `Sec-Fetch-Site`) on every form post, so a post from another site's page is
+/// told apart; clients that send neither (scripts) are not browsers acting for someone.
+fn same_origin(req: &HttpRequest) -> bool {
+    let headers = req.headers();
+    if let Some(site) = headers.get("sec-fetch-site")
+        && !matches!(site.as_bytes(), b"same-origin" | b"none")
+    {
+        return false;
+    }
+    let Some(origin) = headers.get(header::ORIGIN) else { return true };
+    let host = req.connection_info().host().to_owned();
+    origin
+        .to_str()
+        .ok()
+        .and_then(|o| url::Url::parse(o).ok())
+        .and_then(|o| o.host_str().map(|h| o.port().map_or_else(|| h.to_owned(), |p| format!("{h}:{p}"))))
+        .is_some_and(|o| o.eq_ignore_ascii_case(&host))
+}
+
+fn page(status: StatusCode, next: String, error: Option<String>) -> Result<HttpResponse, WebError> {
     let body = LoginPage { next, error }.render().map_err(crate::error::ApiError::internal)?;
     Ok(HttpResponse::build(status).content_type("text/html; charset=utf-8").body(body))
 }
 
 pub async fn show(query: web::Query<NextQuery>) -> Result<HttpResponse, WebError> {
-    page(actix_web::http::StatusCode::OK, safe_next(query.next.as_deref()), None)
+    page(StatusCode::OK, local_next(query.next.as_deref())?, None)
 }
 
 pub async fn sign_in(
@@ -61,32 +92,23 @@ pub async fn sign_in(
     req: HttpRequest,
     form: web::Form<SignIn>,
 ) -> Result<HttpResponse, WebError> {
+    if !same_origin(&req) {
+        return Err(WebError::forbidden("this sign-in form was sent from another site; sign in on Hangar's own page"));
+    }
     let form = form.into_inner();
-    let next = safe_next(form.next.as_deref());
+    let next = local_next(form.next.as_deref())?;
     let remote = req.peer_addr().map_or_else(|| "unknown".to_owned(), |a| a.ip().to_string());
-    let keys = vec![format!("user:{}", form.user), format!("addr:{remote}")];
-    if let Err(e) = limiter.check(&keys) {
-        return page(actix_web::http::StatusCode::TOO_MANY_REQUESTS, next, Some(e.to_string()));
-    }
-    let found = match UserName::parse(form.user.trim()) {
-        Ok(name) => catalog::users::credentials(&pool, &name).await?,
-        Err(_) => None,
-    };
-    let verified = match found {
-        Some((user, hash)) => password::verify(form.password, hash).await.then_some(user),
-        None => None,
-    };
-    let user = match verified {
-        Some(user) => user,
-        None => {
-            limiter.record_failure(&keys);
-            let refused = Some("Unknown user or wrong password.".to_owned());
-            return page(actix_web::http::StatusCode::UNAUTHORIZED, next, refused);
+    let user = match login::sign_in(&pool, &limiter, &form.user, form.password, &remote).await {
+        Ok(user) => user,
+        Err(LoginError::Limited(e)) => return page(StatusCode::TOO_MANY_REQUESTS, next, Some(e.to_string())),
+        Err(LoginError::Refused) => {
+            return page(StatusCode::UNAUTHORIZED, next, Some("Unknown user or wrong password.".to_owned()));
         }
+        Err(LoginError::Disabled(_)) => {
+            return page(StatusCode::FORBIDDEN, next, Some("This user is disabled; ask an admin.".into()));
+        }
+        Err(LoginError::Catalog(e)) => return Err(e.into()),
     };
-    if user.disabled {
-        return page(actix_web::http::StatusCode::FORBIDDEN, next, Some("This user is disabled; ask an admin.".into()));
-    }
     let value = session::start(&pool, user.id).await?;
     let cookie = Cookie::build(session::COOKIE, value)
         .path("/")

@@ -11,7 +11,7 @@ use sqlx::SqlitePool;
 
 use super::{Notice, human_size};
 use crate::catalog::{self, models::Model};
-use crate::domain::{ModelName, Role};
+use crate::domain::{FreeText, ModelName, Role};
 use crate::error::ApiError;
 use crate::web::cache::PageCache;
 use crate::web::error::encode_query;
@@ -129,7 +129,8 @@ pub async fn create(
     caller.check_csrf(&form.csrf)?;
     let name = ModelName::parse(form.name.trim()).map_err(ApiError::from)?;
     caller.caller.require_on(Role::Maintainer, &name)?;
-    catalog::models::create(&pool, &caller.caller.actor(), &name, form.description.trim(), &[]).await?;
+    let description = FreeText::description(form.description.trim()).map_err(ApiError::from)?;
+    catalog::models::create(&pool, &caller.caller.actor(), &name, description.as_str(), &[]).await?;
     let target = format!("/models/{name}?notice={}", encode_query("Model created."));
     Ok(HttpResponse::SeeOther().insert_header((header::LOCATION, target)).finish())
 }
