@@ -156,7 +156,7 @@ async fn user(command: UserCommand, actor: &Actor) -> anyhow::Result<()> {
             let name = UserName::parse(&name)?;
             let (password, generated) = password_from(password_stdin)?;
             let hash = password::hash(password.clone()).await?;
-            catalog::users::set_password(&pool, actor, &name, &hash).await.map_err(describe)?;
+            catalog::users::set_password(&pool, actor, &name, &hash, true).await.map_err(describe)?;
             if generated {
                 println!("new password for {name}: {password}");
             } else {

@@ -3,6 +3,7 @@
 
 mod aliases;
 mod auth;
+mod authz;
 mod bad_input;
 mod browser;
 mod cli;
