@@ -16,6 +16,7 @@ mod gateway;
 mod helpers;
 mod models;
 mod openapi;
+mod route_table;
 mod serve;
 mod versions;
 mod webhooks;
