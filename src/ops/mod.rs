@@ -4,8 +4,9 @@
 //! follows. Handlers parse input into domain types, call one operation and map its result;
 //! the rules live here, once.
 //!
-//! Instance-wide operations (users, other users' tokens, runtimes, webhooks, settings, GC)
-//! all go through [`crate::auth::Caller::require_instance_admin`].
+//! Instance-wide operations (users, other users' tokens, runtimes, webhooks; settings and
+//! GC when they get an endpoint) all go through
+//! [`crate::auth::Caller::require_instance_admin`].
 
 pub mod events;
 pub mod runtimes;

@@ -8,7 +8,7 @@ use reqwest::StatusCode;
 use reqwest::header::SET_COOKIE;
 use serde_json::{Value, json};
 
-use crate::helpers::{ADMIN_TOKEN, TestApp, client_with, problem, spawn_app};
+use crate::helpers::{ADMIN_TOKEN, ServerProcess, TestApp, client_with, problem, spawn_app};
 
 /// A token created by the bootstrap admin with `body`.
 async fn token(app: &TestApp, body: Value) -> String {
@@ -216,4 +216,31 @@ async fn read_until(mut response: reqwest::Response, needle: &str) -> String {
         text.push_str(&String::from_utf8_lossy(&chunk.expect("stream open")));
     }
     text
+}
+
+#[tokio::test]
+async fn the_offline_password_reset_revokes_tokens_unless_told_to_keep_them() {
+    let data_dir = tempfile::tempdir().expect("tempdir");
+    drop(ServerProcess::start(data_dir.path()));
+    let run = |args: &[&str]| {
+        let output =
+            crate::helpers::hangar_command().args(args).arg("--data-dir").arg(data_dir.path()).output().expect("run");
+        assert!(output.status.success(), "{args:?}: {}", String::from_utf8_lossy(&output.stderr));
+        String::from_utf8(output.stdout).expect("utf8").trim().to_owned()
+    };
+    run(&["admin", "user", "create", "carol", "--role", "viewer"]);
+    let token =
+        |run: &dyn Fn(&[&str]) -> String| run(&["admin", "token", "create", "--user", "carol", "--role", "viewer"]);
+    let revoked = token(&run);
+    run(&["admin", "user", "reset-password", "carol"]);
+    let kept = token(&run);
+    run(&["admin", "user", "reset-password", "carol", "--keep-tokens"]);
+
+    let server = ServerProcess::start(data_dir.path());
+    let me = |token: String| {
+        let url = format!("{}/api/v1/me", server.address);
+        async move { client_with(&token).get(url).send().await.expect("me").status() }
+    };
+    assert_eq!(me(revoked).await, StatusCode::UNAUTHORIZED);
+    assert_eq!(me(kept).await, StatusCode::OK);
 }
