@@ -22,7 +22,7 @@ pub struct NewPassword {
 impl NewPassword {
     /// The password given (checked for strength), or a generated one when none was.
     pub fn choose(given: Option<String>) -> Result<Self, ApiError> {
-        match given.filter(|p| !p.is_empty()) {
+        match given {
             Some(p) => {
                 password::check_strength(&p).map_err(|e| ApiError::BadRequest(e.to_string()))?;
                 Ok(Self { secret: p, generated: false })

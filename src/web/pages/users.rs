@@ -94,7 +94,8 @@ pub async fn create(
     let form = form.into_inner();
     let name = UserName::parse(form.name.trim()).map_err(ApiError::from)?;
     let role = Role::parse(&form.role).map_err(ApiError::from)?;
-    let password = NewPassword::choose(Some(form.password))?;
+    // The form's empty field means "generate one".
+    let password = NewPassword::choose(Some(form.password).filter(|p| !p.is_empty()))?;
     ops::users::create(&pool, &caller.caller, &name, role, &password).await?;
     let notice = format!("User {name} created as {role}.");
     render(&pool, caller, Some(notice), password.shown()).await
