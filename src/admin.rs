@@ -82,12 +82,16 @@ pub enum UserCommand {
         name: String,
     },
     /// Set a new password (from stdin with --password-stdin, else generated and printed).
+    /// Ends the user's dashboard sessions and revokes their API tokens.
     ResetPassword {
         #[arg(long, env = "HANGAR_DATA_DIR", default_value = "./hangar-data")]
         data_dir: std::path::PathBuf,
         name: String,
         #[arg(long)]
         password_stdin: bool,
+        /// Keep the user's API tokens working.
+        #[arg(long)]
+        keep_tokens: bool,
     },
 }
 
@@ -151,12 +155,12 @@ async fn user(command: UserCommand, actor: &Actor) -> anyhow::Result<()> {
         }
         UserCommand::Disable { data_dir, name } => set_disabled(&data_dir, actor, &name, true).await?,
         UserCommand::Enable { data_dir, name } => set_disabled(&data_dir, actor, &name, false).await?,
-        UserCommand::ResetPassword { data_dir, name, password_stdin } => {
+        UserCommand::ResetPassword { data_dir, name, password_stdin, keep_tokens } => {
             let pool = open(&data_dir).await?;
             let name = UserName::parse(&name)?;
             let (password, generated) = password_from(password_stdin)?;
             let hash = password::hash(password.clone()).await?;
-            catalog::users::set_password(&pool, actor, &name, &hash).await.map_err(describe)?;
+            catalog::users::set_password(&pool, actor, &name, &hash, !keep_tokens).await.map_err(describe)?;
             if generated {
                 println!("new password for {name}: {password}");
             } else {

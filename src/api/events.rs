@@ -16,6 +16,7 @@ use crate::auth::Caller;
 use crate::catalog::{self, events::Event, events::EventFilter};
 use crate::domain::Role;
 use crate::error::ApiError;
+use crate::ops;
 
 const DEFAULT_LIMIT: u32 = 100;
 const MAX_LIMIT: u32 = 1000;
@@ -56,19 +57,21 @@ impl EventQuery {
             Some(n @ 1..=MAX_LIMIT) => n,
             Some(n) => return Err(ApiError::BadRequest(format!("limit={n} is out of range; use 1 to {MAX_LIMIT}"))),
         };
-        Ok(EventFilter {
+        let filter = EventFilter {
             after: self.after,
             model: self.model,
             actor: self.actor,
             action: self.action,
-            model_globs: caller.models.clone(),
             limit,
-        })
+            ..EventFilter::default()
+        };
+        Ok(ops::events::visible_to(caller, filter))
     }
 }
 
 /// Events after `after`, oldest first; filter by `model`, `actor`, `action` (`alias` matches
-/// every `alias.*`).
+/// every `alias.*`). A token limited to some models sees only their events; events of no
+/// model (users, tokens, runtimes, webhooks) only an admin without model globs sees.
 #[utoipa::path(
     get,
     path = "/api/v1/events",

@@ -15,6 +15,7 @@ use crate::auth::Caller;
 use crate::catalog;
 use crate::domain::Role;
 use crate::error::ApiError;
+use crate::ops;
 use crate::runtime::{PRESET_NAMES, Runtime, RuntimeDraft, RuntimeName, presets};
 
 #[derive(serde::Deserialize, IntoParams)]
@@ -171,7 +172,7 @@ pub async fn get_runtime(
     Ok(HttpResponse::Ok().json(RuntimeView::new(&preset, false)))
 }
 
-/// Defines or replaces a runtime (admins); a preset's name overrides the preset. Templates are
+/// Defines or replaces a runtime (admins without model globs); a preset's name overrides the preset. Templates are
 /// checked: an unknown placeholder is a 400.
 #[utoipa::path(
     put,
@@ -190,16 +191,14 @@ pub async fn put_runtime(
     path: web::Path<RuntimePath>,
     body: web::Json<RuntimeDraft>,
 ) -> Result<HttpResponse, ApiError> {
-    caller.require(Role::Admin)?;
     let name = RuntimeName::parse(&path.name).map_err(|e| ApiError::BadRequest(e.to_string()))?;
     let runtime = Runtime::new(name, body.into_inner()).map_err(|e| ApiError::BadRequest(e.to_string()))?;
-    let json = serde_json::to_string(runtime.draft()).map_err(ApiError::internal)?;
-    let created = catalog::runtimes::put(&pool, &caller.actor(), runtime.name().as_str(), &json).await?;
+    let created = ops::runtimes::put(&pool, &caller, &runtime).await?;
     let view = RuntimeView::new(&runtime, true);
     Ok(if created { HttpResponse::Created().json(view) } else { HttpResponse::Ok().json(view) })
 }
 
-/// Deletes a stored runtime (a preset comes back); refused while deployments use it.
+/// Deletes a stored runtime (admins without model globs; a preset comes back); refused while deployments use it.
 #[utoipa::path(
     delete,
     path = "/api/v1/runtimes/{name}",
@@ -211,7 +210,6 @@ pub async fn delete_runtime(
     caller: Caller,
     path: web::Path<RuntimePath>,
 ) -> Result<HttpResponse, ApiError> {
-    caller.require(Role::Admin)?;
-    catalog::runtimes::delete(&pool, &caller.actor(), &path.name).await?;
+    ops::runtimes::delete(&pool, &caller, &path.name).await?;
     Ok(HttpResponse::NoContent().finish())
 }

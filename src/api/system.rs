@@ -15,6 +15,7 @@ use crate::config::Settings;
 use crate::domain::Role;
 use crate::error::ApiError;
 use crate::gateway::Gateway;
+use crate::ops;
 use crate::runtime::gpu::{Gpu, GpuUsage, InventorySource, SharedHolder};
 use crate::runtime::supervisor::Supervisor;
 
@@ -25,8 +26,12 @@ pub struct SystemView {
     version: &'static str,
     docker: DockerView,
     gpus: GpusView,
-    counts: CountsView,
-    storage: StorageView,
+    /// Left out for a token limited to some models: the counts cover every model.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    counts: Option<CountsView>,
+    /// Left out for a token limited to some models.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    storage: Option<StorageView>,
     disk: DiskView,
 }
 
@@ -53,9 +58,10 @@ pub struct GpusView {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct GpuUsageView {
     gpu: GpuView,
-    /// The deployment holding it whole.
+    /// The deployment holding it whole; `(outside your models)` for a token limited to
+    /// other models.
     exclusive: Option<String>,
-    /// Deployments sharing it.
+    /// Deployments sharing it, named as `exclusive` is.
     shared: Vec<SharedHolderView>,
 }
 
@@ -115,7 +121,9 @@ pub struct DiskView {
     free_bytes: u64,
 }
 
-/// Counts, logical vs stored bytes, the dedup saving, free disk, Docker and GPUs.
+/// Counts, logical vs stored bytes, the dedup saving, free disk, Docker and GPUs. A token
+/// limited to some models gets no counts or storage, and GPU holders outside its models
+/// unnamed.
 #[utoipa::path(
     get,
     path = "/api/v1/system",
@@ -146,25 +154,28 @@ pub async fn get_system(
             InventorySource::Config => "config",
         },
         note: inventory.note.clone(),
-        devices: supervisor.gpu_usage().await?.into_iter().map(GpuUsageView::from).collect(),
+        devices: ops::system::gpu_usage(&pool, &supervisor, &caller)
+            .await?
+            .into_iter()
+            .map(GpuUsageView::from)
+            .collect(),
+    };
+    let sees_totals = ops::system::sees_totals(&caller);
+    let counts =
+        CountsView { models: totals.models, versions: totals.versions, files: totals.files, blobs: totals.blobs };
+    let storage = StorageView {
+        logical_bytes: totals.logical_bytes,
+        stored_bytes: totals.stored_bytes,
+        dedup_saved_bytes: saved,
+        dedup_saving_ratio: saving_ratio,
+        uploads_in_flight: blobs.tmp_entries().map_err(ApiError::internal)?,
     };
     Ok(HttpResponse::Ok().json(SystemView {
         version: env!("CARGO_PKG_VERSION"),
         docker,
         gpus,
-        counts: CountsView {
-            models: totals.models,
-            versions: totals.versions,
-            files: totals.files,
-            blobs: totals.blobs,
-        },
-        storage: StorageView {
-            logical_bytes: totals.logical_bytes,
-            stored_bytes: totals.stored_bytes,
-            dedup_saved_bytes: saved,
-            dedup_saving_ratio: saving_ratio,
-            uploads_in_flight: blobs.tmp_entries().map_err(ApiError::internal)?,
-        },
+        counts: sees_totals.then_some(counts),
+        storage: sees_totals.then_some(storage),
         disk,
     }))
 }
@@ -179,7 +190,8 @@ fn disk_usage(data_dir: &std::path::Path) -> std::io::Result<DiskView> {
 }
 
 /// Prometheus text: the gateway's per-deployment series, deployments by state, and the
-/// catalog's and blob store's gauges. Needs a token unless `metrics_public = true`.
+/// catalog's and blob store's gauges. Needs a token without model globs unless
+/// `metrics_public = true`.
 #[utoipa::path(
     get,
     path = "/metrics",
@@ -197,7 +209,9 @@ pub async fn get_metrics(
     caller: Result<Caller, ApiError>,
 ) -> Result<HttpResponse, ApiError> {
     if !settings.metrics_public {
-        caller?.require(Role::Viewer)?;
+        let caller = caller?;
+        caller.require(Role::Viewer)?;
+        ops::system::require_metrics(&caller)?;
     }
     let totals = catalog::blobs::totals(&pool).await?;
     let mut out = String::new();

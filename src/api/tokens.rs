@@ -13,9 +13,10 @@ use super::page::Items;
 use crate::auth::issue::{self, TokenRequest};
 use crate::auth::token::Secret;
 use crate::auth::{Authenticator, Caller, LoginLimiter, login};
-use crate::catalog::{self, Actor, tokens::Token};
+use crate::catalog::{Actor, tokens::Token};
 use crate::domain::{Glob, Role, UserName};
 use crate::error::ApiError;
+use crate::ops;
 
 /// Tokens issued by a login last this long unless asked otherwise.
 const LOGIN_LIFETIME: &str = "30d";
@@ -99,7 +100,8 @@ fn created(token: Token, secret: &Secret) -> HttpResponse {
     HttpResponse::Created().json(CreatedToken { view: token.into(), token: secret.expose().to_owned() })
 }
 
-/// Creates a token for the caller, with at most the caller's role and within its globs.
+/// Creates a token for the caller, with at most the caller's role, within its globs and
+/// expiring no later than the caller's own token.
 #[utoipa::path(
     post,
     path = "/api/v1/tokens",
@@ -114,27 +116,25 @@ pub async fn create_token(
     caller: Caller,
     body: web::Json<CreateToken>,
 ) -> Result<HttpResponse, ApiError> {
-    caller.require(Role::Viewer)?;
     let body = body.into_inner();
     let request = TokenRequest { name: body.name, role: body.role, expires_in: body.expires_in, models: body.models };
-    let (token, secret) = issue::issue_for(&pool, &caller, request).await?;
+    let (token, secret) = ops::tokens::issue(&pool, &caller, request).await?;
     Ok(created(token, &secret))
 }
 
-/// Lists the caller's tokens; an admin sees everyone's.
+/// Lists the caller's tokens; an admin without model globs sees everyone's.
 #[utoipa::path(
     get,
     path = "/api/v1/tokens",
     responses((status = 200, description = "The tokens", body = Items<TokenView>), Unauthorized),
 )]
 pub async fn list_tokens(pool: web::Data<SqlitePool>, caller: Caller) -> Result<HttpResponse, ApiError> {
-    let user = caller.user()?;
-    let owner = if caller.role >= Role::Admin { None } else { Some(user) };
-    let tokens = catalog::tokens::list(&pool, owner).await?;
+    let tokens = ops::tokens::list(&pool, &caller).await?;
     Ok(HttpResponse::Ok().json(Items::new(tokens, TokenView::from)))
 }
 
-/// Revokes one of the caller's tokens (an admin: anyone's). Effective on the next request.
+/// Revokes one of the caller's tokens (an admin without model globs: anyone's). Effective on
+/// the next request.
 #[utoipa::path(
     delete,
     path = "/api/v1/tokens/{id}",
@@ -147,11 +147,8 @@ pub async fn revoke_token(
     caller: Caller,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let user = caller.user()?;
     let id: i64 = id.parse().map_err(|_| ApiError::BadRequest(format!("token id {id:?} is not a number")))?;
-    let owner = if caller.role >= Role::Admin { None } else { Some(user) };
-    catalog::tokens::revoke(&pool, &caller.actor(), id, owner).await?;
-    authenticator.invalidate();
+    ops::tokens::revoke(&pool, &authenticator, &caller, id).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 

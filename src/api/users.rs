@@ -1,4 +1,4 @@
-//! `/api/v1/users` (admins) and `/api/v1/me`.
+//! `/api/v1/users` (admins without model globs) and `/api/v1/me`.
 
 use actix_web::{HttpResponse, web};
 use serde::{Deserialize, Serialize};
@@ -7,10 +7,11 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::openapi::{BadRequest, Conflict, Forbidden, NotFound, PayloadTooLarge, Unauthorized, UnsupportedMediaType};
 use super::page::Items;
-use crate::auth::{Authenticator, Caller, password};
-use crate::catalog::{self, users::User};
+use crate::auth::{Authenticator, Caller};
+use crate::catalog::users::User;
 use crate::domain::{Glob, Role, UserName};
 use crate::error::ApiError;
+use crate::ops::{self, users::NewPassword};
 
 /// A user.
 #[derive(Debug, Serialize, ToSchema)]
@@ -82,6 +83,10 @@ pub struct UpdateUser {
 pub struct ResetPassword {
     /// Left out: one is generated and returned once.
     password: Option<String>,
+    /// Keep the user's API tokens working (default `false`: they are revoked). Their
+    /// dashboard sessions end either way.
+    #[serde(default)]
+    keep_tokens: bool,
 }
 
 #[derive(serde::Deserialize, IntoParams)]
@@ -89,17 +94,6 @@ pub struct ResetPassword {
 pub struct UserPath {
     #[param(value_type = UserName)]
     name: String,
-}
-
-/// A password to set: the one given, checked, or a generated one to hand back.
-fn choose_password(given: Option<String>) -> Result<(String, bool), ApiError> {
-    match given {
-        Some(p) => {
-            password::check_strength(&p).map_err(|e| ApiError::BadRequest(e.to_string()))?;
-            Ok((p, false))
-        }
-        None => Ok((password::generate(), true)),
-    }
 }
 
 /// Creates a user (admins).
@@ -117,14 +111,12 @@ pub async fn create_user(
     caller: Caller,
     body: web::Json<CreateUser>,
 ) -> Result<HttpResponse, ApiError> {
-    caller.require(Role::Admin)?;
     let body = body.into_inner();
     let name = UserName::parse(&body.name)?;
     let role = Role::parse(&body.role)?;
-    let (password, generated) = choose_password(body.password)?;
-    let hash = password::hash(password.clone()).await.map_err(ApiError::internal)?;
-    let user = catalog::users::create(&pool, &caller.actor(), &name, role, &hash).await?;
-    Ok(HttpResponse::Created().json(CreatedUser { view: user.into(), password: generated.then_some(password) }))
+    let password = NewPassword::choose(body.password)?;
+    let user = ops::users::create(&pool, &caller, &name, role, &password).await?;
+    Ok(HttpResponse::Created().json(CreatedUser { view: user.into(), password: password.shown() }))
 }
 
 /// Every user (admins).
@@ -134,8 +126,7 @@ pub async fn create_user(
     responses((status = 200, description = "The users", body = Items<UserView>), Unauthorized, Forbidden),
 )]
 pub async fn list_users(pool: web::Data<SqlitePool>, caller: Caller) -> Result<HttpResponse, ApiError> {
-    caller.require(Role::Admin)?;
-    let users = catalog::users::list(&pool).await?;
+    let users = ops::users::list(&pool, &caller).await?;
     Ok(HttpResponse::Ok().json(Items::new(users, UserView::from)))
 }
 
@@ -151,12 +142,12 @@ pub async fn get_user(
     caller: Caller,
     path: web::Path<UserPath>,
 ) -> Result<HttpResponse, ApiError> {
-    caller.require(Role::Admin)?;
-    let user = catalog::users::get(&pool, &UserName::parse(&path.name)?).await?;
+    let user = ops::users::get(&pool, &caller, &UserName::parse(&path.name)?).await?;
     Ok(HttpResponse::Ok().json(UserView::from(user)))
 }
 
-/// Changes a user's role, or disables (or enables) them. Their tokens follow at once.
+/// Changes a user's role, or disables (or enables) them. Their tokens follow at once; a
+/// disable ends their dashboard sessions.
 #[utoipa::path(
     patch,
     path = "/api/v1/users/{name}",
@@ -174,15 +165,14 @@ pub async fn update_user(
     path: web::Path<UserPath>,
     body: web::Json<UpdateUser>,
 ) -> Result<HttpResponse, ApiError> {
-    caller.require(Role::Admin)?;
     let name = UserName::parse(&path.name)?;
     let role = body.role.as_deref().map(Role::parse).transpose()?;
-    let user = catalog::users::update(&pool, &caller.actor(), &name, role, body.disabled).await?;
-    authenticator.invalidate();
+    let user = ops::users::update(&pool, &authenticator, &caller, &name, role, body.disabled).await?;
     Ok(HttpResponse::Ok().json(UserView::from(user)))
 }
 
-/// Sets a new password; without one in the body, generates and returns it.
+/// Sets a new password; without one in the body, generates and returns it. Ends the user's
+/// dashboard sessions and revokes their API tokens unless `keep_tokens` is true.
 #[utoipa::path(
     post,
     path = "/api/v1/users/{name}/password",
@@ -196,19 +186,18 @@ pub async fn update_user(
 )]
 pub async fn reset_password(
     pool: web::Data<SqlitePool>,
+    authenticator: web::Data<Authenticator>,
     caller: Caller,
     path: web::Path<UserPath>,
     body: web::Json<ResetPassword>,
 ) -> Result<HttpResponse, ApiError> {
-    caller.require(Role::Admin)?;
     let name = UserName::parse(&path.name)?;
-    let (password, generated) = choose_password(body.into_inner().password)?;
-    let hash = password::hash(password.clone()).await.map_err(ApiError::internal)?;
-    catalog::users::set_password(&pool, &caller.actor(), &name, &hash).await?;
-    Ok(if generated {
-        HttpResponse::Ok().json(GeneratedPassword { password })
-    } else {
-        HttpResponse::NoContent().finish()
+    let body = body.into_inner();
+    let password = NewPassword::choose(body.password)?;
+    ops::users::reset_password(&pool, &authenticator, &caller, &name, &password, body.keep_tokens).await?;
+    Ok(match password.shown() {
+        Some(password) => HttpResponse::Ok().json(GeneratedPassword { password }),
+        None => HttpResponse::NoContent().finish(),
     })
 }
 

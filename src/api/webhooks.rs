@@ -13,7 +13,7 @@ use crate::auth::Caller;
 use crate::catalog;
 use crate::catalog::webhooks::{Delivery, NewWebhook, Webhook, WebhookChange};
 use crate::config::Settings;
-use crate::domain::{DeliveryStatus, EventTypes, FreeText, Lines, Role, WebhookSecret, WebhookUrl};
+use crate::domain::{DeliveryStatus, EventTypes, FreeText, Lines, WebhookSecret, WebhookUrl};
 use crate::error::ApiError;
 use crate::webhooks::generate_secret;
 
@@ -141,15 +141,7 @@ pub struct DeliveryQuery {
 /// Admins only, and not through a token limited to some models: a webhook is told of the
 /// events of every model.
 fn require_admin(caller: &Caller) -> Result<(), ApiError> {
-    caller.require(Role::Admin)?;
-    if caller.models.is_some() {
-        return Err(ApiError::Forbidden(
-            "a token limited to some models cannot manage webhooks, which see every model's events; \
-             use an admin token without model globs"
-                .into(),
-        ));
-    }
-    Ok(())
+    Ok(caller.require_instance_admin("manage webhooks")?)
 }
 
 fn description(raw: Option<String>) -> Result<Option<String>, ApiError> {

@@ -67,6 +67,7 @@ impl Authenticator {
             role: token.role.min(auth.user_role),
             token_id: Some(token.id),
             models: token.models.clone(),
+            expires_at: token.expires_at,
             remote_addr,
         })
     }

@@ -1,11 +1,10 @@
-//! Issuing API tokens, with the rules the API and the dashboard share: a token has at most
-//! its creator's role, a token limited to some models only creates tokens as limited, and
-//! the secret is returned once, here, and never stored.
+//! Issuing API tokens: names, lifetimes, and storing a new token with its secret, which is
+//! returned once, here, and never stored. The capping rules live in `ops::tokens`.
 
 use sqlx::SqlitePool;
 
+use super::now_unix;
 use super::token::{Secret, parse_lifetime};
-use super::{Caller, now_unix};
 use crate::catalog::tokens::{NewToken, Token};
 use crate::catalog::{self, Actor, CatalogError};
 use crate::domain::{FreeText, Glob, Lines, Role, UserName};
@@ -51,46 +50,6 @@ pub fn expiry(expires_in: Option<&str>) -> Result<Option<i64>, IssueError> {
             Ok(now_unix().saturating_add(i64::try_from(secs).unwrap_or(i64::MAX)))
         })
         .transpose()
-}
-
-/// Issues a token for the calling user.
-pub async fn issue_for(
-    pool: &SqlitePool,
-    caller: &Caller,
-    request: TokenRequest,
-) -> Result<(Token, Secret), IssueError> {
-    let user = caller.user().map_err(|e| IssueError::Forbidden(e.to_string()))?.clone();
-    let name = token_name(&request.name)?;
-    let role = request
-        .role
-        .as_deref()
-        .filter(|r| !r.is_empty())
-        .map(Role::parse)
-        .transpose()
-        .map_err(|e| IssueError::Invalid(e.to_string()))?
-        .unwrap_or(caller.role);
-    if role > caller.role {
-        return Err(IssueError::Forbidden(format!(
-            "a token cannot have more than the role it is created with: you have {}, not {role}",
-            caller.role
-        )));
-    }
-    let models = request
-        .models
-        .map(|m| m.iter().map(|g| Glob::parse(g)).collect::<Result<Vec<_>, _>>())
-        .transpose()
-        .map_err(|e| IssueError::Invalid(e.to_string()))?;
-    let models = match (&caller.models, models) {
-        (Some(own), None) => Some(own.clone()),
-        (Some(own), Some(asked)) if asked.iter().any(|g| !own.contains(g)) => {
-            return Err(IssueError::Forbidden(
-                "this token is limited to some models; a token it creates can only use the same globs".into(),
-            ));
-        }
-        (_, asked) => asked,
-    };
-    let expires_at = expiry(request.expires_in.as_deref())?;
-    issue(pool, &caller.actor(), &user, name, role, models.as_deref(), expires_at).await
 }
 
 /// Stores a new token for `user` and returns it with its secret.

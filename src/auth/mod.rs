@@ -45,13 +45,23 @@ pub struct Caller {
     pub token_id: Option<i64>,
     /// Model-name globs the token is limited to; `None`: every model.
     pub models: Option<Vec<Glob>>,
+    /// When the token stops working (Unix seconds); `None`: never, or not a token.
+    pub expires_at: Option<i64>,
     pub remote_addr: Option<String>,
 }
 
 impl Caller {
     /// A caller with no credentials, allowed to read because `anonymous_read` is on.
     pub fn anonymous(remote_addr: Option<String>) -> Self {
-        Self { user_id: None, user: None, role: Role::Viewer, token_id: None, models: None, remote_addr }
+        Self {
+            user_id: None,
+            user: None,
+            role: Role::Viewer,
+            token_id: None,
+            models: None,
+            expires_at: None,
+            remote_addr,
+        }
     }
 
     /// The user behind the call; anonymous callers have none.
@@ -89,6 +99,32 @@ impl Caller {
         }
     }
 
+    /// The admin role through a credential without model globs: what instance-wide
+    /// operations need (users, other users' tokens, runtimes, webhooks, settings, GC), since
+    /// they reach every model. `what` names the operation in the refusal.
+    pub fn require_instance_admin(&self, what: &str) -> Result<(), AuthError> {
+        self.require(Role::Admin)?;
+        self.require_unscoped(what)
+    }
+
+    /// A credential without model globs: what reading totals over every model needs
+    /// (`/metrics`). `what` names the operation in the refusal.
+    pub fn require_unscoped(&self, what: &str) -> Result<(), AuthError> {
+        match &self.models {
+            None => Ok(()),
+            Some(_) => Err(AuthError::Forbidden(format!(
+                "a token limited to some models cannot {what}, which reaches every model; \
+                 use a token without model globs"
+            ))),
+        }
+    }
+
+    /// Whether this caller may see what concerns the whole instance: events of no model
+    /// (users, tokens, runtimes), other users' tokens.
+    pub fn is_instance_admin(&self) -> bool {
+        self.role >= Role::Admin && self.models.is_none()
+    }
+
     /// Who to record in the audit log for this call.
     pub fn actor(&self) -> Actor {
         Actor {
@@ -111,6 +147,7 @@ mod tests {
             role,
             token_id: Some(7),
             models: models.map(|m| m.iter().map(|g| Glob::parse(g).expect("glob")).collect()),
+            expires_at: None,
             remote_addr: None,
         }
     }
@@ -132,5 +169,15 @@ mod tests {
         assert!(ci.require_on(Role::Maintainer, &a).is_ok());
         let err = ci.require_on(Role::Viewer, &b).expect_err("outside");
         assert!(err.to_string().contains("limited to models team-a/*; it cannot touch 'team-b/x'"), "{err}");
+    }
+
+    #[test]
+    fn instance_wide_operations_need_an_admin_without_model_globs() {
+        assert!(caller(Role::Admin, None).require_instance_admin("manage users").is_ok());
+        let scoped = caller(Role::Admin, Some(&["team-a/*"])).require_instance_admin("manage users");
+        let err = scoped.expect_err("scoped");
+        assert!(matches!(&err, AuthError::Forbidden(m) if m.contains("cannot manage users")), "{err}");
+        let maintainer = caller(Role::Maintainer, None).require_instance_admin("manage users");
+        assert!(matches!(maintainer, Err(AuthError::Forbidden(_))));
     }
 }

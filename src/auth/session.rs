@@ -50,6 +50,7 @@ pub async fn resume(
         role: session.role,
         token_id: None,
         models: None,
+        expires_at: None,
         remote_addr,
     };
     Ok(Some((caller, session.csrf)))

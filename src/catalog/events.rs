@@ -102,8 +102,10 @@ pub struct EventFilter {
     pub model: Option<String>,
     pub actor: Option<String>,
     pub action: Option<String>,
-    /// Only events of models these globs match (and events of no model); `None`: all.
+    /// Only events of models these globs match; `None`: all.
     pub model_globs: Option<Vec<Glob>>,
+    /// Leave out the events of no model (users, tokens, runtimes, webhooks).
+    pub hide_instance_wide: bool,
     pub limit: u32,
 }
 
@@ -116,7 +118,8 @@ macro_rules! select_events {
                 AND (?2 IS NULL OR model = ?2)
                 AND (?3 IS NULL OR actor = ?3)
                 AND (?4 IS NULL OR action = ?4 OR action LIKE ?4 || '.%')
-                AND (?5 IS NULL OR model IS NULL OR EXISTS (SELECT 1 FROM json_each(?5) g WHERE model GLOB g.value))
+                AND (?5 IS NULL OR EXISTS (SELECT 1 FROM json_each(?5) g WHERE model GLOB g.value))
+                AND (?8 = 0 OR model IS NOT NULL)
               ORDER BY id ",
             $order,
             " LIMIT ?6"
@@ -190,6 +193,7 @@ async fn fetch<'e>(
         .bind(globs)
         .bind(i64::from(filter.limit))
         .bind(before.unwrap_or(i64::MAX))
+        .bind(filter.hide_instance_wide)
         .fetch_one(executor)
         .await?
         .0;

@@ -135,13 +135,23 @@ pub async fn update(
             "this would leave no enabled admin; make another user admin before changing '{name}'"
         )));
     }
-    let details = serde_json::json!({ "role": role, "disabled": disabled });
+    // A disabled user is out at once: re-enabling them later must not revive old sessions.
+    let sessions_ended = if disabled == Some(true) { end_sessions(&mut tx, name).await? } else { 0 };
+    let details = serde_json::json!({ "role": role, "disabled": disabled, "sessions_ended": sessions_ended });
     events::record(&mut tx, actor, "user.updated", None, name.as_str(), details).await?;
     tx.commit().await?;
     get(pool, name).await
 }
 
-pub async fn set_password(pool: &SqlitePool, actor: &Actor, name: &UserName, password_hash: &str) -> Result<()> {
+/// Sets a user's password and ends their dashboard sessions; with `revoke_tokens`, their
+/// API tokens stop working too. One transaction, one `user.password_reset` event.
+pub async fn set_password(
+    pool: &SqlitePool,
+    actor: &Actor,
+    name: &UserName,
+    password_hash: &str,
+    revoke_tokens: bool,
+) -> Result<()> {
     let mut tx = begin_write(pool).await?;
     let updated = sqlx::query(
         "UPDATE users SET password_hash = ?, updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') WHERE name = ?",
@@ -153,7 +163,30 @@ pub async fn set_password(pool: &SqlitePool, actor: &Actor, name: &UserName, pas
     if updated.rows_affected() == 0 {
         return Err(not_found(name));
     }
-    events::record(&mut tx, actor, "user.password_reset", None, name.as_str(), serde_json::json!({})).await?;
+    let sessions_ended = end_sessions(&mut tx, name).await?;
+    let tokens_revoked = if revoke_tokens {
+        sqlx::query(
+            "UPDATE tokens SET revoked_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')
+              WHERE revoked_at IS NULL AND user_id = (SELECT id FROM users WHERE name = ?)",
+        )
+        .bind(name.as_str())
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
+    } else {
+        0
+    };
+    let details = serde_json::json!({ "sessions_ended": sessions_ended, "tokens_revoked": tokens_revoked });
+    events::record(&mut tx, actor, "user.password_reset", None, name.as_str(), details).await?;
     tx.commit().await?;
     Ok(())
+}
+
+/// Deletes every dashboard session of a user; how many there were.
+async fn end_sessions(conn: &mut sqlx::SqliteConnection, name: &UserName) -> Result<u64> {
+    let ended = sqlx::query("DELETE FROM sessions WHERE user_id = (SELECT id FROM users WHERE name = ?)")
+        .bind(name.as_str())
+        .execute(conn)
+        .await?;
+    Ok(ended.rows_affected())
 }

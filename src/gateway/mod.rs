@@ -83,6 +83,11 @@ impl Gateway {
     }
 }
 
+/// Every `(method, path)` that [`configure`] registers; `route` is any method. Kept beside
+/// `configure` for the authorization test, which needs a row for each.
+pub const ROUTES: &[(&str, &str)] =
+    &[("get", "/v1/models"), ("post", "/v1/{tail}"), ("route", "/deployments/{name}/proxy/{path}")];
+
 pub fn configure(cfg: &mut web::ServiceConfig) {
     let body_limit = web::PayloadConfig::new(MAX_BODY);
     cfg.service(web::resource("/v1/models").route(web::get().to(list_models)))

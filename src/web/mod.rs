@@ -38,45 +38,41 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .app_data(web::Data::new(PageCache::<pages::activity::ActivityKey, pages::activity::ActivityData>::default()))
         .app_data(web::Data::new(PageCache::<(), pages::deployments::DeploymentsData>::default()))
         .app_data(web::Data::new(PageCache::<(), pages::system::SystemData>::default()))
-        .app_data(web::Data::new(cache::Recent::<pages::system::DockerStatus>::new(pages::system::DOCKER_STATUS_TTL)))
-        .service(web::resource("/static/{file}").route(web::get().to(assets::asset)))
-        .service(
-            web::resource("/login")
-                .route(web::get().to(pages::login::show))
-                .route(web::post().to(pages::login::sign_in)),
-        )
-        .service(web::resource("/logout").route(web::post().to(pages::login::sign_out)))
-        .service(
-            web::resource(format!("/models/{MODEL}/versions/{{version}}")).route(web::get().to(pages::version::show)),
-        )
-        .service(
-            web::resource(format!("/models/{MODEL}/upload"))
-                .route(web::get().to(pages::upload::show))
-                .route(web::post().to(pages::upload::receive)),
-        )
-        .service(web::resource(format!("/models/{MODEL}/aliases")).route(web::post().to(pages::model::promote)))
-        .service(web::resource(format!("/models/{MODEL}")).route(web::get().to(pages::model::show)))
-        .service(web::resource("/models").route(web::post().to(pages::models::create)))
-        .service(
-            web::resource("/deployments")
-                .route(web::get().to(pages::deployments::list))
-                .route(web::post().to(pages::deployments::create)),
-        )
-        .service(web::resource("/deployments/{name}").route(web::get().to(pages::deployments::show)))
-        .service(web::resource("/deployments/{name}/{action}").route(web::post().to(pages::deployments::act)))
-        .service(web::resource("/system").route(web::get().to(pages::system::show)))
-        .service(web::resource("/activity").route(web::get().to(pages::activity::show)))
-        .service(
-            web::resource("/tokens")
-                .route(web::get().to(pages::tokens::list))
-                .route(web::post().to(pages::tokens::create)),
-        )
-        .service(web::resource("/tokens/{id}/revoke").route(web::post().to(pages::tokens::revoke)))
-        .service(
-            web::resource("/users")
-                .route(web::get().to(pages::users::list))
-                .route(web::post().to(pages::users::create)),
-        )
-        .service(web::resource("/users/{name}").route(web::post().to(pages::users::update)))
-        .service(web::resource("/").route(web::get().to(pages::models::list)));
+        .app_data(web::Data::new(cache::Recent::<pages::system::DockerStatus>::new(pages::system::DOCKER_STATUS_TTL)));
+    register(cfg);
+}
+
+/// Declares every dashboard route in one table: [`register`] registers them in this order,
+/// and [`ROUTES`] lists them, so the authorization test can check it has a row for each.
+/// `{model}` in a path may be `team/name`.
+macro_rules! routes {
+    ($($path:literal => { $($method:ident: $handler:path),+ $(,)? })*) => {
+        /// Every `(method, path)` that [`register`] registers.
+        pub const ROUTES: &[(&str, &str)] = &[$($((stringify!($method), $path)),+),*];
+
+        fn register(cfg: &mut web::ServiceConfig) {
+            $(cfg.service(web::resource($path.replace("{model}", MODEL))$(.route(web::$method().to($handler)))+);)*
+        }
+    };
+}
+
+routes! {
+    "/static/{file}" => { get: assets::asset }
+    "/login" => { get: pages::login::show, post: pages::login::sign_in }
+    "/logout" => { post: pages::login::sign_out }
+    "/models/{model}/versions/{version}" => { get: pages::version::show }
+    "/models/{model}/upload" => { get: pages::upload::show, post: pages::upload::receive }
+    "/models/{model}/aliases" => { post: pages::model::promote }
+    "/models/{model}" => { get: pages::model::show }
+    "/models" => { post: pages::models::create }
+    "/deployments" => { get: pages::deployments::list, post: pages::deployments::create }
+    "/deployments/{name}" => { get: pages::deployments::show }
+    "/deployments/{name}/{action}" => { post: pages::deployments::act }
+    "/system" => { get: pages::system::show }
+    "/activity" => { get: pages::activity::show }
+    "/tokens" => { get: pages::tokens::list, post: pages::tokens::create }
+    "/tokens/{id}/revoke" => { post: pages::tokens::revoke }
+    "/users" => { get: pages::users::list, post: pages::users::create }
+    "/users/{name}" => { post: pages::users::update }
+    "/" => { get: pages::models::list }
 }

@@ -95,7 +95,8 @@ fn routes() -> Vec<Route> {
             false,
         ),
         route(Method::GET, "/api/v1/events/stream", None, Viewer, false),
-        route(Method::GET, "/metrics", None, Viewer, false),
+        // Counts every model: a token limited to some models is refused.
+        route(Method::GET, "/metrics", None, Viewer, true),
         route(Method::GET, "/api/v1/runtimes", None, Viewer, false),
         route(Method::GET, "/api/v1/runtimes/vllm", None, Viewer, false),
         route(Method::PUT, "/api/v1/runtimes/custom", Some(runtime), Admin, false),

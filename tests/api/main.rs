@@ -3,6 +3,7 @@
 
 mod aliases;
 mod auth;
+mod authz;
 mod bad_input;
 mod browser;
 mod cli;
@@ -16,6 +17,7 @@ mod gateway;
 mod helpers;
 mod models;
 mod openapi;
+mod route_table;
 mod serve;
 mod versions;
 mod webhooks;

@@ -11,6 +11,7 @@ use sqlx::SqlitePool;
 use crate::catalog::events::{self, EventFilter};
 use crate::domain::Role;
 use crate::error::ApiError;
+use crate::ops;
 use crate::web::cache::PageCache;
 use crate::web::error::encode_query;
 use crate::web::{Frame, WebCaller, WebError};
@@ -34,8 +35,9 @@ pub struct ActivityData {
     older: Option<String>,
 }
 
-/// The filter (model, actor, action), the page (`before=`) and the caller's model globs.
-pub type ActivityKey = (String, String, String, Option<i64>, Option<Vec<String>>);
+/// The filter (model, actor, action), the page (`before=`), the caller's model globs and
+/// whether it sees instance-wide events.
+pub type ActivityKey = (String, String, String, Option<i64>, Option<Vec<String>>, bool);
 
 #[derive(Template)]
 #[template(path = "activity.html")]
@@ -73,7 +75,8 @@ pub async fn show(
             ApiError::BadRequest("before= is not a link this page made; start again from Activity".into())
         })?;
     let globs = caller.caller.models.as_ref().map(|g| g.iter().map(|g| g.as_str().to_owned()).collect());
-    let key = (query.model.clone(), query.actor.clone(), query.action.clone(), before, globs);
+    let instance_wide = caller.caller.is_instance_admin();
+    let key = (query.model.clone(), query.actor.clone(), query.action.clone(), before, globs, instance_wide);
     let data = cache.get_or_load(key, || load(&pool, &caller, &query, before)).await?;
     let body = ActivityPage {
         frame: caller.frame(),
@@ -96,13 +99,13 @@ async fn load(
 ) -> Result<ActivityData, WebError> {
     let nonempty = |s: &str| Some(s.trim().to_owned()).filter(|s| !s.is_empty());
     let filter = EventFilter {
-        after: None,
         model: nonempty(&query.model),
         actor: nonempty(&query.actor),
         action: nonempty(&query.action),
-        model_globs: caller.caller.models.clone(),
         limit: SHOWN + 1,
+        ..EventFilter::default()
     };
+    let filter = ops::events::visible_to(&caller.caller, filter);
     let mut found = match before {
         Some(id) => events::recent_before(pool, &filter, id).await?,
         None => events::recent(pool, &filter).await?,

@@ -8,10 +8,10 @@ use sqlx::SqlitePool;
 
 use super::Notice;
 use crate::auth::Authenticator;
-use crate::auth::issue::{self, TokenRequest};
-use crate::catalog;
+use crate::auth::issue::TokenRequest;
 use crate::domain::Role;
 use crate::error::ApiError;
+use crate::ops;
 use crate::web::error::encode_query;
 use crate::web::{Frame, WebCaller, WebError};
 
@@ -64,9 +64,7 @@ async fn render(
     notice: Option<String>,
     secret: Option<String>,
 ) -> Result<HttpResponse, WebError> {
-    let user = caller.caller.user()?.clone();
-    let owner = if caller.caller.role >= Role::Admin { None } else { Some(&user) };
-    let tokens = catalog::tokens::list(pool, owner)
+    let tokens = ops::tokens::list(pool, &caller.caller)
         .await?
         .into_iter()
         .map(|t| TokenRow {
@@ -122,7 +120,7 @@ pub async fn create(
         expires_in: Some(form.expires_in.trim().to_owned()).filter(|e| !e.is_empty()),
         models: (!models.is_empty()).then_some(models),
     };
-    let (token, secret) = issue::issue_for(&pool, &caller.caller, request).await.map_err(ApiError::from)?;
+    let (token, secret) = ops::tokens::issue(&pool, &caller.caller, request).await?;
     let notice = format!("Token {} created. Copy it now: it is not shown again.", token.name);
     render(&pool, caller, Some(notice), Some(secret.expose().to_owned())).await
 }
@@ -135,10 +133,7 @@ pub async fn revoke(
     form: web::Form<RevokeForm>,
 ) -> Result<HttpResponse, WebError> {
     caller.check_csrf(&form.csrf)?;
-    let user = caller.caller.user()?.clone();
-    let owner = if caller.caller.role >= Role::Admin { None } else { Some(&user) };
-    catalog::tokens::revoke(&pool, &caller.caller.actor(), *id, owner).await?;
-    authenticator.invalidate();
+    ops::tokens::revoke(&pool, &authenticator, &caller.caller, *id).await?;
     let target = format!("/tokens?notice={}", encode_query(&format!("Token {} revoked.", *id)));
     Ok(HttpResponse::SeeOther().insert_header((header::LOCATION, target)).finish())
 }

@@ -1,4 +1,4 @@
-//! Users (admins only): list, create (a generated password is shown once), change role,
+//! Users (admins without model globs): list, create (a generated password is shown once), change role,
 //! disable and enable.
 
 use actix_web::http::header;
@@ -8,10 +8,10 @@ use serde::Deserialize;
 use sqlx::SqlitePool;
 
 use super::Notice;
-use crate::auth::{Authenticator, password};
-use crate::catalog;
+use crate::auth::Authenticator;
 use crate::domain::{Role, UserName};
 use crate::error::ApiError;
+use crate::ops::{self, users::NewPassword};
 use crate::web::error::encode_query;
 use crate::web::{Frame, WebCaller, WebError};
 
@@ -58,8 +58,7 @@ async fn render(
     notice: Option<String>,
     password: Option<String>,
 ) -> Result<HttpResponse, WebError> {
-    caller.caller.require(Role::Admin)?;
-    let users = catalog::users::list(pool)
+    let users = ops::users::list(pool, &caller.caller)
         .await?
         .into_iter()
         .map(|u| UserRow {
@@ -92,21 +91,14 @@ pub async fn create(
     form: web::Form<CreateForm>,
 ) -> Result<HttpResponse, WebError> {
     caller.check_csrf(&form.csrf)?;
-    caller.caller.require(Role::Admin)?;
     let form = form.into_inner();
     let name = UserName::parse(form.name.trim()).map_err(ApiError::from)?;
     let role = Role::parse(&form.role).map_err(ApiError::from)?;
-    let (secret, generated) = match form.password.as_str() {
-        "" => (password::generate(), true),
-        given => {
-            password::check_strength(given).map_err(|e| ApiError::BadRequest(e.to_string()))?;
-            (given.to_owned(), false)
-        }
-    };
-    let hash = password::hash(secret.clone()).await.map_err(ApiError::internal)?;
-    catalog::users::create(&pool, &caller.caller.actor(), &name, role, &hash).await?;
+    // The form's empty field means "generate one".
+    let password = NewPassword::choose(Some(form.password).filter(|p| !p.is_empty()))?;
+    ops::users::create(&pool, &caller.caller, &name, role, &password).await?;
     let notice = format!("User {name} created as {role}.");
-    render(&pool, caller, Some(notice), generated.then_some(secret)).await
+    render(&pool, caller, Some(notice), password.shown()).await
 }
 
 pub async fn update(
@@ -117,7 +109,6 @@ pub async fn update(
     form: web::Form<UpdateForm>,
 ) -> Result<HttpResponse, WebError> {
     caller.check_csrf(&form.csrf)?;
-    caller.caller.require(Role::Admin)?;
     let name = UserName::parse(&name).map_err(ApiError::from)?;
     let role = form.role.as_deref().map(Role::parse).transpose().map_err(ApiError::from)?;
     let disabled = match form.state.as_deref() {
@@ -125,8 +116,7 @@ pub async fn update(
         Some("enable") => Some(false),
         _ => None,
     };
-    let user = catalog::users::update(&pool, &caller.caller.actor(), &name, role, disabled).await?;
-    authenticator.invalidate();
+    let user = ops::users::update(&pool, &authenticator, &caller.caller, &name, role, disabled).await?;
     let notice = format!("{} is {}{}.", user.name, user.role, if user.disabled { ", disabled" } else { "" });
     Ok(HttpResponse::SeeOther()
         .insert_header((header::LOCATION, format!("/users?notice={}", encode_query(&notice))))
