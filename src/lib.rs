@@ -11,6 +11,7 @@ pub mod domain;
 pub mod error;
 pub mod gateway;
 pub mod gc;
+pub mod ops;
 pub mod runtime;
 pub mod startup;
 pub mod telemetry;

@@ -19,6 +19,7 @@ use crate::blobs::BlobStore;
 use crate::catalog::{self, files::File, files::Put};
 use crate::domain::{Digest, RelPath, Role};
 use crate::error::ApiError;
+use crate::ops;
 
 /// A file of a version: its path and the blob it names.
 #[derive(Debug, Serialize, ToSchema)]
@@ -135,12 +136,8 @@ pub async fn upload_file(
     body: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     let (model, version, path) = path.parse()?;
-    caller.require_on(Role::Maintainer, &model)?;
     let expected = expected_digest(&query, &req)?;
-    // Refuse before reading a byte of a body that could not be stored.
-    catalog::files::ensure_draft(&pool, &model, &version).await?;
-    let blob = blobs.ingest(body, expected).await?;
-    let put = catalog::files::put(&pool, &caller.actor(), &model, &version, &path, &blob.digest, blob.size).await?;
+    let (put, blob) = ops::files::upload(&pool, &blobs, &caller, &model, &version, &path, body, expected).await?;
     let view = FileView { path, size: i64::try_from(blob.size).map_err(ApiError::internal)?, digest: blob.digest };
     Ok(put_response(put, view))
 }
@@ -164,8 +161,7 @@ pub async fn link_file(
     body: web::Json<LinkFile>,
 ) -> Result<HttpResponse, ApiError> {
     let (model, version, path) = path.parse()?;
-    caller.require_on(Role::Maintainer, &model)?;
-    let put = catalog::files::link(&pool, &caller.actor(), &model, &version, &path, &body.digest, body.size).await?;
+    let put = ops::files::link(&pool, &caller, &model, &version, &path, &body.digest, body.size).await?;
     let view = FileView { path, size: i64::try_from(body.size).map_err(ApiError::internal)?, digest: body.digest };
     Ok(put_response(put, view))
 }
@@ -283,8 +279,7 @@ pub async fn delete_file(
     path: web::Path<FilePath>,
 ) -> Result<HttpResponse, ApiError> {
     let (model, version, path) = path.parse()?;
-    caller.require_on(Role::Maintainer, &model)?;
-    catalog::files::delete(&pool, &caller.actor(), &model, &version, &path).await?;
+    ops::files::delete(&pool, &caller, &model, &version, &path).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -306,13 +301,11 @@ pub async fn list_files(
     Ok(HttpResponse::Ok().json(Items::new(files, FileView::from)))
 }
 
-/// The size of a stored blob, or 404: lets a client skip uploading bytes the store has.
+/// The size of a blob the caller may see, or 404: lets a client skip uploading bytes the
+/// store has. A blob held only by versions the caller may not read is answered as not stored.
 async fn stored_blob(pool: &SqlitePool, caller: &Caller, digest: &str) -> Result<(Digest, u64), ApiError> {
-    caller.require(Role::Viewer)?;
     let digest = Digest::parse(digest)?;
-    let size = catalog::blobs::size_of(pool, &digest)
-        .await?
-        .ok_or_else(|| ApiError::NotFound(format!("no blob {digest} is stored here")))?;
+    let size = ops::files::blob_size(pool, caller, &digest).await?;
     Ok((digest, size))
 }
 

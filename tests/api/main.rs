@@ -15,6 +15,7 @@ mod gateway;
 mod helpers;
 mod models;
 mod openapi;
+mod scope;
 mod serve;
 mod versions;
 mod webhooks;
