@@ -309,7 +309,8 @@ async fn stored_blob(pool: &SqlitePool, caller: &Caller, digest: &str) -> Result
     Ok((digest, size))
 }
 
-/// 200 with the blob's size in `Content-Length` if the store has it, else 404.
+/// 200 with the blob's size in `Content-Length` if a version the caller may read holds it,
+/// else 404, whether or not the store has it.
 #[utoipa::path(
     head,
     path = "/api/v1/blobs/{digest}",
@@ -319,7 +320,7 @@ async fn stored_blob(pool: &SqlitePool, caller: &Caller, digest: &str) -> Result
         (status = 400, description = "Not a `sha256:<hex>` digest"),
         (status = 401, description = "No usable credentials"),
         (status = 403, description = "The caller may not read"),
-        (status = 404, description = "Not stored"),
+        (status = 404, description = "Not stored, or held only by versions the caller may not read"),
     ),
 )]
 pub async fn head_blob(
@@ -332,7 +333,7 @@ pub async fn head_blob(
     Ok(HttpResponse::Ok().insert_header((header::ETAG, format!("\"{digest}\""))).body(SizedStream::new(size, empty)))
 }
 
-/// The blob's digest and size if the store has it, else 404.
+/// The blob's digest and size if a version the caller may read holds it, else 404.
 #[utoipa::path(
     get,
     path = "/api/v1/blobs/{digest}",

@@ -1,10 +1,13 @@
 //! One set of rules for every front end: a token's model scope applies to blobs named by
 //! digest, and the dashboard's forms refuse what the API refuses, with the same words.
 
+use std::time::Duration;
+
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 use crate::dashboard::{csrf_of, page, signed_in};
+use crate::deployments::{docker_ready, prepare, unique, wait_for};
 use crate::helpers::{ADMIN_TOKEN, TestApp, client_with, problem, sha256_digest, spawn_app};
 
 /// A maintainer token limited to `globs`.
@@ -136,4 +139,43 @@ async fn the_deployment_form_and_the_api_refuse_a_bad_deployment_with_the_same_w
         assert!(page.contains(&detail.replace('\'', "&#39;")), "the API's words {detail:?} in {page}");
     }
     assert_eq!(app.get("/api/v1/deployments").await.json::<Value>().await.expect("json")["items"], json!([]));
+}
+
+#[tokio::test]
+async fn a_deployment_following_an_alias_rolls_out_when_the_upload_form_moves_the_alias() {
+    if !docker_ready() {
+        return;
+    }
+    let app = spawn_app().await;
+    prepare(&app, "m", "test", &[], 30).await;
+    assert_eq!(
+        app.put_json("/api/v1/models/m/aliases/staging", &json!({"version": "1"})).await.status(),
+        StatusCode::CREATED
+    );
+    let name = unique("form");
+    let body = json!({"name": name, "model": "m@staging", "runtime": "test"});
+    assert_eq!(app.post_json("/api/v1/deployments", &body).await.status(), StatusCode::ACCEPTED);
+    wait_for(&app, &name, "running", Duration::from_secs(30)).await;
+
+    let (client, cookie) = signed_in(&app, "max", "maintainer").await;
+    let (_, html) = page(&client, &app, &cookie, "/models/m/upload").await;
+    let form = reqwest::multipart::Form::new()
+        .text("csrf", csrf_of(&html))
+        .text("version", "2")
+        .part("files", reqwest::multipart::Part::bytes(b"version two".to_vec()).file_name("weights.bin"))
+        .text("publish", "1")
+        .text("alias", "staging");
+    let response =
+        client.post(app.url("/models/m/upload")).header("cookie", &cookie).multipart(form).send().await.expect("post");
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let d: Value = app.get(&format!("/api/v1/deployments/{name}")).await.json().await.expect("json");
+        if d["version"] == "2" && d["state"] == "running" {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the alias move never rolled out: {d}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(app.delete(&format!("/api/v1/deployments/{name}")).await.status(), StatusCode::NO_CONTENT);
 }
