@@ -16,7 +16,7 @@ use super::openapi::{
 use super::page::Items;
 use crate::auth::Caller;
 use crate::catalog::deployments::{Deployment, Desired, State, Target};
-use crate::domain::{AliasName, DeploymentName, ModelName, Role, VersionName};
+use crate::domain::{AliasName, DeploymentName, ModelName, ModelRef, Role, VersionName};
 use crate::error::ApiError;
 use crate::ops::{self, deployments::Action, deployments::DeploymentRequest};
 use crate::runtime::supervisor::Supervisor;
@@ -143,14 +143,9 @@ pub struct LogsQuery {
 
 /// Splits `model@alias` / `model:version` and checks exactly one target is given.
 fn parse_target(body: &CreateDeployment) -> Result<(ModelName, Target), ApiError> {
-    let (model, inline) = match body.model.split_once(['@', ':']) {
-        Some((model, _)) => (model, Some(&body.model[model.len()..])),
-        None => (body.model.as_str(), None),
-    };
-    let model = ModelName::parse(model)?;
+    let ModelRef { model, target: inline } = ModelRef::parse(&body.model)?;
     let target = match (inline, &body.version, &body.alias) {
-        (Some(t), None, None) if t.starts_with('@') => Target::Alias(AliasName::parse(&t[1..])?),
-        (Some(t), None, None) => Target::Version(VersionName::parse(&t[1..])?),
+        (Some(t), None, None) => t,
         (None, Some(v), None) => Target::Version(VersionName::parse(v)?),
         (None, None, Some(a)) => Target::Alias(AliasName::parse(a)?),
         (None, None, None) => {

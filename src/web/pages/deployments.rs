@@ -9,9 +9,9 @@ use serde::Deserialize;
 use sqlx::SqlitePool;
 
 use super::Notice;
-use crate::catalog::deployments::{self, Deployment, Target};
+use crate::catalog::deployments::{self, Deployment};
 use crate::catalog::events;
-use crate::domain::{AliasName, DeploymentName, ModelName, Role, VersionName};
+use crate::domain::{DeploymentName, ModelName, ModelRef, Role};
 use crate::error::ApiError;
 use crate::gateway::Gateway;
 use crate::ops::{self, deployments::Action, deployments::DeploymentRequest};
@@ -231,14 +231,9 @@ pub async fn create(
 ) -> Result<HttpResponse, WebError> {
     caller.check_csrf(&form.csrf)?;
     let form = form.into_inner();
-    let (model, target) = match form.target.trim().split_once(['@', ':']) {
-        Some((model, _)) => (model, &form.target.trim()[model.len()..]),
-        None => return Err(ApiError::BadRequest("give the target as model@alias or model:version".into()).into()),
-    };
-    let model = ModelName::parse(model).map_err(ApiError::from)?;
-    let target = match target.split_at(1) {
-        ("@", alias) => Target::Alias(AliasName::parse(alias).map_err(ApiError::from)?),
-        (_, version) => Target::Version(VersionName::parse(version).map_err(ApiError::from)?),
+    let ModelRef { model, target } = ModelRef::parse(form.target.trim()).map_err(ApiError::from)?;
+    let Some(target) = target else {
+        return Err(ApiError::BadRequest("give the target as model@alias or model:version".into()).into());
     };
     let name = Some(form.name.trim()).filter(|n| !n.is_empty()).map(DeploymentName::parse).transpose();
     let request = DeploymentRequest {
