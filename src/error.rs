@@ -12,6 +12,7 @@ use crate::auth::login::LoginError;
 use crate::blobs::BlobError;
 use crate::catalog::CatalogError;
 use crate::domain::{DigestError, GlobError, NameError, RelPathError, RoleError, TextError, WebhookError};
+use crate::ops::error::OpsError;
 use crate::runtime::docker::DockerError;
 use crate::runtime::supervisor::SupervisorError;
 
@@ -212,6 +213,19 @@ impl From<AuthError> for ApiError {
             AuthError::Unauthenticated(msg) => Self::Unauthorized(msg),
             AuthError::Forbidden(msg) => Self::Forbidden(msg),
             AuthError::TooManyAttempts { retry_after_secs } => Self::TooManyRequests { retry_after_secs },
+        }
+    }
+}
+
+impl From<OpsError> for ApiError {
+    fn from(err: OpsError) -> Self {
+        match err {
+            OpsError::Auth(e) => e.into(),
+            OpsError::Catalog(e) => e.into(),
+            OpsError::Blob(e) => e.into(),
+            OpsError::Supervisor(e) => e.into(),
+            OpsError::Invalid(msg) => Self::BadRequest(msg),
+            OpsError::Unavailable(msg) => Self::Unavailable(msg),
         }
     }
 }

@@ -11,8 +11,9 @@ use super::{AliasPath, ModelPath};
 use crate::auth::Caller;
 use crate::catalog::{self, aliases::Alias};
 use crate::config::Settings;
-use crate::domain::{AliasName, ModelName, Role, VersionName};
+use crate::domain::{AliasName, Role, VersionName};
 use crate::error::ApiError;
+use crate::ops::{self, aliases::Change};
 use crate::runtime::supervisor::Supervisor;
 
 /// An alias and the version it points at.
@@ -38,24 +39,6 @@ pub struct SetAlias {
     version: String,
 }
 
-/// Moving or deleting an alias takes a maintainer, or an admin for a protected alias.
-fn require_alias_change(
-    caller: &Caller,
-    settings: &Settings,
-    model: &ModelName,
-    alias: &AliasName,
-) -> Result<(), ApiError> {
-    caller.require_on(Role::Maintainer, model)?;
-    if let Some(rule) = settings.protected_aliases.iter().find(|g| g.matches(alias.as_str()))
-        && caller.role < Role::Admin
-    {
-        return Err(ApiError::Forbidden(format!(
-            "alias '{alias}' is protected by the rule '{rule}' (protected_aliases); only an admin can move or delete it"
-        )));
-    }
-    Ok(())
-}
-
 /// Points an alias at a ready version, creating or moving it. Deployments that follow the
 /// alias roll out to the new version. A protected alias (`protected_aliases`) takes an admin.
 #[utoipa::path(
@@ -78,15 +61,12 @@ pub async fn set_alias(
     body: web::Json<SetAlias>,
 ) -> Result<HttpResponse, ApiError> {
     let (model, alias) = path.parse()?;
-    require_alias_change(&caller, &settings, &model, &alias)?;
     let version = VersionName::parse(&body.version)?;
-    let previous = catalog::aliases::set(&pool, &caller.actor(), &model, &alias, &version).await?;
-    supervisor.wake();
-    let alias = catalog::aliases::get(&pool, &model, &alias).await?;
+    let (alias, change) = ops::aliases::set(&pool, &settings, &supervisor, &caller, &model, &alias, &version).await?;
     let view = AliasView::from(alias);
-    Ok(match previous {
-        None => HttpResponse::Created().json(view),
-        Some(_) => HttpResponse::Ok().json(view),
+    Ok(match change {
+        Change::Created => HttpResponse::Created().json(view),
+        Change::Moved => HttpResponse::Ok().json(view),
     })
 }
 
@@ -141,7 +121,6 @@ pub async fn delete_alias(
     path: web::Path<AliasPath>,
 ) -> Result<HttpResponse, ApiError> {
     let (model, alias) = path.parse()?;
-    require_alias_change(&caller, &settings, &model, &alias)?;
-    catalog::aliases::delete(&pool, &caller.actor(), &model, &alias).await?;
+    ops::aliases::delete(&pool, &settings, &caller, &model, &alias).await?;
     Ok(HttpResponse::NoContent().finish())
 }

@@ -15,11 +15,12 @@ use super::openapi::{
 };
 use super::page::Items;
 use crate::auth::Caller;
-use crate::catalog::deployments::{self, Deployment, Desired, NewDeployment, State, Target};
-use crate::domain::{AliasName, DeploymentName, ModelName, Role, VersionName};
+use crate::catalog::deployments::{Deployment, Desired, State, Target};
+use crate::domain::{AliasName, DeploymentName, ModelName, ModelRef, Role, VersionName};
 use crate::error::ApiError;
+use crate::ops::{self, deployments::Action, deployments::DeploymentRequest};
 use crate::runtime::supervisor::Supervisor;
-use crate::runtime::{GpuAllocation, GpuRequest, Overrides};
+use crate::runtime::{GpuAllocation, GpuRequest};
 
 const DEFAULT_LOG_TAIL: u32 = 100;
 
@@ -142,14 +143,9 @@ pub struct LogsQuery {
 
 /// Splits `model@alias` / `model:version` and checks exactly one target is given.
 fn parse_target(body: &CreateDeployment) -> Result<(ModelName, Target), ApiError> {
-    let (model, inline) = match body.model.split_once(['@', ':']) {
-        Some((model, _)) => (model, Some(&body.model[model.len()..])),
-        None => (body.model.as_str(), None),
-    };
-    let model = ModelName::parse(model)?;
+    let ModelRef { model, target: inline } = ModelRef::parse(&body.model)?;
     let target = match (inline, &body.version, &body.alias) {
-        (Some(t), None, None) if t.starts_with('@') => Target::Alias(AliasName::parse(&t[1..])?),
-        (Some(t), None, None) => Target::Version(VersionName::parse(&t[1..])?),
+        (Some(t), None, None) => t,
         (None, Some(v), None) => Target::Version(VersionName::parse(v)?),
         (None, None, Some(a)) => Target::Alias(AliasName::parse(a)?),
         (None, None, None) => {
@@ -160,21 +156,6 @@ fn parse_target(body: &CreateDeployment) -> Result<(ModelName, Target), ApiError
         _ => return Err(ApiError::BadRequest("give one target: a version or an alias, not both".into())),
     };
     Ok((model, target))
-}
-
-fn parse_gpus(body: &CreateDeployment) -> Result<Option<String>, ApiError> {
-    let request = match (body.gpus, body.gpu_memory_gib) {
-        (None, None) => return Ok(None),
-        (Some(n), None) => GpuRequest::gpus(n),
-        (None, Some(gib)) => GpuRequest::memory_gib(gib),
-        (Some(_), Some(_)) => {
-            return Err(ApiError::BadRequest(
-                "give gpus (whole GPUs) or gpu_memory_gib (a share of one), not both".into(),
-            ));
-        }
-    }
-    .map_err(ApiError::BadRequest)?;
-    serde_json::to_string(&request).map(Some).map_err(ApiError::internal)
 }
 
 /// Creates a deployment and (unless `start: false`) starts it; 202, then watch its state.
@@ -196,27 +177,20 @@ pub async fn create_deployment(
 ) -> Result<HttpResponse, ApiError> {
     let body = body.into_inner();
     let (model, target) = parse_target(&body)?;
-    caller.require_on(Role::Maintainer, &model)?;
-    let name = match &body.name {
-        Some(name) => DeploymentName::parse(name)?,
-        None => DeploymentName::for_model(&model)?,
-    };
-    supervisor.runtime(&body.runtime).await?;
-    Overrides::parse(&body.env, &body.args).map_err(|e| ApiError::BadRequest(e.to_string()))?;
-    docker_answers(&supervisor).await?;
-    let new = NewDeployment {
-        gpu_request: parse_gpus(&body)?,
-        name,
+    let request = DeploymentRequest {
+        name: body.name.as_deref().map(DeploymentName::parse).transpose()?,
         model,
         target,
         runtime: body.runtime,
+        gpus: body.gpus,
+        gpu_memory_gib: body.gpu_memory_gib,
         env: body.env,
         args: body.args,
         autostart: body.autostart,
         idle_timeout_secs: body.idle_timeout_secs.map(i64::from),
-        desired: if body.start.unwrap_or(true) { Desired::Running } else { Desired::Stopped },
+        start: body.start.unwrap_or(true),
     };
-    let deployment = supervisor.create(&caller.actor(), new).await?;
+    let deployment = ops::deployments::create(&supervisor, &caller, request).await?;
     Ok(HttpResponse::Accepted()
         .insert_header(("Location", format!("/api/v1/deployments/{}", deployment.name)))
         .json(DeploymentView::from(deployment)))
@@ -229,28 +203,18 @@ pub async fn create_deployment(
     responses((status = 200, description = "The deployments", body = Items<DeploymentView>), Unauthorized, Forbidden),
 )]
 pub async fn list_deployments(pool: web::Data<SqlitePool>, caller: Caller) -> Result<HttpResponse, ApiError> {
-    caller.require(Role::Viewer)?;
-    let visible =
-        deployments::list(&pool).await?.into_iter().filter(|d| caller.require_on(Role::Viewer, &d.model).is_ok());
+    let visible = ops::deployments::list(&pool, &caller).await?;
     Ok(HttpResponse::Ok().json(Items::new(visible, DeploymentView::from)))
 }
 
-/// Deployment calls need Docker: without it, 503 naming the socket tried.
-async fn docker_answers(supervisor: &Supervisor) -> Result<(), ApiError> {
-    supervisor.docker().ping().await.map_err(|e| ApiError::Unavailable(e.to_string()))
-}
-
-/// Looks a deployment up and checks the caller may act on its model.
+/// Looks a deployment up and checks the caller has `role` on its model.
 async fn authorized(
     pool: &SqlitePool,
     caller: &Caller,
     role: Role,
     path: &DeploymentPath,
 ) -> Result<Deployment, ApiError> {
-    caller.require(role)?;
-    let deployment = deployments::get(pool, &DeploymentName::parse(&path.name)?).await?;
-    caller.require_on(role, &deployment.model)?;
-    Ok(deployment)
+    Ok(ops::deployments::find(pool, caller, role, &DeploymentName::parse(&path.name)?).await?)
 }
 
 /// A deployment, with its observed state.
@@ -282,8 +246,7 @@ pub async fn delete_deployment(
     caller: Caller,
     path: web::Path<DeploymentPath>,
 ) -> Result<HttpResponse, ApiError> {
-    let deployment = authorized(&pool, &caller, Role::Maintainer, &path).await?;
-    supervisor.delete(&caller.actor(), &deployment.name).await?;
+    ops::deployments::delete(&pool, &supervisor, &caller, &DeploymentName::parse(&path.name)?).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -303,9 +266,8 @@ pub async fn start_deployment(
     caller: Caller,
     path: web::Path<DeploymentPath>,
 ) -> Result<HttpResponse, ApiError> {
-    let deployment = authorized(&pool, &caller, Role::Maintainer, &path).await?;
-    docker_answers(&supervisor).await?;
-    let deployment = supervisor.start(&caller.actor(), &deployment.name).await?;
+    let name = DeploymentName::parse(&path.name)?;
+    let deployment = ops::deployments::act(&pool, &supervisor, &caller, &name, Action::Start).await?;
     Ok(HttpResponse::Accepted().json(DeploymentView::from(deployment)))
 }
 
@@ -325,8 +287,8 @@ pub async fn stop_deployment(
     caller: Caller,
     path: web::Path<DeploymentPath>,
 ) -> Result<HttpResponse, ApiError> {
-    let deployment = authorized(&pool, &caller, Role::Maintainer, &path).await?;
-    let deployment = supervisor.stop(&caller.actor(), &deployment.name).await?;
+    let name = DeploymentName::parse(&path.name)?;
+    let deployment = ops::deployments::act(&pool, &supervisor, &caller, &name, Action::Stop).await?;
     Ok(HttpResponse::Accepted().json(DeploymentView::from(deployment)))
 }
 
@@ -346,9 +308,8 @@ pub async fn restart_deployment(
     caller: Caller,
     path: web::Path<DeploymentPath>,
 ) -> Result<HttpResponse, ApiError> {
-    let deployment = authorized(&pool, &caller, Role::Maintainer, &path).await?;
-    docker_answers(&supervisor).await?;
-    let deployment = supervisor.restart(&caller.actor(), &deployment.name).await?;
+    let name = DeploymentName::parse(&path.name)?;
+    let deployment = ops::deployments::act(&pool, &supervisor, &caller, &name, Action::Restart).await?;
     Ok(HttpResponse::Accepted().json(DeploymentView::from(deployment)))
 }
 
@@ -378,7 +339,7 @@ pub async fn deployment_logs(
             deployment.observed.state.as_str()
         )));
     };
-    docker_answers(&supervisor).await?;
+    ops::deployments::docker_answers(&supervisor).await?;
     let stream = supervisor
         .docker()
         .logs(&container, query.tail.unwrap_or(DEFAULT_LOG_TAIL), query.follow.unwrap_or(false))

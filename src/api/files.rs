@@ -19,6 +19,7 @@ use crate::blobs::BlobStore;
 use crate::catalog::{self, files::File, files::Put};
 use crate::domain::{Digest, RelPath, Role};
 use crate::error::{ApiError, Problem};
+use crate::ops;
 
 /// A file of a version: its path and the blob it names.
 #[derive(Debug, Serialize, ToSchema)]
@@ -144,15 +145,10 @@ pub async fn upload_file(
     body: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     let (model, version, path) = path.parse()?;
-    caller.require_on(Role::Maintainer, &model)?;
     let expected = expected_digest(&query, &req)?;
-    // Refuse before reading a byte of a body that could not be stored.
-    catalog::files::ensure_draft(&pool, &model, &version).await?;
-    if let Some(size) = content_length(&req) {
-        blobs.ensure_room(size)?;
-    }
-    let blob = blobs.ingest(body, expected).await?;
-    let put = catalog::files::put(&pool, &caller.actor(), &model, &version, &path, &blob.digest, blob.size).await?;
+    let (put, blob) =
+        ops::files::upload(&pool, &blobs, &caller, &model, &version, &path, body, expected, content_length(&req))
+            .await?;
     let view = FileView { path, size: i64::try_from(blob.size).map_err(ApiError::internal)?, digest: blob.digest };
     Ok(put_response(put, view))
 }
@@ -176,8 +172,7 @@ pub async fn link_file(
     body: web::Json<LinkFile>,
 ) -> Result<HttpResponse, ApiError> {
     let (model, version, path) = path.parse()?;
-    caller.require_on(Role::Maintainer, &model)?;
-    let put = catalog::files::link(&pool, &caller.actor(), &model, &version, &path, &body.digest, body.size).await?;
+    let put = ops::files::link(&pool, &caller, &model, &version, &path, &body.digest, body.size).await?;
     let view = FileView { path, size: i64::try_from(body.size).map_err(ApiError::internal)?, digest: body.digest };
     Ok(put_response(put, view))
 }
@@ -295,8 +290,7 @@ pub async fn delete_file(
     path: web::Path<FilePath>,
 ) -> Result<HttpResponse, ApiError> {
     let (model, version, path) = path.parse()?;
-    caller.require_on(Role::Maintainer, &model)?;
-    catalog::files::delete(&pool, &caller.actor(), &model, &version, &path).await?;
+    ops::files::delete(&pool, &caller, &model, &version, &path).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -318,17 +312,16 @@ pub async fn list_files(
     Ok(HttpResponse::Ok().json(Items::new(files, FileView::from)))
 }
 
-/// The size of a stored blob, or 404: lets a client skip uploading bytes the store has.
+/// The size of a blob the caller may see, or 404: lets a client skip uploading bytes the
+/// store has. A blob held only by versions the caller may not read is answered as not stored.
 async fn stored_blob(pool: &SqlitePool, caller: &Caller, digest: &str) -> Result<(Digest, u64), ApiError> {
-    caller.require(Role::Viewer)?;
     let digest = Digest::parse(digest)?;
-    let size = catalog::blobs::size_of(pool, &digest)
-        .await?
-        .ok_or_else(|| ApiError::NotFound(format!("no blob {digest} is stored here")))?;
+    let size = ops::files::blob_size(pool, caller, &digest).await?;
     Ok((digest, size))
 }
 
-/// 200 with the blob's size in `Content-Length` if the store has it, else 404.
+/// 200 with the blob's size in `Content-Length` if a version the caller may read holds it,
+/// else 404, whether or not the store has it.
 #[utoipa::path(
     head,
     path = "/api/v1/blobs/{digest}",
@@ -338,7 +331,7 @@ async fn stored_blob(pool: &SqlitePool, caller: &Caller, digest: &str) -> Result
         (status = 400, description = "Not a `sha256:<hex>` digest"),
         (status = 401, description = "No usable credentials"),
         (status = 403, description = "The caller may not read"),
-        (status = 404, description = "Not stored"),
+        (status = 404, description = "Not stored, or held only by versions the caller may not read"),
     ),
 )]
 pub async fn head_blob(
@@ -351,7 +344,7 @@ pub async fn head_blob(
     Ok(HttpResponse::Ok().insert_header((header::ETAG, format!("\"{digest}\""))).body(SizedStream::new(size, empty)))
 }
 
-/// The blob's digest and size if the store has it, else 404.
+/// The blob's digest and size if a version the caller may read holds it, else 404.
 #[utoipa::path(
     get,
     path = "/api/v1/blobs/{digest}",

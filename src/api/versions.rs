@@ -13,6 +13,7 @@ use crate::auth::Caller;
 use crate::catalog::{self, versions::Version, versions::VersionState};
 use crate::domain::{Digest, FreeText, ModelName, Role, VersionName};
 use crate::error::ApiError;
+use crate::ops;
 
 type Metadata = serde_json::Map<String, serde_json::Value>;
 
@@ -118,7 +119,6 @@ pub async fn create_version(
     body: web::Json<CreateVersion>,
 ) -> Result<HttpResponse, ApiError> {
     let model = path.parse()?;
-    caller.require_on(Role::Maintainer, &model)?;
     let body = body.into_inner();
     check_metadata(&body.metadata)?;
     let new = catalog::versions::NewVersion {
@@ -126,7 +126,7 @@ pub async fn create_version(
         description: description(&body.description)?,
         metadata: body.metadata,
     };
-    let version = catalog::versions::create(&pool, &caller.actor(), &model, new).await?;
+    let version = ops::versions::create(&pool, &caller, &model, new).await?;
     Ok(HttpResponse::Created()
         .insert_header(("Location", format!("/api/v1/models/{}/versions/{}", version.model, version.name)))
         .json(VersionView::from(version)))
@@ -229,8 +229,7 @@ pub async fn publish_version(
     path: web::Path<VersionPath>,
 ) -> Result<HttpResponse, ApiError> {
     let (model, version) = path.parse()?;
-    caller.require_on(Role::Maintainer, &model)?;
-    let version = catalog::versions::publish(&pool, &caller.actor(), &model, &version).await?;
+    let version = ops::versions::publish(&pool, &caller, &model, &version).await?;
     Ok(HttpResponse::Ok().json(VersionView::from(version)))
 }
 

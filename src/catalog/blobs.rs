@@ -1,17 +1,33 @@
 //! Blob rows: which digests are durable in the store, and how much they weigh.
 
-use sqlx::SqlitePool;
+use sqlx::{SqliteConnection, SqlitePool};
 
 use super::{Result, begin_write, corrupt};
-use crate::domain::Digest;
+use crate::domain::{Digest, ModelName};
 
-/// The stored size of a blob, if the catalog knows it.
-pub async fn size_of(pool: &SqlitePool, digest: &Digest) -> Result<Option<u64>> {
-    let size: Option<i64> = sqlx::query_scalar("SELECT size FROM blobs WHERE digest = ?")
-        .bind(digest.to_string())
-        .fetch_optional(pool)
-        .await?;
-    size.map(|s| u64::try_from(s).map_err(corrupt)).transpose()
+/// The size of a blob held by some version of a model `may_read` accepts. A blob no such
+/// version holds is `None`, exactly as one that is not stored: digests must not tell a
+/// caller what exists outside what it may read.
+pub async fn visible_size(
+    conn: &mut SqliteConnection,
+    digest: &Digest,
+    may_read: impl Fn(&ModelName) -> bool,
+) -> Result<Option<u64>> {
+    let holders: Vec<(String, i64)> = sqlx::query_as(
+        "SELECT DISTINCT m.name, b.size
+           FROM blobs b JOIN files f ON f.digest = b.digest
+           JOIN versions v ON v.id = f.version_id JOIN models m ON m.id = v.model_id
+          WHERE b.digest = ?",
+    )
+    .bind(digest.to_string())
+    .fetch_all(&mut *conn)
+    .await?;
+    for (model, size) in holders {
+        if may_read(&ModelName::parse(&model).map_err(corrupt)?) {
+            return u64::try_from(size).map(Some).map_err(corrupt);
+        }
+    }
+    Ok(None)
 }
 
 /// Every digest that has a row, referenced or not.

@@ -14,20 +14,7 @@ use super::{CatalogError, Result, begin_write, bool_from_int, corrupt, is_unique
 use crate::domain::{AliasName, DeploymentName, Digest, ModelName, RelPath, VersionName};
 
 /// What a deployment serves: a pinned version, or whatever an alias points at.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Target {
-    Version(VersionName),
-    Alias(AliasName),
-}
-
-impl std::fmt::Display for Target {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Self::Version(v) => write!(f, ":{v}"),
-            Self::Alias(a) => write!(f, "@{a}"),
-        }
-    }
-}
+pub use crate::domain::Target;
 
 /// What people asked for: the supervisor converges the container towards it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]

@@ -7,7 +7,7 @@ use sqlx::SqlitePool;
 use sqlx::types::Json;
 
 use super::events::{self, Actor};
-use super::{CatalogError, Result, begin_write, corrupt, json_list_sql, versions};
+use super::{CatalogError, Result, begin_write, blobs, corrupt, json_list_sql, versions};
 use crate::domain::{Digest, ModelName, RelPath, VersionName};
 
 #[derive(Debug, Clone)]
@@ -78,6 +78,9 @@ pub async fn put(
 }
 
 /// Records `path` → a blob the store already has (dedup without sending the bytes again).
+/// Only a blob that some version of a model `may_read` accepts holds can be linked; any
+/// other is answered as not stored (see [`blobs::visible_size`]).
+#[expect(clippy::too_many_arguments, reason = "the link, and who may see which blobs")]
 pub async fn link(
     pool: &SqlitePool,
     actor: &Actor,
@@ -86,23 +89,22 @@ pub async fn link(
     path: &RelPath,
     digest: &Digest,
     size: u64,
+    may_read: impl Fn(&ModelName) -> bool,
 ) -> Result<Put> {
     let mut tx = begin_write(pool).await?;
     let version_id = versions::locate_draft(&mut tx, model, version).await?;
-    let stored: Option<i64> = sqlx::query_scalar("SELECT size FROM blobs WHERE digest = ?")
-        .bind(digest.to_string())
-        .fetch_optional(&mut *tx)
-        .await?;
+    let stored = blobs::visible_size(&mut tx, digest, may_read).await?;
     let Some(stored) = stored else {
         return Err(CatalogError::NotFound(format!(
             "no blob {digest} is stored here; upload the bytes with PUT to this path instead"
         )));
     };
-    if u64::try_from(stored).ok() != Some(size) {
+    if stored != size {
         return Err(CatalogError::Conflict(format!(
             "blob {digest} is {stored} bytes, not {size}; check the size you sent"
         )));
     }
+    let stored = i64::try_from(stored).map_err(corrupt)?;
     let put = upsert(&mut tx, version_id, path, digest, stored).await?;
     record(&mut tx, actor, "file.linked", model, version, path, digest, stored, put).await?;
     tx.commit().await?;

@@ -3,6 +3,7 @@
 
 mod digest;
 mod glob;
+mod model_ref;
 mod names;
 mod rel_path;
 mod role;
@@ -12,6 +13,7 @@ mod webhook;
 
 pub use digest::{Digest, DigestError};
 pub use glob::{Glob, GlobError};
+pub use model_ref::{ModelRef, Target};
 pub use names::{AliasName, DeploymentName, ModelName, NameError, UserName, VersionName};
 pub use rel_path::{RelPath, RelPathError};
 pub use role::{Role, RoleError};

@@ -8,8 +8,13 @@
 //! GC when they get an endpoint) all go through
 //! [`crate::auth::Caller::require_instance_admin`].
 
+pub mod aliases;
+pub mod deployments;
+pub mod error;
 pub mod events;
+pub mod files;
 pub mod runtimes;
 pub mod system;
 pub mod tokens;
 pub mod users;
+pub mod versions;

@@ -50,6 +50,12 @@ impl From<crate::catalog::CatalogError> for WebError {
     }
 }
 
+impl From<crate::ops::error::OpsError> for WebError {
+    fn from(err: crate::ops::error::OpsError) -> Self {
+        ApiError::from(err).into()
+    }
+}
+
 impl From<crate::auth::AuthError> for WebError {
     fn from(err: crate::auth::AuthError) -> Self {
         ApiError::from(err).into()

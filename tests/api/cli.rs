@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 use sha2::{Digest as _, Sha256};
 
 use crate::deployments::{docker_ready, prepare, unique};
-use crate::helpers::{ADMIN_TOKEN, TestApp, hangar_command, spawn_app, wait_until};
+use crate::helpers::{ADMIN_TOKEN, TestApp, client_with, hangar_command, spawn_app, wait_until};
 
 /// The big file of the push tests: 300 MB.
 const BIG: u64 = 300_000_000;
@@ -523,4 +523,42 @@ async fn deploy_waits_until_running_then_logs_and_stop_work() {
     assert!(logs.stdout.contains("serving"), "the container's output: {}", logs.stdout);
     let stopped = run(hangar(&app), ["stop", &name, "--wait", "--json"]).await.ok().json();
     assert_eq!(stopped["state"], "stopped");
+}
+
+#[tokio::test]
+async fn a_scoped_push_links_the_blobs_its_token_can_see_and_sends_the_others() {
+    let app = spawn_app().await;
+    let shared = b"weights team a already has".as_slice();
+    let foreign = b"weights only team b has, which team a must send itself".as_slice();
+    app.published("team-a/base", &[("weights.bin", shared)]).await;
+    app.published("team-b/secret", &[("weights.bin", foreign)]).await;
+    let token = client_with(ADMIN_TOKEN)
+        .post(app.url("/api/v1/tokens"))
+        .json(&json!({"name": "ci-a", "role": "maintainer", "models": ["team-a/*"]}))
+        .send()
+        .await
+        .expect("token")
+        .json::<Value>()
+        .await
+        .expect("json")["token"]
+        .as_str()
+        .expect("token")
+        .to_owned();
+    let work = tempfile::tempdir().expect("tempdir");
+    let src = work.path().join("src");
+    std::fs::create_dir_all(&src).expect("mkdir");
+    std::fs::write(src.join("shared.bin"), shared).expect("write");
+    std::fs::write(src.join("foreign.bin"), foreign).expect("write");
+
+    let before = app.blobs.bytes_received();
+    let pushed = run(
+        hangar_at(&app.address, Some(&token)),
+        ["push", "--json", "--model", "team-a/next", src.to_str().expect("utf-8")],
+    )
+    .await
+    .ok()
+    .json();
+    assert_eq!(pushed["linked_files"], 1, "{pushed}");
+    assert_eq!(pushed["uploaded_files"], 1, "{pushed}");
+    assert_eq!(app.blobs.bytes_received() - before, foreign.len() as u64, "only the bytes it could not see went up");
 }

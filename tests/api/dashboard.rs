@@ -8,7 +8,7 @@ use serde_json::json;
 use crate::helpers::{TestApp, spawn_app};
 
 /// A client that keeps cookies but follows no redirects, signed in as a fresh user.
-async fn signed_in(app: &TestApp, user: &str, role: &str) -> (reqwest::Client, String) {
+pub(crate) async fn signed_in(app: &TestApp, user: &str, role: &str) -> (reqwest::Client, String) {
     app.post_json("/api/v1/users", &json!({"name": user, "role": role, "password": format!("{user}-long-password")}))
         .await;
     let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client");
@@ -26,12 +26,12 @@ async fn signed_in(app: &TestApp, user: &str, role: &str) -> (reqwest::Client, S
     (client, value)
 }
 
-async fn page(client: &reqwest::Client, app: &TestApp, cookie: &str, path: &str) -> (StatusCode, String) {
+pub(crate) async fn page(client: &reqwest::Client, app: &TestApp, cookie: &str, path: &str) -> (StatusCode, String) {
     let response = client.get(app.url(path)).header("cookie", cookie).send().await.expect("get");
     (response.status(), response.text().await.expect("text"))
 }
 
-fn csrf_of(html: &str) -> String {
+pub(crate) fn csrf_of(html: &str) -> String {
     let at = html.find("name=\"csrf\" value=\"").expect("a csrf field") + 19;
     html[at..].split('"').next().expect("value").to_owned()
 }

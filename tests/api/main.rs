@@ -18,6 +18,7 @@ mod helpers;
 mod models;
 mod openapi;
 mod route_table;
+mod scope;
 mod serve;
 mod versions;
 mod webhooks;

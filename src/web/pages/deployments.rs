@@ -9,13 +9,14 @@ use serde::Deserialize;
 use sqlx::SqlitePool;
 
 use super::Notice;
-use crate::catalog::deployments::{self, Deployment, Desired, NewDeployment, Target};
+use crate::catalog::deployments::{self, Deployment};
 use crate::catalog::events;
-use crate::domain::{AliasName, DeploymentName, ModelName, Role, VersionName};
+use crate::domain::{DeploymentName, ModelName, ModelRef, Role};
 use crate::error::ApiError;
 use crate::gateway::Gateway;
+use crate::ops::{self, deployments::Action, deployments::DeploymentRequest};
 use crate::runtime::supervisor::Supervisor;
-use crate::runtime::{GpuAllocation, GpuRequest, PRESET_NAMES};
+use crate::runtime::{GpuAllocation, PRESET_NAMES};
 use crate::web::cache::PageCache;
 use crate::web::error::encode_query;
 use crate::web::{Frame, WebCaller, WebError};
@@ -188,8 +189,7 @@ pub async fn show(
     notice: web::Query<Notice>,
 ) -> Result<HttpResponse, WebError> {
     let name = DeploymentName::parse(&name).map_err(ApiError::from)?;
-    let deployment = deployments::get(&pool, &name).await?;
-    caller.caller.require_on(Role::Viewer, &deployment.model)?;
+    let deployment = ops::deployments::find(&pool, &caller.caller, Role::Viewer, &name).await?;
     let events: Vec<EventRow> = events::recent_about(&pool, deployment.model.as_str(), name.as_str(), EVENTS_SHOWN)
         .await?
         .into_iter()
@@ -231,44 +231,25 @@ pub async fn create(
 ) -> Result<HttpResponse, WebError> {
     caller.check_csrf(&form.csrf)?;
     let form = form.into_inner();
-    let (model, target) = match form.target.trim().split_once(['@', ':']) {
-        Some((model, _)) => (model, &form.target.trim()[model.len()..]),
-        None => return Err(ApiError::BadRequest("give the target as model@alias or model:version".into()).into()),
+    let ModelRef { model, target } = ModelRef::parse(form.target.trim()).map_err(ApiError::from)?;
+    let Some(target) = target else {
+        return Err(ApiError::BadRequest("give the target as model@alias or model:version".into()).into());
     };
-    let model = ModelName::parse(model).map_err(ApiError::from)?;
-    let target = match target.split_at(1) {
-        ("@", alias) => Target::Alias(AliasName::parse(alias).map_err(ApiError::from)?),
-        (_, version) => Target::Version(VersionName::parse(version).map_err(ApiError::from)?),
-    };
-    caller.caller.require_on(Role::Maintainer, &model)?;
-    let name = match form.name.trim() {
-        "" => DeploymentName::for_model(&model),
-        name => DeploymentName::parse(name),
-    }
-    .map_err(ApiError::from)?;
-    let request = match (number::<u32>(&form.gpus, "GPUs")?, number::<f64>(&form.gpu_memory_gib, "GPU memory")?) {
-        (None, None) => None,
-        (Some(n), None) => Some(GpuRequest::gpus(n)),
-        (None, Some(gib)) => Some(GpuRequest::memory_gib(gib)),
-        (Some(_), Some(_)) => return Err(ApiError::BadRequest("give whole GPUs or GPU memory, not both".into()).into()),
-    }
-    .transpose()
-    .map_err(ApiError::BadRequest)?;
-    supervisor.runtime(&form.runtime).await.map_err(ApiError::from)?;
-    supervisor.docker().ping().await.map_err(|e| ApiError::Unavailable(e.to_string()))?;
-    let new = NewDeployment {
-        name,
+    let name = Some(form.name.trim()).filter(|n| !n.is_empty()).map(DeploymentName::parse).transpose();
+    let request = DeploymentRequest {
+        name: name.map_err(ApiError::from)?,
         model,
         target,
         runtime: form.runtime,
-        gpu_request: request.map(|r| serde_json::to_string(&r)).transpose().map_err(ApiError::internal)?,
+        gpus: number(&form.gpus, "GPUs")?,
+        gpu_memory_gib: number(&form.gpu_memory_gib, "GPU memory")?,
         env: Default::default(),
         args: Vec::new(),
         autostart: form.autostart.is_some(),
         idle_timeout_secs: number::<i64>(&form.idle_timeout_secs, "idle timeout")?,
-        desired: Desired::Running,
+        start: true,
     };
-    let created = supervisor.create(&caller.caller.actor(), new).await.map_err(ApiError::from)?;
+    let created = ops::deployments::create(&supervisor, &caller.caller, request).await?;
     Ok(redirect("/deployments", &format!("Deployment {} created; it is starting.", created.name)))
 }
 
@@ -282,15 +263,12 @@ pub async fn act(
 ) -> Result<HttpResponse, WebError> {
     caller.check_csrf(&form.csrf)?;
     let name = DeploymentName::parse(&path.name).map_err(ApiError::from)?;
-    let deployment = deployments::get(&pool, &name).await?;
-    caller.caller.require_on(Role::Maintainer, &deployment.model)?;
-    let actor = caller.caller.actor();
-    let (done, notice) = match path.action.as_str() {
-        "start" => (supervisor.start(&actor, &name).await, "Start requested."),
-        "stop" => (supervisor.stop(&actor, &name).await, "Stop requested."),
-        "restart" => (supervisor.restart(&actor, &name).await, "Restart requested."),
+    let (action, notice) = match path.action.as_str() {
+        "start" => (Action::Start, "Start requested."),
+        "stop" => (Action::Stop, "Stop requested."),
+        "restart" => (Action::Restart, "Restart requested."),
         other => return Err(ApiError::NotFound(format!("no action {other:?}; use start, stop or restart")).into()),
     };
-    done.map_err(ApiError::from)?;
+    ops::deployments::act(&pool, &supervisor, &caller.caller, &name, action).await?;
     Ok(redirect(&format!("/deployments/{name}"), notice))
 }

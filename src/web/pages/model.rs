@@ -15,6 +15,7 @@ use crate::catalog::{self, CatalogError, versions::VersionState};
 use crate::config::Settings;
 use crate::domain::{AliasName, ModelName, RelPath, Role, VersionName};
 use crate::error::ApiError;
+use crate::ops;
 use crate::web::cache::PageCache;
 use crate::web::error::encode_query;
 use crate::web::markdown::{self, CardCache};
@@ -249,16 +250,7 @@ pub async fn promote(
     let name = ModelName::parse(&path.model).map_err(ApiError::from)?;
     let alias = AliasName::parse(form.alias.trim()).map_err(ApiError::from)?;
     let version = VersionName::parse(form.version.trim()).map_err(ApiError::from)?;
-    caller.caller.require_on(Role::Maintainer, &name)?;
-    if let Some(rule) = settings.protected_aliases.iter().find(|g| g.matches(alias.as_str()))
-        && caller.caller.role < Role::Admin
-    {
-        return Err(WebError::forbidden(format!(
-            "alias '{alias}' is protected by the rule '{rule}'; only an admin can move it"
-        )));
-    }
-    catalog::aliases::set(&pool, &caller.caller.actor(), &name, &alias, &version).await?;
-    supervisor.wake();
+    ops::aliases::set(&pool, &settings, &supervisor, &caller.caller, &name, &alias, &version).await?;
     let notice = encode_query(&format!("{alias} now points at version {version}."));
     Ok(HttpResponse::SeeOther().insert_header((header::LOCATION, format!("/models/{name}?notice={notice}"))).finish())
 }

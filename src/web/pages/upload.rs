@@ -7,8 +7,11 @@ use askama::Template;
 use sqlx::SqlitePool;
 
 use crate::catalog;
-use crate::domain::{ModelName, Role};
+use crate::config::Settings;
+use crate::domain::{AliasName, ModelName, Role};
 use crate::error::ApiError;
+use crate::ops;
+use crate::runtime::supervisor::Supervisor;
 use crate::web::pages::model::ModelPath;
 use crate::web::{Frame, WebCaller, WebError};
 
@@ -44,6 +47,8 @@ pub async fn show(
 pub async fn receive(
     pool: web::Data<SqlitePool>,
     blobs: web::Data<crate::blobs::BlobStore>,
+    settings: web::Data<Settings>,
+    supervisor: web::Data<Supervisor>,
     caller: WebCaller,
     path: web::Path<ModelPath>,
     mut form: actix_multipart::Multipart,
@@ -52,7 +57,6 @@ pub async fn receive(
 
     let model = ModelName::parse(path.model()).map_err(ApiError::from)?;
     caller.caller.require_on(Role::Maintainer, &model)?;
-    let actor = caller.caller.actor();
     let mut csrf_ok = false;
     let mut requested: Option<String> = None;
     let mut version: Option<crate::domain::VersionName> = None;
@@ -82,14 +86,13 @@ pub async fn receive(
                         .transpose()
                         .map_err(ApiError::from)?;
                     let new = catalog::versions::NewVersion { name, ..Default::default() };
-                    let created = catalog::versions::create(&pool, &actor, &model, new).await?;
+                    let created = ops::versions::create(&pool, &caller.caller, &model, new).await?;
                     version = Some(created.name.clone());
                     created.name
                 }
             };
             let body = futures_util::stream::poll_fn(move |cx| field.poll_next_unpin(cx));
-            let blob = blobs.ingest(body, None).await.map_err(ApiError::from)?;
-            catalog::files::put(&pool, &actor, &model, &version, &rel, &blob.digest, blob.size).await?;
+            ops::files::upload(&pool, &blobs, &caller.caller, &model, &version, &rel, body, None, None).await?;
             continue;
         }
         let mut value = Vec::new();
@@ -116,10 +119,15 @@ pub async fn receive(
         return Err(ApiError::BadRequest("choose at least one file to upload".into()).into());
     };
     if publish {
-        catalog::versions::publish(&pool, &actor, &model, &version).await?;
-        if !alias.is_empty() {
-            let alias = crate::domain::AliasName::parse(&alias).map_err(ApiError::from)?;
-            catalog::aliases::set(&pool, &actor, &model, &alias, &version).await?;
+        let alias = Some(alias.as_str()).filter(|a| !a.is_empty()).map(AliasName::parse).transpose();
+        let alias = alias.map_err(ApiError::from)?;
+        // An alias the caller may not move leaves the upload a draft, not published half-way.
+        if let Some(alias) = &alias {
+            ops::aliases::authorize_change(&caller.caller, &settings, &model, alias)?;
+        }
+        ops::versions::publish(&pool, &caller.caller, &model, &version).await?;
+        if let Some(alias) = &alias {
+            ops::aliases::set(&pool, &settings, &supervisor, &caller.caller, &model, alias, &version).await?;
         }
     }
     let target = format!("/models/{model}/versions/{version}");

@@ -1,0 +1,145 @@
+//! Deployments: creating one (its checks and its runtime's resolution, in this one copy),
+//! finding one the caller may see, and start, stop, restart and delete. The supervisor
+//! converges in the background and records the transitions.
+
+use std::collections::BTreeMap;
+
+use sqlx::SqlitePool;
+
+use super::error::OpsError;
+use crate::auth::Caller;
+use crate::catalog::deployments::{self, Deployment, Desired, NewDeployment, Target};
+use crate::domain::{DeploymentName, ModelName, Role};
+use crate::runtime::supervisor::Supervisor;
+use crate::runtime::{GpuRequest, Overrides};
+
+/// A deployment as a front end parsed it from its request.
+#[derive(Debug, Clone)]
+pub struct DeploymentRequest {
+    /// `None`: the model's name with `/` as `-`.
+    pub name: Option<DeploymentName>,
+    pub model: ModelName,
+    pub target: Target,
+    /// A stored runtime's name, else a preset's.
+    pub runtime: String,
+    /// Whole GPUs, no one else on them.
+    pub gpus: Option<u32>,
+    /// GiB of one GPU, shared with other such requests.
+    pub gpu_memory_gib: Option<f64>,
+    pub env: BTreeMap<String, String>,
+    pub args: Vec<String>,
+    pub autostart: bool,
+    pub idle_timeout_secs: Option<i64>,
+    /// Start now, or only create it stopped.
+    pub start: bool,
+}
+
+/// What a caller may do with a deployment it found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    Start,
+    Stop,
+    Restart,
+}
+
+/// Checks a request and hands it to the supervisor, which places its GPUs and starts it.
+pub async fn create(
+    supervisor: &Supervisor,
+    caller: &Caller,
+    request: DeploymentRequest,
+) -> Result<Deployment, OpsError> {
+    caller.require_on(Role::Maintainer, &request.model)?;
+    let name = match request.name {
+        Some(name) => name,
+        None => DeploymentName::for_model(&request.model)?,
+    };
+    supervisor.runtime(&request.runtime).await?;
+    Overrides::parse(&request.env, &request.args).map_err(|e| OpsError::Invalid(e.to_string()))?;
+    let gpu_request = match (request.gpus, request.gpu_memory_gib) {
+        (None, None) => None,
+        (Some(n), None) => Some(GpuRequest::gpus(n).map_err(OpsError::Invalid)?),
+        (None, Some(gib)) => Some(GpuRequest::memory_gib(gib).map_err(OpsError::Invalid)?),
+        (Some(_), Some(_)) => {
+            return Err(OpsError::Invalid(
+                "give gpus (whole GPUs) or gpu_memory_gib (a share of one), not both".into(),
+            ));
+        }
+    };
+    let gpu_request = gpu_request
+        .map(|r| serde_json::to_string(&r))
+        .transpose()
+        .map_err(|e| OpsError::Invalid(format!("the GPU request cannot be stored: {e}")))?;
+    docker_answers(supervisor).await?;
+    let new = NewDeployment {
+        name,
+        model: request.model,
+        target: request.target,
+        runtime: request.runtime,
+        gpu_request,
+        env: request.env,
+        args: request.args,
+        autostart: request.autostart,
+        idle_timeout_secs: request.idle_timeout_secs,
+        desired: if request.start { Desired::Running } else { Desired::Stopped },
+    };
+    Ok(supervisor.create(&caller.actor(), new).await?)
+}
+
+/// The deployments of the models the caller may read.
+pub async fn list(pool: &SqlitePool, caller: &Caller) -> Result<Vec<Deployment>, OpsError> {
+    caller.require(Role::Viewer)?;
+    let all = deployments::list(pool).await?;
+    Ok(all.into_iter().filter(|d| caller.require_on(Role::Viewer, &d.model).is_ok()).collect())
+}
+
+/// A deployment, if the caller has `role` on its model.
+pub async fn find(
+    pool: &SqlitePool,
+    caller: &Caller,
+    role: Role,
+    name: &DeploymentName,
+) -> Result<Deployment, OpsError> {
+    caller.require(role)?;
+    let deployment = deployments::get(pool, name).await?;
+    caller.require_on(role, &deployment.model)?;
+    Ok(deployment)
+}
+
+/// Starts, stops or restarts a deployment; starting and restarting need Docker to answer.
+pub async fn act(
+    pool: &SqlitePool,
+    supervisor: &Supervisor,
+    caller: &Caller,
+    name: &DeploymentName,
+    action: Action,
+) -> Result<Deployment, OpsError> {
+    let deployment = find(pool, caller, Role::Maintainer, name).await?;
+    let actor = caller.actor();
+    Ok(match action {
+        Action::Start => {
+            docker_answers(supervisor).await?;
+            supervisor.start(&actor, &deployment.name).await?
+        }
+        Action::Stop => supervisor.stop(&actor, &deployment.name).await?,
+        Action::Restart => {
+            docker_answers(supervisor).await?;
+            supervisor.restart(&actor, &deployment.name).await?
+        }
+    })
+}
+
+/// Stops the container, frees its GPUs and deletes the deployment.
+pub async fn delete(
+    pool: &SqlitePool,
+    supervisor: &Supervisor,
+    caller: &Caller,
+    name: &DeploymentName,
+) -> Result<(), OpsError> {
+    let deployment = find(pool, caller, Role::Maintainer, name).await?;
+    Ok(supervisor.delete(&caller.actor(), &deployment.name).await?)
+}
+
+/// Deployment calls need Docker: without it, 503 naming the socket tried.
+pub async fn docker_answers(supervisor: &Supervisor) -> Result<(), OpsError> {
+    supervisor.docker().ping().await.map_err(|e| OpsError::Unavailable(e.to_string()))
+}
