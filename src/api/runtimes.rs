@@ -45,7 +45,8 @@ pub struct RuntimeSpec {
     #[serde(skip_serializing_if = "Option::is_none")]
     entrypoint: Option<Vec<String>>,
     /// Arguments after the entrypoint, with placeholders: `{model_dir}`, `{port}`,
-    /// `{served_name}`, `{mem_fraction}`, `{file}`.
+    /// `{served_name}`, `{mem_fraction}`, `{file}`, and the memory budget as `{memory_gib}`,
+    /// `{memory_bytes}`, `{device_fraction}`, `{free_fraction}`, `{fit_target_mib}`.
     #[serde(default)]
     args: Vec<String>,
     /// The port the server listens on inside the container.

@@ -359,6 +359,8 @@ struct Preset {
     env: &'static [(&'static str, &'static str)],
     openai: bool,
     scratch_dirs: &'static [&'static str],
+    /// Why the preset cannot run on this architecture; `None`: it can.
+    refused: Option<&'static str>,
 }
 
 /// Names of the built-in runtimes.
@@ -383,8 +385,9 @@ fn preset_table(arch: &str) -> [Preset; 6] {
                 "0.0.0.0",
                 "--port",
                 "{port}",
+                // A fraction of the device's total; that much must be free at start.
                 "--gpu-memory-utilization",
-                "{mem_fraction}",
+                "{device_fraction}",
             ],
             port: 8000,
             health_path: "/health",
@@ -393,6 +396,7 @@ fn preset_table(arch: &str) -> [Preset; 6] {
             env: &[("HF_HUB_OFFLINE", "1"), ("DO_NOT_TRACK", "1"), ("VLLM_NO_USAGE_STATS", "1")],
             openai: true,
             scratch_dirs: &[],
+            refused: None,
         },
         Preset {
             name: "llama-cpp",
@@ -414,6 +418,9 @@ fn preset_table(arch: &str) -> [Preset; 6] {
                 "-ngl",
                 "999",
                 "--no-mmap",
+                // Context grows to fill free memory less this margin (MiB).
+                "--fit-target",
+                "{fit_target_mib}",
             ],
             // The image's HEALTHCHECK is hard-wired to localhost:8080.
             port: 8080,
@@ -423,6 +430,7 @@ fn preset_table(arch: &str) -> [Preset; 6] {
             env: &[],
             openai: true,
             scratch_dirs: &[],
+            refused: None,
         },
         Preset {
             name: "sglang",
@@ -440,8 +448,9 @@ fn preset_table(arch: &str) -> [Preset; 6] {
                 "0.0.0.0",
                 "--port",
                 "{port}",
+                // A fraction of the memory free when it starts.
                 "--mem-fraction-static",
-                "{mem_fraction}",
+                "{free_fraction}",
             ],
             port: 30000,
             health_path: "/health",
@@ -450,13 +459,24 @@ fn preset_table(arch: &str) -> [Preset; 6] {
             env: offline,
             openai: true,
             scratch_dirs: &[],
+            refused: None,
         },
         Preset {
             name: "tgi",
-            // amd64 only upstream.
+            // amd64 only upstream: refused on arm64.
             image: "ghcr.io/huggingface/text-generation-inference:latest",
             entrypoint: None,
-            args: &["--model-id", "/model", "--hostname", "0.0.0.0", "--port", "{port}"],
+            args: &[
+                "--model-id",
+                "/model",
+                "--hostname",
+                "0.0.0.0",
+                "--port",
+                "{port}",
+                // "The total visible memory multiplied by cuda-memory-fraction".
+                "--cuda-memory-fraction",
+                "{device_fraction}",
+            ],
             port: 8080,
             health_path: "/health",
             startup_deadline_secs: 600,
@@ -465,10 +485,14 @@ fn preset_table(arch: &str) -> [Preset; 6] {
             env: offline,
             openai: true,
             scratch_dirs: &[],
+            refused: arm.then_some(
+                "TGI publishes linux/amd64 images only (huggingface/text-generation-inference#2332); \
+                 use vllm or sglang on arm64",
+            ),
         },
         Preset {
             name: "triton",
-            image: "nvcr.io/nvidia/tritonserver:25.10-py3",
+            image: "nvcr.io/nvidia/tritonserver:26.10-py3",
             entrypoint: None,
             args: &[
                 "tritonserver",
@@ -485,6 +509,7 @@ fn preset_table(arch: &str) -> [Preset; 6] {
             env: &[],
             openai: false,
             scratch_dirs: &[],
+            refused: None,
         },
         Preset {
             name: "ollama",
@@ -505,10 +530,12 @@ fn preset_table(arch: &str) -> [Preset; 6] {
                 // Hangar stops idle deployments itself; Ollama must not unload on its own.
                 ("OLLAMA_KEEP_ALIVE", "-1"),
                 ("OLLAMA_MAX_LOADED_MODELS", "1"),
-                ("DO_NOT_TRACK", "1"),
+                // Ollama reads this one (not DO_NOT_TRACK): no cloud models or sign-in.
+                ("OLLAMA_NO_CLOUD", "1"),
             ],
             openai: true,
             scratch_dirs: &["/ollama-store"],
+            refused: None,
         },
     ]
 }
@@ -537,6 +564,12 @@ pub fn presets_for_arch(arch: &str) -> Vec<Runtime> {
     preset_table(arch).iter().map(Preset::build).collect()
 }
 
+/// Why the built-in runtime `name` cannot run on `arch`; `None` when it can (or is no
+/// preset).
+pub fn refused_on_arch(name: &str, arch: &str) -> Option<&'static str> {
+    preset_table(arch).iter().find(|p| p.name == name).and_then(|p| p.refused)
+}
+
 /// The built-in runtimes for this host.
 pub fn presets() -> Vec<Runtime> {
     presets_for_arch(std::env::consts::ARCH)
@@ -550,6 +583,7 @@ pub fn preset(name: &str) -> Option<Runtime> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::runtime::memory::MemoryBudget;
     use crate::runtime::template::Values;
 
     fn draft() -> RuntimeDraft {
@@ -671,7 +705,10 @@ mod tests {
         assert!(preset("nope").is_none());
     }
 
-    fn render(rt: &Runtime) -> Vec<String> {
+    /// 20 GiB of an 80 GiB GPU, placed beside 20 GiB held by another deployment.
+    const SHARED: MemoryBudget = MemoryBudget { budget_gib: Some(20.0), device_gib: Some(80.0), others_gib: 20.0 };
+
+    fn render_with(rt: &Runtime, memory: MemoryBudget) -> Vec<String> {
         rt.args()
             .render(&Values {
                 model_dir: MODEL_DIR,
@@ -679,8 +716,57 @@ mod tests {
                 served_name: "chat",
                 mem_fraction: 0.25,
                 file: Some("m.gguf"),
+                memory,
             })
             .expect("renders")
+    }
+
+    fn render(rt: &Runtime) -> Vec<String> {
+        render_with(rt, SHARED)
+    }
+
+    /// The value after `flag` in the preset's argv.
+    fn flag(name: &str, flag: &str, memory: MemoryBudget) -> String {
+        let argv = render_with(&preset(name).expect(name), memory);
+        let at = argv.iter().position(|a| a == flag).unwrap_or_else(|| panic!("{name} passes {flag}: {argv:?}"));
+        argv[at + 1].clone()
+    }
+
+    #[test]
+    fn each_preset_gets_its_own_memory_flag_from_the_budget() {
+        // Upstream: vLLM's --gpu-memory-utilization and TGI's --cuda-memory-fraction are
+        // shares of the device's total; SGLang's --mem-fraction-static of what is free at
+        // start (60 GiB here); llama.cpp's --fit-target is MiB left free while it fits.
+        let cases = [
+            ("vllm", "--gpu-memory-utilization", "0.25", "0.85"),
+            ("tgi", "--cuda-memory-fraction", "0.25", "0.85"),
+            ("sglang", "--mem-fraction-static", "0.3333", "0.75"),
+            ("llama-cpp", "--fit-target", "40960", "1024"),
+        ];
+        for (name, flag_name, shared, whole) in cases {
+            assert_eq!(flag(name, flag_name, SHARED), shared, "{name} on a shared GPU");
+            assert_eq!(flag(name, flag_name, MemoryBudget::default()), whole, "{name} on whole GPUs");
+        }
+    }
+
+    #[test]
+    fn tgi_is_refused_on_arm64_with_the_reason_and_allowed_on_amd64() {
+        let why = refused_on_arch("tgi", "aarch64").expect("refused on arm64");
+        assert!(why.contains("linux/amd64 images only"), "{why}");
+        assert_eq!(refused_on_arch("tgi", "x86_64"), None);
+        for name in PRESET_NAMES.iter().filter(|n| **n != "tgi") {
+            assert_eq!(refused_on_arch(name, "aarch64"), None, "{name}");
+        }
+        assert_eq!(refused_on_arch("nope", "aarch64"), None);
+    }
+
+    #[test]
+    fn triton_runs_a_current_release_and_ollama_sets_the_variables_it_reads() {
+        let triton = presets_for_arch("x86_64").into_iter().find(|r| r.name().as_str() == "triton").expect("triton");
+        assert_eq!(triton.image(), "nvcr.io/nvidia/tritonserver:26.10-py3");
+        let ollama = preset("ollama").expect("preset");
+        assert_eq!(ollama.env()["OLLAMA_NO_CLOUD"].as_str(), "1");
+        assert!(!ollama.env().contains_key("DO_NOT_TRACK"), "Ollama does not read it");
     }
 
     #[test]
@@ -700,7 +786,7 @@ mod tests {
         let llama = preset("llama-cpp").expect("preset");
         assert_eq!(
             render(&llama).join(" "),
-            "-m /model/m.gguf --alias chat --host 0.0.0.0 --port 8080 -ngl 999 --no-mmap"
+            "-m /model/m.gguf --alias chat --host 0.0.0.0 --port 8080 -ngl 999 --no-mmap --fit-target 40960"
         );
         assert_eq!(llama.health_path(), "/health");
         assert!(llama.needs_file());

@@ -234,6 +234,7 @@ pub fn container_spec(input: &SpecInput<'_>) -> Result<ContainerSpec, SpecError>
         served_name: deployment,
         mem_fraction: gpus.and_then(GpuAllocation::mem_fraction).unwrap_or(WHOLE_GPU_MEM_FRACTION),
         file,
+        memory: gpus.map(GpuAllocation::memory_budget).unwrap_or_default(),
     };
 
     let mut cmd = runtime.args().render(&values)?;
@@ -466,7 +467,13 @@ mod tests {
         )
         .expect("valid overrides");
         let whole = GpuAllocation::Exclusive { device_ids: strings(&["1", "3"]) };
-        let shared = GpuAllocation::Shared { device_id: "0".into(), memory_gib: 16.0, mem_fraction: 0.125 };
+        let shared = GpuAllocation::Shared {
+            device_id: "0".into(),
+            memory_gib: 16.0,
+            mem_fraction: 0.125,
+            device_gib: Some(128.0),
+            others_gib: 0.0,
+        };
         let network = SpecSettings { docker_network: Some("hangar-net".into()), ..SpecSettings::default() };
         let cdi = SpecSettings { gpu_mode: GpuMode::Cdi, ..SpecSettings::default() };
         let accounting_only = SpecSettings { gpu_mode: GpuMode::None, ..SpecSettings::default() };

@@ -791,6 +791,9 @@ impl Supervisor {
             let name = RuntimeName::parse(name).map_err(|e| SupervisorError::Invalid(e.to_string()))?;
             return Runtime::new(name, draft).map_err(|e| SupervisorError::Invalid(e.to_string()));
         }
+        if let Some(why) = presets::refused_on_arch(name, std::env::consts::ARCH) {
+            return Err(SupervisorError::Invalid(format!("runtime '{name}' cannot run on this host: {why}")));
+        }
         presets::preset(name).ok_or_else(|| {
             SupervisorError::Invalid(format!(
                 "runtime '{name}' does not exist; use one of {} or define it with PUT /api/v1/runtimes/{name}",
