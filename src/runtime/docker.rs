@@ -137,6 +137,12 @@ impl DockerClient {
         }))
     }
 
+    /// The image ID (`sha256:…`, the image's content digest) a container was created from;
+    /// `None` when the container is gone or Docker does not say.
+    pub async fn image_digest(&self, id: &str) -> Result<Option<String>, DockerError> {
+        Ok(self.inspect_raw(id).await?.and_then(|r| r.image))
+    }
+
     /// Creates and starts a container; returns its id and how to reach it. A container that
     /// was created but failed to start is removed again.
     pub async fn create_and_start(&self, spec: ContainerSpec) -> Result<(String, Option<String>), DockerError> {

@@ -5,6 +5,7 @@
 
 pub mod docker;
 pub mod gpu;
+pub mod launch;
 pub mod memory;
 pub mod presets;
 pub mod spec;
