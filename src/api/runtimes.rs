@@ -70,6 +70,10 @@ pub struct RuntimeSpec {
     /// Container paths that get a fresh writable volume per container.
     #[serde(default)]
     scratch_dirs: Vec<String>,
+    /// A container path that gets the deployment's own volume, kept across restarts and
+    /// removed with the deployment (compile caches).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    cache_dir: Option<String>,
 }
 
 impl From<&RuntimeDraft> for RuntimeSpec {
@@ -85,6 +89,7 @@ impl From<&RuntimeDraft> for RuntimeSpec {
             env,
             openai,
             scratch_dirs,
+            cache_dir,
         } = draft.clone();
         Self {
             image,
@@ -97,6 +102,7 @@ impl From<&RuntimeDraft> for RuntimeSpec {
             env,
             openai,
             scratch_dirs,
+            cache_dir,
         }
     }
 }

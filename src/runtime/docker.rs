@@ -9,7 +9,8 @@ use bollard::container::LogOutput;
 use bollard::models::ContainerInspectResponse;
 use bollard::query_parameters::{
     EventsOptionsBuilder, InspectContainerOptions, ListContainersOptionsBuilder, LogsOptionsBuilder,
-    RemoveContainerOptionsBuilder, RenameContainerOptionsBuilder, StartContainerOptions, StopContainerOptionsBuilder,
+    RemoveContainerOptionsBuilder, RemoveVolumeOptions, RenameContainerOptionsBuilder, StartContainerOptions,
+    StopContainerOptionsBuilder,
 };
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt as _};
@@ -198,6 +199,14 @@ impl DockerClient {
     async fn remove(&self, id: &str) -> Result<(), DockerError> {
         let options = RemoveContainerOptionsBuilder::default().force(true).v(true).build();
         match self.docker()?.remove_container(id, Some(options)).await {
+            Ok(()) | Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => Ok(()),
+            Err(e) => Err(self.classify(e)),
+        }
+    }
+
+    /// Removes a named volume; one that does not exist is already gone.
+    pub async fn remove_volume(&self, name: &str) -> Result<(), DockerError> {
+        match self.docker()?.remove_volume(name, None::<RemoveVolumeOptions>).await {
             Ok(()) | Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => Ok(()),
             Err(e) => Err(self.classify(e)),
         }

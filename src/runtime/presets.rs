@@ -119,6 +119,10 @@ pub struct RuntimeDraft {
     /// container (`docker rm -v`).
     #[serde(default)]
     pub scratch_dirs: Vec<String>,
+    /// A container path that gets the deployment's own writable volume, kept across its
+    /// restarts and removed with the deployment: compile caches (vLLM's `VLLM_CACHE_ROOT`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache_dir: Option<String>,
 }
 
 /// A checked runtime. Build one with [`Runtime::new`] or take a [`preset`].
@@ -203,11 +207,17 @@ impl Runtime {
         }
         let mut seen = Vec::new();
         for dir in &draft.scratch_dirs {
-            check_scratch_dir(dir)?;
+            check_writable_dir("scratch_dirs", dir)?;
             if seen.contains(&dir) {
                 return Err(RuntimeError::new("scratch_dirs", format!("{dir:?} is listed twice")));
             }
             seen.push(dir);
+        }
+        if let Some(dir) = &draft.cache_dir {
+            check_writable_dir("cache_dir", dir)?;
+            if seen.contains(&dir) {
+                return Err(RuntimeError::new("cache_dir", format!("{dir:?} is also a scratch dir")));
+            }
         }
         Ok(Self { name, draft, args, env })
     }
@@ -265,6 +275,11 @@ impl Runtime {
         &self.draft.scratch_dirs
     }
 
+    /// Where the deployment's persistent cache volume is mounted, if anywhere.
+    pub fn cache_dir(&self) -> Option<&str> {
+        self.draft.cache_dir.as_deref()
+    }
+
     /// Whether a deployment must name a file for `{file}` (llama.cpp's GGUF).
     pub fn needs_file(&self) -> bool {
         self.args.uses(Placeholder::File) || self.env.values().any(|t| t.uses(Placeholder::File))
@@ -305,8 +320,8 @@ pub(super) fn parse_env_entry(key: &str, value: &str) -> Result<Template, String
     Template::parse(value).map_err(|e| e.to_string())
 }
 
-fn check_scratch_dir(dir: &str) -> Result<(), RuntimeError> {
-    let err = |why: &str| RuntimeError::new("scratch_dirs", format!("{dir:?} {why}"));
+fn check_writable_dir(field: &str, dir: &str) -> Result<(), RuntimeError> {
+    let err = |why: &str| RuntimeError::new(field, format!("{dir:?} {why}"));
     if !dir.starts_with('/') || dir == "/" {
         return Err(err("must be an absolute path below /"));
     }
@@ -359,6 +374,7 @@ struct Preset {
     env: &'static [(&'static str, &'static str)],
     openai: bool,
     scratch_dirs: &'static [&'static str],
+    cache_dir: Option<&'static str>,
     /// Why the preset cannot run on this architecture; `None`: it can.
     refused: Option<&'static str>,
 }
@@ -393,9 +409,17 @@ fn preset_table(arch: &str) -> [Preset; 6] {
             health_path: "/health",
             startup_deadline_secs: 900,
             shm_size_bytes: 8 * GIB,
-            env: &[("HF_HUB_OFFLINE", "1"), ("DO_NOT_TRACK", "1"), ("VLLM_NO_USAGE_STATS", "1")],
+            env: &[
+                ("HF_HUB_OFFLINE", "1"),
+                ("DO_NOT_TRACK", "1"),
+                ("VLLM_NO_USAGE_STATS", "1"),
+                // Compiled graphs and kernels survive restarts instead of being rebuilt.
+                ("VLLM_CACHE_ROOT", "/cache/vllm"),
+                ("TRITON_CACHE_DIR", "/cache/triton"),
+            ],
             openai: true,
             scratch_dirs: &[],
+            cache_dir: Some("/cache"),
             refused: None,
         },
         Preset {
@@ -430,6 +454,7 @@ fn preset_table(arch: &str) -> [Preset; 6] {
             env: &[],
             openai: true,
             scratch_dirs: &[],
+            cache_dir: None,
             refused: None,
         },
         Preset {
@@ -459,6 +484,7 @@ fn preset_table(arch: &str) -> [Preset; 6] {
             env: offline,
             openai: true,
             scratch_dirs: &[],
+            cache_dir: None,
             refused: None,
         },
         Preset {
@@ -485,6 +511,7 @@ fn preset_table(arch: &str) -> [Preset; 6] {
             env: offline,
             openai: true,
             scratch_dirs: &[],
+            cache_dir: None,
             refused: arm.then_some(
                 "TGI publishes linux/amd64 images only (huggingface/text-generation-inference#2332); \
                  use vllm or sglang on arm64",
@@ -509,6 +536,7 @@ fn preset_table(arch: &str) -> [Preset; 6] {
             env: &[],
             openai: false,
             scratch_dirs: &[],
+            cache_dir: None,
             refused: None,
         },
         Preset {
@@ -535,6 +563,7 @@ fn preset_table(arch: &str) -> [Preset; 6] {
             ],
             openai: true,
             scratch_dirs: &["/ollama-store"],
+            cache_dir: None,
             refused: None,
         },
     ]
@@ -553,6 +582,7 @@ impl Preset {
             env: self.env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect(),
             openai: self.openai,
             scratch_dirs: self.scratch_dirs.iter().map(|s| (*s).to_owned()).collect(),
+            cache_dir: self.cache_dir.map(str::to_owned),
         };
         let name = RuntimeName::parse(self.name).expect("preset names are valid");
         Runtime::new(name, draft).expect("presets are valid; a unit test builds every one")
@@ -638,7 +668,7 @@ mod tests {
     #[test]
     fn invalid_drafts_name_the_field_and_the_fix() {
         type Edit = fn(&mut RuntimeDraft);
-        let cases: [(Edit, &str, &str); 18] = [
+        let cases: [(Edit, &str, &str); 20] = [
             (|d| d.image = String::new(), "image", "is empty"),
             (|d| d.image = "a b".into(), "image", "not an image reference"),
             (|d| d.entrypoint = Some(vec![]), "entrypoint", "leave it out"),
@@ -675,6 +705,15 @@ mod tests {
             (|d| d.scratch_dirs = vec!["cache".into()], "scratch_dirs", "absolute"),
             (|d| d.scratch_dirs = vec!["/model/x".into()], "scratch_dirs", "read-only model mount"),
             (|d| d.scratch_dirs = vec!["/c".into(), "/c".into()], "scratch_dirs", "listed twice"),
+            (|d| d.cache_dir = Some("/model".into()), "cache_dir", "read-only model mount"),
+            (
+                |d| {
+                    d.scratch_dirs = vec!["/c".into()];
+                    d.cache_dir = Some("/c".into());
+                },
+                "cache_dir",
+                "also a scratch dir",
+            ),
         ];
         for (edit, field, needle) in cases {
             let mut d = draft();

@@ -385,6 +385,11 @@ impl Supervisor {
             Ok(()) => deployments::delete(&self.pool, actor, name).await.map_err(SupervisorError::from),
             Err(e) => Err(e),
         };
+        if deleted.is_ok()
+            && let Err(e) = self.docker.remove_volume(&spec::cache_volume(name.as_str())).await
+        {
+            tracing::warn!(deployment = %name, error = %e, "could not remove the deployment's cache volume");
+        }
         self.tracks.lock().unwrap_or_else(PoisonError::into_inner).remove(name.as_str());
         deleted
     }

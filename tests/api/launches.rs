@@ -1,6 +1,7 @@
 //! Launch records against the real Docker engine: every start keeps the image's content
 //! digest, the argv, the environment with secrets masked, the manifest digest and the
-//! runtime; a restart on a tag that was rebuilt says so in its event.
+//! runtime; a restart on a tag that was rebuilt says so in its event. And a runtime's
+//! `cache_dir`, the deployment's own volume that outlives its containers.
 
 use std::io::Write as _;
 use std::process::{Command, Stdio};
@@ -139,4 +140,57 @@ async fn each_start_records_what_ran_and_a_restart_on_a_rebuilt_tag_says_the_ima
     assert!(html.contains("data-launch") && html.contains(&second), "the page shows the launch: {html}");
     assert!(html.contains("OPENAI_API_KEY=***") && !html.contains("sk-deploy-secret"), "{html}");
     assert_eq!(app.delete(&format!("/api/v1/deployments/{name}")).await.status(), StatusCode::NO_CONTENT);
+}
+
+/// The named volume mounted at `target` in container `id`, if any.
+fn volume_at(id: &str, target: &str) -> Option<String> {
+    let output = Command::new("docker").args(["inspect", id]).output().expect("docker inspect");
+    let all: Value = serde_json::from_slice(&output.stdout).expect("inspect json");
+    all[0]["Mounts"]
+        .as_array()?
+        .iter()
+        .find(|m| m["Destination"] == target && m["Type"] == "volume")
+        .and_then(|m| m["Name"].as_str().map(str::to_owned))
+}
+
+fn volume_exists(name: &str) -> bool {
+    Command::new("docker").args(["volume", "inspect", name]).output().expect("docker volume").status.success()
+}
+
+#[tokio::test]
+async fn a_cache_dir_is_the_deployments_own_volume_kept_across_restarts_and_removed_with_it() {
+    if !docker_ready() {
+        return;
+    }
+    let app = spawn_app().await;
+    let name = unique("cache");
+    app.published("m", &[("weights.bin", b"the weights of version one")]).await;
+    let runtime = json!({
+        "image": IMAGE, "args": ["--port", "{port}", "--served-model-name", "{served_name}"], "port": 8000,
+        "health_path": "/health", "startup_deadline_secs": 30, "cache_dir": "/cache",
+    });
+    assert!(app.put_json("/api/v1/runtimes/cached", &runtime).await.status().is_success());
+    let body = json!({"name": name, "model": "m:1", "runtime": "cached"});
+    assert_eq!(app.post_json("/api/v1/deployments", &body).await.status(), StatusCode::ACCEPTED);
+    let first = wait_for(&app, &name, "running", Duration::from_secs(30)).await;
+    let volume = format!("hangar-{name}.cache");
+    let first_id = first["container_id"].as_str().expect("id").to_owned();
+    assert_eq!(volume_at(&first_id, "/cache").as_deref(), Some(volume.as_str()));
+
+    let restart = app.post_json(&format!("/api/v1/deployments/{name}/restart"), &json!({})).await;
+    assert_eq!(restart.status(), StatusCode::ACCEPTED);
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let second_id = loop {
+        let d: Value = app.get(&format!("/api/v1/deployments/{name}")).await.json().await.expect("json");
+        if d["state"] == "running" && d["container_id"].as_str().is_some_and(|id| id != first_id) {
+            break d["container_id"].as_str().expect("id").to_owned();
+        }
+        assert!(std::time::Instant::now() < deadline, "never restarted: {d}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(volume_at(&second_id, "/cache").as_deref(), Some(volume.as_str()), "the same volume after a restart");
+    assert!(volume_exists(&volume));
+
+    assert_eq!(app.delete(&format!("/api/v1/deployments/{name}")).await.status(), StatusCode::NO_CONTENT);
+    assert!(!volume_exists(&volume), "the cache volume goes with the deployment");
 }
