@@ -32,6 +32,9 @@ pub struct Settings {
     pub gpus: Option<Vec<GpuConfig>>,
     /// How GPUs are requested from Docker.
     pub gpu_mode: GpuMode,
+    /// On a detected unified-memory GPU (GB10): GiB of the host's memory kept out of the
+    /// pool deployments share, for the host itself.
+    pub gpu_host_reserve_gib: f64,
     /// When Hangar runs in a container: the Docker network model containers join.
     pub docker_network: Option<String>,
     /// When Hangar runs in a container: the data dir's path on the host.
@@ -89,6 +92,7 @@ impl Default for Settings {
             protected_aliases: vec![Glob::parse("prod*").expect("a valid built-in glob")],
             gpus: None,
             gpu_mode: GpuMode::default(),
+            gpu_host_reserve_gib: 8.0,
             docker_network: None,
             host_data_dir: None,
             max_restarts: 5,
@@ -121,6 +125,7 @@ struct FileSettings {
     protected_aliases: Option<Vec<String>>,
     gpus: Option<Vec<GpuConfig>>,
     gpu_mode: Option<GpuMode>,
+    gpu_host_reserve_gib: Option<f64>,
     docker_network: Option<String>,
     host_data_dir: Option<PathBuf>,
     max_restarts: Option<u32>,
@@ -199,6 +204,13 @@ impl Settings {
         settings.gpus = file.gpus.or(settings.gpus);
         if let Some(mode) = file.gpu_mode {
             settings.gpu_mode = mode;
+        }
+        if let Some(gib) = file.gpu_host_reserve_gib {
+            anyhow::ensure!(
+                gib.is_finite() && gib >= 0.0,
+                "gpu_host_reserve_gib in the config file must be a number of GiB, 0 or more"
+            );
+            settings.gpu_host_reserve_gib = gib;
         }
         settings.docker_network = file.docker_network.or(settings.docker_network);
         settings.host_data_dir = file.host_data_dir.or(settings.host_data_dir);

@@ -244,7 +244,7 @@ async fn start_supervisor(
 ) -> anyhow::Result<Arc<Supervisor>> {
     let owner = installation_id(&settings.data_dir)?;
     let docker = DockerClient::connect(&owner).await;
-    let inventory = GpuInventory::load(settings.gpus.as_deref())?;
+    let inventory = GpuInventory::load(settings.gpus.as_deref(), settings.gpu_host_reserve_gib)?;
     let supervisor_settings = SupervisorSettings {
         spec: SpecSettings {
             gpu_mode: settings.gpu_mode,

@@ -16,6 +16,7 @@ use super::openapi::{
 use super::page::Items;
 use crate::auth::Caller;
 use crate::catalog::deployments::{Deployment, Desired, State, Target};
+use crate::catalog::launches::{self, Launch};
 use crate::domain::{AliasName, DeploymentName, ModelName, ModelRef, Role, VersionName};
 use crate::error::ApiError;
 use crate::ops::{self, deployments::Action, deployments::DeploymentRequest};
@@ -55,6 +56,10 @@ pub struct DeploymentView {
     created_by: Option<String>,
     created_at: String,
     updated_at: String,
+    /// What its newest start ran: image digest, argv, environment (secret values masked),
+    /// manifest digest, runtime definition. In `GET /api/v1/deployments/{name}` only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    launch: Option<Launch>,
 }
 
 impl From<Deployment> for DeploymentView {
@@ -81,6 +86,7 @@ impl From<Deployment> for DeploymentView {
             created_by: d.created_by,
             created_at: d.created_at,
             updated_at: d.updated_at,
+            launch: None,
         }
     }
 }
@@ -230,7 +236,8 @@ pub async fn get_deployment(
     path: web::Path<DeploymentPath>,
 ) -> Result<HttpResponse, ApiError> {
     let deployment = authorized(&pool, &caller, Role::Viewer, &path).await?;
-    Ok(HttpResponse::Ok().json(DeploymentView::from(deployment)))
+    let launch = launches::latest(&pool, &deployment.name).await?;
+    Ok(HttpResponse::Ok().json(DeploymentView { launch, ..DeploymentView::from(deployment) }))
 }
 
 /// Stops the container (SIGTERM, grace period, removal), frees its GPUs, deletes it.

@@ -46,7 +46,8 @@ pub struct RuntimeSpec {
     #[serde(skip_serializing_if = "Option::is_none")]
     entrypoint: Option<Vec<String>>,
     /// Arguments after the entrypoint, with placeholders: `{model_dir}`, `{port}`,
-    /// `{served_name}`, `{mem_fraction}`, `{file}`.
+    /// `{served_name}`, `{mem_fraction}`, `{file}`, and the memory budget as `{memory_gib}`,
+    /// `{memory_bytes}`, `{device_fraction}`, `{free_fraction}`, `{fit_target_mib}`.
     #[serde(default)]
     args: Vec<String>,
     /// The port the server listens on inside the container.
@@ -70,6 +71,10 @@ pub struct RuntimeSpec {
     /// Container paths that get a fresh writable volume per container.
     #[serde(default)]
     scratch_dirs: Vec<String>,
+    /// A container path that gets the deployment's own volume, kept across restarts and
+    /// removed with the deployment (compile caches).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    cache_dir: Option<String>,
 }
 
 impl From<&RuntimeDraft> for RuntimeSpec {
@@ -85,6 +90,7 @@ impl From<&RuntimeDraft> for RuntimeSpec {
             env,
             openai,
             scratch_dirs,
+            cache_dir,
         } = draft.clone();
         Self {
             image,
@@ -97,6 +103,7 @@ impl From<&RuntimeDraft> for RuntimeSpec {
             env,
             openai,
             scratch_dirs,
+            cache_dir,
         }
     }
 }

@@ -74,6 +74,8 @@ pub struct GpuView {
     name: String,
     /// The memory budget shared requests are placed in; `null` where unknown.
     memory_gib: Option<f64>,
+    /// Unified memory (GB10): the pool is the host's memory less `gpu_host_reserve_gib`.
+    unified: bool,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -84,12 +86,12 @@ pub struct SharedHolderView {
 
 impl From<GpuUsage> for GpuUsageView {
     fn from(usage: GpuUsage) -> Self {
-        let GpuUsage { gpu: Gpu { id, index, uuid, name, memory_gib }, exclusive, shared } = usage;
+        let GpuUsage { gpu: Gpu { id, index, uuid, name, memory_gib, unified, .. }, exclusive, shared } = usage;
         let shared = shared
             .into_iter()
             .map(|SharedHolder { deployment, memory_gib }| SharedHolderView { deployment, memory_gib })
             .collect();
-        Self { gpu: GpuView { id, index, uuid, name, memory_gib }, exclusive, shared }
+        Self { gpu: GpuView { id, index, uuid, name, memory_gib, unified }, exclusive, shared }
     }
 }
 

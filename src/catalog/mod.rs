@@ -8,6 +8,7 @@ pub mod blobs;
 pub mod deployments;
 pub mod events;
 pub mod files;
+pub mod launches;
 pub mod models;
 pub mod runtimes;
 pub mod sessions;

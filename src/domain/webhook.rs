@@ -13,6 +13,7 @@ pub const EVENT_ACTIONS: &[&str] = &[
     "deployment.created",
     "deployment.deleted",
     "deployment.failed",
+    "deployment.launched",
     "deployment.pending",
     "deployment.rolled_out",
     "deployment.rollout_failed",

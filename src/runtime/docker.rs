@@ -9,7 +9,8 @@ use bollard::container::LogOutput;
 use bollard::models::ContainerInspectResponse;
 use bollard::query_parameters::{
     EventsOptionsBuilder, InspectContainerOptions, ListContainersOptionsBuilder, LogsOptionsBuilder,
-    RemoveContainerOptionsBuilder, RenameContainerOptionsBuilder, StartContainerOptions, StopContainerOptionsBuilder,
+    RemoveContainerOptionsBuilder, RemoveVolumeOptions, RenameContainerOptionsBuilder, StartContainerOptions,
+    StopContainerOptionsBuilder,
 };
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt as _};
@@ -137,6 +138,12 @@ impl DockerClient {
         }))
     }
 
+    /// The image ID (`sha256:…`, the image's content digest) a container was created from;
+    /// `None` when the container is gone or Docker does not say.
+    pub async fn image_digest(&self, id: &str) -> Result<Option<String>, DockerError> {
+        Ok(self.inspect_raw(id).await?.and_then(|r| r.image))
+    }
+
     /// Creates and starts a container; returns its id and how to reach it. A container that
     /// was created but failed to start is removed again.
     pub async fn create_and_start(&self, spec: ContainerSpec) -> Result<(String, Option<String>), DockerError> {
@@ -192,6 +199,14 @@ impl DockerClient {
     async fn remove(&self, id: &str) -> Result<(), DockerError> {
         let options = RemoveContainerOptionsBuilder::default().force(true).v(true).build();
         match self.docker()?.remove_container(id, Some(options)).await {
+            Ok(()) | Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => Ok(()),
+            Err(e) => Err(self.classify(e)),
+        }
+    }
+
+    /// Removes a named volume; one that does not exist is already gone.
+    pub async fn remove_volume(&self, name: &str) -> Result<(), DockerError> {
+        match self.docker()?.remove_volume(name, None::<RemoveVolumeOptions>).await {
             Ok(()) | Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => Ok(()),
             Err(e) => Err(self.classify(e)),
         }

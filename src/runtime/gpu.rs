@@ -6,6 +6,8 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
+use super::memory::{MemInfo, MemoryBudget};
+
 /// Slack for float comparisons of GiB, so 0.1 + 0.2 fits in 0.3.
 const EPSILON_GIB: f64 = 1e-6;
 const BYTES_PER_GIB: f64 = (1u64 << 30) as f64;
@@ -19,8 +21,17 @@ pub struct Gpu {
     pub name: String,
     /// The memory budget shared requests are placed in. `None` where NVML does not report
     /// it (GB10's unified memory): only whole-GPU requests can use such a GPU until
-    /// `memory_gib` is set in `[[gpus]]`.
+    /// `memory_gib` is set in `[[gpus]]`. On a detected unified-memory GPU: the host's
+    /// MemTotal less `gpu_host_reserve_gib`.
     pub memory_gib: Option<f64>,
+    /// The device's total as CUDA reports it, which servers take fractions of; `None`:
+    /// the pool is taken for it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub device_gib: Option<f64>,
+    /// Unified memory (GB10): the GPU's memory is the host's, so a memory request must also
+    /// fit in the host's MemAvailable.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub unified: bool,
 }
 
 impl Gpu {
@@ -66,10 +77,10 @@ pub struct GpuInventory {
 
 impl GpuInventory {
     /// The `[[gpus]]` table when there is one (an empty table means "no GPUs"), else NVML.
-    pub fn load(config: Option<&[GpuConfig]>) -> Result<Self, GpuConfigError> {
+    pub fn load(config: Option<&[GpuConfig]>, host_reserve_gib: f64) -> Result<Self, GpuConfigError> {
         match config {
             Some(entries) => Self::from_config(entries),
-            None => Ok(Self::detect()),
+            None => Ok(Self::detect(host_reserve_gib)),
         }
     }
 
@@ -104,6 +115,8 @@ impl GpuInventory {
                 uuid: uuid.map(str::to_owned),
                 name: entry.name.clone().unwrap_or_else(|| "GPU".to_owned()),
                 memory_gib: entry.memory_gib,
+                device_gib: None,
+                unified: false,
             });
         }
         Ok(Self { gpus, source: InventorySource::Config, note: None })
@@ -111,9 +124,10 @@ impl GpuInventory {
 
     /// Asks NVML (`libnvidia-ml.so.1`, loaded at run time). When it does not load, or fails,
     /// the inventory is empty and `note` says why: a host without the driver still runs
-    /// Hangar, it just has no GPUs to give.
-    pub fn detect() -> Self {
-        match detect_nvml() {
+    /// Hangar, it just has no GPUs to give. A unified-memory GPU's pool is the host's
+    /// memory less `host_reserve_gib`.
+    pub fn detect(host_reserve_gib: f64) -> Self {
+        match detect_nvml(host_reserve_gib) {
             Ok(gpus) => Self { gpus, source: InventorySource::Nvml, note: None },
             Err(why) => {
                 tracing::info!(reason = %why, "no GPUs from NVML");
@@ -127,7 +141,37 @@ impl GpuInventory {
     }
 }
 
-fn detect_nvml() -> Result<Vec<Gpu>, String> {
+/// What NVML said about one device's memory.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum NvmlMemory {
+    /// Total bytes.
+    Total(u64),
+    /// `NVML_ERROR_NOT_SUPPORTED`: unified memory (GB10 on driver 580).
+    NotSupported,
+}
+
+/// The pool, the device's total and whether memory is unified, for one NVML device. A GPU
+/// is unified when NVML does not report its memory or it is a GB10 (some drivers report
+/// MemTotal for it, which is still the host's memory). Its pool is then the host's
+/// MemTotal less the reserve; without `/proc/meminfo` it stays unknown.
+pub fn classify_memory(
+    name: &str,
+    nvml: NvmlMemory,
+    meminfo: Option<MemInfo>,
+    host_reserve_gib: f64,
+) -> (Option<f64>, Option<f64>, bool) {
+    let unified = nvml == NvmlMemory::NotSupported || name.contains("GB10");
+    match (nvml, unified, meminfo) {
+        (NvmlMemory::Total(bytes), false, _) => {
+            let gib = bytes as f64 / BYTES_PER_GIB;
+            (Some(gib), Some(gib), false)
+        }
+        (_, _, Some(host)) => (Some((host.total_gib - host_reserve_gib).max(0.0)), Some(host.total_gib), true),
+        (_, _, None) => (None, None, true),
+    }
+}
+
+fn detect_nvml(host_reserve_gib: f64) -> Result<Vec<Gpu>, String> {
     use nvml_wrapper::Nvml;
     use nvml_wrapper::error::NvmlError;
 
@@ -140,18 +184,21 @@ fn detect_nvml() -> Result<Vec<Gpu>, String> {
     let mut gpus = Vec::new();
     for index in 0..count {
         let device = nvml.device_by_index(index).map_err(|e| format!("NVML could not open GPU {index}: {e}"))?;
-        let memory_gib = match device.memory_info() {
-            Ok(info) => Some(info.total as f64 / BYTES_PER_GIB),
-            // GB10: unified memory is not reported; the config must give the pool.
-            Err(NvmlError::NotSupported) => None,
+        let memory = match device.memory_info() {
+            Ok(info) => NvmlMemory::Total(info.total),
+            Err(NvmlError::NotSupported) => NvmlMemory::NotSupported,
             Err(e) => return Err(format!("NVML could not read GPU {index}'s memory: {e}")),
         };
+        let name = device.name().unwrap_or_else(|_| "GPU".to_owned());
+        let (memory_gib, device_gib, unified) = classify_memory(&name, memory, MemInfo::read(), host_reserve_gib);
         gpus.push(Gpu {
             id: index.to_string(),
             index: Some(index),
             uuid: device.uuid().ok(),
-            name: device.name().unwrap_or_else(|_| "GPU".to_owned()),
+            name,
             memory_gib,
+            device_gib,
+            unified,
         });
     }
     Ok(gpus)
@@ -247,6 +294,13 @@ pub enum GpuAllocation {
         memory_gib: f64,
         /// `memory_gib / pool`: what `{mem_fraction}` renders to.
         mem_fraction: f64,
+        /// The device's total memory, which vLLM and TGI take their fraction of.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        device_gib: Option<f64>,
+        /// What the other deployments on the device held when this one was placed: the
+        /// memory SGLang and llama.cpp will not find free at start.
+        #[serde(default)]
+        others_gib: f64,
     },
 }
 
@@ -255,6 +309,19 @@ impl GpuAllocation {
         match self {
             Self::Exclusive { device_ids } => device_ids.clone(),
             Self::Shared { device_id, .. } => vec![device_id.clone()],
+        }
+    }
+
+    /// The budget behind the memory placeholders; whole GPUs have none.
+    pub fn memory_budget(&self) -> MemoryBudget {
+        match self {
+            Self::Exclusive { .. } => MemoryBudget::default(),
+            Self::Shared { memory_gib, mem_fraction, device_gib, others_gib, .. } => MemoryBudget {
+                budget_gib: Some(*memory_gib),
+                // Allocations stored before the device's total was kept: the pool.
+                device_gib: device_gib.or_else(|| (*mem_fraction > 0.0).then(|| memory_gib / mem_fraction)),
+                others_gib: *others_gib,
+            },
         }
     }
 
@@ -354,10 +421,23 @@ pub struct AdmissionError {
 /// deployment being placed) already hold. Whole GPUs go to the lowest free ids and are
 /// never shared; a GPU with any shared tenant is not given whole. A memory request goes to
 /// the GPU it fits best (least memory left over), so large holes stay open for large models.
+/// On a unified-memory GPU the request must also fit in the host's MemAvailable, read from
+/// `/proc/meminfo` now.
 pub fn admit(
     inventory: &GpuInventory,
     allocations: &BTreeMap<String, GpuAllocation>,
     request: GpuRequest,
+) -> Result<GpuAllocation, AdmissionError> {
+    let host = if inventory.gpus.iter().any(|g| g.unified) { MemInfo::read() } else { None };
+    admit_on_host(inventory, allocations, request, host)
+}
+
+/// [`admit`] with the host's memory given (`None`: unknown, not checked).
+pub fn admit_on_host(
+    inventory: &GpuInventory,
+    allocations: &BTreeMap<String, GpuAllocation>,
+    request: GpuRequest,
+    host: Option<MemInfo>,
 ) -> Result<GpuAllocation, AdmissionError> {
     let usage = usage(inventory, allocations);
     let refuse = |why: String, usage: Vec<GpuUsage>| {
@@ -399,15 +479,35 @@ pub fn admit(
                 .filter_map(|u| {
                     let pool = u.gpu.memory_gib?;
                     let left = pool - u.used_gib() - gib;
-                    (left >= -EPSILON_GIB).then_some((left, pool, &u.gpu))
+                    (left >= -EPSILON_GIB).then_some((left, pool, u))
                 })
                 // Stable: among equal fits the first (lowest) GPU wins.
                 .min_by(|a, b| a.0.total_cmp(&b.0));
-            if let Some((_, pool, gpu)) = best {
+            if let Some((_, pool, u)) = best {
+                if let (true, Some(host)) = (u.gpu.unified, host)
+                    && host.available_gib + EPSILON_GIB < gib
+                {
+                    // Running deployments' memory is already out of MemAvailable; what
+                    // else is missing is the host's own use (page cache counts as
+                    // available).
+                    let held: f64 = usage.iter().filter(|u| u.gpu.unified).map(GpuUsage::used_gib).sum();
+                    let host_use = (host.total_gib - host.available_gib - held).max(0.0);
+                    let why = format!(
+                        "{} has unified memory and the host has {} GiB available (MemAvailable); \
+                         the host itself uses {} GiB beside the {} GiB deployments hold",
+                        u.gpu.label(),
+                        gib_text(host.available_gib),
+                        gib_text(host_use),
+                        gib_text(held)
+                    );
+                    return refuse(why, usage);
+                }
                 return Ok(GpuAllocation::Shared {
-                    device_id: gpu.id.clone(),
+                    device_id: u.gpu.id.clone(),
                     memory_gib: gib,
                     mem_fraction: (gib / pool).min(1.0),
+                    device_gib: Some(u.gpu.device_gib.unwrap_or(pool)),
+                    others_gib: u.used_gib(),
                 });
             }
             let pools: Vec<f64> = usage.iter().filter_map(|u| u.gpu.memory_gib).collect();
@@ -457,7 +557,15 @@ mod tests {
     use super::*;
 
     fn gpu(id: u32, memory_gib: Option<f64>) -> Gpu {
-        Gpu { id: id.to_string(), index: Some(id), uuid: None, name: "H100".into(), memory_gib }
+        Gpu {
+            id: id.to_string(),
+            index: Some(id),
+            uuid: None,
+            name: "H100".into(),
+            memory_gib,
+            device_gib: None,
+            unified: false,
+        }
     }
 
     fn inventory(gpus: Vec<Gpu>) -> GpuInventory {
@@ -469,7 +577,21 @@ mod tests {
     }
 
     fn shared(id: &str, gib: f64, pool: f64) -> GpuAllocation {
-        GpuAllocation::Shared { device_id: id.into(), memory_gib: gib, mem_fraction: gib / pool }
+        GpuAllocation::Shared {
+            device_id: id.into(),
+            memory_gib: gib,
+            mem_fraction: gib / pool,
+            device_gib: Some(pool),
+            others_gib: 0.0,
+        }
+    }
+
+    /// `allocation`, placed while others held `others` GiB of its GPU.
+    fn beside(mut allocation: GpuAllocation, others: f64) -> GpuAllocation {
+        if let GpuAllocation::Shared { others_gib, .. } = &mut allocation {
+            *others_gib = others;
+        }
+        allocation
     }
 
     fn held(pairs: &[(&str, GpuAllocation)]) -> BTreeMap<String, GpuAllocation> {
@@ -524,13 +646,13 @@ mod tests {
                 what: "best fit counts what others already use",
                 held: vec![("a", shared("1", 60.0, 80.0)), ("b", shared("2", 22.0, 40.0))],
                 request: GpuRequest::MemoryGib(15.0),
-                want: Ok(shared("2", 15.0, 40.0)),
+                want: Ok(beside(shared("2", 15.0, 40.0), 22.0)),
             },
             Case {
                 what: "an exact fit is a fit",
                 held: vec![("a", shared("2", 10.1, 40.0))],
                 request: GpuRequest::MemoryGib(29.9),
-                want: Ok(shared("2", 29.9, 40.0)),
+                want: Ok(beside(shared("2", 29.9, 40.0), 10.1)),
             },
             Case {
                 what: "memory never lands on a GPU held whole",
@@ -620,6 +742,63 @@ mod tests {
         assert!(err.to_string().contains("shared by a (16 GiB), 103.6 GiB free"), "{err}");
     }
 
+    fn spark_meminfo(total_gib: f64, available_gib: f64) -> MemInfo {
+        let kib = |gib: f64| (gib * 1024.0 * 1024.0) as u64;
+        let text = format!("MemTotal: {} kB\nMemFree: 1 kB\nMemAvailable: {} kB\n", kib(total_gib), kib(available_gib));
+        MemInfo::parse(&text).expect("fake meminfo")
+    }
+
+    #[test]
+    fn a_gpu_whose_memory_nvml_does_not_report_is_sized_from_the_hosts_memory() {
+        let host = Some(spark_meminfo(121.5, 110.0));
+        assert_eq!(
+            classify_memory("NVIDIA GB10", NvmlMemory::NotSupported, host, 8.0),
+            (Some(113.5), Some(121.5), true),
+            "NVML_ERROR_NOT_SUPPORTED: MemTotal less the reserve"
+        );
+        let (pool, device, unified) = classify_memory("NVIDIA GB10", NvmlMemory::Total(130_567_000_000), host, 8.0);
+        assert_eq!((pool, device, unified), (Some(113.5), Some(121.5), true), "a driver that reports MemTotal");
+        assert_eq!(
+            classify_memory("NVIDIA H100 80GB HBM3", NvmlMemory::Total(80 << 30), host, 8.0),
+            (Some(80.0), Some(80.0), false),
+            "a discrete GPU keeps NVML's total"
+        );
+        assert_eq!(classify_memory("NVIDIA GB10", NvmlMemory::NotSupported, None, 8.0), (None, None, true));
+        assert_eq!(
+            classify_memory("NVIDIA GB10", NvmlMemory::NotSupported, Some(spark_meminfo(4.0, 3.0)), 8.0).0,
+            Some(0.0)
+        );
+    }
+
+    #[test]
+    fn on_unified_memory_a_request_must_fit_in_mem_available_and_the_refusal_says_what_the_host_uses() {
+        let (pool, device_gib, unified) =
+            classify_memory("NVIDIA GB10", NvmlMemory::NotSupported, Some(spark_meminfo(121.5, 110.0)), 8.0);
+        let spark = inventory(vec![Gpu { name: "NVIDIA GB10".into(), device_gib, unified, ..gpu(0, pool) }]);
+        let holding = held(&[("a", beside(shared("0", 40.0, 113.5), 0.0))]);
+        // 40 GiB held by a, 20 GiB used by the host itself, the rest available (page cache
+        // included).
+        let host = spark_meminfo(121.5, 61.5);
+        let got = admit_on_host(&spark, &holding, GpuRequest::MemoryGib(60.0), Some(host)).expect("fits both");
+        let budget = got.memory_budget();
+        assert_eq!((budget.device_gib, budget.others_gib), (Some(121.5), 40.0));
+        assert!((budget.device_fraction() - 60.0 / 121.5).abs() < 1e-9, "vLLM's share of the whole device");
+
+        let err = admit_on_host(&spark, &holding, GpuRequest::MemoryGib(70.0), Some(host)).expect_err("host too full");
+        let message = err.to_string();
+        assert!(message.contains("the host has 61.5 GiB available (MemAvailable)"), "{message}");
+        assert!(message.contains("the host itself uses 20 GiB beside the 40 GiB deployments hold"), "{message}");
+        assert!(
+            admit_on_host(&spark, &holding, GpuRequest::MemoryGib(70.0), None).is_ok(),
+            "the pool alone (113.5 - 40) admits it"
+        );
+        let discrete = inventory(vec![gpu(0, Some(80.0))]);
+        assert!(
+            admit_on_host(&discrete, &BTreeMap::new(), GpuRequest::MemoryGib(70.0), Some(host)).is_ok(),
+            "a discrete GPU's memory is not the host's"
+        );
+    }
+
     #[test]
     fn eviction_stops_the_fewest_in_order_and_none_when_that_cannot_make_room() {
         let two = inventory(vec![gpu(0, Some(80.0)), gpu(1, Some(80.0))]);
@@ -666,7 +845,7 @@ mod tests {
             "[[gpus]]\nindex = 0\nname = \"NVIDIA GB10\"\nmemory_gib = 119.6\n\n[[gpus]]\nuuid = \"GPU-1\"\n",
         )
         .expect("valid toml");
-        let inv = GpuInventory::load(Some(&file.gpus)).expect("valid");
+        let inv = GpuInventory::load(Some(&file.gpus), 8.0).expect("valid");
         assert_eq!(inv.gpus.len(), 2);
         assert_eq!(inv.gpus[0].memory_gib, Some(119.6));
         assert!(toml::from_str::<File>("[[gpus]]\nindx = 0\n").is_err(), "typos are refused");
@@ -698,7 +877,7 @@ mod tests {
     #[test]
     fn without_nvidia_ml_detection_gives_an_empty_inventory_with_the_reason() {
         // This machine has no NVIDIA driver; on one that has, there is nothing to assert.
-        let inv = GpuInventory::detect();
+        let inv = GpuInventory::detect(8.0);
         if inv.is_empty() {
             assert_eq!(inv.source, InventorySource::Nvml);
             let note = inv.note.expect("a reason");

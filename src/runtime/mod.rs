@@ -5,6 +5,8 @@
 
 pub mod docker;
 pub mod gpu;
+pub mod launch;
+pub mod memory;
 pub mod presets;
 pub mod spec;
 pub mod supervisor;
@@ -15,6 +17,7 @@ pub use gpu::{
     AdmissionError, Gpu, GpuAllocation, GpuConfig, GpuConfigError, GpuInventory, GpuRequest, GpuUsage, InventorySource,
     SharedHolder, admit, usage,
 };
+pub use memory::{MemInfo, MemoryBudget};
 pub use presets::{
     MODEL_DIR, PRESET_NAMES, Runtime, RuntimeDraft, RuntimeError, RuntimeName, preset, presets, presets_for_arch,
 };

@@ -119,6 +119,10 @@ pub struct RuntimeDraft {
     /// container (`docker rm -v`).
     #[serde(default)]
     pub scratch_dirs: Vec<String>,
+    /// A container path that gets the deployment's own writable volume, kept across its
+    /// restarts and removed with the deployment: compile caches (vLLM's `VLLM_CACHE_ROOT`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache_dir: Option<String>,
 }
 
 /// A checked runtime. Build one with [`Runtime::new`] or take a [`preset`].
@@ -203,11 +207,17 @@ impl Runtime {
         }
         let mut seen = Vec::new();
         for dir in &draft.scratch_dirs {
-            check_scratch_dir(dir)?;
+            check_writable_dir("scratch_dirs", dir)?;
             if seen.contains(&dir) {
                 return Err(RuntimeError::new("scratch_dirs", format!("{dir:?} is listed twice")));
             }
             seen.push(dir);
+        }
+        if let Some(dir) = &draft.cache_dir {
+            check_writable_dir("cache_dir", dir)?;
+            if seen.contains(&dir) {
+                return Err(RuntimeError::new("cache_dir", format!("{dir:?} is also a scratch dir")));
+            }
         }
         Ok(Self { name, draft, args, env })
     }
@@ -265,6 +275,11 @@ impl Runtime {
         &self.draft.scratch_dirs
     }
 
+    /// Where the deployment's persistent cache volume is mounted, if anywhere.
+    pub fn cache_dir(&self) -> Option<&str> {
+        self.draft.cache_dir.as_deref()
+    }
+
     /// Whether a deployment must name a file for `{file}` (llama.cpp's GGUF).
     pub fn needs_file(&self) -> bool {
         self.args.uses(Placeholder::File) || self.env.values().any(|t| t.uses(Placeholder::File))
@@ -305,8 +320,8 @@ pub(super) fn parse_env_entry(key: &str, value: &str) -> Result<Template, String
     Template::parse(value).map_err(|e| e.to_string())
 }
 
-fn check_scratch_dir(dir: &str) -> Result<(), RuntimeError> {
-    let err = |why: &str| RuntimeError::new("scratch_dirs", format!("{dir:?} {why}"));
+fn check_writable_dir(field: &str, dir: &str) -> Result<(), RuntimeError> {
+    let err = |why: &str| RuntimeError::new(field, format!("{dir:?} {why}"));
     if !dir.starts_with('/') || dir == "/" {
         return Err(err("must be an absolute path below /"));
     }
@@ -359,6 +374,9 @@ struct Preset {
     env: &'static [(&'static str, &'static str)],
     openai: bool,
     scratch_dirs: &'static [&'static str],
+    cache_dir: Option<&'static str>,
+    /// Why the preset cannot run on this architecture; `None`: it can.
+    refused: Option<&'static str>,
 }
 
 /// Names of the built-in runtimes.
@@ -383,16 +401,26 @@ fn preset_table(arch: &str) -> [Preset; 6] {
                 "0.0.0.0",
                 "--port",
                 "{port}",
+                // A fraction of the device's total; that much must be free at start.
                 "--gpu-memory-utilization",
-                "{mem_fraction}",
+                "{device_fraction}",
             ],
             port: 8000,
             health_path: "/health",
             startup_deadline_secs: 900,
             shm_size_bytes: 8 * GIB,
-            env: &[("HF_HUB_OFFLINE", "1"), ("DO_NOT_TRACK", "1"), ("VLLM_NO_USAGE_STATS", "1")],
+            env: &[
+                ("HF_HUB_OFFLINE", "1"),
+                ("DO_NOT_TRACK", "1"),
+                ("VLLM_NO_USAGE_STATS", "1"),
+                // Compiled graphs and kernels survive restarts instead of being rebuilt.
+                ("VLLM_CACHE_ROOT", "/cache/vllm"),
+                ("TRITON_CACHE_DIR", "/cache/triton"),
+            ],
             openai: true,
             scratch_dirs: &[],
+            cache_dir: Some("/cache"),
+            refused: None,
         },
         Preset {
             name: "llama-cpp",
@@ -414,6 +442,9 @@ fn preset_table(arch: &str) -> [Preset; 6] {
                 "-ngl",
                 "999",
                 "--no-mmap",
+                // Context grows to fill free memory less this margin (MiB).
+                "--fit-target",
+                "{fit_target_mib}",
             ],
             // The image's HEALTHCHECK is hard-wired to localhost:8080.
             port: 8080,
@@ -423,6 +454,8 @@ fn preset_table(arch: &str) -> [Preset; 6] {
             env: &[],
             openai: true,
             scratch_dirs: &[],
+            cache_dir: None,
+            refused: None,
         },
         Preset {
             name: "sglang",
@@ -440,8 +473,9 @@ fn preset_table(arch: &str) -> [Preset; 6] {
                 "0.0.0.0",
                 "--port",
                 "{port}",
+                // A fraction of the memory free when it starts.
                 "--mem-fraction-static",
-                "{mem_fraction}",
+                "{free_fraction}",
             ],
             port: 30000,
             health_path: "/health",
@@ -450,13 +484,25 @@ fn preset_table(arch: &str) -> [Preset; 6] {
             env: offline,
             openai: true,
             scratch_dirs: &[],
+            cache_dir: None,
+            refused: None,
         },
         Preset {
             name: "tgi",
-            // amd64 only upstream.
+            // amd64 only upstream: refused on arm64.
             image: "ghcr.io/huggingface/text-generation-inference:latest",
             entrypoint: None,
-            args: &["--model-id", "/model", "--hostname", "0.0.0.0", "--port", "{port}"],
+            args: &[
+                "--model-id",
+                "/model",
+                "--hostname",
+                "0.0.0.0",
+                "--port",
+                "{port}",
+                // "The total visible memory multiplied by cuda-memory-fraction".
+                "--cuda-memory-fraction",
+                "{device_fraction}",
+            ],
             port: 8080,
             health_path: "/health",
             startup_deadline_secs: 600,
@@ -465,10 +511,15 @@ fn preset_table(arch: &str) -> [Preset; 6] {
             env: offline,
             openai: true,
             scratch_dirs: &[],
+            cache_dir: None,
+            refused: arm.then_some(
+                "TGI publishes linux/amd64 images only (huggingface/text-generation-inference#2332); \
+                 use vllm or sglang on arm64",
+            ),
         },
         Preset {
             name: "triton",
-            image: "nvcr.io/nvidia/tritonserver:25.10-py3",
+            image: "nvcr.io/nvidia/tritonserver:26.10-py3",
             entrypoint: None,
             args: &[
                 "tritonserver",
@@ -485,6 +536,8 @@ fn preset_table(arch: &str) -> [Preset; 6] {
             env: &[],
             openai: false,
             scratch_dirs: &[],
+            cache_dir: None,
+            refused: None,
         },
         Preset {
             name: "ollama",
@@ -505,10 +558,13 @@ fn preset_table(arch: &str) -> [Preset; 6] {
                 // Hangar stops idle deployments itself; Ollama must not unload on its own.
                 ("OLLAMA_KEEP_ALIVE", "-1"),
                 ("OLLAMA_MAX_LOADED_MODELS", "1"),
-                ("DO_NOT_TRACK", "1"),
+                // Ollama reads this one (not DO_NOT_TRACK): no cloud models or sign-in.
+                ("OLLAMA_NO_CLOUD", "1"),
             ],
             openai: true,
             scratch_dirs: &["/ollama-store"],
+            cache_dir: None,
+            refused: None,
         },
     ]
 }
@@ -526,6 +582,7 @@ impl Preset {
             env: self.env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect(),
             openai: self.openai,
             scratch_dirs: self.scratch_dirs.iter().map(|s| (*s).to_owned()).collect(),
+            cache_dir: self.cache_dir.map(str::to_owned),
         };
         let name = RuntimeName::parse(self.name).expect("preset names are valid");
         Runtime::new(name, draft).expect("presets are valid; a unit test builds every one")
@@ -535,6 +592,12 @@ impl Preset {
 /// The built-in runtimes for a CPU architecture (`std::env::consts::ARCH`).
 pub fn presets_for_arch(arch: &str) -> Vec<Runtime> {
     preset_table(arch).iter().map(Preset::build).collect()
+}
+
+/// Why the built-in runtime `name` cannot run on `arch`; `None` when it can (or is no
+/// preset).
+pub fn refused_on_arch(name: &str, arch: &str) -> Option<&'static str> {
+    preset_table(arch).iter().find(|p| p.name == name).and_then(|p| p.refused)
 }
 
 /// The built-in runtimes for this host.
@@ -550,6 +613,7 @@ pub fn preset(name: &str) -> Option<Runtime> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::runtime::memory::MemoryBudget;
     use crate::runtime::template::Values;
 
     fn draft() -> RuntimeDraft {
@@ -604,7 +668,7 @@ mod tests {
     #[test]
     fn invalid_drafts_name_the_field_and_the_fix() {
         type Edit = fn(&mut RuntimeDraft);
-        let cases: [(Edit, &str, &str); 18] = [
+        let cases: [(Edit, &str, &str); 20] = [
             (|d| d.image = String::new(), "image", "is empty"),
             (|d| d.image = "a b".into(), "image", "not an image reference"),
             (|d| d.entrypoint = Some(vec![]), "entrypoint", "leave it out"),
@@ -641,6 +705,15 @@ mod tests {
             (|d| d.scratch_dirs = vec!["cache".into()], "scratch_dirs", "absolute"),
             (|d| d.scratch_dirs = vec!["/model/x".into()], "scratch_dirs", "read-only model mount"),
             (|d| d.scratch_dirs = vec!["/c".into(), "/c".into()], "scratch_dirs", "listed twice"),
+            (|d| d.cache_dir = Some("/model".into()), "cache_dir", "read-only model mount"),
+            (
+                |d| {
+                    d.scratch_dirs = vec!["/c".into()];
+                    d.cache_dir = Some("/c".into());
+                },
+                "cache_dir",
+                "also a scratch dir",
+            ),
         ];
         for (edit, field, needle) in cases {
             let mut d = draft();
@@ -671,7 +744,10 @@ mod tests {
         assert!(preset("nope").is_none());
     }
 
-    fn render(rt: &Runtime) -> Vec<String> {
+    /// 20 GiB of an 80 GiB GPU, placed beside 20 GiB held by another deployment.
+    const SHARED: MemoryBudget = MemoryBudget { budget_gib: Some(20.0), device_gib: Some(80.0), others_gib: 20.0 };
+
+    fn render_with(rt: &Runtime, memory: MemoryBudget) -> Vec<String> {
         rt.args()
             .render(&Values {
                 model_dir: MODEL_DIR,
@@ -679,8 +755,57 @@ mod tests {
                 served_name: "chat",
                 mem_fraction: 0.25,
                 file: Some("m.gguf"),
+                memory,
             })
             .expect("renders")
+    }
+
+    fn render(rt: &Runtime) -> Vec<String> {
+        render_with(rt, SHARED)
+    }
+
+    /// The value after `flag` in the preset's argv.
+    fn flag(name: &str, flag: &str, memory: MemoryBudget) -> String {
+        let argv = render_with(&preset(name).expect(name), memory);
+        let at = argv.iter().position(|a| a == flag).unwrap_or_else(|| panic!("{name} passes {flag}: {argv:?}"));
+        argv[at + 1].clone()
+    }
+
+    #[test]
+    fn each_preset_gets_its_own_memory_flag_from_the_budget() {
+        // Upstream: vLLM's --gpu-memory-utilization and TGI's --cuda-memory-fraction are
+        // shares of the device's total; SGLang's --mem-fraction-static of what is free at
+        // start (60 GiB here); llama.cpp's --fit-target is MiB left free while it fits.
+        let cases = [
+            ("vllm", "--gpu-memory-utilization", "0.25", "0.85"),
+            ("tgi", "--cuda-memory-fraction", "0.25", "0.85"),
+            ("sglang", "--mem-fraction-static", "0.3333", "0.75"),
+            ("llama-cpp", "--fit-target", "40960", "1024"),
+        ];
+        for (name, flag_name, shared, whole) in cases {
+            assert_eq!(flag(name, flag_name, SHARED), shared, "{name} on a shared GPU");
+            assert_eq!(flag(name, flag_name, MemoryBudget::default()), whole, "{name} on whole GPUs");
+        }
+    }
+
+    #[test]
+    fn tgi_is_refused_on_arm64_with_the_reason_and_allowed_on_amd64() {
+        let why = refused_on_arch("tgi", "aarch64").expect("refused on arm64");
+        assert!(why.contains("linux/amd64 images only"), "{why}");
+        assert_eq!(refused_on_arch("tgi", "x86_64"), None);
+        for name in PRESET_NAMES.iter().filter(|n| **n != "tgi") {
+            assert_eq!(refused_on_arch(name, "aarch64"), None, "{name}");
+        }
+        assert_eq!(refused_on_arch("nope", "aarch64"), None);
+    }
+
+    #[test]
+    fn triton_runs_a_current_release_and_ollama_sets_the_variables_it_reads() {
+        let triton = presets_for_arch("x86_64").into_iter().find(|r| r.name().as_str() == "triton").expect("triton");
+        assert_eq!(triton.image(), "nvcr.io/nvidia/tritonserver:26.10-py3");
+        let ollama = preset("ollama").expect("preset");
+        assert_eq!(ollama.env()["OLLAMA_NO_CLOUD"].as_str(), "1");
+        assert!(!ollama.env().contains_key("DO_NOT_TRACK"), "Ollama does not read it");
     }
 
     #[test]
@@ -700,7 +825,7 @@ mod tests {
         let llama = preset("llama-cpp").expect("preset");
         assert_eq!(
             render(&llama).join(" "),
-            "-m /model/m.gguf --alias chat --host 0.0.0.0 --port 8080 -ngl 999 --no-mmap"
+            "-m /model/m.gguf --alias chat --host 0.0.0.0 --port 8080 -ngl 999 --no-mmap --fit-target 40960"
         );
         assert_eq!(llama.health_path(), "/health");
         assert!(llama.needs_file());

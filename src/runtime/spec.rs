@@ -196,6 +196,13 @@ pub fn container_name(deployment: &str) -> String {
     format!("hangar-{deployment}")
 }
 
+/// The named volume behind a runtime's `cache_dir`: one per deployment, kept across its
+/// containers, removed with the deployment. One name per deployment name, so no two
+/// deployments share one.
+pub fn cache_volume(deployment: &str) -> String {
+    format!("hangar-{deployment}.cache")
+}
+
 /// Create options for a rollout's new container, which runs beside the one holding the
 /// usual name until it takes that name over.
 pub fn rollout_options(usual_name: &str, suffix: &str) -> CreateContainerOptions {
@@ -234,6 +241,7 @@ pub fn container_spec(input: &SpecInput<'_>) -> Result<ContainerSpec, SpecError>
         served_name: deployment,
         mem_fraction: gpus.and_then(GpuAllocation::mem_fraction).unwrap_or(WHOLE_GPU_MEM_FRACTION),
         file,
+        memory: gpus.map(GpuAllocation::memory_budget).unwrap_or_default(),
     };
 
     let mut cmd = runtime.args().render(&values)?;
@@ -279,6 +287,15 @@ pub fn container_spec(input: &SpecInput<'_>) -> Result<ContainerSpec, SpecError>
         read_only: Some(false),
         ..Default::default()
     }));
+    if let Some(dir) = runtime.cache_dir() {
+        mounts.push(Mount {
+            target: Some(dir.to_owned()),
+            source: Some(cache_volume(deployment)),
+            typ: Some(MountType::VOLUME),
+            read_only: Some(false),
+            ..Default::default()
+        });
+    }
 
     let device_request = match settings.gpu_mode {
         _ if device_ids.is_empty() => None,
@@ -384,6 +401,7 @@ mod tests {
                 env: BTreeMap::from([("A".into(), "{served_name}-{port}".into())]),
                 openai: true,
                 scratch_dirs: vec![],
+                cache_dir: None,
             },
         )
         .expect("valid runtime")
@@ -466,7 +484,13 @@ mod tests {
         )
         .expect("valid overrides");
         let whole = GpuAllocation::Exclusive { device_ids: strings(&["1", "3"]) };
-        let shared = GpuAllocation::Shared { device_id: "0".into(), memory_gib: 16.0, mem_fraction: 0.125 };
+        let shared = GpuAllocation::Shared {
+            device_id: "0".into(),
+            memory_gib: 16.0,
+            mem_fraction: 0.125,
+            device_gib: Some(128.0),
+            others_gib: 0.0,
+        };
         let network = SpecSettings { docker_network: Some("hangar-net".into()), ..SpecSettings::default() };
         let cdi = SpecSettings { gpu_mode: GpuMode::Cdi, ..SpecSettings::default() };
         let accounting_only = SpecSettings { gpu_mode: GpuMode::None, ..SpecSettings::default() };
@@ -641,7 +665,51 @@ mod tests {
             settings: &settings,
         })
         .expect("spec");
-        assert_eq!(spec.body.host_config.expect("host").shm_size, Some(8 << 30));
+        let host = spec.body.host_config.expect("host");
+        assert_eq!(host.shm_size, Some(8 << 30));
+        assert_eq!(
+            host.mounts.expect("mounts")[1],
+            Mount {
+                target: Some("/cache".into()),
+                source: Some("hangar-big.cache".into()),
+                typ: Some(MountType::VOLUME),
+                read_only: Some(false),
+                ..Default::default()
+            },
+            "vLLM's compile cache is the deployment's own volume"
+        );
+        let env = spec.body.env.expect("env");
+        assert!(env.contains(&"VLLM_CACHE_ROOT=/cache/vllm".to_owned()), "{env:?}");
+    }
+
+    #[test]
+    fn a_shared_gpu_gives_each_preset_its_own_memory_flag_in_the_docker_request() {
+        let shared = GpuAllocation::Shared {
+            device_id: "0".into(),
+            memory_gib: 30.0,
+            mem_fraction: 0.3,
+            device_gib: Some(120.0),
+            others_gib: 60.0,
+        };
+        let settings = SpecSettings::default();
+        let cmd = |name: &str| {
+            let runtime = preset(name).expect(name);
+            let spec = container_spec(&SpecInput {
+                deployment: "chat",
+                instance: "i-1",
+                runtime: &runtime,
+                snapshot: Path::new("/srv/snap"),
+                gpus: Some(&shared),
+                file: Some("m.gguf"),
+                overrides: &Overrides::default(),
+                settings: &settings,
+            })
+            .expect("spec");
+            spec.body.cmd.expect("cmd").join(" ")
+        };
+        assert!(cmd("vllm").ends_with("--gpu-memory-utilization 0.25"), "30 of 120 GiB: {}", cmd("vllm"));
+        assert!(cmd("sglang").ends_with("--mem-fraction-static 0.5"), "30 of the 60 free: {}", cmd("sglang"));
+        assert!(cmd("llama-cpp").ends_with("--fit-target 30720"), "leave 30 GiB: {}", cmd("llama-cpp"));
     }
 
     #[test]

@@ -20,11 +20,13 @@ use tokio::sync::Notify;
 
 use super::docker::{Container, DockerClient, DockerError};
 use super::gpu::{self, AdmissionError, GpuAllocation, GpuInventory, GpuRequest, GpuUsage};
+use super::launch;
 use super::presets::{self, Runtime, RuntimeDraft, RuntimeName};
 use super::spec::{self, Overrides, SpecInput, SpecSettings};
 use super::traffic::Traffic;
 use crate::blobs::BlobStore;
 use crate::catalog::deployments::{self, Deployment, Desired, NewDeployment, Observed, State};
+use crate::catalog::launches::Launch;
 use crate::catalog::{self, Actor, CatalogError};
 use crate::domain::DeploymentName;
 
@@ -384,6 +386,11 @@ impl Supervisor {
             Ok(()) => deployments::delete(&self.pool, actor, name).await.map_err(SupervisorError::from),
             Err(e) => Err(e),
         };
+        if deleted.is_ok()
+            && let Err(e) = self.docker.remove_volume(&spec::cache_volume(name.as_str())).await
+        {
+            tracing::warn!(deployment = %name, error = %e, "could not remove the deployment's cache volume");
+        }
         self.tracks.lock().unwrap_or_else(PoisonError::into_inner).remove(name.as_str());
         deleted
     }
@@ -553,7 +560,7 @@ impl Supervisor {
             Ok(prepared) => prepared,
             Err(reason) => return Ok(Err(reason)),
         };
-        let Prepared { mut spec, version, allocation, deadline, health_path } = prepared;
+        let Prepared { mut spec, launch, version, allocation, deadline, health_path } = prepared;
         let usual_name = spec.name.clone();
         let instance = uuid::Uuid::new_v4().simple().to_string();
         spec.options = spec::rollout_options(&usual_name, &instance[..8]);
@@ -561,6 +568,7 @@ impl Supervisor {
             Ok(started) => started,
             Err(e) => return Ok(Err(format!("the new container could not start: {e}"))),
         };
+        self.record_launch(&d.name, launch, &id).await;
         match self.wait_healthy(&id, address.as_deref(), &health_path, deadline).await? {
             Health::Healthy => {}
             Health::Exited(c) => {
@@ -697,12 +705,13 @@ impl Supervisor {
             Ok(prepared) => prepared,
             Err(reason) => return self.fail(&d, reason).await,
         };
-        let Prepared { spec, version, allocation, deadline, health_path } = prepared;
+        let Prepared { spec, launch, version, allocation, deadline, health_path } = prepared;
         let (id, address) = match self.docker.create_and_start(spec).await {
             Ok(started) => started,
             Err(e @ DockerError::Unreachable { .. }) => return Err(e.into()),
             Err(e) => return self.fail(&d, format!("the container could not start: {e}")).await,
         };
+        self.record_launch(&d.name, launch, &id).await;
         self.track(d.name.as_str(), |t| t.started = Some(Instant::now()));
         let mut observed = Observed {
             state: State::Starting,
@@ -775,13 +784,37 @@ impl Supervisor {
             settings: &self.settings.spec,
         })
         .map_err(|e| e.to_string())?;
+        let manifest_digest = catalog::versions::get(&self.pool, &d.model, &version)
+            .await
+            .map_err(|e| e.to_string())?
+            .manifest_digest
+            .map(|digest| digest.to_string());
         Ok(Prepared {
+            launch: launch::launch_of(&spec, &runtime, version.as_str(), manifest_digest),
             spec,
             version: version.to_string(),
             allocation,
             deadline: runtime.startup_deadline(),
             health_path: runtime.health_path().to_owned(),
         })
+    }
+
+    /// Records what a start of `name` ran, with the image digest Docker resolved. A record
+    /// that cannot be written is logged: it never stops a server that started.
+    async fn record_launch(&self, name: &DeploymentName, mut launch: Launch, container_id: &str) {
+        launch.container_id = container_id.to_owned();
+        launch.image_digest = self.docker.image_digest(container_id).await.unwrap_or_else(|e| {
+            tracing::warn!(deployment = %name, error = %e, "could not read the container's image digest");
+            None
+        });
+        match catalog::launches::record(&self.pool, name, &launch).await {
+            Ok(Some(before)) => tracing::info!(
+                deployment = %name, image = %launch.image, %before, now = ?launch.image_digest,
+                "the image is a different build than at the last start"
+            ),
+            Ok(None) => {}
+            Err(e) => tracing::warn!(deployment = %name, error = %e, "could not record the launch"),
+        }
     }
 
     /// A runtime by name: an admin's stored definition first, then the built-in preset.
@@ -791,6 +824,9 @@ impl Supervisor {
                 serde_json::from_str(&json).map_err(|e| SupervisorError::Invalid(e.to_string()))?;
             let name = RuntimeName::parse(name).map_err(|e| SupervisorError::Invalid(e.to_string()))?;
             return Runtime::new(name, draft).map_err(|e| SupervisorError::Invalid(e.to_string()));
+        }
+        if let Some(why) = presets::refused_on_arch(name, std::env::consts::ARCH) {
+            return Err(SupervisorError::Invalid(format!("runtime '{name}' cannot run on this host: {why}")));
         }
         presets::preset(name).ok_or_else(|| {
             SupervisorError::Invalid(format!(
@@ -949,6 +985,8 @@ impl Supervisor {
 
 struct Prepared {
     spec: spec::ContainerSpec,
+    /// What the start will run, recorded once Docker has created the container.
+    launch: Launch,
     version: String,
     allocation: Option<GpuAllocation>,
     deadline: Duration,

@@ -4,6 +4,8 @@
 
 use std::fmt;
 
+use super::memory::MemoryBudget;
+
 /// What a template may refer to. `{{` and `}}` stand for literal braces, so JSON-valued
 /// flags (vLLM's `--override-generation-config '{{"temperature": 0}}'`) can be written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -18,15 +20,32 @@ pub enum Placeholder {
     MemFraction,
     /// One file of the version, relative to the model dir (a GGUF for llama.cpp).
     File,
+    /// The deployment's memory budget in GiB (`gpu_memory_gib` deployments only).
+    MemoryGib,
+    /// The same budget in bytes.
+    MemoryBytes,
+    /// The budget as a share of the device's total memory: vLLM's
+    /// `--gpu-memory-utilization`, TGI's `--cuda-memory-fraction`.
+    DeviceFraction,
+    /// The budget as a share of the memory free when the server starts: SGLang's
+    /// `--mem-fraction-static`.
+    FreeFraction,
+    /// MiB to leave free on the device: llama.cpp's `--fit-target`.
+    FitTargetMib,
 }
 
 impl Placeholder {
-    pub const ALL: [Placeholder; 5] = [
+    pub const ALL: [Placeholder; 10] = [
         Placeholder::ModelDir,
         Placeholder::Port,
         Placeholder::ServedName,
         Placeholder::MemFraction,
         Placeholder::File,
+        Placeholder::MemoryGib,
+        Placeholder::MemoryBytes,
+        Placeholder::DeviceFraction,
+        Placeholder::FreeFraction,
+        Placeholder::FitTargetMib,
     ];
 
     pub fn name(self) -> &'static str {
@@ -36,6 +55,11 @@ impl Placeholder {
             Placeholder::ServedName => "served_name",
             Placeholder::MemFraction => "mem_fraction",
             Placeholder::File => "file",
+            Placeholder::MemoryGib => "memory_gib",
+            Placeholder::MemoryBytes => "memory_bytes",
+            Placeholder::DeviceFraction => "device_fraction",
+            Placeholder::FreeFraction => "free_fraction",
+            Placeholder::FitTargetMib => "fit_target_mib",
         }
     }
 
@@ -77,6 +101,11 @@ pub enum RenderError {
          name one of the version's files"
     )]
     NoFile,
+    #[error(
+        "the runtime's arguments use {0}, which only a deployment with a memory budget has; \
+         request gpu_memory_gib, or use {{device_fraction}} in the runtime"
+    )]
+    NoMemoryBudget(Placeholder),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -163,6 +192,18 @@ impl Template {
                     out.push_str(&format_fraction(values.mem_fraction));
                 }
                 Piece::Var(Placeholder::File) => out.push_str(values.file.ok_or(RenderError::NoFile)?),
+                Piece::Var(p @ Placeholder::MemoryGib) => {
+                    out.push_str(&values.memory.budget_gib_text().ok_or(RenderError::NoMemoryBudget(*p))?);
+                }
+                Piece::Var(p @ Placeholder::MemoryBytes) => {
+                    let bytes = values.memory.budget_bytes().ok_or(RenderError::NoMemoryBudget(*p))?;
+                    out.push_str(&bytes.to_string());
+                }
+                Piece::Var(Placeholder::DeviceFraction) => {
+                    out.push_str(&format_fraction(values.memory.device_fraction()));
+                }
+                Piece::Var(Placeholder::FreeFraction) => out.push_str(&format_fraction(values.memory.free_fraction())),
+                Piece::Var(Placeholder::FitTargetMib) => out.push_str(&values.memory.fit_target_mib().to_string()),
             }
         }
         Ok(out)
@@ -227,14 +268,22 @@ pub struct Values<'a> {
     pub served_name: &'a str,
     pub mem_fraction: f64,
     pub file: Option<&'a str>,
+    /// The budget behind `{memory_gib}`, `{device_fraction}` and the other memory flags.
+    pub memory: MemoryBudget,
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    const VALUES: Values<'static> =
-        Values { model_dir: "/model", port: 8000, served_name: "chat", mem_fraction: 0.5, file: Some("q4.gguf") };
+    const VALUES: Values<'static> = Values {
+        model_dir: "/model",
+        port: 8000,
+        served_name: "chat",
+        mem_fraction: 0.5,
+        file: Some("q4.gguf"),
+        memory: MemoryBudget { budget_gib: Some(20.0), device_gib: Some(80.0), others_gib: 40.0 },
+    };
 
     fn render(raw: &str) -> String {
         Template::parse(raw).expect(raw).render(&VALUES).expect(raw)
@@ -249,6 +298,20 @@ mod tests {
         assert_eq!(render("plain"), "plain");
         assert_eq!(render(""), "");
         assert_eq!(render("{{\"t\": {port}}}"), "{\"t\": 8000}");
+    }
+
+    #[test]
+    fn memory_placeholders_render_the_budget_in_each_servers_terms() {
+        assert_eq!(render("{memory_gib}"), "20");
+        assert_eq!(render("{memory_bytes}"), (20u64 << 30).to_string());
+        assert_eq!(render("{device_fraction}"), "0.25");
+        assert_eq!(render("{free_fraction}"), "0.5");
+        assert_eq!(render("--fit-target={fit_target_mib}"), "--fit-target=20480");
+        let whole = Values { memory: MemoryBudget::default(), ..VALUES };
+        let err = Template::parse("{memory_gib}").expect("valid").render(&whole).expect_err("no budget");
+        assert_eq!(err, RenderError::NoMemoryBudget(Placeholder::MemoryGib));
+        assert!(err.to_string().contains("gpu_memory_gib"), "{err}");
+        assert_eq!(Template::parse("{device_fraction}").expect("valid").render(&whole).as_deref(), Ok("0.85"));
     }
 
     #[test]

@@ -519,6 +519,8 @@ async fn deploy_waits_until_running_then_logs_and_stop_work() {
         .json();
     assert_eq!(deployed["state"], "running");
     assert_eq!(deployed["target"], target);
+    let digest = deployed["launch"]["image_digest"].as_str().unwrap_or_default();
+    assert!(digest.starts_with("sha256:"), "--json shows the launch record: {deployed}");
     let logs = run(hangar(&app), ["logs", &name, "--tail", "20"]).await.ok();
     assert!(logs.stdout.contains("serving"), "the container's output: {}", logs.stdout);
     let stopped = run(hangar(&app), ["stop", &name, "--wait", "--json"]).await.ok().json();

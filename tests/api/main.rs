@@ -15,6 +15,7 @@ mod edges;
 mod files;
 mod gateway;
 mod helpers;
+mod launches;
 mod models;
 mod openapi;
 mod route_table;

@@ -11,6 +11,7 @@ use sqlx::SqlitePool;
 use super::Notice;
 use crate::catalog::deployments::{self, Deployment};
 use crate::catalog::events;
+use crate::catalog::launches::{self, Launch};
 use crate::domain::{DeploymentName, ModelName, ModelRef, Role};
 use crate::error::ApiError;
 use crate::gateway::Gateway;
@@ -101,6 +102,34 @@ struct DeploymentPage {
     can_change: bool,
     /// Whether its runtime speaks the OpenAI API, so the try-it panel can talk to it.
     openai: bool,
+    /// What its newest start ran.
+    launch: Option<LaunchFacts>,
+}
+
+/// A launch record as the deployment page shows it.
+pub struct LaunchFacts {
+    started_at: String,
+    image: String,
+    image_digest: String,
+    /// Arguments joined by spaces, for reading (the API has the exact list).
+    argv: String,
+    env: Vec<(String, String)>,
+    version: String,
+    manifest_digest: String,
+}
+
+impl From<Launch> for LaunchFacts {
+    fn from(l: Launch) -> Self {
+        Self {
+            started_at: l.started_at,
+            image: l.image,
+            image_digest: l.image_digest.unwrap_or_else(|| "unknown".into()),
+            argv: l.argv.join(" "),
+            env: l.env.into_iter().collect(),
+            version: l.version,
+            manifest_digest: l.manifest_digest.unwrap_or_default(),
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -202,6 +231,7 @@ pub async fn show(
         .collect();
     // A runtime removed since the deployment was made: no panel, the page still shows.
     let openai = supervisor.runtime(&deployment.runtime).await.is_ok_and(|r| r.openai());
+    let launch = launches::latest(&pool, &name).await?.map(LaunchFacts::from);
     html(
         DeploymentPage {
             frame: caller.frame(),
@@ -210,6 +240,7 @@ pub async fn show(
             notice: notice.into_inner().notice,
             d: deployment.into(),
             events,
+            launch,
         }
         .render(),
     )

@@ -233,7 +233,15 @@ mod tests {
 
     fn usage(id: &str, memory_gib: Option<f64>, exclusive: Option<&str>, shared: &[(&str, f64)]) -> GpuUsage {
         GpuUsage {
-            gpu: Gpu { id: id.into(), index: None, uuid: None, name: "NVIDIA GB10".into(), memory_gib },
+            gpu: Gpu {
+                id: id.into(),
+                index: None,
+                uuid: None,
+                name: "NVIDIA GB10".into(),
+                memory_gib,
+                device_gib: None,
+                unified: true,
+            },
             exclusive: exclusive.map(str::to_owned),
             shared: shared.iter().map(|(d, m)| SharedHolder { deployment: (*d).into(), memory_gib: *m }).collect(),
         }
