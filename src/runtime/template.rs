@@ -18,15 +18,19 @@ pub enum Placeholder {
     MemFraction,
     /// One file of the version, relative to the model dir (a GGUF for llama.cpp).
     File,
+    /// The version's multimodal projector (`mmproj*.gguf`), relative to the model dir. An
+    /// environment entry that uses it is set only when the version has one.
+    Mmproj,
 }
 
 impl Placeholder {
-    pub const ALL: [Placeholder; 5] = [
+    pub const ALL: [Placeholder; 6] = [
         Placeholder::ModelDir,
         Placeholder::Port,
         Placeholder::ServedName,
         Placeholder::MemFraction,
         Placeholder::File,
+        Placeholder::Mmproj,
     ];
 
     pub fn name(self) -> &'static str {
@@ -36,6 +40,7 @@ impl Placeholder {
             Placeholder::ServedName => "served_name",
             Placeholder::MemFraction => "mem_fraction",
             Placeholder::File => "file",
+            Placeholder::Mmproj => "mmproj",
         }
     }
 
@@ -77,6 +82,11 @@ pub enum RenderError {
          name one of the version's files"
     )]
     NoFile,
+    #[error(
+        "the runtime's arguments use {{mmproj}} but the version has no mmproj*.gguf projector; \
+         use {{mmproj}} in an environment entry, which is set only when there is one"
+    )]
+    NoMmproj,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -163,6 +173,7 @@ impl Template {
                     out.push_str(&format_fraction(values.mem_fraction));
                 }
                 Piece::Var(Placeholder::File) => out.push_str(values.file.ok_or(RenderError::NoFile)?),
+                Piece::Var(Placeholder::Mmproj) => out.push_str(values.mmproj.ok_or(RenderError::NoMmproj)?),
             }
         }
         Ok(out)
@@ -227,14 +238,22 @@ pub struct Values<'a> {
     pub served_name: &'a str,
     pub mem_fraction: f64,
     pub file: Option<&'a str>,
+    /// `{mmproj}`, relative to the model dir.
+    pub mmproj: Option<&'a str>,
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    const VALUES: Values<'static> =
-        Values { model_dir: "/model", port: 8000, served_name: "chat", mem_fraction: 0.5, file: Some("q4.gguf") };
+    const VALUES: Values<'static> = Values {
+        model_dir: "/model",
+        port: 8000,
+        served_name: "chat",
+        mem_fraction: 0.5,
+        file: Some("q4.gguf"),
+        mmproj: Some("mmproj-f16.gguf"),
+    };
 
     fn render(raw: &str) -> String {
         Template::parse(raw).expect(raw).render(&VALUES).expect(raw)
@@ -275,7 +294,7 @@ mod tests {
         }
         let err = Template::parse("{gpu}").expect_err("unknown").to_string();
         assert!(
-            err.contains("{model_dir}, {port}, {served_name}, {mem_fraction}, {file}"),
+            err.contains("{model_dir}, {port}, {served_name}, {mem_fraction}, {file}, {mmproj}"),
             "lists the known placeholders: {err}"
         );
     }
@@ -297,5 +316,14 @@ mod tests {
         let err = argv.render(&Values { file: None, ..VALUES }).expect_err("no file");
         assert_eq!(err, RenderError::NoFile);
         assert!(err.to_string().contains("{file}"), "{err}");
+    }
+
+    #[test]
+    fn rendering_mmproj_without_a_projector_says_to_use_the_environment() {
+        assert_eq!(render("{model_dir}/{mmproj}"), "/model/mmproj-f16.gguf");
+        let argv = ArgTemplate::parse(&["--mmproj", "/model/{mmproj}"]).expect("valid");
+        let err = argv.render(&Values { mmproj: None, ..VALUES }).expect_err("no projector");
+        assert_eq!(err, RenderError::NoMmproj);
+        assert!(err.to_string().contains("environment entry"), "{err}");
     }
 }
