@@ -7,7 +7,8 @@
 #   LLAMA_CPP_PYTHON_VERSION=x.y.z  sdist to build from (default 0.3.36: llama.cpp of 2026-10-01)
 #   HANGAR_LLAMA_CACHE=dir          cache dir (default /var/tmp/hangar-llama-<version>)
 #   IMAGE=name:tag                  image to tag (default hangar-llama-server:<version>)
-# Prints the image name on stdout; the host tools are in <cache>/bin.
+# Prints two lines on stdout: the image name, and the folder with the host tools
+# (test-llama-archs writes small random-weight GGUFs; llama-gguf-split splits them).
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -63,3 +64,4 @@ cp "$here/Dockerfile" "$context/Dockerfile"
 cp "$cache/bin/llama-server" "$context/llama-server"
 docker build --quiet --tag "$image" "$context" >/dev/null
 echo "$image"
+echo "$cache/bin"

@@ -121,10 +121,47 @@ pub struct RuntimeDraft {
     pub scratch_dirs: Vec<String>,
 }
 
-/// A checked runtime. Build one with [`Runtime::new`] or take a [`preset`].
+/// A built-in preset under another image: `{"preset": "llama-cpp", "image": "…"}`, the other
+/// form of the `PUT /api/v1/runtimes/{name}` body. Everything but the image (arguments,
+/// environment, port, health path, deadline) is the preset's as this Hangar defines it, so a
+/// fix to the preset reaches the runtime too.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PresetImage {
+    /// A built-in preset's name.
+    pub preset: String,
+    /// Image reference to run instead of the preset's.
+    pub image: String,
+}
+
+/// What an admin defines and Hangar stores for a runtime: every field, or a preset with
+/// another image. A JSON object with a `preset` member is the second.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(untagged)]
+pub enum RuntimeDefinition {
+    Preset(PresetImage),
+    Full(RuntimeDraft),
+}
+
+impl<'de> serde::Deserialize<'de> for RuntimeDefinition {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        use serde::de::Error as _;
+        let value = serde_json::Value::deserialize(deserializer)?;
+        if value.get("preset").is_some() {
+            serde_json::from_value(value).map(Self::Preset).map_err(D::Error::custom)
+        } else {
+            serde_json::from_value(value).map(Self::Full).map_err(D::Error::custom)
+        }
+    }
+}
+
+/// A checked runtime. Build one with [`Runtime::new`] or [`Runtime::define`], or take a
+/// [`preset`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Runtime {
     name: RuntimeName,
+    /// The preset this runtime takes everything but its image from.
+    preset: Option<String>,
     draft: RuntimeDraft,
     args: ArgTemplate,
     env: BTreeMap<String, Template>,
@@ -209,7 +246,53 @@ impl Runtime {
             }
             seen.push(dir);
         }
-        Ok(Self { name, draft, args, env })
+        Ok(Self { name, preset: None, draft, args, env })
+    }
+
+    /// A runtime from what an admin defined: a whole draft, or a preset with another image.
+    pub fn define(name: RuntimeName, definition: RuntimeDefinition) -> Result<Self, RuntimeError> {
+        match definition {
+            RuntimeDefinition::Full(draft) => Self::new(name, draft),
+            RuntimeDefinition::Preset(PresetImage { preset: base, image }) => {
+                let mut draft = preset(&base)
+                    .ok_or_else(|| {
+                        RuntimeError::new(
+                            "preset",
+                            format!(
+                                "{:?} is not a built-in preset; use one of {}",
+                                base.chars().take(80).collect::<String>(),
+                                PRESET_NAMES.join(", ")
+                            ),
+                        )
+                    })?
+                    .draft;
+                draft.image = image;
+                Ok(Self { preset: Some(base), ..Self::new(name, draft)? })
+            }
+        }
+    }
+
+    /// A runtime as stored (the JSON of its [`RuntimeDefinition`]).
+    pub fn from_stored(name: &str, json: &str) -> Result<Self, String> {
+        let definition: RuntimeDefinition =
+            serde_json::from_str(json).map_err(|e| format!("stored runtime '{name}': {e}"))?;
+        let name = RuntimeName::parse(name).map_err(|e| e.to_string())?;
+        Self::define(name, definition).map_err(|e| e.to_string())
+    }
+
+    /// What to store: the definition as the admin gave it.
+    pub fn definition(&self) -> RuntimeDefinition {
+        match &self.preset {
+            Some(preset) => {
+                RuntimeDefinition::Preset(PresetImage { preset: preset.clone(), image: self.draft.image.clone() })
+            }
+            None => RuntimeDefinition::Full(self.draft.clone()),
+        }
+    }
+
+    /// The preset this runtime takes everything but its image from, if any.
+    pub fn preset(&self) -> Option<&str> {
+        self.preset.as_deref()
     }
 
     pub fn name(&self) -> &RuntimeName {
@@ -271,16 +354,18 @@ impl Runtime {
     }
 }
 
-/// The JSON view: the name beside the fields as written.
+/// The JSON view: the name beside the fields in effect, and the preset they come from.
 impl serde::Serialize for Runtime {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         #[derive(serde::Serialize)]
         struct View<'a> {
             name: &'a RuntimeName,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            preset: Option<&'a str>,
             #[serde(flatten)]
             draft: &'a RuntimeDraft,
         }
-        View { name: &self.name, draft: &self.draft }.serialize(serializer)
+        View { name: &self.name, preset: self.preset(), draft: &self.draft }.serialize(serializer)
     }
 }
 
@@ -866,5 +951,39 @@ mod tests {
         }
         let vllm = preset("vllm").expect("preset");
         assert_eq!(pick_model_files(&vllm, ["a.gguf", "b.gguf"]), Ok(ModelFiles::default()));
+    }
+
+    #[test]
+    fn a_preset_with_another_image_keeps_everything_else_and_is_stored_as_written() {
+        let json = r#"{"preset": "llama-cpp", "image": "hangar-llama-server:0.3.36"}"#;
+        let runtime = Runtime::from_stored("llama-cpp", json).expect("valid");
+        let base = preset("llama-cpp").expect("preset");
+        assert_eq!(runtime.image(), "hangar-llama-server:0.3.36");
+        assert_eq!(runtime.preset(), Some("llama-cpp"));
+        assert_eq!(runtime.args(), base.args());
+        assert_eq!(runtime.env(), base.env());
+        assert_eq!((runtime.port(), runtime.health_path()), (base.port(), base.health_path()));
+        assert_eq!(
+            serde_json::to_value(runtime.definition()).expect("json"),
+            serde_json::json!({
+                "preset": "llama-cpp", "image": "hangar-llama-server:0.3.36"
+            })
+        );
+        let view = serde_json::to_value(&runtime).expect("json");
+        assert_eq!((view["preset"].as_str(), view["port"].as_u64()), (Some("llama-cpp"), Some(8080)));
+
+        let full = Runtime::from_stored("t", &serde_json::to_string(&draft()).expect("json")).expect("valid");
+        assert_eq!(full.preset(), None);
+        assert_eq!(full.definition(), RuntimeDefinition::Full(draft()));
+
+        for (json, needle) in [
+            (r#"{"preset": "nope", "image": "x"}"#, "not a built-in preset"),
+            (r#"{"preset": "vllm", "image": "a b"}"#, "not an image reference"),
+            (r#"{"preset": "vllm", "image": "x", "port": 1}"#, "unknown field `port`"),
+            (r#"{"preset": "vllm"}"#, "missing field `image`"),
+        ] {
+            let err = Runtime::from_stored("t", json).expect_err(json);
+            assert!(err.contains(needle), "{json}: {err}");
+        }
     }
 }

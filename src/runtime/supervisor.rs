@@ -20,7 +20,7 @@ use tokio::sync::Notify;
 
 use super::docker::{Container, DockerClient, DockerError};
 use super::gpu::{self, AdmissionError, GpuAllocation, GpuInventory, GpuRequest, GpuUsage};
-use super::presets::{self, Runtime, RuntimeDraft, RuntimeName};
+use super::presets::{self, Runtime};
 use super::spec::{self, Overrides, SpecInput, SpecSettings};
 use super::traffic::Traffic;
 use crate::blobs::BlobStore;
@@ -787,10 +787,7 @@ impl Supervisor {
     /// A runtime by name: an admin's stored definition first, then the built-in preset.
     pub async fn runtime(&self, name: &str) -> Result<Runtime, SupervisorError> {
         if let Some(json) = catalog::runtimes::get(&self.pool, name).await? {
-            let draft: RuntimeDraft =
-                serde_json::from_str(&json).map_err(|e| SupervisorError::Invalid(e.to_string()))?;
-            let name = RuntimeName::parse(name).map_err(|e| SupervisorError::Invalid(e.to_string()))?;
-            return Runtime::new(name, draft).map_err(|e| SupervisorError::Invalid(e.to_string()));
+            return Runtime::from_stored(name, &json).map_err(SupervisorError::Invalid);
         }
         presets::preset(name).ok_or_else(|| {
             SupervisorError::Invalid(format!(
