@@ -13,6 +13,7 @@ mod durability;
 mod files;
 mod gateway;
 mod helpers;
+mod llama;
 mod models;
 mod openapi;
 mod serve;
