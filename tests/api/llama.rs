@@ -208,6 +208,15 @@ async fn a_killed_llama_server_is_restarted_with_backoff() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
     assert_eq!(after["restarts"], 1, "{after}");
+    let events: Value =
+        app.get("/api/v1/events?action=deployment.pending&limit=1000").await.json().await.expect("json");
+    let backed_off = events["items"].as_array().expect("items").iter().any(|e| {
+        e["target"] == name.as_str()
+            && e["details"]["reason"]
+                .as_str()
+                .is_some_and(|r| r.contains("exited with code") && r.contains("restarting in 0.5 s"))
+    });
+    assert!(backed_off, "the crash was recorded with its backoff: {events}");
     assert_eq!(chat(&app, &name).await.status(), StatusCode::OK);
     assert_eq!(app.delete(&format!("/api/v1/deployments/{name}")).await.status(), StatusCode::NO_CONTENT);
 }
@@ -263,6 +272,25 @@ async fn an_alias_move_rolls_out_blue_green_on_the_real_server_with_requests_flo
     let cmd: Vec<&str> = container["Config"]["Cmd"].as_array().expect("cmd").iter().filter_map(Value::as_str).collect();
     assert_eq!(cmd[..2], ["-m", "/model/split-00001-of-00002.gguf"], "version 2 is the split one");
     assert_eq!(app.delete(&format!("/api/v1/deployments/{name}")).await.status(), StatusCode::NO_CONTENT);
+}
+
+#[tokio::test]
+async fn the_no_mmap_flag_the_preset_used_to_pass_makes_upstream_llama_server_exit() {
+    let Some(llama) = llama() else { return };
+    let app = spawn_app_with(|s| {
+        s.max_restarts = 0;
+        s.restart_backoff_ms = 100;
+    })
+    .await;
+    use_llama_image(&app, &llama.image).await;
+    app.create_model("m").await;
+    publish(&app, "m", "1", &[("llama-dense.gguf", &llama.dense)]).await;
+    let name = unique("nommap");
+    let body = json!({"name": name, "model": "m:1", "runtime": "llama-cpp", "args": ["--no-mmap"]});
+    assert_eq!(app.post_json("/api/v1/deployments", &body).await.status(), StatusCode::ACCEPTED);
+    let failed = wait_for(&app, &name, "failed", Duration::from_secs(60)).await;
+    let reason = failed["reason"].as_str().expect("reason");
+    assert!(reason.contains("invalid argument: --no-mmap"), "{reason}");
 }
 
 #[tokio::test]
