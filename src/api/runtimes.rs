@@ -16,7 +16,7 @@ use crate::catalog;
 use crate::domain::Role;
 use crate::error::ApiError;
 use crate::ops;
-use crate::runtime::{PRESET_NAMES, Runtime, RuntimeDraft, RuntimeName, presets};
+use crate::runtime::{PRESET_NAMES, Runtime, RuntimeDefinition, RuntimeDraft, RuntimeName, presets};
 
 #[derive(serde::Deserialize, IntoParams)]
 #[into_params(parameter_in = Path)]
@@ -108,10 +108,35 @@ impl From<&RuntimeDraft> for RuntimeSpec {
     }
 }
 
+/// A built-in preset under another image (the other form of the `PUT` body): everything else
+/// is the preset's, and follows it when Hangar's preset changes.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({"preset": "llama-cpp", "image": "ghcr.io/ggml-org/llama.cpp:server-cuda13-b7000"}))]
+pub struct PresetImageSpec {
+    /// A built-in preset's name.
+    #[schema(example = "llama-cpp")]
+    preset: String,
+    /// Image reference to run instead of the preset's; it must already be on the host.
+    image: String,
+}
+
+/// The body of `PUT /api/v1/runtimes/{name}`: every field, or a preset with another image.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(untagged)]
+#[expect(dead_code, reason = "the OpenAPI schema of the body that RuntimeDefinition parses")]
+pub enum RuntimeBody {
+    Spec(RuntimeSpec),
+    PresetImage(PresetImageSpec),
+}
+
 /// A runtime with where it comes from.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct RuntimeView {
     name: String,
+    /// The preset this runtime takes everything but its image from (defined as
+    /// `{"preset", "image"}`); the fields shown are those in effect.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    preset: Option<String>,
     #[serde(flatten)]
     spec: RuntimeSpec,
     /// A built-in preset's name.
@@ -124,6 +149,7 @@ impl RuntimeView {
     fn new(runtime: &Runtime, stored: bool) -> Self {
         Self {
             name: runtime.name().as_str().to_owned(),
+            preset: runtime.preset().map(str::to_owned),
             spec: runtime.draft().into(),
             builtin: PRESET_NAMES.contains(&runtime.name().as_str()),
             customized: stored,
@@ -132,8 +158,7 @@ impl RuntimeView {
 }
 
 fn load(name: &str, json: &str) -> Result<Runtime, ApiError> {
-    let draft: RuntimeDraft = serde_json::from_str(json).map_err(ApiError::internal)?;
-    Runtime::new(RuntimeName::parse(name).map_err(ApiError::internal)?, draft).map_err(ApiError::internal)
+    Runtime::from_stored(name, json).map_err(|e| ApiError::internal(anyhow::anyhow!(e)))
 }
 
 /// Every runtime: stored ones, and the presets not overridden.
@@ -179,13 +204,14 @@ pub async fn get_runtime(
     Ok(HttpResponse::Ok().json(RuntimeView::new(&preset, false)))
 }
 
-/// Defines or replaces a runtime (admins without model globs); a preset's name overrides the preset. Templates are
-/// checked: an unknown placeholder is a 400.
+/// Defines or replaces a runtime (admins without model globs); a preset's name overrides the preset. The body is
+/// every field, or `{"preset": "llama-cpp", "image": "…"}`: a preset under another image,
+/// everything else the preset's. Templates are checked: an unknown placeholder is a 400.
 #[utoipa::path(
     put,
     path = "/api/v1/runtimes/{name}",
     params(RuntimePath),
-    request_body = RuntimeSpec,
+    request_body = RuntimeBody,
     responses(
         (status = 201, description = "Defined", body = RuntimeView),
         (status = 200, description = "Replaced", body = RuntimeView),
@@ -196,10 +222,10 @@ pub async fn put_runtime(
     pool: web::Data<SqlitePool>,
     caller: Caller,
     path: web::Path<RuntimePath>,
-    body: web::Json<RuntimeDraft>,
+    body: web::Json<RuntimeDefinition>,
 ) -> Result<HttpResponse, ApiError> {
     let name = RuntimeName::parse(&path.name).map_err(|e| ApiError::BadRequest(e.to_string()))?;
-    let runtime = Runtime::new(name, body.into_inner()).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    let runtime = Runtime::define(name, body.into_inner()).map_err(|e| ApiError::BadRequest(e.to_string()))?;
     let created = ops::runtimes::put(&pool, &caller, &runtime).await?;
     let view = RuntimeView::new(&runtime, true);
     Ok(if created { HttpResponse::Created().json(view) } else { HttpResponse::Ok().json(view) })

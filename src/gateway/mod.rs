@@ -6,6 +6,7 @@
 
 mod error;
 mod metrics;
+mod rewrite;
 mod route;
 
 use std::sync::{Arc, Mutex, PoisonError};
@@ -125,12 +126,8 @@ async fn list_models(
     Ok(HttpResponse::Ok().json(serde_json::json!({ "object": "list", "data": data })))
 }
 
-#[derive(serde::Deserialize)]
-struct ModelField {
-    model: Option<serde_json::Value>,
-}
-
-/// `POST /v1/…`: finds the deployment for the body's `model` and proxies to it.
+/// `POST /v1/…`: finds the deployment for the body's `model` (JSON, or a multipart form's
+/// field) and proxies to it, with `model` rewritten to the name the deployment serves.
 async fn forward(
     pool: web::Data<SqlitePool>,
     gateway: web::Data<Gateway>,
@@ -141,15 +138,12 @@ async fn forward(
     body: web::Bytes,
 ) -> Result<HttpResponse, OpenAiError> {
     let caller = caller.map_err(OpenAiError::from)?;
-    let fields: ModelField = serde_json::from_slice(&body)
-        .map_err(|e| OpenAiError::invalid_request(format!("the request body is not a JSON object: {e}")))?;
-    let wanted = match fields.model {
-        Some(serde_json::Value::String(model)) => model,
-        _ => return Err(OpenAiError::invalid_request("the request body needs a \"model\" (a deployment name)".into())),
-    };
+    let content_type = req.headers().get(actix_web::http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
+    let request = rewrite::ModelRequest::parse(content_type, &body).map_err(OpenAiError::invalid_request)?;
     let started = Instant::now();
-    let deployment = route::resolve(&gateway.deployments(&pool).await?, &caller, &wanted)?;
+    let deployment = route::resolve(&gateway.deployments(&pool).await?, &caller, request.model())?;
     let name = deployment.name.to_string();
+    let body = request.with_model(body, &name).map_err(|e| OpenAiError::from(ApiError::internal(e)))?;
     let result = async {
         let deployment = autostart(&supervisor, &gateway.metrics, deployment).await?;
         let address = serving_address(&deployment)?;

@@ -14,7 +14,7 @@ const MANAGE_RUNTIMES: &str = "define runtimes";
 /// whether it is new.
 pub async fn put(pool: &SqlitePool, caller: &Caller, runtime: &Runtime) -> Result<bool, ApiError> {
     caller.require_instance_admin(MANAGE_RUNTIMES)?;
-    let json = serde_json::to_string(runtime.draft()).map_err(ApiError::internal)?;
+    let json = serde_json::to_string(&runtime.definition()).map_err(ApiError::internal)?;
     Ok(catalog::runtimes::put(pool, &caller.actor(), runtime.name().as_str(), &json).await?)
 }
 

@@ -97,6 +97,7 @@ mod tests {
             snapshot: Path::new("/srv/snap"),
             gpus: None,
             file: None,
+            mmproj: None,
             overrides: &overrides,
             settings: &settings,
         })

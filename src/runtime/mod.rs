@@ -19,7 +19,8 @@ pub use gpu::{
 };
 pub use memory::{MemInfo, MemoryBudget};
 pub use presets::{
-    MODEL_DIR, PRESET_NAMES, Runtime, RuntimeDraft, RuntimeError, RuntimeName, preset, presets, presets_for_arch,
+    MODEL_DIR, PRESET_NAMES, PresetImage, Runtime, RuntimeDefinition, RuntimeDraft, RuntimeError, RuntimeName, preset,
+    presets, presets_for_arch,
 };
 pub use spec::{
     ContainerSpec, GpuMode, Overrides, OverridesError, Reach, SpecError, SpecInput, SpecSettings, container_name,

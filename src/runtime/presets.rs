@@ -125,10 +125,47 @@ pub struct RuntimeDraft {
     pub cache_dir: Option<String>,
 }
 
-/// A checked runtime. Build one with [`Runtime::new`] or take a [`preset`].
+/// A built-in preset under another image: `{"preset": "llama-cpp", "image": "…"}`, the other
+/// form of the `PUT /api/v1/runtimes/{name}` body. Everything but the image (arguments,
+/// environment, port, health path, deadline) is the preset's as this Hangar defines it, so a
+/// fix to the preset reaches the runtime too.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PresetImage {
+    /// A built-in preset's name.
+    pub preset: String,
+    /// Image reference to run instead of the preset's.
+    pub image: String,
+}
+
+/// What an admin defines and Hangar stores for a runtime: every field, or a preset with
+/// another image. A JSON object with a `preset` member is the second.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(untagged)]
+pub enum RuntimeDefinition {
+    Preset(PresetImage),
+    Full(RuntimeDraft),
+}
+
+impl<'de> serde::Deserialize<'de> for RuntimeDefinition {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        use serde::de::Error as _;
+        let value = serde_json::Value::deserialize(deserializer)?;
+        if value.get("preset").is_some() {
+            serde_json::from_value(value).map(Self::Preset).map_err(D::Error::custom)
+        } else {
+            serde_json::from_value(value).map(Self::Full).map_err(D::Error::custom)
+        }
+    }
+}
+
+/// A checked runtime. Build one with [`Runtime::new`] or [`Runtime::define`], or take a
+/// [`preset`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Runtime {
     name: RuntimeName,
+    /// The preset this runtime takes everything but its image from.
+    preset: Option<String>,
     draft: RuntimeDraft,
     args: ArgTemplate,
     env: BTreeMap<String, Template>,
@@ -219,7 +256,53 @@ impl Runtime {
                 return Err(RuntimeError::new("cache_dir", format!("{dir:?} is also a scratch dir")));
             }
         }
-        Ok(Self { name, draft, args, env })
+        Ok(Self { name, preset: None, draft, args, env })
+    }
+
+    /// A runtime from what an admin defined: a whole draft, or a preset with another image.
+    pub fn define(name: RuntimeName, definition: RuntimeDefinition) -> Result<Self, RuntimeError> {
+        match definition {
+            RuntimeDefinition::Full(draft) => Self::new(name, draft),
+            RuntimeDefinition::Preset(PresetImage { preset: base, image }) => {
+                let mut draft = preset(&base)
+                    .ok_or_else(|| {
+                        RuntimeError::new(
+                            "preset",
+                            format!(
+                                "{:?} is not a built-in preset; use one of {}",
+                                base.chars().take(80).collect::<String>(),
+                                PRESET_NAMES.join(", ")
+                            ),
+                        )
+                    })?
+                    .draft;
+                draft.image = image;
+                Ok(Self { preset: Some(base), ..Self::new(name, draft)? })
+            }
+        }
+    }
+
+    /// A runtime as stored (the JSON of its [`RuntimeDefinition`]).
+    pub fn from_stored(name: &str, json: &str) -> Result<Self, String> {
+        let definition: RuntimeDefinition =
+            serde_json::from_str(json).map_err(|e| format!("stored runtime '{name}': {e}"))?;
+        let name = RuntimeName::parse(name).map_err(|e| e.to_string())?;
+        Self::define(name, definition).map_err(|e| e.to_string())
+    }
+
+    /// What to store: the definition as the admin gave it.
+    pub fn definition(&self) -> RuntimeDefinition {
+        match &self.preset {
+            Some(preset) => {
+                RuntimeDefinition::Preset(PresetImage { preset: preset.clone(), image: self.draft.image.clone() })
+            }
+            None => RuntimeDefinition::Full(self.draft.clone()),
+        }
+    }
+
+    /// The preset this runtime takes everything but its image from, if any.
+    pub fn preset(&self) -> Option<&str> {
+        self.preset.as_deref()
     }
 
     pub fn name(&self) -> &RuntimeName {
@@ -286,16 +369,18 @@ impl Runtime {
     }
 }
 
-/// The JSON view: the name beside the fields as written.
+/// The JSON view: the name beside the fields in effect, and the preset they come from.
 impl serde::Serialize for Runtime {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         #[derive(serde::Serialize)]
         struct View<'a> {
             name: &'a RuntimeName,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            preset: Option<&'a str>,
             #[serde(flatten)]
             draft: &'a RuntimeDraft,
         }
-        View { name: &self.name, draft: &self.draft }.serialize(serializer)
+        View { name: &self.name, preset: self.preset(), draft: &self.draft }.serialize(serializer)
     }
 }
 
@@ -441,17 +526,23 @@ fn preset_table(arch: &str) -> [Preset; 6] {
                 "{port}",
                 "-ngl",
                 "999",
-                "--no-mmap",
-                // Context grows to fill free memory less this margin (MiB).
-                "--fit-target",
-                "{fit_target_mib}",
             ],
-            // The image's HEALTHCHECK is hard-wired to localhost:8080.
+            // The image's HEALTHCHECK is hard-wired to localhost:8080 (upstream's default
+            // port is 9931 now, so --port is always passed).
             port: 8080,
             health_path: "/health",
             startup_deadline_secs: 300,
             shm_size_bytes: 0,
-            env: &[],
+            // Options that changed names go through LLAMA_ARG_* variables: a build that lacks
+            // one ignores it, where an unknown flag is a parse error (--no-mmap, removed in
+            // 2026-09, made every deployment exit). Loading without mmap is much faster on
+            // unified memory (GB10).
+            // The context grows to fill free memory less LLAMA_ARG_FIT_TARGET (MiB, `--fit-target`).
+            env: &[
+                ("LLAMA_ARG_LOAD_MODE", "none"),
+                ("LLAMA_ARG_MMPROJ", "{model_dir}/{mmproj}"),
+                ("LLAMA_ARG_FIT_TARGET", "{fit_target_mib}"),
+            ],
             openai: true,
             scratch_dirs: &[],
             cache_dir: None,
@@ -610,6 +701,83 @@ pub fn preset(name: &str) -> Option<Runtime> {
     preset_table(std::env::consts::ARCH).iter().find(|p| p.name == name).map(Preset::build)
 }
 
+/// The files a one-file runtime (llama.cpp, Ollama) is given: `{file}` and `{mmproj}`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ModelFiles {
+    /// The model: the version's one `.gguf`, the first shard of a split one
+    /// (`…-00001-of-00003.gguf`, from which llama.cpp loads the rest), or its only file.
+    pub file: Option<String>,
+    /// The multimodal projector, `mmproj*.gguf`: never the model.
+    pub mmproj: Option<String>,
+}
+
+/// Picks `{file}` and `{mmproj}` from a version's paths (relative to the model dir) for a
+/// runtime that serves one file; nothing for other runtimes.
+pub fn pick_model_files<'a>(runtime: &Runtime, paths: impl IntoIterator<Item = &'a str>) -> Result<ModelFiles, String> {
+    if !runtime.needs_file() {
+        return Ok(ModelFiles::default());
+    }
+    let paths: Vec<&str> = paths.into_iter().collect();
+    let base = |p: &str| p.rsplit('/').next().unwrap_or(p).to_ascii_lowercase();
+    let is_gguf = |p: &&str| base(p).ends_with(".gguf");
+    let (projectors, models): (Vec<&str>, Vec<&str>) =
+        paths.iter().copied().filter(is_gguf).partition(|p| base(p).starts_with("mmproj"));
+    let mmproj = match projectors.as_slice() {
+        [] => None,
+        [one] => Some((*one).to_owned()),
+        several => {
+            return Err(format!(
+                "runtime '{}' takes one projector, but this version has {} mmproj*.gguf files ({}); publish a version with one",
+                runtime.name(),
+                several.len(),
+                several.join(", ")
+            ));
+        }
+    };
+    let file = match (models.as_slice(), paths.as_slice()) {
+        ([one], _) => (*one).to_owned(),
+        ([], [only]) if mmproj.is_none() => (*only).to_owned(),
+        (several, _) => match first_shard(several) {
+            Some(first) => first.to_owned(),
+            None => {
+                return Err(format!(
+                    "runtime '{}' serves one file, but this version has {} .gguf model files among {} files \
+                     (not the shards of one split model); publish a version with exactly one, or one split \
+                     model (name-00001-of-0000N.gguf …)",
+                    runtime.name(),
+                    several.len(),
+                    paths.len()
+                ));
+            }
+        },
+    };
+    Ok(ModelFiles { file: Some(file), mmproj })
+}
+
+/// The first shard when `paths` are exactly the shards of one split GGUF
+/// (`<prefix>-00001-of-00003.gguf` … as `llama-gguf-split` names them).
+fn first_shard<'a>(paths: &[&'a str]) -> Option<&'a str> {
+    // (prefix, shard number, shard count)
+    let parse = |p: &'a str| -> Option<(&'a str, u32, u32)> {
+        let stem = p.strip_suffix(".gguf").or_else(|| p.strip_suffix(".GGUF"))?;
+        let (rest, count) = stem.rsplit_once("-of-")?;
+        let (prefix, index) = rest.rsplit_once('-')?;
+        let digits = |s: &str| s.len() == 5 && s.bytes().all(|b| b.is_ascii_digit());
+        if !digits(index) || !digits(count) {
+            return None;
+        }
+        Some((prefix, index.parse().ok()?, count.parse().ok()?))
+    };
+    let shards: Vec<(&str, u32, u32)> = paths.iter().map(|p| parse(p)).collect::<Option<_>>()?;
+    let (prefix, _, count) = *shards.first()?;
+    let mut seen: Vec<u32> = shards.iter().filter(|s| s.0 == prefix && s.2 == count).map(|s| s.1).collect();
+    seen.sort_unstable();
+    if seen.len() != shards.len() || seen != (1..=count).collect::<Vec<_>>() {
+        return None;
+    }
+    paths.iter().copied().find(|p| parse(p).is_some_and(|s| s.1 == 1))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -756,6 +924,7 @@ mod tests {
                 mem_fraction: 0.25,
                 file: Some("m.gguf"),
                 memory,
+                mmproj: None,
             })
             .expect("renders")
     }
@@ -764,9 +933,22 @@ mod tests {
         render_with(rt, SHARED)
     }
 
-    /// The value after `flag` in the preset's argv.
+    /// The value after `flag` in the preset's argv, or of the environment variable `flag`.
     fn flag(name: &str, flag: &str, memory: MemoryBudget) -> String {
-        let argv = render_with(&preset(name).expect(name), memory);
+        let rt = preset(name).expect(name);
+        if let Some(template) = rt.env().get(flag) {
+            let values = Values {
+                model_dir: MODEL_DIR,
+                port: rt.port(),
+                served_name: "chat",
+                mem_fraction: 0.25,
+                file: Some("m.gguf"),
+                memory,
+                mmproj: None,
+            };
+            return template.render(&values).expect("renders");
+        }
+        let argv = render_with(&rt, memory);
         let at = argv.iter().position(|a| a == flag).unwrap_or_else(|| panic!("{name} passes {flag}: {argv:?}"));
         argv[at + 1].clone()
     }
@@ -775,12 +957,13 @@ mod tests {
     fn each_preset_gets_its_own_memory_flag_from_the_budget() {
         // Upstream: vLLM's --gpu-memory-utilization and TGI's --cuda-memory-fraction are
         // shares of the device's total; SGLang's --mem-fraction-static of what is free at
-        // start (60 GiB here); llama.cpp's --fit-target is MiB left free while it fits.
+        // start (60 GiB here); llama.cpp's --fit-target (LLAMA_ARG_FIT_TARGET) is MiB left
+        // free while it fits.
         let cases = [
             ("vllm", "--gpu-memory-utilization", "0.25", "0.85"),
             ("tgi", "--cuda-memory-fraction", "0.25", "0.85"),
             ("sglang", "--mem-fraction-static", "0.3333", "0.75"),
-            ("llama-cpp", "--fit-target", "40960", "1024"),
+            ("llama-cpp", "LLAMA_ARG_FIT_TARGET", "40960", "1024"),
         ];
         for (name, flag_name, shared, whole) in cases {
             assert_eq!(flag(name, flag_name, SHARED), shared, "{name} on a shared GPU");
@@ -823,10 +1006,7 @@ mod tests {
         assert!(vllm.openai() && !vllm.needs_file());
 
         let llama = preset("llama-cpp").expect("preset");
-        assert_eq!(
-            render(&llama).join(" "),
-            "-m /model/m.gguf --alias chat --host 0.0.0.0 --port 8080 -ngl 999 --no-mmap --fit-target 40960"
-        );
+        assert_eq!(render(&llama).join(" "), "-m /model/m.gguf --alias chat --host 0.0.0.0 --port 8080 -ngl 999");
         assert_eq!(llama.health_path(), "/health");
         assert!(llama.needs_file());
     }
@@ -864,5 +1044,87 @@ mod tests {
         assert_eq!(script, OLLAMA_SCRIPT, "the script has no placeholders");
         assert!(script.contains("\"$HANGAR_MODEL_FILE\""));
         assert!(script.ends_with("exec ollama serve\n"));
+    }
+
+    #[test]
+    fn the_llama_cpp_preset_follows_upstream_llama_cpp_of_october_2026() {
+        let llama = preset("llama-cpp").expect("preset");
+        let args: Vec<&str> = llama.args().args().collect();
+        assert!(!args.contains(&"--no-mmap"), "removed upstream (invalid argument): {args:?}");
+        assert_eq!(llama.env()["LLAMA_ARG_LOAD_MODE"].as_str(), "none", "its replacement, as a variable");
+        let port = args.iter().position(|a| *a == "--port").expect("--port: the default is 9931 now");
+        assert_eq!(args[port + 1], "{port}");
+        assert_eq!(llama.env()["LLAMA_ARG_MMPROJ"].as_str(), "{model_dir}/{mmproj}");
+        assert!(!args.iter().any(|a| a.contains("{mmproj}")), "optional, so only in the environment");
+    }
+
+    #[test]
+    fn a_split_gguf_is_served_from_its_first_shard_and_a_projector_is_never_the_model() {
+        let llama = preset("llama-cpp").expect("preset");
+        let pick = |paths: &[&str]| pick_model_files(&llama, paths.iter().copied());
+        let picked = |file: &str, mmproj: Option<&str>| {
+            Ok(ModelFiles { file: Some(file.to_owned()), mmproj: mmproj.map(str::to_owned) })
+        };
+        assert_eq!(pick(&["q4.gguf", "README.md"]), picked("q4.gguf", None));
+        assert_eq!(pick(&["weights.bin"]), picked("weights.bin", None));
+        assert_eq!(
+            pick(&["m-00002-of-00003.gguf", "m-00001-of-00003.gguf", "m-00003-of-00003.gguf", "README.md"]),
+            picked("m-00001-of-00003.gguf", None)
+        );
+        assert_eq!(
+            pick(&["sub/m-00002-of-00002.gguf", "sub/m-00001-of-00002.gguf"]),
+            picked("sub/m-00001-of-00002.gguf", None)
+        );
+        assert_eq!(pick(&["mmproj-f16.gguf", "gemma-q4.gguf"]), picked("gemma-q4.gguf", Some("mmproj-f16.gguf")));
+        assert_eq!(
+            pick(&["v/mmproj-model-f16.gguf", "v/m-00001-of-00002.gguf", "v/m-00002-of-00002.gguf"]),
+            picked("v/m-00001-of-00002.gguf", Some("v/mmproj-model-f16.gguf"))
+        );
+        for (paths, needle) in [
+            (&["a.gguf", "b.gguf"][..], "2 .gguf model files"),
+            (&["m-00001-of-00003.gguf", "m-00002-of-00003.gguf"][..], "not the shards of one split"),
+            (&["a-00001-of-00002.gguf", "b-00002-of-00002.gguf"][..], "not the shards of one split"),
+            (&["mmproj-a.gguf", "mmproj-b.gguf", "m.gguf"][..], "2 mmproj*.gguf files"),
+            (&["a.bin", "b.bin"][..], "0 .gguf model files"),
+        ] {
+            let err = pick(paths).expect_err(needle);
+            assert!(err.contains(needle), "{paths:?}: {err}");
+        }
+        let vllm = preset("vllm").expect("preset");
+        assert_eq!(pick_model_files(&vllm, ["a.gguf", "b.gguf"]), Ok(ModelFiles::default()));
+    }
+
+    #[test]
+    fn a_preset_with_another_image_keeps_everything_else_and_is_stored_as_written() {
+        let json = r#"{"preset": "llama-cpp", "image": "hangar-llama-server:0.3.36"}"#;
+        let runtime = Runtime::from_stored("llama-cpp", json).expect("valid");
+        let base = preset("llama-cpp").expect("preset");
+        assert_eq!(runtime.image(), "hangar-llama-server:0.3.36");
+        assert_eq!(runtime.preset(), Some("llama-cpp"));
+        assert_eq!(runtime.args(), base.args());
+        assert_eq!(runtime.env(), base.env());
+        assert_eq!((runtime.port(), runtime.health_path()), (base.port(), base.health_path()));
+        assert_eq!(
+            serde_json::to_value(runtime.definition()).expect("json"),
+            serde_json::json!({
+                "preset": "llama-cpp", "image": "hangar-llama-server:0.3.36"
+            })
+        );
+        let view = serde_json::to_value(&runtime).expect("json");
+        assert_eq!((view["preset"].as_str(), view["port"].as_u64()), (Some("llama-cpp"), Some(8080)));
+
+        let full = Runtime::from_stored("t", &serde_json::to_string(&draft()).expect("json")).expect("valid");
+        assert_eq!(full.preset(), None);
+        assert_eq!(full.definition(), RuntimeDefinition::Full(draft()));
+
+        for (json, needle) in [
+            (r#"{"preset": "nope", "image": "x"}"#, "not a built-in preset"),
+            (r#"{"preset": "vllm", "image": "a b"}"#, "not an image reference"),
+            (r#"{"preset": "vllm", "image": "x", "port": 1}"#, "unknown field `port`"),
+            (r#"{"preset": "vllm"}"#, "missing field `image`"),
+        ] {
+            let err = Runtime::from_stored("t", json).expect_err(json);
+            assert!(err.contains(needle), "{json}: {err}");
+        }
     }
 }

@@ -22,7 +22,7 @@ use bollard::query_parameters::{CreateContainerOptions, CreateContainerOptionsBu
 
 use super::gpu::GpuAllocation;
 use super::presets::{MODEL_DIR, RESERVED_ENV, Runtime, parse_env_entry};
-use super::template::{ArgTemplate, RenderError, Template, TemplateError, Values};
+use super::template::{ArgTemplate, Placeholder, RenderError, Template, TemplateError, Values};
 
 pub const LABEL_MANAGED: &str = "hangar.managed";
 pub const LABEL_DEPLOYMENT: &str = "hangar.deployment";
@@ -151,6 +151,8 @@ pub struct SpecInput<'a> {
     pub gpus: Option<&'a GpuAllocation>,
     /// `{file}`, relative to the model dir.
     pub file: Option<&'a str>,
+    /// `{mmproj}`, relative to the model dir: the version's multimodal projector, if any.
+    pub mmproj: Option<&'a str>,
     pub overrides: &'a Overrides,
     pub settings: &'a SpecSettings,
 }
@@ -210,7 +212,7 @@ pub fn rollout_options(usual_name: &str, suffix: &str) -> CreateContainerOptions
 }
 
 pub fn container_spec(input: &SpecInput<'_>) -> Result<ContainerSpec, SpecError> {
-    let SpecInput { deployment, instance, runtime, snapshot, gpus, file, overrides, settings } = *input;
+    let SpecInput { deployment, instance, runtime, snapshot, gpus, file, mmproj, overrides, settings } = *input;
     // Docker's rule for names: [a-zA-Z0-9][a-zA-Z0-9_.-]+ (after our "hangar-" prefix).
     let name_ok = deployment.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
         && deployment.len() <= 200
@@ -242,6 +244,7 @@ pub fn container_spec(input: &SpecInput<'_>) -> Result<ContainerSpec, SpecError>
         mem_fraction: gpus.and_then(GpuAllocation::mem_fraction).unwrap_or(WHOLE_GPU_MEM_FRACTION),
         file,
         memory: gpus.map(GpuAllocation::memory_budget).unwrap_or_default(),
+        mmproj,
     };
 
     let mut cmd = runtime.args().render(&values)?;
@@ -249,6 +252,11 @@ pub fn container_spec(input: &SpecInput<'_>) -> Result<ContainerSpec, SpecError>
 
     let mut env = BTreeMap::new();
     for (key, template) in runtime.env().iter().chain(&overrides.env) {
+        // A projector is optional: its variable is left out, not set empty, without one.
+        if template.uses(Placeholder::Mmproj) && mmproj.is_none() {
+            env.remove(key);
+            continue;
+        }
         env.insert(key.clone(), template.render(&values)?);
     }
     let device_ids = gpus.map(GpuAllocation::device_ids).unwrap_or_default();
@@ -503,6 +511,7 @@ mod tests {
             snapshot: Path::new("/data/snapshots/llama/1"),
             gpus: None,
             file: None,
+            mmproj: None,
             overrides: &no_overrides,
             settings: &defaults,
         };
@@ -632,6 +641,7 @@ mod tests {
             snapshot: Path::new("/srv/snap"),
             gpus: None,
             file: Some("tiny.gguf"),
+            mmproj: None,
             overrides: &Overrides::default(),
             settings: &settings,
         })
@@ -661,6 +671,7 @@ mod tests {
             snapshot: Path::new("/srv/snap"),
             gpus: None,
             file: None,
+            mmproj: None,
             overrides: &Overrides::default(),
             settings: &settings,
         })
@@ -692,24 +703,56 @@ mod tests {
             others_gib: 60.0,
         };
         let settings = SpecSettings::default();
-        let cmd = |name: &str| {
+        let body = |name: &str| {
             let runtime = preset(name).expect(name);
-            let spec = container_spec(&SpecInput {
+            container_spec(&SpecInput {
                 deployment: "chat",
                 instance: "i-1",
                 runtime: &runtime,
                 snapshot: Path::new("/srv/snap"),
                 gpus: Some(&shared),
                 file: Some("m.gguf"),
+                mmproj: None,
                 overrides: &Overrides::default(),
                 settings: &settings,
             })
-            .expect("spec");
-            spec.body.cmd.expect("cmd").join(" ")
+            .expect("spec")
+            .body
         };
+        let cmd = |name: &str| body(name).cmd.expect("cmd").join(" ");
         assert!(cmd("vllm").ends_with("--gpu-memory-utilization 0.25"), "30 of 120 GiB: {}", cmd("vllm"));
         assert!(cmd("sglang").ends_with("--mem-fraction-static 0.5"), "30 of the 60 free: {}", cmd("sglang"));
-        assert!(cmd("llama-cpp").ends_with("--fit-target 30720"), "leave 30 GiB: {}", cmd("llama-cpp"));
+        let llama = body("llama-cpp").env.expect("env");
+        assert!(llama.contains(&"LLAMA_ARG_FIT_TARGET=30720".to_owned()), "leave 30 GiB: {llama:?}");
+    }
+
+    #[test]
+    fn the_llama_cpp_projector_variable_is_set_only_when_the_version_has_one() {
+        let llama = preset("llama-cpp").expect("preset");
+        let settings = SpecSettings::default();
+        let env_of = |mmproj: Option<&str>| {
+            container_spec(&SpecInput {
+                deployment: "vision",
+                instance: "i-4",
+                runtime: &llama,
+                snapshot: Path::new("/srv/snap"),
+                gpus: None,
+                file: Some("model-00001-of-00002.gguf"),
+                mmproj,
+                overrides: &Overrides::default(),
+                settings: &settings,
+            })
+            .expect("spec")
+            .body
+            .env
+            .expect("env")
+        };
+        let with = env_of(Some("mmproj-f16.gguf"));
+        assert!(with.contains(&"LLAMA_ARG_MMPROJ=/model/mmproj-f16.gguf".to_owned()), "{with:?}");
+        assert!(with.contains(&"LLAMA_ARG_LOAD_MODE=none".to_owned()), "{with:?}");
+        let without = env_of(None);
+        assert!(!without.iter().any(|e| e.starts_with("LLAMA_ARG_MMPROJ")), "left out, not empty: {without:?}");
+        assert!(without.contains(&"LLAMA_ARG_LOAD_MODE=none".to_owned()), "{without:?}");
     }
 
     #[test]
@@ -726,6 +769,7 @@ mod tests {
             snapshot: Path::new("/data/s"),
             gpus: None,
             file: None,
+            mmproj: None,
             overrides: &overrides,
             settings: &settings,
         };
@@ -772,6 +816,7 @@ mod tests {
             snapshot: Path::new("/data/s"),
             gpus: None,
             file: None,
+            mmproj: None,
             overrides: &Overrides::default(),
             settings: &settings,
         })

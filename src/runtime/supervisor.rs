@@ -21,7 +21,7 @@ use tokio::sync::Notify;
 use super::docker::{Container, DockerClient, DockerError};
 use super::gpu::{self, AdmissionError, GpuAllocation, GpuInventory, GpuRequest, GpuUsage};
 use super::launch;
-use super::presets::{self, Runtime, RuntimeDraft, RuntimeName};
+use super::presets::{self, Runtime};
 use super::spec::{self, Overrides, SpecInput, SpecSettings};
 use super::traffic::Traffic;
 use crate::blobs::BlobStore;
@@ -763,7 +763,7 @@ impl Supervisor {
         let runtime = self.runtime(&d.runtime).await.map_err(|e| e.to_string())?;
         let (version, files) =
             deployments::resolve(&self.pool, &d.model, &d.target).await.map_err(|e| e.to_string())?;
-        let file = pick_file(&runtime, &files)?;
+        let picked = presets::pick_model_files(&runtime, files.iter().map(|(p, _)| p.as_str()))?;
         match self.docker.image_exists(runtime.image()).await {
             Ok(true) => {}
             Ok(false) => return Err(DockerError::ImageMissing(runtime.image().to_owned()).to_string()),
@@ -779,7 +779,8 @@ impl Supervisor {
             runtime: &runtime,
             snapshot: &snapshot,
             gpus: allocation.as_ref(),
-            file: file.as_deref(),
+            file: picked.file.as_deref(),
+            mmproj: picked.mmproj.as_deref(),
             overrides: &overrides,
             settings: &self.settings.spec,
         })
@@ -820,10 +821,7 @@ impl Supervisor {
     /// A runtime by name: an admin's stored definition first, then the built-in preset.
     pub async fn runtime(&self, name: &str) -> Result<Runtime, SupervisorError> {
         if let Some(json) = catalog::runtimes::get(&self.pool, name).await? {
-            let draft: RuntimeDraft =
-                serde_json::from_str(&json).map_err(|e| SupervisorError::Invalid(e.to_string()))?;
-            let name = RuntimeName::parse(name).map_err(|e| SupervisorError::Invalid(e.to_string()))?;
-            return Runtime::new(name, draft).map_err(|e| SupervisorError::Invalid(e.to_string()));
+            return Runtime::from_stored(name, &json).map_err(SupervisorError::Invalid);
         }
         if let Some(why) = presets::refused_on_arch(name, std::env::consts::ARCH) {
             return Err(SupervisorError::Invalid(format!("runtime '{name}' cannot run on this host: {why}")));
@@ -1010,28 +1008,6 @@ async fn probe(address: &str, path: &str) -> bool {
         Some(head.starts_with(b"HTTP/1.") && &head[8..12] == b" 200")
     };
     tokio::time::timeout(Duration::from_secs(2), attempt).await.ok().flatten().unwrap_or(false)
-}
-
-/// `{file}` for runtimes that serve one file (llama.cpp, Ollama): the version's `.gguf`,
-/// or its only file.
-fn pick_file(
-    runtime: &Runtime,
-    files: &[(crate::domain::RelPath, crate::domain::Digest)],
-) -> Result<Option<String>, String> {
-    if !runtime.needs_file() {
-        return Ok(None);
-    }
-    let ggufs: Vec<&str> = files.iter().map(|(p, _)| p.as_str()).filter(|p| p.ends_with(".gguf")).collect();
-    match (ggufs.as_slice(), files) {
-        ([one], _) => Ok(Some((*one).to_owned())),
-        ([], [(only, _)]) => Ok(Some(only.to_string())),
-        _ => Err(format!(
-            "runtime '{}' serves one file, but this version has {} .gguf files among {} files; publish a version with exactly one",
-            runtime.name(),
-            ggufs.len(),
-            files.len()
-        )),
-    }
 }
 
 /// What each of `deployments` but `except` holds, by deployment name.

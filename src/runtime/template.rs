@@ -32,10 +32,13 @@ pub enum Placeholder {
     FreeFraction,
     /// MiB to leave free on the device: llama.cpp's `--fit-target`.
     FitTargetMib,
+    /// The version's multimodal projector (`mmproj*.gguf`), relative to the model dir. An
+    /// environment entry that uses it is set only when the version has one.
+    Mmproj,
 }
 
 impl Placeholder {
-    pub const ALL: [Placeholder; 10] = [
+    pub const ALL: [Placeholder; 11] = [
         Placeholder::ModelDir,
         Placeholder::Port,
         Placeholder::ServedName,
@@ -46,6 +49,7 @@ impl Placeholder {
         Placeholder::DeviceFraction,
         Placeholder::FreeFraction,
         Placeholder::FitTargetMib,
+        Placeholder::Mmproj,
     ];
 
     pub fn name(self) -> &'static str {
@@ -60,6 +64,7 @@ impl Placeholder {
             Placeholder::DeviceFraction => "device_fraction",
             Placeholder::FreeFraction => "free_fraction",
             Placeholder::FitTargetMib => "fit_target_mib",
+            Placeholder::Mmproj => "mmproj",
         }
     }
 
@@ -106,6 +111,11 @@ pub enum RenderError {
          request gpu_memory_gib, or use {{device_fraction}} in the runtime"
     )]
     NoMemoryBudget(Placeholder),
+    #[error(
+        "the runtime's arguments use {{mmproj}} but the version has no mmproj*.gguf projector; \
+         use {{mmproj}} in an environment entry, which is set only when there is one"
+    )]
+    NoMmproj,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -204,6 +214,7 @@ impl Template {
                 }
                 Piece::Var(Placeholder::FreeFraction) => out.push_str(&format_fraction(values.memory.free_fraction())),
                 Piece::Var(Placeholder::FitTargetMib) => out.push_str(&values.memory.fit_target_mib().to_string()),
+                Piece::Var(Placeholder::Mmproj) => out.push_str(values.mmproj.ok_or(RenderError::NoMmproj)?),
             }
         }
         Ok(out)
@@ -270,6 +281,8 @@ pub struct Values<'a> {
     pub file: Option<&'a str>,
     /// The budget behind `{memory_gib}`, `{device_fraction}` and the other memory flags.
     pub memory: MemoryBudget,
+    /// `{mmproj}`, relative to the model dir.
+    pub mmproj: Option<&'a str>,
 }
 
 #[cfg(test)]
@@ -283,6 +296,7 @@ mod tests {
         mem_fraction: 0.5,
         file: Some("q4.gguf"),
         memory: MemoryBudget { budget_gib: Some(20.0), device_gib: Some(80.0), others_gib: 40.0 },
+        mmproj: Some("mmproj-f16.gguf"),
     };
 
     fn render(raw: &str) -> String {
@@ -338,7 +352,7 @@ mod tests {
         }
         let err = Template::parse("{gpu}").expect_err("unknown").to_string();
         assert!(
-            err.contains("{model_dir}, {port}, {served_name}, {mem_fraction}, {file}"),
+            err.contains("{model_dir}, {port}, {served_name}, {mem_fraction}, {file}, {mmproj}"),
             "lists the known placeholders: {err}"
         );
     }
@@ -360,5 +374,14 @@ mod tests {
         let err = argv.render(&Values { file: None, ..VALUES }).expect_err("no file");
         assert_eq!(err, RenderError::NoFile);
         assert!(err.to_string().contains("{file}"), "{err}");
+    }
+
+    #[test]
+    fn rendering_mmproj_without_a_projector_says_to_use_the_environment() {
+        assert_eq!(render("{model_dir}/{mmproj}"), "/model/mmproj-f16.gguf");
+        let argv = ArgTemplate::parse(&["--mmproj", "/model/{mmproj}"]).expect("valid");
+        let err = argv.render(&Values { mmproj: None, ..VALUES }).expect_err("no projector");
+        assert_eq!(err, RenderError::NoMmproj);
+        assert!(err.to_string().contains("environment entry"), "{err}");
     }
 }

@@ -76,6 +76,42 @@ async fn chat_goes_to_the_deployment_by_name_or_by_model() {
 }
 
 #[tokio::test]
+async fn a_server_that_only_answers_its_served_name_is_reached_as_m_m_at_alias_and_m_colon_version() {
+    if !docker_ready() {
+        return;
+    }
+    // Like vLLM, SGLang and Ollama: 404 to any `model` but the one it serves.
+    let (app, name) = running(&["--strict-model"]).await;
+    for model in [name.as_str(), "m", "m@staging", "m:1"] {
+        for stream in [false, true] {
+            let response = chat(&app, model, stream).await;
+            assert_eq!(response.status(), StatusCode::OK, "{model} stream={stream}");
+            let text = response.text().await.expect("body");
+            assert!(text.contains(&sha256_digest(WEIGHTS)), "{model} stream={stream}: {text}");
+        }
+    }
+
+    let audio = vec![7u8; 3000];
+    let form = || {
+        reqwest::multipart::Form::new()
+            .part("file", reqwest::multipart::Part::bytes(audio.clone()).file_name("model.wav"))
+            .text("model", "m@staging")
+            .text("language", "en")
+    };
+    let response =
+        app.client.post(app.url("/v1/audio/transcriptions")).multipart(form()).send().await.expect("transcribe");
+    assert_eq!(response.status(), StatusCode::OK);
+    let body: Value = response.json().await.expect("json");
+    let text = body["text"].as_str().expect("text");
+    assert!(text.starts_with(&format!("hangar-test-model {name} heard a form of ")), "{text}");
+
+    let no_model = reqwest::multipart::Form::new().text("language", "en");
+    let response = app.client.post(app.url("/v1/audio/transcriptions")).multipart(no_model).send().await.expect("send");
+    let message = openai_error(response, StatusCode::BAD_REQUEST).await;
+    assert!(message.contains("\"model\" field"), "{message}");
+}
+
+#[tokio::test]
 async fn metrics_can_be_public() {
     let app = spawn_app_with(|s| s.metrics_public = true).await;
     let response = reqwest::get(app.url("/metrics")).await.expect("metrics");

@@ -16,6 +16,7 @@ mod files;
 mod gateway;
 mod helpers;
 mod launches;
+mod llama;
 mod models;
 mod openapi;
 mod route_table;

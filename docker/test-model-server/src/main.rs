@@ -1,6 +1,7 @@
 //! `hangar-test-model`: a stand-in for a real model server in Hangar's Docker tests. It
 //! speaks enough of the OpenAI API (`/v1/models`, `/v1/chat/completions`,
-//! `/v1/completions`, `/v1/embeddings`, SSE streaming) for the gateway, and every answer
+//! `/v1/completions`, `/v1/embeddings`, `/v1/audio/transcriptions` as a multipart form, SSE
+//! streaming) for the gateway, and every answer
 //! carries `sha256:<hex>` of a file under the model directory, so a test proves which
 //! version is mounted. Flags make it slow to become healthy, never healthy, or exit with a
 //! code, to exercise the supervisor. std only: it builds static in seconds and runs in an
@@ -211,6 +212,7 @@ fn handle(req: &http::Request, w: &mut TcpStream, state: &State) -> std::io::Res
             | "/v1/chat/completions"
             | "/v1/completions"
             | "/v1/embeddings"
+            | "/v1/audio/transcriptions"
     );
     if !known {
         return json_reply(w, 404, &error_body(404, &format!("no route {}", req.path)));
@@ -242,6 +244,9 @@ fn handle(req: &http::Request, w: &mut TcpStream, state: &State) -> std::io::Res
                 return Err(std::io::Error::other("hang-up requested"));
             }
             std::thread::sleep(state.config.response_delay);
+            if path == "/v1/audio/transcriptions" {
+                return transcribe(&req.body, w, state, keep);
+            }
             let body = match json::parse_request(&req.body) {
                 Ok(body) => body,
                 Err(why) => return json_reply(w, 400, &error_body(400, &why)),
@@ -301,6 +306,32 @@ fn handle(req: &http::Request, w: &mut TcpStream, state: &State) -> std::io::Res
 
 /// Waits `delay` (the time to "generate" a token), returning early with `true` if the
 /// client closes its end meanwhile.
+/// `/v1/audio/transcriptions`: a multipart form whose `model` field is checked like a JSON
+/// body's; the "transcript" names the served model and the form's size.
+fn transcribe(body: &[u8], w: &mut TcpStream, state: &State, keep: bool) -> std::io::Result<()> {
+    let reply = |w: &mut TcpStream, status: u16, body: &str| {
+        http::respond(w, status, "application/json", body.as_bytes(), keep)
+    };
+    let name = &state.config.served_model_name;
+    let Some(model) = form_model(body) else {
+        return reply(w, 400, &error_body(400, "the form has no model field"));
+    };
+    if state.config.strict_model && model != *name {
+        return reply(w, 404, &error_body(404, &format!("The model `{model}` does not exist.")));
+    }
+    let text = json::string(&format!("hangar-test-model {name} heard a form of {} bytes", body.len()));
+    reply(w, 200, &format!(r#"{{"text":{text}}}"#))
+}
+
+/// The value of the multipart field `model`: after its part's headers, up to the CRLF.
+fn form_model(body: &[u8]) -> Option<String> {
+    let find = |hay: &[u8], needle: &[u8]| hay.windows(needle.len()).position(|w| w == needle);
+    let rest = &body[find(body, b"name=\"model\"")?..];
+    let start = find(rest, b"\r\n\r\n")? + 4;
+    let end = start + find(&rest[start..], b"\r\n")?;
+    String::from_utf8(rest[start..end].to_vec()).ok()
+}
+
 fn client_left_within(socket: &TcpStream, delay: Duration) -> bool {
     if delay.is_zero() || socket.set_read_timeout(Some(delay)).is_err() {
         return false;
