@@ -352,7 +352,10 @@ mod tests {
         }
         let err = Template::parse("{gpu}").expect_err("unknown").to_string();
         assert!(
-            err.contains("{model_dir}, {port}, {served_name}, {mem_fraction}, {file}, {mmproj}"),
+            err.contains(
+                "{model_dir}, {port}, {served_name}, {mem_fraction}, {file}, {memory_gib}, \
+                 {memory_bytes}, {device_fraction}, {free_fraction}, {fit_target_mib}, {mmproj}"
+            ),
             "lists the known placeholders: {err}"
         );
     }
