@@ -318,9 +318,9 @@ fn rows() -> Vec<Row> {
             Form(vec![("target", "team-a/m:1"), ("runtime", "no-such-runtime")]),
         ),
         row("get", "/deployments/{name}", "/deployments/ghost", Page(Viewer), None),
-        // The role is checked on the deployment's model, after the lookup: a deployment that
-        // does not exist answers 404 to every session, whatever its role.
-        row("post", "/deployments/{name}/{action}", "/deployments/ghost/stop", Page(Viewer), Form(vec![])),
+        // The same rule as the API's stop: the role first (a viewer is refused before the
+        // lookup, so it learns nothing), then the deployment's model against the globs.
+        row("post", "/deployments/{name}/{action}", "/deployments/ghost/stop", Page(Maintainer), Form(vec![])),
         row("get", "/system", "/system", Page(Viewer), None),
         row("get", "/activity", "/activity", Page(Viewer), None),
         row("get", "/tokens", "/tokens", Page(Viewer), None),
