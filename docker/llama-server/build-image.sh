@@ -41,9 +41,13 @@ if ! have_tools; then
         mv "$cache/unpack/llama_cpp_python-$version/vendor/llama.cpp" "$cache/src"
         rm -rf "$cache/unpack"
     fi
-    if ! command -v cmake >/dev/null 2>&1; then
+    if ! command -v cmake >/dev/null 2>&1 || ! command -v g++ >/dev/null 2>&1; then
+        if [ "$(id -u)" != 0 ]; then
+            echo "building llama.cpp needs cmake and g++: sudo apt-get install cmake g++" >&2
+            exit 1
+        fi
         apt-get update -qq >&2
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq cmake >/dev/null
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq cmake g++ >/dev/null
     fi
     # Static and CPU-only, so the binary runs FROM scratch; no web UI, so no npm or download.
     cmake -S "$cache/src" -B "$cache/build" -DCMAKE_BUILD_TYPE=Release \

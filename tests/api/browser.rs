@@ -25,13 +25,14 @@ impl Drop for Driver {
 }
 
 async fn start_driver() -> Driver {
+    crate::machine::chromium();
     let port = TcpListener::bind("127.0.0.1:0").expect("a free port").local_addr().expect("addr").port();
     let child = Command::new("chromedriver")
         .arg(format!("--port={port}"))
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
-        .expect("chromedriver (Debian's chromium-driver, installed by .ci/run)");
+        .expect("chromedriver starts");
     wait_until("chromedriver listens", Duration::from_secs(20), || {
         std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
     })

@@ -493,14 +493,14 @@ async fn the_official_openai_python_client_chats_and_streams_through_the_gateway
     let address = app.address.clone();
     let digest = sha256_digest(WEIGHTS);
     let output = tokio::task::spawn_blocking(move || {
-        std::process::Command::new("python3")
+        std::process::Command::new(crate::machine::python())
             .arg(script)
             .args([address.as_str(), crate::helpers::ADMIN_TOKEN, name.as_str(), digest.as_str()])
             .output()
     })
     .await
     .expect("join")
-    .expect("python3 runs (CI installs the openai package)");
+    .expect("the tests' python runs");
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "the OpenAI client failed:\n{stdout}\n{stderr}");

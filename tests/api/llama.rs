@@ -153,11 +153,15 @@ async fn the_llama_cpp_preset_with_only_its_image_changed_serves_upstream_llama_
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/python/openai_llama.py");
     let output = tokio::task::spawn_blocking({
         let (base, name) = (app.address.clone(), name.clone());
-        move || Command::new("python3").args([script, &base, ADMIN_TOKEN, &name, &name, "m", "m@prod", "m:1"]).output()
+        move || {
+            Command::new(crate::machine::python())
+                .args([script, &base, ADMIN_TOKEN, &name, &name, "m", "m@prod", "m:1"])
+                .output()
+        }
     })
     .await
     .expect("join")
-    .expect("python3 runs (CI installs the openai package)");
+    .expect("the tests' python runs");
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(output.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
     assert!(stdout.contains("m@prod: streamed ok") && stdout.contains("models: ok"), "{stdout}");

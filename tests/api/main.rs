@@ -17,6 +17,7 @@ mod gateway;
 mod helpers;
 mod launches;
 mod llama;
+mod machine;
 mod models;
 mod openapi;
 mod route_table;

@@ -170,7 +170,7 @@ async fn schemathesis_finds_no_server_error_and_every_answer_matches_the_documen
     seed(&app).await;
 
     let started = Instant::now();
-    let mut command = Command::new("schemathesis");
+    let mut command = Command::new(crate::machine::python_tool("schemathesis"));
     command
         .args(["--config-file", concat!(env!("CARGO_MANIFEST_DIR"), "/tests/schemathesis.toml")])
         .arg("run")
@@ -180,9 +180,7 @@ async fn schemathesis_finds_no_server_error_and_every_answer_matches_the_documen
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-    let mut child = command.spawn().unwrap_or_else(|e| {
-        panic!("schemathesis must be installed (`python3 -m pip install schemathesis`; .ci/run does): {e}")
-    });
+    let mut child = command.spawn().unwrap_or_else(|e| panic!("schemathesis from the tests' Python environment: {e}"));
     let status = loop {
         if let Some(status) = child.try_wait().expect("wait") {
             break status;
