@@ -19,3 +19,6 @@ pub mod tasks;
 pub mod telemetry;
 pub mod web;
 pub mod webhooks;
+
+/// The release and the commit it was built from, as `hangar --version` shows them.
+pub const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (", env!("HANGAR_COMMIT"), ")");

@@ -9,7 +9,7 @@ use hangar::config::{Overrides, Settings};
 use hangar::startup::Application;
 
 #[derive(Parser)]
-#[command(name = "hangar", version, about = "Self-hosted model registry and launcher")]
+#[command(name = "hangar", version = hangar::VERSION, about = "Self-hosted model registry and launcher")]
 struct Cli {
     #[command(subcommand)]
     command: Command,

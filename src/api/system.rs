@@ -24,6 +24,8 @@ use crate::runtime::supervisor::Supervisor;
 pub struct SystemView {
     /// Hangar's version.
     version: &'static str,
+    /// The commit it was built from (`unknown` when the build could not tell).
+    commit: &'static str,
     docker: DockerView,
     gpus: GpusView,
     /// Left out for a token limited to some models: the counts cover every model.
@@ -174,6 +176,7 @@ pub async fn get_system(
     };
     Ok(HttpResponse::Ok().json(SystemView {
         version: env!("CARGO_PKG_VERSION"),
+        commit: env!("HANGAR_COMMIT"),
         docker,
         gpus,
         counts: sees_totals.then_some(counts),

@@ -23,5 +23,6 @@ mod openapi;
 mod route_table;
 mod scope;
 mod serve;
+mod upgrade;
 mod versions;
 mod webhooks;
