@@ -7,6 +7,7 @@ use hangar::admin::AdminCommand;
 use hangar::client::ClientCommand;
 use hangar::config::{Overrides, Settings};
 use hangar::startup::Application;
+use hangar::telemetry::LogFormat;
 
 #[derive(Parser)]
 #[command(name = "hangar", version = hangar::VERSION, about = "Self-hosted model registry and launcher")]
@@ -29,7 +30,13 @@ enum Command {
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    hangar::telemetry::init();
+    match LogFormat::from_env() {
+        Ok(format) => hangar::telemetry::init(format),
+        Err(e) => {
+            eprintln!("hangar: {e}");
+            return ExitCode::FAILURE;
+        }
+    }
     let result = match cli.command {
         Command::Serve(overrides) => serve(&overrides).await,
         Command::Admin(command) => hangar::admin::run(command).await,

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::dev::Server;
-use actix_web::middleware::{DefaultHeaders, Logger, from_fn};
+use actix_web::middleware::{DefaultHeaders, from_fn};
 use actix_web::{App, HttpServer, web};
 use anyhow::Context as _;
 use sqlx::SqlitePool;
@@ -139,7 +139,6 @@ fn serve(
         App::new()
             .wrap(from_fn(move |req, next| api::cut_stalled_bodies(body_timeout, req, next)))
             .wrap(from_fn(request_id::assign))
-            .wrap(Logger::new("%r %s %b %Dms %{x-request-id}o"))
             .wrap(security_headers())
             .app_data(json.clone())
             .app_data(query.clone())

@@ -36,9 +36,10 @@ impl FromRequest for Caller {
         let cookie = req.cookie(session::COOKIE).map(|c| c.value().to_owned());
         let csrf = req.headers().get(CSRF_HEADER).and_then(|v| v.to_str().ok()).map(str::to_owned);
         Box::pin(async move {
-            let missing = || ApiError::internal(anyhow::anyhow!("the app has no Authenticator or pool registered"));
-            let authenticator = authenticator.ok_or_else(missing)?;
-            match (presented, cookie) {
+            let caller: Result<Caller, ApiError> = async move {
+                let missing = || ApiError::internal(anyhow::anyhow!("the app has no Authenticator or pool registered"));
+                let authenticator = authenticator.ok_or_else(missing)?;
+                match (presented, cookie) {
                 (Some(Some(token)), _) => Ok(authenticator.authenticate(&token, remote_addr).await?),
                 (Some(None), _) => {
                     Err(ApiError::Unauthorized("the Authorization header must be 'Bearer hgr_…'".into()))
@@ -63,6 +64,12 @@ impl FromRequest for Caller {
                         .into(),
                 )),
             }
+            }
+            .await;
+            if let Ok(caller) = &caller {
+                crate::request_id::note_caller(caller);
+            }
+            caller
         })
     }
 }

@@ -57,7 +57,10 @@ impl FromRequest for WebCaller {
         Box::pin(async move {
             let (Some(pool), Some(cookie)) = (pool, cookie) else { return Err(WebError::SignIn { next }) };
             match session::resume(&pool, &cookie, remote_addr).await? {
-                Some((caller, csrf)) => Ok(Self { caller, csrf }),
+                Some((caller, csrf)) => {
+                    crate::request_id::note_caller(&caller);
+                    Ok(Self { caller, csrf })
+                }
                 None => Err(WebError::SignIn { next }),
             }
         })

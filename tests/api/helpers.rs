@@ -42,7 +42,7 @@ pub async fn spawn_app() -> TestApp {
 pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
     // Server logs are noise in a passing run; `TEST_LOG=1 cargo test` shows them.
     if std::env::var_os("TEST_LOG").is_some() {
-        hangar::telemetry::init();
+        hangar::telemetry::init(hangar::telemetry::LogFormat::Text);
     }
     let data_dir = tempfile::tempdir().expect("temp data dir");
     let mut settings = Settings {

@@ -229,3 +229,43 @@ async fn a_data_dir_left_readable_is_tightened_at_start_with_a_log_line() {
     let log = std::fs::read_to_string(&log_path).expect("log");
     assert!(log.contains("tightened") && log.contains("hangar.db"), "{log}");
 }
+
+#[tokio::test]
+async fn json_logs_are_one_object_per_line_and_each_request_says_who_what_and_how_long() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log_path = dir.path().join("server.log");
+    let log = std::fs::File::create(&log_path).expect("log file");
+    let mut command = hangar_command();
+    command.args(["serve", "--listen", "127.0.0.1:0", "--data-dir"]).arg(dir.path().join("data"));
+    command.env("HANGAR_LOG_FORMAT", "json");
+    let server = ServerProcess::spawn_logging(command, log, "info");
+    let response = client_with(ADMIN_TOKEN)
+        .get(format!("{}/api/v1/models/nobody/nothing", server.address))
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(response.status(), 404);
+    let id = response.headers()["x-request-id"].to_str().expect("id").to_owned();
+
+    let mut access = None;
+    wait_until("the access line is written", Duration::from_secs(5), || {
+        let text = std::fs::read_to_string(&log_path).expect("read log");
+        let lines: Vec<serde_json::Value> = text
+            .lines()
+            .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("not one JSON object ({e}): {line}")))
+            .collect();
+        access = lines.into_iter().find(|l| l["target"] == "hangar::access" && l["request_id"] == id.as_str());
+        access.is_some()
+    })
+    .await;
+    let access = access.expect("found");
+    assert_eq!(access["user"], "admin", "{access}");
+    assert_eq!(access["route"], "/api/v1/models/{model}", "{access}");
+    assert_eq!(access["path"], "/api/v1/models/nobody/nothing", "{access}");
+    assert_eq!((access["method"].as_str(), access["status"].as_u64()), (Some("GET"), Some(404)), "{access}");
+    assert!(access["duration_ms"].as_f64().is_some_and(|ms| ms >= 0.0), "{access}");
+    assert!(access["timestamp"].is_string() && access["level"] == "INFO", "{access}");
+
+    let output = hangar_command().args(["serve"]).env("HANGAR_LOG_FORMAT", "yaml").output().expect("run");
+    assert_one_clear_line(&output, "HANGAR_LOG_FORMAT=\"yaml\": use text or json");
+}
