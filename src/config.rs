@@ -19,6 +19,8 @@ pub struct Settings {
     pub data_dir: PathBuf,
     /// Unreferenced blobs younger than this are kept: an upload may be about to name them.
     pub gc_grace_secs: u64,
+    /// An upload session not completed within this many seconds is removed with its parts.
+    pub upload_session_ttl_secs: u64,
     /// Largest JSON body accepted, in bytes.
     pub json_limit: usize,
     /// Lets requests without credentials read and download (GET and HEAD only).
@@ -86,6 +88,7 @@ impl Default for Settings {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             data_dir: PathBuf::from("./hangar-data"),
             gc_grace_secs: 3600,
+            upload_session_ttl_secs: 7 * 24 * 3600,
             json_limit: 1 << 20,
             anonymous_read: false,
             metrics_public: false,
@@ -119,6 +122,7 @@ struct FileSettings {
     listen: Option<String>,
     data_dir: Option<PathBuf>,
     gc_grace_secs: Option<u64>,
+    upload_session_ttl_secs: Option<u64>,
     json_limit: Option<usize>,
     anonymous_read: Option<bool>,
     metrics_public: Option<bool>,
@@ -191,6 +195,9 @@ impl Settings {
         }
         if let Some(secs) = file.gc_grace_secs {
             settings.gc_grace_secs = secs;
+        }
+        if let Some(secs) = file.upload_session_ttl_secs {
+            settings.upload_session_ttl_secs = secs;
         }
         if let Some(limit) = file.json_limit {
             settings.json_limit = limit;

@@ -9,7 +9,7 @@ use actix_web::{HttpResponse, ResponseError};
 use crate::auth::AuthError;
 use crate::auth::issue::IssueError;
 use crate::auth::login::LoginError;
-use crate::blobs::BlobError;
+use crate::blobs::{BlobError, SessionError};
 use crate::catalog::CatalogError;
 use crate::domain::{DigestError, GlobError, NameError, RelPathError, RoleError, TextError, WebhookError};
 use crate::ops::error::OpsError;
@@ -174,6 +174,17 @@ impl From<BlobError> for ApiError {
     }
 }
 
+impl From<SessionError> for ApiError {
+    fn from(err: SessionError) -> Self {
+        match err {
+            SessionError::NotFound(_) | SessionError::NoSuchPart { .. } => Self::NotFound(err.to_string()),
+            SessionError::PartSize { .. } | SessionError::PartDigest { .. } => Self::BadRequest(err.to_string()),
+            SessionError::Incomplete(_) => Self::Conflict(err.to_string()),
+            SessionError::Blob(e) => e.into(),
+        }
+    }
+}
+
 impl From<SupervisorError> for ApiError {
     fn from(err: SupervisorError) -> Self {
         match err {
@@ -223,6 +234,7 @@ impl From<OpsError> for ApiError {
             OpsError::Auth(e) => e.into(),
             OpsError::Catalog(e) => e.into(),
             OpsError::Blob(e) => e.into(),
+            OpsError::Session(e) => e.into(),
             OpsError::Supervisor(e) => e.into(),
             OpsError::Invalid(msg) => Self::BadRequest(msg),
             OpsError::Unavailable(msg) => Self::Unavailable(msg),

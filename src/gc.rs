@@ -17,6 +17,8 @@ pub struct Swept {
     pub unreferenced: usize,
     /// Bytes on disk with no row: a crash between linking a blob and committing its row.
     pub orphaned: usize,
+    /// Upload sessions past their expiry, with their parts.
+    pub expired_uploads: usize,
 }
 
 /// Deletes snapshots of deleted versions, then blobs that no file refers to and that are
@@ -35,6 +37,7 @@ pub async fn sweep(pool: &SqlitePool, blobs: &BlobStore, grace_secs: u64) -> any
         blobs.delete(&digest).await?;
         swept.unreferenced += 1;
     }
+    swept.expired_uploads = blobs.sweep_expired_sessions(crate::ops::uploads::unix_now()).await?;
     let known: HashSet<_> = catalog::blobs::all_digests(pool).await?.into_iter().collect();
     for (digest, age_secs) in blobs.list_on_disk().await? {
         if age_secs >= grace_secs && !known.contains(&digest) {

@@ -38,6 +38,12 @@ pub struct BlobView {
     size: u64,
 }
 
+impl FileView {
+    pub(super) fn new(path: RelPath, size: i64, digest: Digest) -> Self {
+        Self { path, size, digest }
+    }
+}
+
 impl From<File> for FileView {
     fn from(f: File) -> Self {
         Self { path: f.path, size: f.size, digest: f.digest }
@@ -81,7 +87,7 @@ pub struct LinkFile {
 }
 
 /// The digest the client vouches for, from `?digest=` or `Content-Digest`; both must agree.
-fn expected_digest(query: &UploadQuery, req: &HttpRequest) -> Result<Option<Digest>, ApiError> {
+pub(super) fn expected_digest(query: &UploadQuery, req: &HttpRequest) -> Result<Option<Digest>, ApiError> {
     let from_query = query.digest.as_deref().map(Digest::parse).transpose()?;
     let from_header = match req.headers().get("content-digest") {
         None => None,
@@ -104,7 +110,7 @@ fn content_length(req: &HttpRequest) -> Option<u64> {
     req.headers().get(header::CONTENT_LENGTH)?.to_str().ok()?.parse().ok()
 }
 
-fn put_response(put: Put, view: FileView) -> HttpResponse {
+pub(super) fn put_response(put: Put, view: FileView) -> HttpResponse {
     match put {
         Put::Created => HttpResponse::Created().json(view),
         Put::Replaced => HttpResponse::Ok().json(view),

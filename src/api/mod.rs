@@ -16,6 +16,7 @@ mod range;
 mod runtimes;
 mod system;
 mod tokens;
+mod uploads;
 mod users;
 mod versions;
 mod webhooks;
@@ -59,6 +60,16 @@ routes! {
         delete: files::delete_file,
     }
     "/api/v1/models/{model}/versions/{version}/files" => { get: files::list_files }
+    "/api/v1/models/{model}/versions/{version}/uploads/{id}/parts/{part}" => { put: uploads::put_part }
+    "/api/v1/models/{model}/versions/{version}/uploads/{id}/complete" => { post: uploads::complete_upload }
+    "/api/v1/models/{model}/versions/{version}/uploads/{id}" => {
+        get: uploads::get_upload,
+        delete: uploads::delete_upload,
+    }
+    "/api/v1/models/{model}/versions/{version}/uploads" => {
+        get: uploads::list_uploads,
+        post: uploads::create_upload,
+    }
     "/api/v1/models/{model}/versions/{version}/publish" => { post: versions::publish_version }
     "/api/v1/models/{model}/versions/{version}" => {
         get: versions::get_version,

@@ -13,7 +13,9 @@ use actix_web::HttpResponse;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{IntoResponses, OpenApi};
 
-use super::{aliases, deployments, events, files, models, runtimes, system, tokens, users, versions, webhooks};
+use super::{
+    aliases, deployments, events, files, models, runtimes, system, tokens, uploads, users, versions, webhooks,
+};
 use crate::auth::session;
 use crate::error::{ApiError, Problem};
 
@@ -35,6 +37,8 @@ use crate::error::{ApiError, Problem};
         versions::delete_version, versions::publish_version,
         files::list_files, files::upload_file, files::link_file, files::download_file, files::head_file,
         files::delete_file, files::head_blob, files::get_blob,
+        uploads::create_upload, uploads::list_uploads, uploads::get_upload, uploads::delete_upload,
+        uploads::put_part, uploads::complete_upload,
         aliases::list_aliases, aliases::set_alias, aliases::get_alias, aliases::delete_alias,
         deployments::list_deployments, deployments::create_deployment, deployments::get_deployment,
         deployments::delete_deployment, deployments::start_deployment, deployments::stop_deployment,
@@ -57,6 +61,7 @@ use crate::error::{ApiError, Problem};
         (name = "models", description = "Models: a name, a description, tags."),
         (name = "versions", description = "Immutable versions of a model: drafts, then published."),
         (name = "files", description = "A version's files, streamed in and out; blobs by digest."),
+        (name = "uploads", description = "Big files sent in parts that survive cut connections and restarts."),
         (name = "aliases", description = "Movable names that point at ready versions."),
         (name = "deployments", description = "Versions running in their own containers."),
         (name = "runtimes", description = "How each format is served: presets and admins' own."),

@@ -39,6 +39,13 @@ pub struct Ingested {
     _gc_guard: OwnedRwLockReadGuard<()>,
 }
 
+impl Ingested {
+    /// A blob linked into place by another path than `ingest` (an upload session's).
+    pub(super) fn new(digest: Digest, size: u64, deduplicated: bool, gc_guard: OwnedRwLockReadGuard<()>) -> Self {
+        Self { digest, size, deduplicated, _gc_guard: gc_guard }
+    }
+}
+
 /// Deletes the staging file unless disarmed.
 struct StagingFile {
     path: PathBuf,

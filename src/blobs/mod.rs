@@ -8,6 +8,7 @@
 
 mod ingest;
 mod read;
+mod sessions;
 mod snapshot;
 
 use std::io;
@@ -24,6 +25,7 @@ use crate::domain::Digest;
 
 pub use ingest::Ingested;
 pub use read::BlobStream;
+pub use sessions::{DEFAULT_PART_SIZE, MAX_PART_SIZE, MIN_PART_SIZE, Session, SessionError, SessionSpec};
 
 #[derive(Debug, thiserror::Error)]
 pub enum BlobError {

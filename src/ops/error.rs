@@ -2,7 +2,7 @@
 //! (`src/error.rs`), and through it the dashboard's error page.
 
 use crate::auth::AuthError;
-use crate::blobs::BlobError;
+use crate::blobs::{BlobError, SessionError};
 use crate::catalog::CatalogError;
 use crate::domain::{DigestError, NameError, RelPathError};
 use crate::runtime::supervisor::SupervisorError;
@@ -17,6 +17,8 @@ pub enum OpsError {
     Catalog(#[from] CatalogError),
     #[error(transparent)]
     Blob(#[from] BlobError),
+    #[error(transparent)]
+    Session(#[from] SessionError),
     #[error(transparent)]
     Supervisor(#[from] SupervisorError),
     /// The request does not make sense as given (400); the message says why.

@@ -16,5 +16,6 @@ pub mod files;
 pub mod runtimes;
 pub mod system;
 pub mod tokens;
+pub mod uploads;
 pub mod users;
 pub mod versions;

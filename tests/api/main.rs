@@ -24,5 +24,6 @@ mod route_table;
 mod scope;
 mod serve;
 mod upgrade;
+mod uploads;
 mod versions;
 mod webhooks;

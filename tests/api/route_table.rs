@@ -128,6 +128,50 @@ fn rows() -> Vec<Row> {
     vec![
         // The API.
         row("put", file, "/api/v1/models/{team}/m/versions/2/files/x.bin", Model(Maintainer), Raw(b"upload")),
+        // Upload sessions: the session id is checked after the caller's right to write the
+        // model, so an unknown id answers 404 only to those who may.
+        row(
+            "post",
+            "/api/v1/models/{model}/versions/{version}/uploads",
+            "/api/v1/models/{team}/m/versions/2/uploads",
+            Model(Maintainer),
+            Json(json!({"path": "big.bin", "size": 3, "digest": digest_b.clone()})),
+        ),
+        row(
+            "get",
+            "/api/v1/models/{model}/versions/{version}/uploads",
+            "/api/v1/models/{team}/m/versions/2/uploads",
+            Model(Maintainer),
+            None,
+        ),
+        row(
+            "get",
+            "/api/v1/models/{model}/versions/{version}/uploads/{id}",
+            "/api/v1/models/{team}/m/versions/2/uploads/0123456789abcdef0123456789abcdef",
+            Model(Maintainer),
+            None,
+        ),
+        row(
+            "delete",
+            "/api/v1/models/{model}/versions/{version}/uploads/{id}",
+            "/api/v1/models/{team}/m/versions/2/uploads/0123456789abcdef0123456789abcdef",
+            Model(Maintainer),
+            None,
+        ),
+        row(
+            "put",
+            "/api/v1/models/{model}/versions/{version}/uploads/{id}/parts/{part}",
+            "/api/v1/models/{team}/m/versions/2/uploads/0123456789abcdef0123456789abcdef/parts/0",
+            Model(Maintainer),
+            Raw(b"part"),
+        ),
+        row(
+            "post",
+            "/api/v1/models/{model}/versions/{version}/uploads/{id}/complete",
+            "/api/v1/models/{team}/m/versions/2/uploads/0123456789abcdef0123456789abcdef/complete",
+            Model(Maintainer),
+            None,
+        ),
         row(
             "post",
             file,
