@@ -9,6 +9,7 @@ mod error;
 mod http;
 mod local;
 mod output;
+mod parts;
 mod progress;
 mod pull;
 mod push;

@@ -2,8 +2,9 @@
 //! then only what the server lacks is sent. A file already in the draft with the same
 //! digest is left alone, a blob the store already has is linked by digest (no bytes sent),
 //! and the rest is streamed with `?digest=` so the server refuses bytes that changed on the
-//! way. A push that was interrupted continues its draft when run again, so nothing that
-//! arrived the first time is sent twice.
+//! way; a file bigger than the part size goes in parts through an upload session
+//! (`parts.rs`). A push that was interrupted continues its draft, and its files' sessions,
+//! when run again, so nothing that arrived the first time is sent twice.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::{self, Read as _};
@@ -20,6 +21,7 @@ use super::error::{ClientError, Result};
 use super::http::{Client, model_path};
 use super::local::{self, LocalFile};
 use super::output::{Output, files};
+use super::parts;
 use super::progress::{FileProgress, Progress};
 use super::views::{Items, RemoteFile, VersionInfo};
 use crate::domain::{AliasName, Digest, ModelName, RelPath, VersionName};
@@ -57,6 +59,11 @@ pub struct PushArgs {
     /// Files hashed and uploaded at once.
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
     pub jobs: u16,
+    /// Files bigger than this go up in parts of this size through an upload session: a cut
+    /// connection costs one part, and a push run again sends only the parts still missing.
+    #[arg(long, value_name = "MIB", default_value_t = super::parts::DEFAULT_PART_SIZE_MIB,
+        value_parser = clap::value_parser!(u64).range(1..=1024))]
+    pub part_size_mib: u64,
     #[command(flatten)]
     pub remote: super::Remote,
 }
@@ -71,6 +78,8 @@ struct Request {
     metadata: Option<Metadata>,
     publish: bool,
     jobs: usize,
+    /// Bytes: files bigger than this are sent in parts.
+    part_size: u64,
 }
 
 impl Request {
@@ -89,6 +98,7 @@ impl Request {
             metadata: if args.meta.is_empty() { None } else { Some(parse_meta(&args.meta)?) },
             publish: !args.no_publish,
             jobs: usize::from(args.jobs),
+            part_size: args.part_size_mib << 20,
         })
     }
 }
@@ -243,7 +253,7 @@ pub async fn push(client: &Client, args: &PushArgs, out: Output) -> Result<()> {
     }
 
     let plan = plan(&local, &draft_files);
-    let counts = send(client, model, &version, &plan, request.jobs).await?;
+    let counts = send(client, model, &version, &plan, &request).await?;
     let info: VersionInfo = if request.publish {
         client.post(&model_path(model, &["versions", &version, "publish"]), &json!({})).await?
     } else {
@@ -265,7 +275,7 @@ pub async fn push(client: &Client, args: &PushArgs, out: Output) -> Result<()> {
 
 /// Brings the draft in line with the plan: stale paths removed, known blobs linked, the
 /// rest uploaded, `jobs` digests at a time.
-async fn send(client: &Client, model: &str, version: &str, plan: &Plan<'_>, jobs: usize) -> Result<Counts> {
+async fn send(client: &Client, model: &str, version: &str, plan: &Plan<'_>, request: &Request) -> Result<Counts> {
     futures_util::stream::iter(plan.stale.iter().map(|path| {
         let segments = file_segments(model, version, path);
         async move { client.delete(&segments).await.map_err(|e| e.context(format!("removing {path} from the draft"))) }
@@ -282,9 +292,12 @@ async fn send(client: &Client, model: &str, version: &str, plan: &Plan<'_>, jobs
     let started = Instant::now();
     let progress = Progress::new("uploading", "uploaded", to_upload);
     let counts: Vec<Counts> = futures_util::stream::iter(
-        plan.needed.iter().zip(known).map(|(group, known)| send_group(client, model, version, group, known, &progress)),
+        plan.needed
+            .iter()
+            .zip(known)
+            .map(|(group, known)| send_group(client, model, version, group, known, request.part_size, &progress)),
     )
-    .buffer_unordered(jobs)
+    .buffer_unordered(request.jobs)
     .try_collect()
     .await
     .inspect_err(|_| progress.finish())?;
@@ -469,6 +482,7 @@ async fn send_group(
     version: &str,
     group: &Group<'_>,
     known: bool,
+    part_size: u64,
     progress: &Progress,
 ) -> Result<Counts> {
     let mut counts = Counts::default();
@@ -487,7 +501,7 @@ async fn send_group(
                 Err(e) => return Err(e.context(format!("linking {path}"))),
             }
         }
-        upload(client, model, version, hashed, progress.file(path, hashed.file.size)).await?;
+        upload(client, model, version, hashed, part_size, progress.file(path, hashed.file.size)).await?;
         counts.uploaded_files += 1;
         counts.uploaded_bytes += hashed.file.size;
         stored = true;
@@ -495,8 +509,33 @@ async fn send_group(
     Ok(counts)
 }
 
-async fn upload(client: &Client, model: &str, version: &str, hashed: &Hashed, bar: FileProgress) -> Result<()> {
+async fn upload(
+    client: &Client,
+    model: &str,
+    version: &str,
+    hashed: &Hashed,
+    part_size: u64,
+    bar: FileProgress,
+) -> Result<()> {
     let path = hashed.file.path.as_str();
+    if hashed.file.size > part_size {
+        let file = parts::Part {
+            path: &hashed.file.path,
+            source: &hashed.file.source,
+            size: hashed.file.size,
+            digest: &hashed.digest,
+        };
+        return match parts::upload(client, model, version, &file, part_size, &bar).await {
+            Ok(()) => {
+                bar.finish();
+                Ok(())
+            }
+            Err(e) => {
+                bar.abandon();
+                Err(e.context(format!("uploading {path}")))
+            }
+        };
+    }
     let mut url = client.url(file_segments(model, version, path));
     url.query_pairs_mut().append_pair("digest", &hashed.digest.to_string());
     let request = client

@@ -252,8 +252,11 @@ async fn a_push_killed_mid_upload_continues_its_draft_and_sends_only_what_was_mi
     model_tree(&src, BIG);
     let big = src.join("weights/model-00001.bin");
 
+    // One streamed PUT per file (the part size is over the big file's size); the test below
+    // has the same push cut while it sends parts.
     let mut command = hangar(&app);
-    command.args(["push", "--model", "llm"]).arg(&src).stdout(Stdio::null()).stderr(Stdio::null());
+    command.args(["push", "--model", "llm", "--part-size-mib", "1024"]).arg(&src);
+    command.stdout(Stdio::null()).stderr(Stdio::null());
     let mut child = command.spawn().expect("spawn push");
     // Killed once the small files are in the draft and the big one is on its way.
     let deadline = std::time::Instant::now() + Duration::from_secs(120);
@@ -278,7 +281,13 @@ async fn a_push_killed_mid_upload_continues_its_draft_and_sends_only_what_was_mi
     assert_eq!(head.status(), StatusCode::NOT_FOUND, "the push was killed before the big file arrived");
 
     let before = app.blobs.bytes_received();
-    let rerun = run(hangar(&app), ["push", "--json", "--model", "llm", src.to_str().expect("utf-8")]).await.ok().json();
+    let rerun = run(
+        hangar(&app),
+        ["push", "--json", "--model", "llm", "--part-size-mib", "1024", src.to_str().expect("utf-8")],
+    )
+    .await
+    .ok()
+    .json();
     assert_eq!(rerun["version"], "1", "the interrupted draft is continued, not a new version started");
     assert_eq!(rerun["resumed"], true);
     assert_eq!(rerun["state"], "ready");
@@ -288,6 +297,71 @@ async fn a_push_killed_mid_upload_continues_its_draft_and_sends_only_what_was_mi
     let files: Value = app.get("/api/v1/models/llm/versions/1/files").await.json().await.expect("json");
     let listed = files["items"].as_array().expect("items").iter().find(|f| f["path"] == "weights/model-00001.bin");
     assert_eq!(listed.expect("the big file is in the version")["digest"], big_digest);
+}
+
+#[tokio::test]
+async fn a_push_killed_while_it_sends_parts_sends_only_the_parts_still_missing_when_run_again() {
+    let app = spawn_app().await;
+    let work = tempfile::tempdir().expect("tempdir");
+    let big = work.path().join("model.bin");
+    write_random(&big, BIG, 11);
+
+    let mut command = hangar(&app);
+    command.args(["push", "--model", "llm", "--part-size-mib", "16"]).arg(&big);
+    let mut child = command.stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("spawn push");
+    let sessions = "/api/v1/models/llm/versions/1/uploads";
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    loop {
+        let listed = app.get(sessions).await;
+        let received = match listed.status() {
+            StatusCode::OK => {
+                listed.json::<Value>().await.expect("json")["items"][0]["received"].as_array().map_or(0, Vec::len)
+            }
+            _ => 0,
+        };
+        if received >= 3 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the push never sent three parts");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    child.kill().expect("SIGKILL");
+    tokio::task::spawn_blocking(move || child.wait()).await.expect("join").expect("wait");
+
+    // A part cut off by the kill is not recorded; one whose last byte had arrived may still
+    // be synced: wait until the session stops changing.
+    let mut session: Value = app.get(sessions).await.json().await.expect("json");
+    loop {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let now: Value = app.get(sessions).await.json().await.expect("json");
+        if now == session {
+            break;
+        }
+        session = now;
+    }
+    let session = &session["items"][0];
+    let part_size = session["part_size"].as_u64().expect("part size");
+    let missing: u64 = session["missing"]
+        .as_array()
+        .expect("missing")
+        .iter()
+        .map(|n| {
+            let start = n.as_u64().expect("n") * part_size;
+            (start + part_size).min(BIG) - start
+        })
+        .sum();
+    assert!(missing < BIG, "{session}");
+
+    let before = app.blobs.bytes_received();
+    let rerun =
+        run(hangar(&app), ["push", "--json", "--model", "llm", "--part-size-mib", "16", big.to_str().expect("utf-8")])
+            .await
+            .ok()
+            .json();
+    assert_eq!((rerun["version"].as_str(), rerun["state"].as_str()), (Some("1"), Some("ready")), "{rerun}");
+    assert_eq!(app.blobs.bytes_received() - before, missing, "only the missing parts went up again");
+    let head = app.client.head(app.url(&format!("/api/v1/blobs/{}", sha256_of(&big)))).send().await.expect("head");
+    assert_eq!(head.status(), StatusCode::OK);
 }
 
 #[tokio::test]
@@ -563,4 +637,44 @@ async fn a_scoped_push_links_the_blobs_its_token_can_see_and_sends_the_others() 
     assert_eq!(pushed["linked_files"], 1, "{pushed}");
     assert_eq!(pushed["uploaded_files"], 1, "{pushed}");
     assert_eq!(app.blobs.bytes_received() - before, foreign.len() as u64, "only the bytes it could not see went up");
+}
+
+#[tokio::test]
+async fn a_big_file_goes_up_in_parts_and_a_push_run_again_sends_only_the_parts_still_missing() {
+    const MIB: u64 = 1 << 20;
+    let app = spawn_app().await;
+    let work = tempfile::tempdir().expect("tempdir");
+    let file = work.path().join("model.bin");
+    write_random(&file, 5 * MIB + 123, 7);
+    let bytes = std::fs::read(&file).expect("read");
+    let digest = crate::helpers::sha256_digest(&bytes);
+
+    // What an earlier push left when its connection died: a draft with a session holding
+    // parts 0 to 2 of 6.
+    app.create_model("team/parts").await;
+    app.create_version("team/parts", "1").await;
+    let body = json!({"path": "model.bin", "size": bytes.len(), "digest": digest, "part_size": MIB});
+    let session: Value =
+        app.post_json("/api/v1/models/team/parts/versions/1/uploads", &body).await.json().await.expect("json");
+    let id = session["id"].as_str().expect("id");
+    for n in 0..3 {
+        let part = bytes[(n * MIB) as usize..((n + 1) * MIB) as usize].to_vec();
+        let url = app.url(&format!("/api/v1/models/team/parts/versions/1/uploads/{id}/parts/{n}"));
+        assert_eq!(app.client.put(url).body(part).send().await.expect("part").status(), StatusCode::OK);
+    }
+
+    let before = app.blobs.bytes_received();
+    let pushed = run(
+        hangar(&app),
+        ["push", "--json", "--model", "team/parts", "--part-size-mib", "1", file.to_str().expect("utf-8")],
+    )
+    .await
+    .ok()
+    .json();
+    assert_eq!((pushed["version"].as_str(), pushed["resumed"].as_bool()), (Some("1"), Some(true)), "{pushed}");
+    assert_eq!(app.blobs.bytes_received() - before, bytes.len() as u64 - 3 * MIB, "only parts 3 to 5 went up");
+    let download = app.get("/api/v1/models/team/parts/versions/1/files/model.bin").await;
+    assert_eq!(download.bytes().await.expect("bytes"), bytes);
+    let sessions: Value = app.get("/api/v1/models/team/parts/versions/1/uploads").await.json().await.expect("json");
+    assert_eq!(sessions["items"], json!([]), "the session was completed");
 }
