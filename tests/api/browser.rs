@@ -73,7 +73,8 @@ async fn sign_in(client: &Client, app: &TestApp, user: &str, password: &str) {
     client.find(Locator::Id("user")).await.expect("user field").send_keys(user).await.expect("type");
     client.find(Locator::Id("password")).await.expect("password field").send_keys(password).await.expect("type");
     client.find(Locator::Css("form button[type=submit]")).await.expect("button").click().await.expect("click");
-    client.wait().for_element(Locator::Css("h1")).await.expect("a page");
+    // The sign-in page has an h1 too: wait for what only a signed-in page has.
+    client.wait().for_element(Locator::Css("form.signout")).await.expect("a signed-in page");
 }
 
 async fn text_of(client: &Client, css: &str) -> String {
