@@ -11,6 +11,7 @@ pub mod domain;
 pub mod error;
 pub mod gateway;
 pub mod gc;
+pub mod metrics;
 pub mod ops;
 pub mod request_id;
 pub mod runtime;

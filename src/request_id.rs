@@ -4,7 +4,8 @@
 //! every problem body, so that a person holding an error answer can find its whole story in
 //! the server's log. When the answer's head is ready, one `hangar::access` line records the
 //! id, the caller (noted by the credential extractors), the route template, the status and
-//! the time taken: fields a JSON log shipper indexes as they are.
+//! the time taken: fields a JSON log shipper indexes as they are. The same figures feed the
+//! server's own metrics (`metrics::HttpMetrics`).
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -14,9 +15,11 @@ use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::middleware::Next;
+use actix_web::web;
 use tracing::Instrument as _;
 
 use crate::auth::Caller;
+use crate::metrics::HttpMetrics;
 
 /// The response header that carries the id.
 pub const HEADER: &str = "x-request-id";
@@ -49,6 +52,10 @@ pub async fn assign(
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
     let started = Instant::now();
+    let metrics = req.app_data::<web::Data<HttpMetrics>>().cloned();
+    if let Some(metrics) = &metrics {
+        metrics.started();
+    }
     let current = Rc::new(Current { id: uuid::Uuid::new_v4().simple().to_string(), caller: RefCell::new(None) });
     let method = req.method().clone();
     let path = req.path().to_owned();
@@ -60,15 +67,20 @@ pub async fn assign(
         Ok(response) => (response.status(), response.request().match_pattern().map(|p| template(&p))),
         Err(e) => (e.as_response_error().status_code(), None),
     };
+    let took = started.elapsed();
+    let route = route.as_deref().unwrap_or("-");
+    if let Some(metrics) = &metrics {
+        metrics.done(route, method.as_str(), status.as_u16(), took);
+    }
     let caller = current.caller.borrow();
     tracing::info!(
         target: "hangar::access",
         request_id = %current.id,
         method = %method,
         path = %path,
-        route = route.as_deref().unwrap_or("-"),
+        route,
         status = status.as_u16(),
-        duration_ms = started.elapsed().as_secs_f64() * 1e3,
+        duration_ms = took.as_secs_f64() * 1e3,
         user = caller.as_ref().map_or("-", |(user, _)| user.as_str()),
         token_id = caller.as_ref().and_then(|(_, token)| *token),
         "request",

@@ -128,6 +128,7 @@ fn serve(
     let (json, query, path) = api::extractor_configs(settings.json_limit);
     let authenticator = web::Data::new(Authenticator::new(pool.clone()));
     let limiter = web::Data::new(LoginLimiter::default());
+    let http_metrics = web::Data::new(crate::metrics::HttpMetrics::default());
     let supervisor = web::Data::from(supervisor);
     let gateway = web::Data::new(Gateway::new(traffic, Duration::from_secs(settings.upstream_timeout_secs))?);
     let pool = web::Data::new(pool);
@@ -148,6 +149,7 @@ fn serve(
             .app_data(settings.clone())
             .app_data(authenticator.clone())
             .app_data(limiter.clone())
+            .app_data(http_metrics.clone())
             .app_data(supervisor.clone())
             .app_data(gateway.clone())
             .configure(api::configure)

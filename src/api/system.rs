@@ -211,6 +211,7 @@ pub async fn get_metrics(
     blobs: web::Data<BlobStore>,
     settings: web::Data<Settings>,
     gateway: web::Data<Gateway>,
+    http: web::Data<crate::metrics::HttpMetrics>,
     caller: Result<Caller, ApiError>,
 ) -> Result<HttpResponse, ApiError> {
     if !settings.metrics_public {
@@ -251,6 +252,8 @@ pub async fn get_metrics(
         let _ = writeln!(out, "hangar_deployments{{state=\"{state}\"}} {n}");
     }
     gateway.render_metrics(&mut out);
+    http.render(&mut out);
+    crate::metrics::render_process(&mut out);
     Ok(HttpResponse::Ok().content_type("text/plain; version=0.0.4; charset=utf-8").body(out))
 }
 

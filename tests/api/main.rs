@@ -18,6 +18,7 @@ mod helpers;
 mod launches;
 mod llama;
 mod machine;
+mod metrics;
 mod models;
 mod openapi;
 mod route_table;
