@@ -10,7 +10,8 @@ use sqlx::SqlitePool;
 use utoipa::{IntoParams, ToSchema};
 
 use super::openapi::{
-    BadRequest, Conflict, Forbidden, NotFound, PayloadTooLarge, RangeNotSatisfiable, Unauthorized, UnsupportedMediaType,
+    BadRequest, Conflict, Forbidden, NotFound, PayloadTooLarge, RangeNotSatisfiable, RawBytes, Unauthorized,
+    UnsupportedMediaType,
 };
 use super::page::Items;
 use super::{FilePath, VersionPath, range};
@@ -130,7 +131,7 @@ pub(super) fn put_response(put: Put, view: FileView) -> HttpResponse {
             description = "`sha-256=:<base64 of the 32 bytes>:` (RFC 9530)",
         ),
     ),
-    request_body(content(("application/octet-stream")), description = "The file's bytes"),
+    request_body(content = inline(RawBytes), content_type = "application/octet-stream", description = "The file's bytes"),
     responses(
         (status = 201, description = "Stored at a new path", body = FileView),
         (status = 200, description = "Stored, replacing what the path named", body = FileView),
@@ -189,12 +190,12 @@ pub async fn link_file(
     path = "/api/v1/models/{model}/versions/{version}/files/{path}",
     params(FilePath, RangeHeaders),
     responses(
-        (status = 200, description = "The file", content(("application/octet-stream")), headers(
+        (status = 200, description = "The file", content((inline(RawBytes) = "application/octet-stream")), headers(
             ("ETag" = String, description = "The digest, quoted"),
             ("Repr-Digest" = String, description = "`sha-256=:<base64>:` (RFC 9530)"),
             ("Accept-Ranges" = String),
         )),
-        (status = 206, description = "The range asked for", content(("application/octet-stream")), headers(
+        (status = 206, description = "The range asked for", content((inline(RawBytes) = "application/octet-stream")), headers(
             ("Content-Range" = String, description = "`bytes START-END/SIZE`"),
             ("ETag" = String, description = "The digest, quoted"),
         )),

@@ -11,7 +11,7 @@ use std::sync::LazyLock;
 
 use actix_web::HttpResponse;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
-use utoipa::{IntoResponses, OpenApi};
+use utoipa::{IntoResponses, OpenApi, ToSchema};
 
 use super::{
     aliases, deployments, events, files, models, runtimes, system, tokens, uploads, users, versions, webhooks,
@@ -91,6 +91,14 @@ pub async fn get_openapi() -> Result<HttpResponse, ApiError> {
     let document = DOCUMENT.as_ref().map_err(|e| ApiError::internal(anyhow::anyhow!("OpenAPI document: {e}")))?;
     Ok(HttpResponse::Ok().content_type("application/json").body(document.clone()))
 }
+
+// A body without a schema makes client generators skip its operation (`openapi-python-client`
+// does), so raw bodies get this one: `format: binary`, which generators turn into a file
+// argument, and 3.1's `contentMediaType` for tools that read that instead.
+/// The bytes themselves, not wrapped in JSON.
+#[derive(ToSchema)]
+#[schema(value_type = String, format = Binary, content_media_type = "application/octet-stream")]
+pub struct RawBytes(#[expect(dead_code, reason = "only describes a body the handler streams")] Vec<u8>);
 
 /// The `bearer` (API token) and `session` (dashboard cookie) schemes that `security` names.
 struct SecuritySchemes;
@@ -344,7 +352,9 @@ mod gateway {
             ("name" = crate::domain::DeploymentName, Path, description = "The deployment"),
             ("path" = String, Path, description = "The path on the model server"),
         ),
-        request_body(content(("application/octet-stream")), description = "Passed through"),
+        request_body(
+            content = inline(super::RawBytes), content_type = "application/octet-stream", description = "Passed through",
+        ),
         responses(
             (status = 200, description = "Whatever the model server answers, passed through"),
             Refused,

@@ -11,7 +11,9 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::VersionPath;
 use super::files::{FileView, UploadQuery, expected_digest, put_response};
-use super::openapi::{BadRequest, Conflict, Forbidden, NotFound, PayloadTooLarge, Unauthorized, UnsupportedMediaType};
+use super::openapi::{
+    BadRequest, Conflict, Forbidden, NotFound, PayloadTooLarge, RawBytes, Unauthorized, UnsupportedMediaType,
+};
 use super::page::Items;
 use crate::auth::Caller;
 use crate::blobs::BlobStore;
@@ -207,7 +209,7 @@ pub async fn delete_upload(
             description = "The part's `sha-256=:<base64>:` (RFC 9530)",
         ),
     ),
-    request_body(content(("application/octet-stream")), description = "The part's bytes"),
+    request_body(content = inline(RawBytes), content_type = "application/octet-stream", description = "The part's bytes"),
     responses(
         (status = 200, description = "Received; the session as it is now", body = UploadView),
         BadRequest, Unauthorized, Forbidden, NotFound,

@@ -14,6 +14,7 @@ mod durability;
 mod edges;
 mod files;
 mod gateway;
+mod generated_client;
 mod helpers;
 mod launches;
 mod llama;

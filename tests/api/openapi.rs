@@ -69,6 +69,14 @@ async fn the_document_is_openapi_3_1_with_the_bearer_scheme_and_problem_errors()
         for (method, operation) in item.as_object().expect("path item") {
             let id = operation["operationId"].as_str().expect("operationId");
             assert!(operation_ids.insert(id.to_owned()), "operationId {id} is used twice");
+            // A path parameter its path does not name (a query one declared `in: path`) makes
+            // client generators skip the operation.
+            for parameter in operation["parameters"].as_array().into_iter().flatten() {
+                if parameter["in"] == "path" {
+                    let name = parameter["name"].as_str().expect("parameter name");
+                    assert!(path.contains(&format!("{{{name}}}")), "{method} {path}: `{name}` is not in the path");
+                }
+            }
             let responses = operation["responses"].as_object().expect("responses");
             assert!(responses.keys().any(|s| s.starts_with('2')), "{method} {path} has no 2xx answer");
             for (status, response) in responses {
@@ -86,8 +94,18 @@ async fn the_document_is_openapi_3_1_with_the_bearer_scheme_and_problem_errors()
     }
 
     let upload = &doc["paths"]["/api/v1/models/{model}/versions/{version}/files/{path}"];
-    assert!(upload["put"]["requestBody"]["content"]["application/octet-stream"].is_object());
-    assert!(upload["get"]["responses"]["200"]["content"]["application/octet-stream"].is_object());
+    // Raw bodies are binary strings: without a schema, generators skip the operation.
+    let raw_bodies = [
+        &upload["put"]["requestBody"],
+        &doc["paths"]["/api/v1/models/{model}/versions/{version}/uploads/{id}/parts/{part}"]["put"]["requestBody"],
+        &doc["paths"]["/deployments/{name}/proxy/{path}"]["post"]["requestBody"],
+        &upload["get"]["responses"]["200"],
+        &upload["get"]["responses"]["206"],
+    ];
+    for body in raw_bodies {
+        let schema = &body["content"]["application/octet-stream"]["schema"];
+        assert_eq!((&schema["type"], &schema["format"]), (&json!("string"), &json!("binary")), "{body}");
+    }
     assert!(upload["get"]["responses"]["416"].is_object());
     let stream = &doc["paths"]["/api/v1/events/stream"]["get"]["responses"]["200"]["content"];
     assert!(stream["text/event-stream"].is_object());
