@@ -25,6 +25,7 @@ use crate::runtime::supervisor::{Supervisor, SupervisorSettings};
 use crate::runtime::traffic::Traffic;
 use crate::runtime::{GpuInventory, SpecSettings};
 use crate::tasks::Tasks;
+use crate::web::history::{self, MemoryHistory};
 use crate::webhooks::{Deliverer, DeliverySettings};
 use crate::{api, catalog, gateway, gc, request_id, web as dashboard};
 
@@ -84,7 +85,12 @@ impl Application {
         )
         .context("cannot build the webhook client")?;
         tasks.spawn("webhooks", move || Arc::clone(&deliverer).run());
-        let server = serve(listener, pool.clone(), blobs.clone(), supervisor, traffic, settings)?;
+        let history = Arc::new(MemoryHistory::default());
+        let (sampled, sampler_supervisor) = (Arc::clone(&history), Arc::clone(&supervisor));
+        tasks.spawn("memory samples", move || {
+            history::sample_forever(Arc::clone(&sampled), Arc::clone(&sampler_supervisor))
+        });
+        let server = serve(listener, pool.clone(), blobs.clone(), supervisor, traffic, history, settings)?;
         Ok(Self { port, server, pool, blobs, bootstrapped, tasks, _lock: lock })
     }
 
@@ -123,12 +129,14 @@ fn serve(
     blobs: BlobStore,
     supervisor: Arc<Supervisor>,
     traffic: Arc<Traffic>,
+    history: Arc<MemoryHistory>,
     settings: Settings,
 ) -> anyhow::Result<Server> {
     let (json, query, path) = api::extractor_configs(settings.json_limit);
     let authenticator = web::Data::new(Authenticator::new(pool.clone()));
     let limiter = web::Data::new(LoginLimiter::default());
     let http_metrics = web::Data::new(crate::metrics::HttpMetrics::default());
+    let history = web::Data::from(history);
     let supervisor = web::Data::from(supervisor);
     let gateway = web::Data::new(Gateway::new(traffic, Duration::from_secs(settings.upstream_timeout_secs))?);
     let pool = web::Data::new(pool);
@@ -150,6 +158,7 @@ fn serve(
             .app_data(authenticator.clone())
             .app_data(limiter.clone())
             .app_data(http_metrics.clone())
+            .app_data(history.clone())
             .app_data(supervisor.clone())
             .app_data(gateway.clone())
             .configure(api::configure)

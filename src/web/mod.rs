@@ -5,7 +5,9 @@
 
 mod assets;
 mod cache;
+mod chart;
 mod error;
+pub mod history;
 mod markdown;
 mod pages;
 mod session;
@@ -69,6 +71,7 @@ routes! {
     "/deployments/{name}" => { get: pages::deployments::show }
     "/deployments/{name}/{action}" => { post: pages::deployments::act }
     "/system" => { get: pages::system::show }
+    "/system/memory" => { get: pages::system::memory }
     "/activity" => { get: pages::activity::show }
     "/tokens" => { get: pages::tokens::list, post: pages::tokens::create }
     "/tokens/{id}/revoke" => { post: pages::tokens::revoke }

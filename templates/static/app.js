@@ -503,3 +503,12 @@ if (tryIt) {
     output.dataset.done = "true";
   });
 }
+
+// The system page's memory charts, redrawn by the server every 30 s.
+const memoryCharts = document.querySelector("[data-memory-charts]");
+if (memoryCharts) {
+  setInterval(async () => {
+    const response = await fetch("/system/memory", { credentials: "same-origin" });
+    if (response.ok) memoryCharts.innerHTML = await response.text();
+  }, 30000);
+}

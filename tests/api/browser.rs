@@ -384,6 +384,28 @@ async fn the_system_page_has_a_bar_per_gpu_and_one_for_the_shared_memory_pool() 
     let bars = client.find_all(Locator::Css("[data-pool] progress")).await.expect("bars");
     assert_eq!(bars.len(), 2, "the pool's bar and the host memory's");
 
+    // Memory over time: a chart per window, each with its words and its table.
+    let charts = client.find_all(Locator::Css("[data-memory-charts] svg[role=img]")).await.expect("charts");
+    assert_eq!(charts.len(), 2, "the last hour and the last day");
+    let title = client.find(Locator::Css("[data-memory-charts] svg title")).await.expect("title");
+    assert_eq!(title.html(true).await.expect("title text"), "Memory, last hour");
+    // The server samples every 15 s from its start; the first may land after the page did.
+    let mut words = String::new();
+    for _ in 0..40 {
+        let desc = client.find(Locator::Css("[data-memory-charts] svg desc")).await.expect("desc");
+        words = desc.html(true).await.expect("desc text");
+        if !words.contains("no samples yet") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        client.refresh().await.expect("reload");
+    }
+    assert!(words.contains("Shared GPU pool held by deployments: 0 GiB of 119.6 GiB now"), "{words}");
+    client.find(Locator::Css("[data-memory-charts] summary")).await.expect("summary").click().await.expect("open");
+    let row = text_of(&client, "[data-memory-table] tbody tr:last-child").await;
+    assert!(row.ends_with("0 of 119.6 GiB") && row.contains(" UTC"), "the table's newest row: {row}");
+    screenshot(&client, "system-memory").await;
+
     if !crate::deployments::docker_ready() {
         return;
     }

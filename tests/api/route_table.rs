@@ -366,6 +366,7 @@ fn rows() -> Vec<Row> {
         // lookup, so it learns nothing), then the deployment's model against the globs.
         row("post", "/deployments/{name}/{action}", "/deployments/ghost/stop", Page(Maintainer), Form(vec![])),
         row("get", "/system", "/system", Page(Viewer), None),
+        row("get", "/system/memory", "/system/memory", Page(Viewer), None),
         row("get", "/activity", "/activity", Page(Viewer), None),
         row("get", "/tokens", "/tokens", Page(Viewer), None),
         row("post", "/tokens", "/tokens", Page(Viewer), Form(vec![("name", "page-token"), ("role", "viewer")])),

@@ -1,6 +1,7 @@
 //! System: GPU inventory and who holds what (a bar per GPU, and one for the shared memory
-//! pool next to what the host itself uses of its memory), disk and dedup figures, and
-//! whether Docker answers.
+//! pool next to what the host itself uses of its memory), the host's memory and the pool
+//! over the last hour and day (charts with tables, refreshed by the page every 30 s from
+//! `/system/memory`), disk and dedup figures, and whether Docker answers.
 
 use std::sync::Arc;
 
@@ -16,6 +17,8 @@ use crate::error::ApiError;
 use crate::runtime::GpuUsage;
 use crate::runtime::supervisor::Supervisor;
 use crate::web::cache::{PageCache, Recent};
+use crate::web::chart::{Chart, Series};
+use crate::web::history::{self, MemoryHistory, Sample};
 use crate::web::{Frame, WebCaller, WebError};
 
 pub struct GpuRow {
@@ -81,6 +84,114 @@ struct SystemPage {
     host: Option<HostMemoryRow>,
     free: String,
     total: String,
+    memory: String,
+}
+
+/// The memory charts with their tables, for the page and for its refresh.
+#[derive(Template)]
+#[template(path = "system_memory.html")]
+struct MemoryCharts {
+    windows: Vec<ChartView>,
+}
+
+struct ChartView {
+    heading: &'static str,
+    svg: String,
+    /// A sample every few minutes: time, host memory, shared pool.
+    rows: Vec<[String; 3]>,
+}
+
+/// The two windows drawn: their heading, chart id, length and how many table rows.
+const WINDOWS: [(&str, &str, i64, usize); 2] =
+    [("Last hour", "mem-hour", 3600, 12), ("Last day", "mem-day", 86_400, 12)];
+
+fn memory_charts(history: &MemoryHistory) -> MemoryCharts {
+    let now = history::now();
+    let windows = WINDOWS
+        .iter()
+        .map(|&(heading, id, span, table_rows)| {
+            let samples = history.since(now - span);
+            ChartView {
+                heading,
+                svg: memory_chart(id, heading, &samples, now - span, now).svg(),
+                rows: rows(&samples, table_rows),
+            }
+        })
+        .collect();
+    MemoryCharts { windows }
+}
+
+fn memory_chart(id: &'static str, heading: &str, samples: &[Sample], from: i64, to: i64) -> Chart {
+    let points = |value: fn(&Sample) -> Option<f64>| -> Vec<(i64, f64)> {
+        samples.iter().filter_map(|s| value(s).map(|v| (s.at, v))).collect()
+    };
+    let host = points(|s| s.host_used_gib);
+    let pool = points(|s| s.pool_held_gib);
+    let top = samples
+        .iter()
+        .flat_map(|s| [s.host_total_gib, s.pool_total_gib, s.host_used_gib, s.pool_held_gib])
+        .flatten()
+        .fold(0.0_f64, f64::max);
+    let describe = |what: &str, series: &[(i64, f64)], total: Option<f64>| match series.last() {
+        None => format!("{what}: no samples yet."),
+        Some((_, last)) => {
+            let (low, high) = series.iter().fold((f64::MAX, 0.0_f64), |(lo, hi), (_, v)| (lo.min(*v), hi.max(*v)));
+            let of = total.map(|t| format!(" of {} GiB", gib(t))).unwrap_or_default();
+            format!("{what}: {} GiB{of} now, between {} and {} GiB.", gib(*last), gib(low), gib(high))
+        }
+    };
+    let latest = samples.last();
+    let description = format!(
+        "{} {}",
+        describe("Host memory in use", &host, latest.and_then(|s| s.host_total_gib)),
+        describe("Shared GPU pool held by deployments", &pool, latest.and_then(|s| s.pool_total_gib))
+    );
+    Chart {
+        id,
+        title: format!("Memory, {}", heading.to_lowercase()),
+        description,
+        from,
+        to,
+        y_max: if top > 0.0 { (top * 1.05).ceil() } else { 1.0 },
+        unit: "GiB",
+        series: vec![
+            Series { name: "host memory in use".into(), class: "a", points: host },
+            Series { name: "shared GPU pool held".into(), class: "b", points: pool },
+        ],
+        // A missed sample or two is drawn through; a longer stop (a restart) is a gap.
+        max_gap: 3 * history::EVERY.as_secs() as i64,
+    }
+}
+
+/// At most `count` samples, evenly spaced, newest last, as table rows.
+fn rows(samples: &[Sample], count: usize) -> Vec<[String; 3]> {
+    let step = samples.len().div_ceil(count.max(1)).max(1);
+    let figure = |used: Option<f64>, total: Option<f64>| match (used, total) {
+        (Some(used), Some(total)) => format!("{} of {} GiB", gib(used), gib(total)),
+        (Some(used), None) => format!("{} GiB", gib(used)),
+        _ => "unknown".to_owned(),
+    };
+    samples
+        .iter()
+        .rev()
+        .step_by(step)
+        .take(count)
+        .rev()
+        .map(|s| [clock(s.at), figure(s.host_used_gib, s.host_total_gib), figure(s.pool_held_gib, s.pool_total_gib)])
+        .collect()
+}
+
+/// `HH:MM UTC` of Unix seconds.
+fn clock(at: i64) -> String {
+    let day = at.rem_euclid(86_400);
+    format!("{:02}:{:02} UTC", day / 3600, day % 3600 / 60)
+}
+
+/// The charts alone, for the page's refresh.
+pub async fn memory(history: web::Data<MemoryHistory>, caller: WebCaller) -> Result<HttpResponse, WebError> {
+    caller.caller.require(Role::Viewer)?;
+    let body = memory_charts(&history).render().map_err(ApiError::internal)?;
+    Ok(HttpResponse::Ok().content_type("text/html; charset=utf-8").body(body))
 }
 
 pub async fn show(
@@ -89,6 +200,7 @@ pub async fn show(
     supervisor: web::Data<Supervisor>,
     cache: web::Data<PageCache<(), SystemData>>,
     docker: web::Data<Recent<DockerStatus>>,
+    history: web::Data<MemoryHistory>,
     caller: WebCaller,
 ) -> Result<HttpResponse, WebError> {
     caller.caller.require(Role::Viewer)?;
@@ -112,6 +224,7 @@ pub async fn show(
         host,
         free: human_size(to_i64(disk.f_bavail.saturating_mul(disk.f_frsize))),
         total: human_size(to_i64(disk.f_blocks.saturating_mul(disk.f_frsize))),
+        memory: memory_charts(&history).render().map_err(ApiError::internal)?,
     }
     .render()
     .map_err(ApiError::internal)?;
@@ -178,15 +291,14 @@ fn gib(value: f64) -> String {
 /// full: nothing of it is left to share.
 pub fn pool_row(usage: &[GpuUsage]) -> PoolRow {
     let known: Vec<(&GpuUsage, f64)> = usage.iter().filter_map(|u| u.gpu.memory_gib.map(|m| (u, m))).collect();
-    if known.is_empty() {
+    let Some((held, total)) = pool_gib(usage) else {
         let text = if usage.is_empty() {
             "no GPU, so no pool".to_owned()
         } else {
             "no GPU's memory is known (NVML reports none on unified-memory GPUs such as DGX Spark's GB10); set memory_gib in [[gpus]] in the config to share it".to_owned()
         };
         return PoolRow { known: false, used_percent: 0, text };
-    }
-    let total: f64 = known.iter().map(|(_, m)| m).sum();
+    };
     let whole: f64 = known.iter().filter(|(u, _)| u.exclusive.is_some()).map(|(_, m)| m).sum();
     let shared: f64 = known.iter().filter(|(u, _)| u.exclusive.is_none()).map(|(u, _)| u.used_gib()).sum();
     let holders: usize = known.iter().map(|(u, _)| u.shared.len()).sum();
@@ -198,13 +310,24 @@ pub fn pool_row(usage: &[GpuUsage]) -> PoolRow {
     if whole > 0.0 {
         parts.push(format!("{} GiB on GPUs held whole", gib(whole)));
     }
-    let held = shared + whole;
     let detail = if parts.is_empty() { "all free".to_owned() } else { parts.join(", ") };
     PoolRow {
         known: true,
         used_percent: percent(held, total),
         text: format!("{} of {} GiB held: {detail}", gib(held), gib(total)),
     }
+}
+
+/// What deployments hold of the shared pool and its size, in GiB, over the GPUs whose memory
+/// is known (a GPU held whole counts in full); `None` when no GPU's memory is known.
+pub fn pool_gib(usage: &[GpuUsage]) -> Option<(f64, f64)> {
+    let known: Vec<(&GpuUsage, f64)> = usage.iter().filter_map(|u| u.gpu.memory_gib.map(|m| (u, m))).collect();
+    if known.is_empty() {
+        return None;
+    }
+    let total = known.iter().map(|(_, m)| m).sum();
+    let held = known.iter().map(|(u, m)| if u.exclusive.is_some() { *m } else { u.used_gib() }).sum();
+    Some((held, total))
 }
 
 /// `MemTotal` and `MemAvailable` from the text of `/proc/meminfo` (in kB).
@@ -266,6 +389,35 @@ mod tests {
         assert!(!row.known);
         assert!(row.text.contains("set memory_gib in [[gpus]]"), "{}", row.text);
         assert_eq!(pool_row(&[]).text, "no GPU, so no pool");
+    }
+
+    fn sample(at: i64, host: f64, pool: Option<f64>) -> Sample {
+        Sample {
+            at,
+            host_used_gib: Some(host),
+            host_total_gib: Some(119.6),
+            pool_held_gib: pool,
+            pool_total_gib: pool.map(|_| 111.6),
+        }
+    }
+
+    #[test]
+    fn the_memory_chart_says_its_figures_in_words_and_its_table_thins_the_samples() {
+        let samples: Vec<Sample> = (0..240).map(|i| sample(i * 15, 20.0 + (i % 10) as f64, Some(48.0))).collect();
+        let chart = memory_chart("m", "Last hour", &samples, 0, 3600);
+        assert_eq!(chart.y_max, 126.0, "5% over the largest total, rounded up");
+        assert_eq!(
+            chart.description,
+            "Host memory in use: 29 GiB of 119.6 GiB now, between 20 and 29 GiB. \
+             Shared GPU pool held by deployments: 48 GiB of 111.6 GiB now, between 48 and 48 GiB."
+        );
+        let table = rows(&samples, 12);
+        assert_eq!(table.len(), 12);
+        assert_eq!(table.last().expect("newest")[0], clock(239 * 15), "the newest sample is the last row");
+        assert_eq!(table[11][1], "29 of 119.6 GiB");
+        assert_eq!(clock(3 * 3600 + 7 * 60 + 59), "03:07 UTC");
+        let empty = memory_chart("m", "Last hour", &[], 0, 3600);
+        assert!(empty.description.contains("no samples yet"), "{}", empty.description);
     }
 
     #[test]
