@@ -74,3 +74,53 @@ pub async fn totals(pool: &SqlitePool) -> Result<Totals> {
     .fetch_one(pool)
     .await?)
 }
+
+/// Every blob row with its size: what a backup copies and what fsck checks on disk.
+pub async fn sizes(pool: &SqlitePool) -> Result<Vec<(Digest, u64)>> {
+    let rows: Vec<(String, i64)> =
+        sqlx::query_as("SELECT digest, size FROM blobs ORDER BY digest").fetch_all(pool).await?;
+    rows.iter()
+        .map(|(d, size)| Ok((Digest::parse(d).map_err(corrupt)?, u64::try_from(*size).map_err(corrupt)?)))
+        .collect()
+}
+
+/// Whether `digest` still has a row (a blob GC removed while fsck looked is not missing).
+pub async fn exists(pool: &SqlitePool, digest: &Digest) -> Result<bool> {
+    let found: Option<i64> = sqlx::query_scalar("SELECT 1 FROM blobs WHERE digest = ?")
+        .bind(digest.to_string())
+        .fetch_optional(pool)
+        .await?;
+    Ok(found.is_some())
+}
+
+/// One file of a ready version: what its snapshot must hold.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct ReadyFile {
+    pub model: String,
+    pub version: String,
+    pub path: String,
+    pub size: i64,
+}
+
+/// The files of every ready version, by model and version.
+pub async fn ready_files(pool: &SqlitePool) -> Result<Vec<ReadyFile>> {
+    Ok(sqlx::query_as(
+        "SELECT m.name AS model, v.name AS version, f.path, f.size
+           FROM files f JOIN versions v ON v.id = f.version_id JOIN models m ON m.id = v.model_id
+          WHERE v.state = 'ready' ORDER BY m.name, v.name, f.path",
+    )
+    .fetch_all(pool)
+    .await?)
+}
+
+/// The (model, version) pairs deployments serve or pin: the snapshots in use.
+pub async fn deployed_versions(pool: &SqlitePool) -> Result<std::collections::HashSet<(String, String)>> {
+    let rows: Vec<(String, String)> = sqlx::query_as(
+        "SELECT m.name, COALESCE(d.serving_version, d.version)
+           FROM deployments d JOIN models m ON m.id = d.model_id
+          WHERE COALESCE(d.serving_version, d.version) IS NOT NULL",
+    )
+    .fetch_all(pool)
+    .await?;
+    Ok(rows.into_iter().collect())
+}

@@ -76,6 +76,32 @@ pub async fn open(path: &Path) -> anyhow::Result<SqlitePool> {
     Ok(pool)
 }
 
+/// Writes a consistent copy of the database at `source` to `dest` (which must not exist) with
+/// `VACUUM INTO`, on a connection of its own: it reads one snapshot of the WAL database, so a
+/// server may keep writing meanwhile. The copy is created with mode 0600 first, as it holds
+/// password and token hashes; SQLite fills the empty file.
+pub async fn copy_consistent(source: &Path, dest: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt as _;
+    std::fs::File::options()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(dest)
+        .with_context(|| format!("cannot create {}", dest.display()))?;
+    let options = SqliteConnectOptions::new().filename(source).read_only(true).busy_timeout(Duration::from_secs(10));
+    let mut conn = SqliteConnection::connect_with(&options)
+        .await
+        .with_context(|| format!("cannot open database {}", source.display()))?;
+    let dest_text = dest.to_str().context("the destination path is not UTF-8")?;
+    sqlx::query("VACUUM INTO ?")
+        .bind(dest_text)
+        .execute(&mut conn)
+        .await
+        .with_context(|| format!("cannot copy database {} to {}", source.display(), dest.display()))?;
+    conn.close().await?;
+    Ok(())
+}
+
 /// Creates the database file readable by its owner only, if it is missing: it holds password
 /// and token hashes. SQLite gives its `-wal` and `-shm` files the same mode.
 fn create_private(path: &Path) -> std::io::Result<()> {

@@ -4,6 +4,7 @@
 mod aliases;
 mod auth;
 mod authz;
+mod backup;
 mod bad_input;
 mod browser;
 mod cli;

@@ -1,6 +1,10 @@
 //! `hangar admin …`: user and token administration straight on a data dir, without a
 //! running server or a token (for bootstrap, scripts and a lost admin password). SQLite
 //! handles a server running at the same time; its token cache sees changes within seconds.
+//! Backup, restore and fsck have their rules in their own modules; this is their CLI glue.
+
+mod backup;
+mod fsck;
 
 use std::io::BufRead as _;
 use std::path::Path;
@@ -21,6 +25,35 @@ pub enum AdminCommand {
     /// Users.
     #[command(subcommand)]
     User(UserCommand),
+    /// Copy the database and every blob it names into DEST (empty or absent), while a server
+    /// may keep running and taking writes.
+    Backup {
+        #[arg(long, env = "HANGAR_DATA_DIR", default_value = "./hangar-data")]
+        data_dir: std::path::PathBuf,
+        dest: std::path::PathBuf,
+    },
+    /// Restore a backup into a new data dir (empty or absent).
+    Restore {
+        src: std::path::PathBuf,
+        #[arg(long)]
+        data_dir: std::path::PathBuf,
+    },
+    /// Check a data dir: blobs against their rows, orphans, snapshots, staging leftovers.
+    /// Exits non-zero when something is wrong.
+    Fsck {
+        #[arg(long, env = "HANGAR_DATA_DIR", default_value = "./hangar-data")]
+        data_dir: std::path::PathBuf,
+        /// Hash every blob, not only check its size.
+        #[arg(long)]
+        full: bool,
+        /// Remove staging leftovers, orphans past the grace period and snapshots of deleted
+        /// versions (never catalog rows). Refused while a server holds the data dir.
+        #[arg(long)]
+        repair: bool,
+        /// Orphan blobs younger than this are left alone (an upload may be committing them).
+        #[arg(long, default_value_t = 3600)]
+        grace_secs: u64,
+    },
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -121,6 +154,26 @@ pub async fn run(command: AdminCommand) -> anyhow::Result<()> {
             println!("{}", secret.expose());
         }
         AdminCommand::User(command) => user(command, &actor).await?,
+        AdminCommand::Backup { data_dir, dest } => {
+            let copied = backup::copy_data_dir(&data_dir, &dest).await?;
+            println!("backed up {copied} to {}", dest.display());
+        }
+        AdminCommand::Restore { src, data_dir } => {
+            let copied = backup::copy_data_dir(&src, &data_dir).await?;
+            println!("restored {copied} into {}", data_dir.display());
+        }
+        AdminCommand::Fsck { data_dir, full, repair, grace_secs } => {
+            let pool = open(&data_dir).await?;
+            // Held until fsck ends, so no server starts on the dir while it repairs.
+            let lock = std::fs::File::open(data_dir.join("hangar.lock")).ok();
+            let server_running = lock.as_ref().is_some_and(|file| file.try_lock().is_err());
+            let options = fsck::Options { full, repair, grace_secs };
+            let findings = fsck::check(&pool, &data_dir, options, server_running).await?;
+            if server_running {
+                println!("a server holds this data dir: tmp/ was not checked");
+            }
+            anyhow::ensure!(fsck::report(&findings), "fsck found problems it did not repair");
+        }
     }
     Ok(())
 }
