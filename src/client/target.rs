@@ -69,4 +69,10 @@ mod tests {
             assert!(matches!(Target::parse(bad), Err(ClientError::Usage(_))), "{bad}");
         }
     }
+
+    #[test]
+    fn a_usage_error_quotes_the_target_it_refuses() {
+        let Err(ClientError::Usage(message)) = Target::parse("m@1prod") else { panic!("m@1prod parsed") };
+        assert!(message.starts_with("'m@1prod': "), "{message}");
+    }
 }
