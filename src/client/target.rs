@@ -1,10 +1,10 @@
-//! `model`, `model:version` and `model@alias` on the command line. Model names contain
-//! neither `:` nor `@`, so the first of them splits the string.
+//! `model`, `model:version` and `model@alias` on the command line: [`ModelRef`] parses the
+//! syntax; this adds what a bare model means to the client (its newest version).
 
 use std::fmt;
 
 use super::error::ClientError;
-use crate::domain::{AliasName, ModelName, VersionName};
+use crate::domain::{self, AliasName, ModelName, ModelRef, VersionName};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Selector {
@@ -21,20 +21,16 @@ pub struct Target {
 }
 
 impl Target {
+    /// Parsed by [`ModelRef`], the one parser of this syntax; a bare model means its newest version.
     pub fn parse(raw: &str) -> Result<Self, ClientError> {
-        let usage = |e: crate::domain::NameError| ClientError::Usage(e.to_string());
-        let (model, selector) = match raw.find([':', '@']) {
-            None => (raw, Selector::Latest),
-            Some(at) => {
-                let (model, rest) = raw.split_at(at);
-                let selector = match rest.split_at(1) {
-                    (":", version) => Selector::Version(VersionName::parse(version).map_err(usage)?),
-                    (_, alias) => Selector::Alias(AliasName::parse(alias).map_err(usage)?),
-                };
-                (model, selector)
-            }
+        let ModelRef { model, target } =
+            ModelRef::parse(raw).map_err(|e| ClientError::Usage(format!("'{raw}': {e}")))?;
+        let selector = match target {
+            None => Selector::Latest,
+            Some(domain::Target::Version(v)) => Selector::Version(v),
+            Some(domain::Target::Alias(a)) => Selector::Alias(a),
         };
-        Ok(Self { model: ModelName::parse(model).map_err(usage)?, selector })
+        Ok(Self { model, selector })
     }
 }
 
@@ -72,5 +68,11 @@ mod tests {
         for bad in ["", "M", "m:", "m@", "m@1", "m:1@prod", "m@prod:1", "a/b/c", ":1"] {
             assert!(matches!(Target::parse(bad), Err(ClientError::Usage(_))), "{bad}");
         }
+    }
+
+    #[test]
+    fn a_usage_error_quotes_the_target_it_refuses() {
+        let Err(ClientError::Usage(message)) = Target::parse("m@1prod") else { panic!("m@1prod parsed") };
+        assert!(message.starts_with("'m@1prod': "), "{message}");
     }
 }

@@ -3,6 +3,7 @@
 
 mod digest;
 mod glob;
+mod gpu;
 mod model_ref;
 mod names;
 mod rel_path;
@@ -13,6 +14,8 @@ mod webhook;
 
 pub use digest::{Digest, DigestError};
 pub use glob::{Glob, GlobError};
+pub(crate) use gpu::gib_text;
+pub use gpu::{GpuAllocation, GpuRequest};
 pub use model_ref::{ModelRef, Target};
 pub use names::{AliasName, DeploymentName, ModelName, NameError, UserName, VersionName};
 pub use rel_path::{RelPath, RelPathError};

@@ -6,7 +6,7 @@ use sqlx::SqlitePool;
 use super::OpenAiError;
 use crate::auth::Caller;
 use crate::catalog::deployments::{self, Deployment, Target};
-use crate::domain::Role;
+use crate::domain::{ModelRef, Role};
 use crate::error::ApiError;
 
 fn internal(err: impl Into<ApiError>) -> OpenAiError {
@@ -20,25 +20,26 @@ pub fn resolve(deployments: &[Deployment], caller: &Caller, wanted: &str) -> Res
     if let Some(d) = all.iter().find(|d| d.name.as_str() == wanted) {
         return Ok((*d).clone());
     }
-    let (model, form) = match wanted.find(['@', ':']) {
-        Some(at) => (&wanted[..at], Some(&wanted[at..])),
-        None => (wanted, None),
+    // A string that is not a well-formed reference names no model: it falls through to the
+    // not-found answer below, which lists what the caller may use.
+    let wanted_ref = ModelRef::parse(wanted).ok();
+    let matches: Vec<&Deployment> = match &wanted_ref {
+        None => Vec::new(),
+        Some(ModelRef { model, target: form }) => all
+            .iter()
+            .copied()
+            .filter(|d| d.model == *model)
+            .filter(|d| match (form, &d.target) {
+                (None, _) => true,
+                (Some(Target::Alias(want)), Target::Alias(a)) => a == want,
+                (Some(Target::Alias(_)), _) => false,
+                (Some(Target::Version(want)), target) => {
+                    matches!(target, Target::Version(v) if v == want)
+                        || d.observed.serving_version.as_deref() == Some(want.as_str())
+                }
+            })
+            .collect(),
     };
-    let matches: Vec<&Deployment> = all
-        .iter()
-        .copied()
-        .filter(|d| d.model.as_str() == model)
-        .filter(|d| match (form, &d.target) {
-            (None, _) => true,
-            (Some(f), Target::Alias(a)) if f.starts_with('@') => a.as_str() == &f[1..],
-            (Some(f), target) if f.starts_with(':') => {
-                let version = &f[1..];
-                matches!(target, Target::Version(v) if v.as_str() == version)
-                    || d.observed.serving_version.as_deref() == Some(version)
-            }
-            _ => false,
-        })
-        .collect();
     match matches.as_slice() {
         [one] => Ok((*one).clone()),
         [] => {
