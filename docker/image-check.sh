@@ -29,7 +29,9 @@ step() { echo "-- image-check: $*"; }
 fail() { echo "image-check: $*" >&2; exit 1; }
 
 # ---- 1. the base
-base="hangar-base:$(printf '%s\n' "$suite" "$variant" "$packages" | sha256sum | cut -c1-16)"
+# `slim`: documentation (but the copyright files), man pages and locales are left out, as in
+# debian:*-slim.
+base="hangar-base:$(printf '%s\n' "$suite" "$variant" "$packages" slim | sha256sum | cut -c1-16)"
 if docker image inspect "$base" >/dev/null 2>&1; then
     step "base $base (cached)"
 else
@@ -42,7 +44,9 @@ else
     trap 'rm -rf "$rootfs"' EXIT
     debootstrap --variant="$variant" --include="$packages" "$suite" "$rootfs" "$mirror" >/dev/null
     # The package lists and caches are not part of the content the tag names.
-    rm -rf "$rootfs"/var/lib/apt/lists/* "$rootfs"/var/cache/apt/archives/*.deb
+    rm -rf "$rootfs"/var/lib/apt/lists/* "$rootfs"/var/cache/apt/archives/*.deb \
+        "$rootfs"/usr/share/man/* "$rootfs"/usr/share/info/* "$rootfs"/usr/share/locale/*
+    find "$rootfs"/usr/share/doc -type f ! -name copyright -delete
     tar -C "$rootfs" -c . | docker import - "$base" >/dev/null
     rm -rf "$rootfs"
     trap - EXIT
