@@ -108,22 +108,23 @@ wait_ready
 # ---- 4. through the API from the host
 token="$(curl -fsS "$base_url/api/v1/login" -H 'content-type: application/json' \
     -d "{\"user\":\"admin\",\"password\":\"$password\"}" | python3 -c 'import json,sys; print(json.load(sys.stdin)["token"])')"
-api() { curl -fsS -H "authorization: Bearer $token" -H 'content-type: application/json' "$@"; }
+api() { curl -fsS -H "authorization: Bearer $token" "$@"; }
+japi() { api -H 'content-type: application/json' "$@"; }
 field() { python3 -c "import json,sys; print(json.load(sys.stdin)$1)"; }
 
 weights="$(mktemp)"
 head -c 65536 /dev/urandom >"$weights"
 digest="sha256:$(sha256sum "$weights" | cut -d' ' -f1)"
-api "$base_url/api/v1/models" -d '{"name":"m"}' >/dev/null
-api "$base_url/api/v1/models/m/versions" -d '{"version":"1"}' >/dev/null
+japi "$base_url/api/v1/models" -d '{"name":"m"}' >/dev/null
+japi "$base_url/api/v1/models/m/versions" -d '{"version":"1"}' >/dev/null
 api -X PUT --data-binary "@$weights" -H 'content-type: application/octet-stream' \
     "$base_url/api/v1/models/m/versions/1/files/weights.bin?digest=$digest" >/dev/null
 rm -f "$weights"
 api -X POST "$base_url/api/v1/models/m/versions/1/publish" >/dev/null
-api -X PUT "$base_url/api/v1/runtimes/test" -d "{\"image\":\"$model_image\",\"port\":8000,\"health_path\":\"/health\",
+japi -X PUT "$base_url/api/v1/runtimes/test" -d "{\"image\":\"$model_image\",\"port\":8000,\"health_path\":\"/health\",
     \"args\":[\"--port\",\"{port}\",\"--served-model-name\",\"{served_name}\"],\"startup_deadline_secs\":60}" >/dev/null
 step "deploy $deployment (m:1 on $model_image) from inside the appliance"
-api "$base_url/api/v1/deployments" -d "{\"name\":\"$deployment\",\"model\":\"m:1\",\"runtime\":\"test\"}" >/dev/null
+japi "$base_url/api/v1/deployments" -d "{\"name\":\"$deployment\",\"model\":\"m:1\",\"runtime\":\"test\"}" >/dev/null
 
 deployment_json() { api "$base_url/api/v1/deployments/$deployment"; }
 for _ in $(seq 1 120); do
@@ -134,7 +135,7 @@ before="$(deployment_json)"
 [ "$(echo "$before" | field '["state"]')" = running ] || fail "never running: $before"
 
 chat() {
-    api "$base_url/v1/chat/completions" \
+    japi "$base_url/v1/chat/completions" \
         -d "{\"model\":\"$deployment\",\"messages\":[{\"role\":\"user\",\"content\":\"hello\"}]}"
 }
 answer="$(chat)"
