@@ -22,5 +22,6 @@ mod openapi;
 mod route_table;
 mod scope;
 mod serve;
+mod tls;
 mod versions;
 mod webhooks;
