@@ -195,8 +195,10 @@ pub fn model_path<'a>(model: &'a str, tail: &[&'a str]) -> Vec<&'a str> {
 }
 
 /// The certificate problem behind a failed handshake, if that is what `err` is. rustls's error
-/// sits inside an `io::Error`, whose `source()` skips it, so the walk looks inside those too.
-fn certificate_error(err: &(dyn std::error::Error + 'static)) -> Option<rustls::CertificateError> {
+/// arrives wrapped (in `io::Error`s and hyper's errors, whose `source()` may skip it), so
+/// besides the typed match the walk recognises rustls's own wording.
+fn certificate_error(err: &(dyn std::error::Error + 'static)) -> Option<String> {
+    const PREFIX: &str = "invalid peer certificate: ";
     let mut next = Some(err);
     while let Some(e) = next {
         let inner = e
@@ -205,7 +207,10 @@ fn certificate_error(err: &(dyn std::error::Error + 'static)) -> Option<rustls::
             .map(|i| i as &(dyn std::error::Error + 'static));
         for candidate in [Some(e), inner].into_iter().flatten() {
             if let Some(rustls::Error::InvalidCertificate(cert)) = candidate.downcast_ref::<rustls::Error>() {
-                return Some(cert.clone());
+                return Some(format!("{cert:?}"));
+            }
+            if let Some(detail) = candidate.to_string().strip_prefix(PREFIX) {
+                return Some(detail.to_owned());
             }
         }
         next = e.source();
