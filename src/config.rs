@@ -387,4 +387,24 @@ mod tests {
         let err = Settings::load(&Overrides { config: Some(path), ..Default::default() }).expect_err("typo");
         assert!(err.to_string().contains("unknown field"), "{err}");
     }
+
+    #[test]
+    fn tls_files_go_in_pairs_and_trusted_proxies_parse() {
+        let half = Overrides { tls_cert: Some("cert.pem".into()), ..Default::default() };
+        let err = Settings::load(&half).expect_err("cert without key");
+        assert!(err.to_string().contains("give both or neither"), "{err}");
+
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("hangar.toml");
+        std::fs::write(&path, "tls_cert = \"c.pem\"\ntls_key = \"k.pem\"\ntrusted_proxies = [\"10.0.0.0/8\"]\n")
+            .expect("write");
+        let settings = Settings::load(&Overrides { config: Some(path.clone()), ..Default::default() }).expect("load");
+        assert_eq!(settings.tls, Some(TlsFiles { cert: "c.pem".into(), key: "k.pem".into() }));
+        assert_eq!(settings.trusted_proxies, vec![Cidr::parse("10.0.0.0/8").expect("cidr")]);
+
+        let bad =
+            Overrides { config: Some(path), trusted_proxies: Some(vec!["10.0.0.0/99".into()]), ..Default::default() };
+        let err = Settings::load(&bad).expect_err("bad CIDR");
+        assert!(err.to_string().contains("--trusted-proxies / HANGAR_TRUSTED_PROXIES"), "{err}");
+    }
 }
