@@ -9,6 +9,7 @@ use anyhow::Context as _;
 use serde::Deserialize;
 
 use crate::domain::Glob;
+use crate::forwarded::Cidr;
 use crate::runtime::supervisor::Rollout;
 use crate::runtime::{GpuConfig, GpuMode};
 
@@ -67,6 +68,17 @@ pub struct Settings {
     pub admin_password: Option<Redacted>,
     /// `HANGAR_BOOTSTRAP_TOKEN`: an admin token created at start if it does not exist.
     pub bootstrap_token: Option<Redacted>,
+    /// The certificate chain and key Hangar serves HTTPS with; plain HTTP when `None`.
+    pub tls: Option<TlsFiles>,
+    /// Peers whose `X-Forwarded-For` / `X-Forwarded-Proto` are believed (see `forwarded`).
+    pub trusted_proxies: Vec<Cidr>,
+}
+
+/// PEM files, re-read on SIGHUP so a renewed certificate needs no restart.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
 }
 
 /// More attempts than this would only retry a receiver that has been gone for days.
@@ -110,6 +122,8 @@ impl Default for Settings {
             webhook_allow_private: false,
             admin_password: None,
             bootstrap_token: None,
+            tls: None,
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -142,6 +156,9 @@ struct FileSettings {
     body_chunk_timeout_secs: Option<u64>,
     shutdown_grace_secs: Option<u64>,
     webhook_allow_private: Option<bool>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
+    trusted_proxies: Option<Vec<String>>,
 }
 
 /// Values from the environment or flags; `None` where neither was given.
@@ -177,6 +194,15 @@ pub struct Overrides {
     /// Seconds requests in flight get to finish after SIGTERM before they are cut.
     #[arg(long, env = "HANGAR_SHUTDOWN_GRACE_SECS", value_name = "SECS")]
     pub shutdown_grace_secs: Option<u64>,
+    /// PEM certificate chain: serve HTTPS (with --tls-key).
+    #[arg(long, env = "HANGAR_TLS_CERT", value_name = "FILE")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert.
+    #[arg(long, env = "HANGAR_TLS_KEY", value_name = "FILE")]
+    pub tls_key: Option<PathBuf>,
+    /// Reverse proxies (CIDRs, comma-separated) whose X-Forwarded-For/-Proto are believed.
+    #[arg(long, env = "HANGAR_TRUSTED_PROXIES", value_name = "CIDR,...", value_delimiter = ',')]
+    pub trusted_proxies: Option<Vec<String>>,
 }
 
 impl Settings {
@@ -264,6 +290,11 @@ impl Settings {
                 .map(|g| Glob::parse(g).map_err(|e| anyhow::anyhow!("protected_aliases in the config file: {e}")))
                 .collect::<anyhow::Result<_>>()?;
         }
+        let mut tls_cert = file.tls_cert;
+        let mut tls_key = file.tls_key;
+        if let Some(list) = file.trusted_proxies {
+            settings.trusted_proxies = parse_cidrs(&list, "trusted_proxies in the config file")?;
+        }
         if let Some(listen) = &overrides.listen {
             settings.listen = parse_listen(listen, "--listen / HANGAR_LISTEN")?;
         }
@@ -291,6 +322,20 @@ impl Settings {
         if let Some(secs) = overrides.shutdown_grace_secs {
             settings.shutdown_grace_secs = secs;
         }
+        if let Some(cert) = &overrides.tls_cert {
+            tls_cert = Some(cert.clone());
+        }
+        if let Some(key) = &overrides.tls_key {
+            tls_key = Some(key.clone());
+        }
+        if let Some(list) = &overrides.trusted_proxies {
+            settings.trusted_proxies = parse_cidrs(list, "--trusted-proxies / HANGAR_TRUSTED_PROXIES")?;
+        }
+        settings.tls = match (tls_cert, tls_key) {
+            (Some(cert), Some(key)) => Some(TlsFiles { cert, key }),
+            (None, None) => None,
+            _ => anyhow::bail!("tls_cert and tls_key (--tls-cert / --tls-key) go together: give both or neither"),
+        };
         anyhow::ensure!(
             settings.body_chunk_timeout_secs > 0,
             "body_chunk_timeout_secs (--body-chunk-timeout-secs / HANGAR_BODY_CHUNK_TIMEOUT_SECS) must be at least 1"
@@ -300,6 +345,13 @@ impl Settings {
         settings.bootstrap_token = std::env::var("HANGAR_BOOTSTRAP_TOKEN").ok().filter(|v| !v.is_empty()).map(Redacted);
         Ok(settings)
     }
+}
+
+fn parse_cidrs(list: &[String], source: &str) -> anyhow::Result<Vec<Cidr>> {
+    list.iter()
+        .filter(|c| !c.trim().is_empty())
+        .map(|c| Cidr::parse(c).map_err(|e| anyhow::anyhow!("{source}: {e}")))
+        .collect()
 }
 
 fn read_file(path: &Path) -> anyhow::Result<FileSettings> {
@@ -341,5 +393,25 @@ mod tests {
         std::fs::write(&path, "lissen = \"x\"\n").expect("write");
         let err = Settings::load(&Overrides { config: Some(path), ..Default::default() }).expect_err("typo");
         assert!(err.to_string().contains("unknown field"), "{err}");
+    }
+
+    #[test]
+    fn tls_files_go_in_pairs_and_trusted_proxies_parse() {
+        let half = Overrides { tls_cert: Some("cert.pem".into()), ..Default::default() };
+        let err = Settings::load(&half).expect_err("cert without key");
+        assert!(err.to_string().contains("give both or neither"), "{err}");
+
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("hangar.toml");
+        std::fs::write(&path, "tls_cert = \"c.pem\"\ntls_key = \"k.pem\"\ntrusted_proxies = [\"10.0.0.0/8\"]\n")
+            .expect("write");
+        let settings = Settings::load(&Overrides { config: Some(path.clone()), ..Default::default() }).expect("load");
+        assert_eq!(settings.tls, Some(TlsFiles { cert: "c.pem".into(), key: "k.pem".into() }));
+        assert_eq!(settings.trusted_proxies, vec![Cidr::parse("10.0.0.0/8").expect("cidr")]);
+
+        let bad =
+            Overrides { config: Some(path), trusted_proxies: Some(vec!["10.0.0.0/99".into()]), ..Default::default() };
+        let err = Settings::load(&bad).expect_err("bad CIDR");
+        assert!(err.to_string().contains("--trusted-proxies / HANGAR_TRUSTED_PROXIES"), "{err}");
     }
 }

@@ -9,6 +9,7 @@ pub mod client;
 pub mod config;
 pub mod domain;
 pub mod error;
+pub mod forwarded;
 pub mod gateway;
 pub mod gc;
 pub mod metrics;
@@ -18,6 +19,7 @@ pub mod runtime;
 pub mod startup;
 pub mod tasks;
 pub mod telemetry;
+pub mod tls;
 pub mod web;
 pub mod webhooks;
 

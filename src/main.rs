@@ -55,11 +55,12 @@ async fn main() -> ExitCode {
 async fn serve(overrides: &Overrides) -> anyhow::Result<()> {
     let settings = Settings::load(overrides)?;
     let listen = settings.listen;
+    let scheme = if settings.tls.is_some() { "https" } else { "http" };
     let app = Application::build(settings).await?;
     if let Some((password, path)) = &app.bootstrapped().generated_password {
         println!("created user 'admin' with password {password} (also in {}; shown once)", path.display());
     }
-    let url = format!("http://{}:{}", listen.ip(), app.port());
+    let url = format!("{scheme}://{}:{}", listen.ip(), app.port());
     println!("hangar is serving on {url}");
     app.run_until_stopped().await?;
     Ok(())

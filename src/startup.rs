@@ -25,6 +25,7 @@ use crate::runtime::supervisor::{Supervisor, SupervisorSettings};
 use crate::runtime::traffic::Traffic;
 use crate::runtime::{GpuInventory, SpecSettings};
 use crate::tasks::Tasks;
+use crate::tls::{self, CertResolver};
 use crate::web::history::{self, MemoryHistory};
 use crate::webhooks::{Deliverer, DeliverySettings};
 use crate::{api, catalog, gateway, gc, request_id, web as dashboard};
@@ -46,6 +47,9 @@ impl Application {
     /// Prepares everything that can fail with a message for the operator, so that a bad
     /// data dir or a busy port ends the process before it claims to be serving.
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        tls::install_provider();
+        // A bad certificate is an operator's error: refuse to start rather than serve without it.
+        let cert = settings.tls.clone().map(CertResolver::load).transpose()?;
         let listener =
             TcpListener::bind(settings.listen).with_context(|| format!("cannot listen on {}", settings.listen))?;
         let port = listener.local_addr()?.port();
@@ -85,12 +89,21 @@ impl Application {
         )
         .context("cannot build the webhook client")?;
         tasks.spawn("webhooks", move || Arc::clone(&deliverer).run());
+        let tls = match cert {
+            Some(cert) => {
+                let config = cert.server_config()?;
+                tasks.spawn("tls-reload", move || tls::reload_on_sighup(Arc::clone(&cert)));
+                Some(config)
+            }
+            None => None,
+        };
         let history = Arc::new(MemoryHistory::default());
         let (sampled, sampler_supervisor) = (Arc::clone(&history), Arc::clone(&supervisor));
         tasks.spawn("memory samples", move || {
             history::sample_forever(Arc::clone(&sampled), Arc::clone(&sampler_supervisor))
         });
-        let server = serve(listener, pool.clone(), blobs.clone(), supervisor, traffic, history, settings)?;
+        let shared = Shared { pool: pool.clone(), blobs: blobs.clone(), supervisor, traffic, history };
+        let server = serve(listener, tls, shared, settings)?;
         Ok(Self { port, server, pool, blobs, bootstrapped, tasks, _lock: lock })
     }
 
@@ -123,15 +136,22 @@ impl Application {
     }
 }
 
-fn serve(
-    listener: TcpListener,
+/// What every worker's `App` shares, made once by [`Application::build`].
+struct Shared {
     pool: SqlitePool,
     blobs: BlobStore,
     supervisor: Arc<Supervisor>,
     traffic: Arc<Traffic>,
     history: Arc<MemoryHistory>,
+}
+
+fn serve(
+    listener: TcpListener,
+    tls: Option<rustls::ServerConfig>,
+    shared: Shared,
     settings: Settings,
 ) -> anyhow::Result<Server> {
+    let Shared { pool, blobs, supervisor, traffic, history } = shared;
     let (json, query, path) = api::extractor_configs(settings.json_limit);
     let authenticator = web::Data::new(Authenticator::new(pool.clone()));
     let limiter = web::Data::new(LoginLimiter::default());
@@ -143,12 +163,13 @@ fn serve(
     let blobs = web::Data::new(blobs);
     let body_timeout = Duration::from_secs(settings.body_chunk_timeout_secs);
     let grace = settings.shutdown_grace_secs;
+    let hsts = tls.is_some();
     let settings = web::Data::new(settings);
     let server = HttpServer::new(move || {
         App::new()
             .wrap(from_fn(move |req, next| api::cut_stalled_bodies(body_timeout, req, next)))
             .wrap(from_fn(request_id::assign))
-            .wrap(security_headers())
+            .wrap(security_headers(hsts))
             .app_data(json.clone())
             .app_data(query.clone())
             .app_data(path.clone())
@@ -173,16 +194,24 @@ fn serve(
             let _ = tcp.set_nodelay(true);
         }
     })
-    .shutdown_timeout(grace)
-    .listen(listener)?
-    .run();
-    Ok(server)
+    .shutdown_timeout(grace);
+    let server = match tls {
+        Some(config) => server.listen_rustls_0_23(listener, config)?,
+        None => server.listen(listener)?,
+    };
+    Ok(server.run())
 }
 
 /// Every response's security headers, in one place. The CSP allows no inline script and
 /// nothing from elsewhere: the dashboard's CSS and JS are served by Hangar itself.
-fn security_headers() -> DefaultHeaders {
-    DefaultHeaders::new()
+fn security_headers(hsts: bool) -> DefaultHeaders {
+    let headers = if hsts {
+        // Only when Hangar itself serves HTTPS: behind a proxy, HSTS is the proxy's to send.
+        DefaultHeaders::new().add(("Strict-Transport-Security", "max-age=31536000"))
+    } else {
+        DefaultHeaders::new()
+    };
+    headers
         .add((
             "Content-Security-Policy",
             "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; \

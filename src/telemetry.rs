@@ -24,7 +24,10 @@ impl LogFormat {
 }
 
 pub fn init(format: LogFormat) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    // The platform verifier logs each refused certificate at ERROR, on top of the error it
+    // returns; the caller (the CLI's one-line message, a webhook attempt) reports it already.
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,rustls_platform_verifier=off"));
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     // A second init (tests spawning several apps) is harmless, so its error is ignored.
     let _ = match format {

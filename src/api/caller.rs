@@ -24,7 +24,7 @@ impl FromRequest for Caller {
         let pool = req.app_data::<web::Data<SqlitePool>>().cloned();
         let anonymous_read = req.app_data::<web::Data<Settings>>().is_some_and(|s| s.anonymous_read);
         let reads_only = matches!(*req.method(), Method::GET | Method::HEAD);
-        let remote_addr = req.peer_addr().map(|a| a.ip().to_string());
+        let remote_addr = crate::forwarded::client_origin(req).addr_string();
         let presented = req.headers().get(header::AUTHORIZATION).map(|value| {
             value
                 .to_str()

@@ -171,7 +171,7 @@ pub async fn login(
     body: web::Json<Login>,
 ) -> Result<HttpResponse, ApiError> {
     let body = body.into_inner();
-    let remote_addr = req.peer_addr().map(|a| a.ip().to_string());
+    let remote_addr = crate::forwarded::client_origin(&req).addr_string();
     let user =
         login::sign_in(&pool, &limiter, &body.user, body.password, remote_addr.as_deref().unwrap_or("unknown")).await?;
     let name = issue::token_name(body.token_name.as_deref().unwrap_or("login"))?;

@@ -23,20 +23,11 @@ impl Client {
     pub fn new(remote: &Remote) -> Result<Self> {
         let base = Url::parse(remote.url.trim())
             .map_err(|e| ClientError::Usage(format!("--url / HANGAR_URL {:?} is not a URL: {e}", remote.url)))?;
-        match base.scheme() {
-            "http" => {}
-            "https" => {
-                return Err(ClientError::Usage(
-                    "this hangar binary speaks plain HTTP only; reach the server over http:// \
-                     (an SSH tunnel or the host itself), or use curl against the REST API"
-                        .into(),
-                ));
-            }
-            other => {
-                return Err(ClientError::Usage(format!(
-                    "--url / HANGAR_URL uses {other}:; give the server as http://HOST:PORT"
-                )));
-            }
+        if !matches!(base.scheme(), "http" | "https") {
+            return Err(ClientError::Usage(format!(
+                "--url / HANGAR_URL uses {}:; give the server as http(s)://HOST:PORT",
+                base.scheme()
+            )));
         }
         let token = remote.token.as_deref().map(str::trim).filter(|t| !t.is_empty()).map(str::to_owned);
         if let Some(token) = &token
@@ -44,10 +35,23 @@ impl Client {
         {
             return Err(ClientError::Usage("--token / HANGAR_TOKEN contains characters a header cannot carry".into()));
         }
-        let http = reqwest::Client::builder()
-            .user_agent(concat!("hangar/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| ClientError::failed("cannot set up the HTTP client", &e))?;
+        crate::tls::install_provider();
+        let mut builder = reqwest::Client::builder().user_agent(concat!("hangar/", env!("CARGO_PKG_VERSION")));
+        if let Some(path) = &remote.ca_cert {
+            let pem = std::fs::read(path).map_err(|e| {
+                ClientError::Usage(format!("--ca-cert / HANGAR_CA_CERT {}: cannot read it: {e}", path.display()))
+            })?;
+            let certs = reqwest::Certificate::from_pem_bundle(&pem).ok().filter(|certs| !certs.is_empty()).ok_or_else(
+                || {
+                    ClientError::Usage(format!(
+                        "--ca-cert / HANGAR_CA_CERT {}: no PEM certificate in it",
+                        path.display()
+                    ))
+                },
+            )?;
+            builder = builder.tls_certs_merge(certs);
+        }
+        let http = builder.build().map_err(|e| ClientError::failed("cannot set up the HTTP client", &e))?;
         Ok(Self { http, base, token })
     }
 
@@ -107,6 +111,13 @@ impl Client {
     }
 
     fn unreachable(&self, err: &reqwest::Error) -> ClientError {
+        if let Some(cert) = certificate_error(err) {
+            return ClientError::Failed(format!(
+                "the TLS certificate of {} is not trusted ({cert}); if the server uses a private CA, \
+                 pass its certificate with --ca-cert / HANGAR_CA_CERT",
+                self.base
+            ));
+        }
         let what = match err.url() {
             Some(url) => format!("request to {url} failed"),
             None => format!("request to {} failed", self.base),
@@ -183,12 +194,36 @@ pub fn model_path<'a>(model: &'a str, tail: &[&'a str]) -> Vec<&'a str> {
     segments
 }
 
+/// The certificate problem behind a failed handshake, if that is what `err` is. rustls's error
+/// arrives wrapped (in `io::Error`s and hyper's errors, whose `source()` may skip it), so
+/// besides the typed match the walk recognises rustls's own wording.
+fn certificate_error(err: &(dyn std::error::Error + 'static)) -> Option<String> {
+    const PREFIX: &str = "invalid peer certificate: ";
+    let mut next = Some(err);
+    while let Some(e) = next {
+        let inner = e
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+            .map(|i| i as &(dyn std::error::Error + 'static));
+        for candidate in [Some(e), inner].into_iter().flatten() {
+            if let Some(rustls::Error::InvalidCertificate(cert)) = candidate.downcast_ref::<rustls::Error>() {
+                return Some(format!("{cert:?}"));
+            }
+            if let Some(detail) = candidate.to_string().strip_prefix(PREFIX) {
+                return Some(detail.to_owned());
+            }
+        }
+        next = e.source();
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn client(url: &str) -> Result<Client> {
-        Client::new(&Remote { url: url.into(), token: Some("hgr_x".into()), json: false })
+        Client::new(&Remote { url: url.into(), token: Some("hgr_x".into()), json: false, ca_cert: None })
     }
 
     #[test]
@@ -201,8 +236,9 @@ mod tests {
     }
 
     #[test]
-    fn only_http_urls_are_accepted() {
-        for bad in ["https://h", "ftp://h", "not a url", "h:8080"] {
+    fn only_http_and_https_urls_are_accepted() {
+        assert!(client("https://h").is_ok());
+        for bad in ["ftp://h", "not a url", "h:8080"] {
             assert!(matches!(client(bad), Err(ClientError::Usage(_))), "{bad}");
         }
     }

@@ -33,6 +33,9 @@ pub struct Remote {
     /// Print JSON on stdout, for scripts, instead of text.
     #[arg(long, global = true)]
     pub json: bool,
+    /// A PEM CA certificate (or bundle) to trust for an https:// server, besides the system's.
+    #[arg(long, env = "HANGAR_CA_CERT", value_name = "FILE", global = true)]
+    pub ca_cert: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, clap::Subcommand)]

@@ -88,16 +88,8 @@ impl WebhookUrl {
         let url = url::Url::parse(raw)
             .map_err(|e| refuse(&format!("{e}; give an absolute URL such as http://ci.example:8000/hook")))?;
         match url.scheme() {
-            "http" => {}
-            // reqwest is built without TLS (see Cargo.toml): a https receiver would fail every
-            // delivery, so it is refused here rather than stored to fail later.
-            "https" => {
-                return Err(refuse(
-                    "this build of Hangar sends webhooks over plain http:// only (it has no TLS client); \
-                     use an http:// receiver on a trusted network, or one behind a proxy that adds TLS",
-                ));
-            }
-            other => return Err(refuse(&format!("the scheme is {other}:, not http://"))),
+            "http" | "https" => {}
+            other => return Err(refuse(&format!("the scheme is {other}:, not http:// or https://"))),
         }
         if url.host_str().is_none_or(str::is_empty) {
             return Err(refuse("it names no host"));
@@ -284,8 +276,8 @@ mod tests {
     }
 
     #[test]
-    fn only_plain_http_urls_with_a_host_parse() {
-        for good in ["http://127.0.0.1:9000/hook", "http://ci.example/hooks/hangar?team=a"] {
+    fn only_http_and_https_urls_with_a_host_parse() {
+        for good in ["http://127.0.0.1:9000/hook", "http://ci.example/hooks/hangar?team=a", "https://ci.example/hook"] {
             assert_eq!(WebhookUrl::parse(good).expect(good).as_str(), good);
         }
         let cases = [
@@ -293,7 +285,6 @@ mod tests {
             ("ci.example/hook", "relative URL without a base"),
             ("ftp://ci.example/hook", "the scheme is ftp:"),
             ("file:///etc/passwd", "the scheme is file:"),
-            ("https://ci.example/hook", "plain http:// only"),
             ("http://", "empty host"),
         ];
         for (bad, why) in cases {

@@ -116,6 +116,7 @@ mod tests {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
         let address = listener.local_addr().expect("address");
         drop(listener);
+        crate::tls::install_provider();
         let err = reqwest::Client::new()
             .post(format!("http://{address}/v1/secret-upstream-path"))
             .send()

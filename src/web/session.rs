@@ -52,7 +52,7 @@ impl FromRequest for WebCaller {
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
         let pool = req.app_data::<web::Data<SqlitePool>>().cloned();
         let cookie = req.cookie(session::COOKIE).map(|c| c.value().to_owned());
-        let remote_addr = req.peer_addr().map(|a| a.ip().to_string());
+        let remote_addr = crate::forwarded::client_origin(req).addr_string();
         let next = req.uri().path_and_query().map_or_else(|| "/".to_owned(), ToString::to_string);
         Box::pin(async move {
             let (Some(pool), Some(cookie)) = (pool, cookie) else { return Err(WebError::SignIn { next }) };

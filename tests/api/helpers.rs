@@ -18,6 +18,7 @@ pub const ADMIN_TOKEN: &str = "hgr_adminTestToken0123456789adminTestToken01234";
 
 /// A client that sends `token` on every request.
 pub fn client_with(token: &str) -> reqwest::Client {
+    hangar::tls::install_provider();
     let mut headers = reqwest::header::HeaderMap::new();
     let value = reqwest::header::HeaderValue::from_str(&format!("Bearer {token}")).expect("header");
     headers.insert(reqwest::header::AUTHORIZATION, value);
@@ -238,6 +239,8 @@ pub struct ServerProcess {
 }
 
 pub fn hangar_command() -> Command {
+    // The test's own reqwest clients need the process's rustls provider too.
+    hangar::tls::install_provider();
     let mut command = Command::new(env!("CARGO_BIN_EXE_hangar"));
     for var in ["HANGAR_LISTEN", "HANGAR_DATA_DIR", "HANGAR_CONFIG", "HANGAR_BOOTSTRAP_TOKEN", "HANGAR_ADMIN_PASSWORD"]
     {

@@ -26,6 +26,7 @@ mod openapi;
 mod route_table;
 mod scope;
 mod serve;
+mod tls;
 mod upgrade;
 mod uploads;
 mod versions;

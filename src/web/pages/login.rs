@@ -97,7 +97,8 @@ pub async fn sign_in(
     }
     let form = form.into_inner();
     let next = local_next(form.next.as_deref())?;
-    let remote = req.peer_addr().map_or_else(|| "unknown".to_owned(), |a| a.ip().to_string());
+    let origin = crate::forwarded::client_origin(&req);
+    let remote = origin.addr_string().unwrap_or_else(|| "unknown".to_owned());
     let user = match login::sign_in(&pool, &limiter, &form.user, form.password, &remote).await {
         Ok(user) => user,
         Err(LoginError::Limited(e)) => return page(StatusCode::TOO_MANY_REQUESTS, next, Some(e.to_string())),
@@ -114,7 +115,7 @@ pub async fn sign_in(
         .path("/")
         .http_only(true)
         .same_site(SameSite::Lax)
-        .secure(req.connection_info().scheme() == "https")
+        .secure(origin.https)
         .max_age(CookieDuration::seconds(session::LIFETIME_SECS))
         .finish();
     Ok(HttpResponse::SeeOther().cookie(cookie).insert_header((header::LOCATION, next)).finish())
