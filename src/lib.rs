@@ -11,6 +11,7 @@ pub mod domain;
 pub mod error;
 pub mod gateway;
 pub mod gc;
+pub mod hf;
 pub mod ops;
 pub mod request_id;
 pub mod runtime;

@@ -15,6 +15,7 @@ mod edges;
 mod files;
 mod gateway;
 mod helpers;
+mod hf;
 mod launches;
 mod llama;
 mod machine;
