@@ -204,3 +204,32 @@ pub async fn resolve(
     };
     Ok(response.body(SizedStream::new(length, body)))
 }
+
+/// `GET /hf/api/models/{repo}/commits/{rev}`: the published versions up to the revision's,
+/// newest first, one commit each, with the version's description as the message.
+pub async fn commits(pool: web::Data<SqlitePool>, caller: Caller, req: HttpRequest) -> Result<HttpResponse, HfError> {
+    let model = repo(&pool, &caller, &req).await?;
+    let rev = req.match_info().get("rev").unwrap_or("main");
+    let version = revision::resolve(&pool, &model, rev).await?;
+    let history: Vec<Value> = revision::published(&pool, &model)
+        .await?
+        .iter()
+        .filter(|v| v.id <= version.id)
+        .map(|v| {
+            let title = v
+                .description
+                .lines()
+                .next()
+                .filter(|l| !l.is_empty())
+                .map_or_else(|| format!("version {}", v.name), str::to_owned);
+            json!({
+                "id": commit_id(v),
+                "title": title,
+                "message": v.description,
+                "authors": [{ "user": v.published_by.clone().unwrap_or_default() }],
+                "date": v.published_at,
+            })
+        })
+        .collect();
+    Ok(HttpResponse::Ok().json(history))
+}

@@ -1,6 +1,6 @@
 //! The Hugging Face Hub protocol under `/hf`, read side: what `huggingface_hub`,
 //! `transformers`, vLLM, SGLang and TGI call with `HF_ENDPOINT=<hangar>/hf` to find and
-//! download a model — model info, tree, refs, `resolve` (GET and HEAD) and `whoami-v2`.
+//! download a model — model info, tree, refs, commits, `resolve` (GET and HEAD) and `whoami-v2`.
 //!
 //! A Hangar model is a repo (`name` or `team/name`, type `model` only). A revision is an
 //! alias (a branch), a published version's name (a tag), a version's commit id, or `main`:
@@ -27,6 +27,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("get", "/hf/api/models/{repo}/revision/{rev}"),
     ("get", "/hf/api/models/{repo}/tree/{rev}"),
     ("get", "/hf/api/models/{repo}/refs"),
+    ("get", "/hf/api/models/{repo}/commits/{rev}"),
     ("get", "/hf/{repo}/resolve/{rev}/{path}"),
     ("head", "/hf/{repo}/resolve/{rev}/{path}"),
 ];
@@ -35,7 +36,7 @@ pub const ROUTES: &[(&str, &str)] = &[
 /// registered for both, the two-segment form first; the bare model info comes last, so that
 /// `models/llama/refs` is the refs of `llama`, not the info of a model `llama/refs`.
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    use handlers::{model_info, refs, resolve, tree, whoami};
+    use handlers::{commits, model_info, refs, resolve, tree, whoami};
     const REPOS: [&str; 2] = ["{team}/{name}", "{name}"];
     cfg.service(web::resource("/hf/api/whoami-v2").route(web::get().to(whoami)));
     for repo in REPOS {
@@ -46,6 +47,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                     .route(web::get().to(tree)),
             )
             .service(web::resource(format!("{models}/refs")).route(web::get().to(refs)))
+            .service(web::resource(format!("{models}/commits/{{rev}}")).route(web::get().to(commits)))
             .service(
                 web::resource(format!("/hf/{repo}/resolve/{{rev}}/{{path:.*}}"))
                     .route(web::get().to(resolve))

@@ -341,6 +341,7 @@ fn rows() -> Vec<Row> {
         row("get", "/hf/api/models/{repo}/revision/{rev}", "/hf/api/models/{team}/m/revision/staging", Hub, None),
         row("get", "/hf/api/models/{repo}/tree/{rev}", "/hf/api/models/{team}/m/tree/main", Hub, None),
         row("get", "/hf/api/models/{repo}/refs", "/hf/api/models/{team}/m/refs", Hub, None),
+        row("get", "/hf/api/models/{repo}/commits/{rev}", "/hf/api/models/{team}/m/commits/main", Hub, None),
         row("get", "/hf/{repo}/resolve/{rev}/{path}", "/hf/{team}/m/resolve/1/a.bin", Hub, None),
         row("head", "/hf/{repo}/resolve/{rev}/{path}", "/hf/{team}/m/resolve/1/a.bin", Hub, None),
         // Last: signing out ends the sessions the rows above use.

@@ -1,6 +1,6 @@
 """Drives Hangar's /hf endpoint with the official huggingface_hub client (tests/api/hf.rs).
 
-Usage: hf_read.py <hangar address> <token> <scoped token> <cache dir> <v1 sha256> <v2 sha256>
+Usage: hf_read.py <hangar address> <token> <scoped token> <cache dir> <config v1 sha256> <config v2 sha256>
 The model team-a/m has version 1 (config.json, weights/a.bin), version 2 (config.json,
 weights/a.bin, tokenizer.json), the alias `stable` on 1; team-b/m is outside the scoped token.
 """
@@ -59,6 +59,11 @@ tags = {t.name: t.target_commit for t in refs.tags}
 assert branches == {"stable": v1.sha, "main": main_sha}, branches
 assert tags == {"1": v1.sha, "2": main_sha}, tags
 print("list_repo_refs: ok")
+
+history = api.list_repo_commits(repo)
+assert [c.commit_id for c in history] == [main_sha, v1.sha], history
+assert [c.commit_id for c in api.list_repo_commits(repo, revision="stable")] == [v1.sha]
+print("list_repo_commits: ok")
 
 path = hf_hub_download(repo, "config.json", token=token)
 assert sha256(path) == config_v2, path
