@@ -80,15 +80,22 @@ pub async fn model_info(
     })))
 }
 
+/// The Hub's page size for tree listings.
+const TREE_PAGE: usize = 1000;
+
 #[derive(Debug, Deserialize)]
 pub struct TreeQuery {
     #[serde(default)]
     recursive: bool,
+    /// Where the page starts: the `cursor` of the previous page's `Link: rel="next"`.
+    cursor: Option<usize>,
+    /// Entries per page, at most (and by default) [`TREE_PAGE`].
+    limit: Option<usize>,
 }
 
 /// `GET /hf/api/models/{repo}/tree/{rev}[/{path}]`: the files and folders under `path`,
-/// all of them with `recursive=true`. One page: the client follows a `Link: rel="next"`
-/// header only when there is one.
+/// all of them with `recursive=true`, folders first, in pages like the Hub's: while more
+/// follow, `Link: <url>; rel="next"` names the next page.
 pub async fn tree(
     pool: web::Data<SqlitePool>,
     caller: Caller,
@@ -127,7 +134,18 @@ pub async fn tree(
         .map(|path| json!({ "type": "directory", "oid": tree_oid, "size": 0, "path": path }))
         .collect();
     listing.extend(entries);
-    Ok(HttpResponse::Ok().json(listing))
+    let start = query.cursor.unwrap_or(0).min(listing.len());
+    let limit = query.limit.unwrap_or(TREE_PAGE).clamp(1, TREE_PAGE);
+    let end = start.saturating_add(limit).min(listing.len());
+    let mut response = HttpResponse::Ok();
+    if end < listing.len() {
+        let mut next = req.full_url();
+        let kept: Vec<(String, String)> =
+            next.query_pairs().filter(|(k, _)| k != "cursor").map(|(k, v)| (k.into_owned(), v.into_owned())).collect();
+        next.query_pairs_mut().clear().extend_pairs(kept).append_pair("cursor", &end.to_string());
+        response.insert_header((header::LINK, format!("<{next}>; rel=\"next\"")));
+    }
+    Ok(response.json(&listing[start..end]))
 }
 
 /// `GET /hf/api/models/{repo}/refs`: aliases as branches (with `main` the newest version

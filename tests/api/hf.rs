@@ -108,3 +108,23 @@ async fn a_repo_the_caller_may_not_read_answers_as_a_missing_one() {
     let allowed = scoped.get(app.url("/hf/api/models/team-a/m")).send().await.expect("get");
     assert_eq!(allowed.status(), StatusCode::OK);
 }
+
+#[tokio::test]
+async fn a_tree_comes_in_pages_linked_like_the_hubs() {
+    let app = spawn_app().await;
+    seed(&app).await;
+    let client = client_with(ADMIN_TOKEN);
+    let mut url = app.url("/hf/api/models/team-a/m/tree/main?recursive=true&limit=2");
+    let mut pages = Vec::new();
+    loop {
+        let response = client.get(&url).send().await.expect("get");
+        assert_eq!(response.status(), StatusCode::OK);
+        let link = response.headers().get("link").map(|l| l.to_str().expect("ascii").to_owned());
+        let page: Vec<Value> = response.json().await.expect("json");
+        pages.push(page.iter().map(|e| e["path"].as_str().expect("path").to_owned()).collect::<Vec<_>>());
+        let Some(link) = link else { break };
+        let next = link.strip_prefix('<').and_then(|l| l.split_once(">; rel=\"next\"")).expect("a next link");
+        url = next.0.to_owned();
+    }
+    assert_eq!(pages, [vec!["weights", "config.json"], vec!["tokenizer.json", "weights/a.bin"]]);
+}
