@@ -12,6 +12,7 @@ pub mod error;
 pub mod forwarded;
 pub mod gateway;
 pub mod gc;
+pub mod hf;
 pub mod metrics;
 pub mod ops;
 pub mod request_id;

@@ -28,7 +28,7 @@ use crate::tasks::Tasks;
 use crate::tls::{self, CertResolver};
 use crate::web::history::{self, MemoryHistory};
 use crate::webhooks::{Deliverer, DeliverySettings};
-use crate::{api, catalog, gateway, gc, request_id, web as dashboard};
+use crate::{api, catalog, gateway, gc, hf, request_id, web as dashboard};
 
 /// How often unreferenced blobs are looked for after the startup sweep.
 const GC_INTERVAL: Duration = Duration::from_secs(15 * 60);
@@ -184,6 +184,8 @@ fn serve(
             .app_data(gateway.clone())
             .configure(api::configure)
             .configure(gateway::configure)
+            // The Hugging Face Hub protocol: not in the OpenAPI document (its contract is the Hub's).
+            .configure(hf::configure)
             .configure(dashboard::configure)
             .default_service(web::to(api::not_found))
     })

@@ -12,7 +12,7 @@ mod files;
 mod models;
 pub mod openapi;
 mod page;
-mod range;
+pub(crate) mod range;
 mod runtimes;
 mod system;
 mod tokens;

@@ -16,7 +16,7 @@ use sha2::{Digest as _, Sha256};
 const REQUIREMENTS: &str = include_str!("../python/requirements.txt");
 
 /// The import names of the packages in `REQUIREMENTS`, for the check.
-const IMPORTS: &str = "import openai, schemathesis, prometheus_client, openapi_python_client";
+const IMPORTS: &str = "import openai, schemathesis, prometheus_client, openapi_python_client, huggingface_hub";
 
 /// One apt run at a time within this test process (apt holds its own lock across processes,
 /// and fails rather than waits on it).

@@ -17,6 +17,7 @@ mod files;
 mod gateway;
 mod generated_client;
 mod helpers;
+mod hf;
 mod launches;
 mod llama;
 mod machine;

@@ -38,6 +38,9 @@ enum Rule {
     Page(Role),
     /// Signing out: a session with its CSRF token is sent to `/login`, signed out.
     SignOut,
+    /// A Hugging Face Hub read (`/hf`): a viewer on the model in the path, and a model the
+    /// caller may not read answers as a missing repo (404 `RepoNotFound`), not 403.
+    Hub,
 }
 
 /// The kinds of credential.
@@ -84,6 +87,8 @@ enum Outcome {
     Forbidden,
     /// The dashboard's answer without a session: 303 to `/login`.
     SignIn,
+    /// The Hub's answer for a repo the caller may not see: 404 with `X-Error-Code: RepoNotFound`.
+    Hidden,
 }
 
 /// The body a row sends.
@@ -118,7 +123,7 @@ const BLOB_A: &str = "/api/v1/blobs/sha256:9834876dcfb05cb167a5c24953eba58c4ac89
 fn rows() -> Vec<Row> {
     use Body::{Form, Json, None, Raw, Upload};
     use Role::{Admin, Maintainer, Viewer};
-    use Rule::{Any, Instance, Model, Page, Public, SignOut, Unscoped};
+    use Rule::{Any, Hub, Instance, Model, Page, Public, SignOut, Unscoped};
     let runtime = json!({
         "image": "example/server:1", "args": ["--port", "{port}"], "port": 8000, "health_path": "/health",
         "startup_deadline_secs": 60,
@@ -375,6 +380,15 @@ fn rows() -> Vec<Row> {
         row("post", "/users", "/users", Page(Admin), Form(vec![("name", "from-page"), ("role", "viewer")])),
         row("post", "/users/{name}", "/users/nobody", Page(Admin), Form(vec![("role", "viewer")])),
         row("get", "/", "/", Page(Viewer), None),
+        // The Hugging Face Hub protocol.
+        row("get", "/hf/api/whoami-v2", "/hf/api/whoami-v2", Any(Viewer), None),
+        row("get", "/hf/api/models/{repo}", "/hf/api/models/{team}/m", Hub, None),
+        row("get", "/hf/api/models/{repo}/revision/{rev}", "/hf/api/models/{team}/m/revision/staging", Hub, None),
+        row("get", "/hf/api/models/{repo}/tree/{rev}", "/hf/api/models/{team}/m/tree/main", Hub, None),
+        row("get", "/hf/api/models/{repo}/refs", "/hf/api/models/{team}/m/refs", Hub, None),
+        row("get", "/hf/api/models/{repo}/commits/{rev}", "/hf/api/models/{team}/m/commits/main", Hub, None),
+        row("get", "/hf/{repo}/resolve/{rev}/{path}", "/hf/{team}/m/resolve/1/a.bin", Hub, None),
+        row("head", "/hf/{repo}/resolve/{rev}/{path}", "/hf/{team}/m/resolve/1/a.bin", Hub, None),
         // Last: signing out ends the sessions the rows above use.
         row("post", "/logout", "/logout", SignOut, Form(vec![])),
     ]
@@ -413,6 +427,9 @@ fn expected(cred: Cred, rule: Rule, method: &Method, team_b: bool) -> Outcome {
         };
     }
     let Some(role) = role else { return Outcome::Unauthorized };
+    if rule == Rule::Hub {
+        return if scoped && team_b { Outcome::Hidden } else { Outcome::Allowed };
+    }
     if session == Some(false) && !safe {
         return Outcome::Forbidden;
     }
@@ -421,14 +438,15 @@ fn expected(cred: Cred, rule: Rule, method: &Method, team_b: bool) -> Outcome {
         Rule::Any(needs) => (needs, false),
         Rule::Unscoped(needs) => (needs, true),
         Rule::Instance => (Role::Admin, true),
-        Rule::Public | Rule::Page(_) | Rule::SignOut => unreachable!("answered above"),
+        Rule::Public | Rule::Page(_) | Rule::SignOut | Rule::Hub => unreachable!("answered above"),
     };
     if role < needs || (scoped && refused_when_scoped) { Outcome::Forbidden } else { Outcome::Allowed }
 }
 
 /// What an answer is, by class.
-fn outcome(status: StatusCode, location: Option<&str>) -> Outcome {
+fn outcome(status: StatusCode, location: Option<&str>, error_code: Option<&str>) -> Outcome {
     match status {
+        StatusCode::NOT_FOUND if error_code == Some("RepoNotFound") => Outcome::Hidden,
         StatusCode::UNAUTHORIZED => Outcome::Unauthorized,
         StatusCode::FORBIDDEN => Outcome::Forbidden,
         StatusCode::SEE_OTHER if location.is_some_and(|l| l.starts_with("/login")) => Outcome::SignIn,
@@ -479,8 +497,13 @@ async fn session(app: &TestApp, user: &str, role: &str) -> (String, String) {
 
 #[tokio::test]
 async fn every_route_answers_every_credential_as_the_table_documents() {
-    let registered: BTreeSet<(&str, &str)> =
-        hangar::api::ROUTES.iter().chain(hangar::web::ROUTES).chain(hangar::gateway::ROUTES).copied().collect();
+    let registered: BTreeSet<(&str, &str)> = hangar::api::ROUTES
+        .iter()
+        .chain(hangar::web::ROUTES)
+        .chain(hangar::gateway::ROUTES)
+        .chain(hangar::hf::ROUTES)
+        .copied()
+        .collect();
     let rows = rows();
     let covered: BTreeSet<(&str, &str)> = rows.iter().map(|r| (r.method, r.route)).collect();
     let missing: Vec<_> = registered.difference(&covered).collect();
@@ -576,7 +599,8 @@ async fn every_route_answers_every_credential_as_the_table_documents() {
                 requests += 1;
                 let status = response.status();
                 let location = response.headers().get(LOCATION).and_then(|l| l.to_str().ok()).map(str::to_owned);
-                let got = outcome(status, location.as_deref());
+                let error_code = response.headers().get("x-error-code").and_then(|c| c.to_str().ok());
+                let got = outcome(status, location.as_deref(), error_code);
                 let want = expected(cred, row.rule, &method, team_b);
                 if got != want || status.is_server_error() {
                     failures.push(format!("{} {target} as {cred:?}: {status}, expected {want:?}", row.method));
