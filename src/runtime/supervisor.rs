@@ -104,8 +104,17 @@ struct Track {
     retry_at: Option<Instant>,
     busy: bool,
     started: Option<Instant>,
-    /// A version whose rollout failed: not tried again until the alias moves on.
-    failed_rollout: Option<String>,
+    /// A rollout that failed: its version is not tried again until the alias moves on.
+    failed_rollout: Option<FailedRollout>,
+}
+
+/// A rollout that failed while the old version kept serving.
+#[derive(Debug, Clone)]
+struct FailedRollout {
+    /// The version the alias moved to, which could not start.
+    version: String,
+    /// What the deployment reported, reported again when a restart keeps the old version.
+    reason: String,
 }
 
 pub struct Supervisor {
@@ -492,7 +501,8 @@ impl Supervisor {
             Err(e) => return Err(e.into()),
         };
         let version = version.to_string();
-        let failed_before = self.track(d.name.as_str(), |t| t.failed_rollout.as_deref() == Some(version.as_str()));
+        let failed_before =
+            self.track(d.name.as_str(), |t| t.failed_rollout.as_ref().is_some_and(|f| f.version == version));
         Ok((d.observed.serving_version.as_deref() != Some(version.as_str()) && !failed_before).then_some(version))
     }
 
@@ -512,12 +522,13 @@ impl Supervisor {
             }
             Err(reason) => {
                 tracing::warn!(deployment = %d.name, %reason, "rollout failed; the old version keeps serving");
-                self.track(d.name.as_str(), |t| t.failed_rollout = Some(version.clone()));
                 let current = deployments::get(&self.pool, &d.name).await?;
                 let reason = format!(
                     "rollout to version {version} failed, version {} keeps serving: {reason}",
                     from.as_deref().unwrap_or("?")
                 );
+                let failed = FailedRollout { version: version.clone(), reason: reason.clone() };
+                self.track(d.name.as_str(), |t| t.failed_rollout = Some(failed));
                 self.observe(&current, Observed { reason: Some(reason.clone()), ..current.observed.clone() }).await?;
                 let details = serde_json::json!({ "from": from, "to": version, "reason": reason });
                 deployments::note(&self.pool, &d.name, "deployment.rollout_failed", details).await?;
@@ -701,6 +712,7 @@ impl Supervisor {
         }
         let starting = Observed { state: State::Starting, reason: None, ..d.observed.clone() };
         self.observe(&d, starting).await?;
+        let (d, still_failed) = self.keep_serving_after_failed_rollout(d).await?;
         let prepared = match self.prepare(&d).await {
             Ok(prepared) => prepared,
             Err(reason) => return self.fail(&d, reason).await,
@@ -727,6 +739,7 @@ impl Supervisor {
         match self.wait_healthy(&id, address.as_deref(), &health_path, deadline).await? {
             Health::Healthy => {
                 observed.state = State::Running;
+                observed.reason = still_failed;
                 observed.started_at = Some(now_rfc3339());
                 self.traffic.touch(d.name.as_str());
                 self.observe(&d, observed).await
@@ -743,6 +756,34 @@ impl Supervisor {
                 self.fail(&Deployment { observed, ..d }, reason).await
             }
         }
+    }
+
+    /// A restart of a deployment whose rollout failed (the alias still names the version that
+    /// could not start) starts the version that was serving, pinned, rather than failing on the
+    /// new one again: a crash must not turn a failed rollout into an outage. Returns the
+    /// deployment to start, and the failed rollout's report to keep showing.
+    async fn keep_serving_after_failed_rollout(
+        &self,
+        d: Deployment,
+    ) -> Result<(Deployment, Option<String>), SupervisorError> {
+        let failed = self.track(d.name.as_str(), |t| t.failed_rollout.clone());
+        let (Some(failed), Some(serving)) = (failed, d.observed.serving_version.as_deref()) else {
+            return Ok((d, None));
+        };
+        if !matches!(d.target, deployments::Target::Alias(_)) {
+            return Ok((d, None));
+        }
+        let (alias_version, _) = match deployments::resolve(&self.pool, &d.model, &d.target).await {
+            Ok(resolved) => resolved,
+            Err(CatalogError::NotFound(_)) => return Ok((d, None)),
+            Err(e) => return Err(e.into()),
+        };
+        if alias_version.as_str() != failed.version || serving == failed.version {
+            return Ok((d, None));
+        }
+        let pinned = crate::domain::VersionName::parse(serving).map_err(|e| SupervisorError::Invalid(e.to_string()))?;
+        tracing::info!(deployment = %d.name, %serving, failed = %failed.version, "restarting the version that was serving");
+        Ok((Deployment { target: deployments::Target::Version(pinned), ..d }, Some(failed.reason)))
     }
 
     /// Everything a start needs that can fail for a reason a person should read.
