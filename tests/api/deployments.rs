@@ -183,6 +183,58 @@ async fn a_crash_loop_backs_off_then_fails_with_the_exit_code() {
 }
 
 #[tokio::test]
+async fn a_crash_after_a_failed_rollout_restarts_the_version_that_was_serving() {
+    if !docker_ready() {
+        return;
+    }
+    let app = spawn_app_with(|s| s.restart_backoff_ms = 100).await;
+    prepare(&app, "m", "test", &[], 30).await;
+    app.create_version("m", "2").await;
+    app.upload("m", "2", "weights.bin", b"the weights of version two").await;
+    app.upload("m", "2", "BROKEN", b"this version cannot serve").await;
+    app.publish("m", "2").await;
+    app.put_json("/api/v1/models/m/aliases/staging", &json!({"version": "1"})).await;
+    let name = unique("pinned");
+    let body = json!({"name": name, "model": "m@staging", "runtime": "test"});
+    assert_eq!(app.post_json("/api/v1/deployments", &body).await.status(), StatusCode::ACCEPTED);
+    wait_for(&app, &name, "running", Duration::from_secs(30)).await;
+
+    app.put_json("/api/v1/models/m/aliases/staging", &json!({"version": "2"})).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let failed = loop {
+        let d: Value = app.get(&format!("/api/v1/deployments/{name}")).await.json().await.expect("json");
+        if d["reason"].as_str().is_some_and(|r| r.contains("rollout to version 2 failed")) {
+            break d;
+        }
+        assert!(std::time::Instant::now() < deadline, "the failed rollout was never reported: {d}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(failed["version"], "1");
+    let serving = failed["container_id"].as_str().expect("id").to_owned();
+
+    // The serving container crashes: the restart is version 1 again, not the broken version 2.
+    let killed = Command::new("docker").args(["kill", &serving]).output().expect("docker kill");
+    assert!(killed.status.success(), "{}", String::from_utf8_lossy(&killed.stderr));
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let restarted = loop {
+        let d: Value = app.get(&format!("/api/v1/deployments/{name}")).await.json().await.expect("json");
+        assert_ne!(d["state"], "failed", "the crash turned the failed rollout into an outage: {d}");
+        if d["state"] == "running" && d["container_id"].as_str().is_some_and(|id| id != serving) {
+            break d;
+        }
+        assert!(std::time::Instant::now() < deadline, "never restarted: {d}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(restarted["version"], "1");
+    assert_eq!(restarted["restarts"], 1);
+    let reason = restarted["reason"].as_str().unwrap_or_default();
+    assert!(reason.contains("rollout to version 2 failed"), "the failed rollout stays reported: {restarted}");
+    let served = docker_inspect(restarted["container_id"].as_str().expect("id"));
+    assert_eq!(served["State"]["Running"], true);
+    assert_eq!(app.delete(&format!("/api/v1/deployments/{name}")).await.status(), StatusCode::NO_CONTENT);
+}
+
+#[tokio::test]
 async fn a_server_that_never_becomes_healthy_fails_after_the_deadline() {
     if !docker_ready() {
         return;
