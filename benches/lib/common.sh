@@ -95,6 +95,8 @@ stop_server() {
 
 cleanup() {
     local status=$?
+    # A script's own processes (gateway.sh's nginx) stop before the server does.
+    if declare -F on_cleanup >/dev/null; then on_cleanup || true; fi
     stop_server
     remove_bench_containers
     if [[ $KEEP == 1 ]]; then log "scratch dir kept: $WORK"; else rm -rf "$WORK"; fi

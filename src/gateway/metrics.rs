@@ -24,7 +24,12 @@ pub struct Metrics {
 
 impl Metrics {
     fn with(&self, deployment: &str, f: impl FnOnce(&mut PerDeployment)) {
-        f(self.deployments.lock().unwrap_or_else(PoisonError::into_inner).entry(deployment.to_owned()).or_default());
+        let mut deployments = self.deployments.lock().unwrap_or_else(PoisonError::into_inner);
+        // Looked up before `entry`, which would allocate the key on every request.
+        match deployments.get_mut(deployment) {
+            Some(d) => f(d),
+            None => f(deployments.entry(deployment.to_owned()).or_default()),
+        }
     }
 
     /// A response (or a refusal) with `status`, its headers after `first_byte`.

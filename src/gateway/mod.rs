@@ -9,6 +9,7 @@ mod metrics;
 mod rewrite;
 mod route;
 
+use std::borrow::Cow;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -141,9 +142,10 @@ async fn forward(
     let content_type = req.headers().get(actix_web::http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
     let request = rewrite::ModelRequest::parse(content_type, &body).map_err(OpenAiError::invalid_request)?;
     let started = Instant::now();
-    let deployment = route::resolve(&gateway.deployments(&pool).await?, &caller, request.model())?;
-    let name = deployment.name.to_string();
-    let body = request.with_model(body, &name).map_err(|e| OpenAiError::from(ApiError::internal(e)))?;
+    let routes = gateway.deployments(&pool).await?;
+    let deployment = route::resolve(&routes, &caller, request.model())?;
+    let name = deployment.name.as_str();
+    let body = request.with_model(body, name).map_err(|e| OpenAiError::from(ApiError::internal(e)))?;
     let result = async {
         let deployment = autostart(&supervisor, &gateway.metrics, deployment).await?;
         let address = serving_address(&deployment)?;
@@ -152,7 +154,7 @@ async fn forward(
     }
     .await;
     if let Err(e) = &result {
-        gateway.metrics.responded(&name, e.status_code().as_u16(), None);
+        gateway.metrics.responded(name, e.status_code().as_u16(), None);
     }
     result
 }
@@ -178,15 +180,16 @@ async fn proxy(
 }
 
 /// Starts a stopped autostart deployment for a request and waits for it, bounded by its
-/// runtime's startup deadline. Concurrent requests share the one start.
-async fn autostart(
+/// runtime's startup deadline. Concurrent requests share the one start. A deployment that
+/// needs no start stays borrowed from the routing table.
+async fn autostart<'a>(
     supervisor: &Supervisor,
     metrics: &Metrics,
-    deployment: Deployment,
-) -> Result<Deployment, OpenAiError> {
+    deployment: &'a Deployment,
+) -> Result<Cow<'a, Deployment>, OpenAiError> {
     let ready = deployment.observed.state == State::Running && deployment.observed.address.is_some();
     if ready || !deployment.autostart || deployment.observed.state == State::Failed {
-        return Ok(deployment);
+        return Ok(Cow::Borrowed(deployment));
     }
     let deadline = match supervisor.runtime(&deployment.runtime).await {
         Ok(runtime) => runtime.startup_deadline(),
@@ -200,7 +203,7 @@ async fn autostart(
     if started_here {
         metrics.cold_start(deployment.name.as_str(), waited.elapsed());
     }
-    Ok(running)
+    Ok(Cow::Owned(running))
 }
 
 /// Where a deployment answers, or why it cannot answer now.

@@ -13,12 +13,17 @@ fn internal(err: impl Into<ApiError>) -> OpenAiError {
     OpenAiError::from(err.into())
 }
 
-/// Resolves the `model` of a request to one of `deployments` the caller may use.
-pub fn resolve(deployments: &[Deployment], caller: &Caller, wanted: &str) -> Result<Deployment, OpenAiError> {
+/// Resolves the `model` of a request to one of `deployments` the caller may use. Borrowed:
+/// a `Deployment` is a dozen allocations to clone, on every request otherwise.
+pub fn resolve<'a>(
+    deployments: &'a [Deployment],
+    caller: &Caller,
+    wanted: &str,
+) -> Result<&'a Deployment, OpenAiError> {
     let all: Vec<&Deployment> =
         deployments.iter().filter(|d| caller.require_on(Role::Viewer, &d.model).is_ok()).collect();
     if let Some(d) = all.iter().find(|d| d.name.as_str() == wanted) {
-        return Ok((*d).clone());
+        return Ok(d);
     }
     // A string that is not a well-formed reference names no model: it falls through to the
     // not-found answer below, which lists what the caller may use.
@@ -41,7 +46,7 @@ pub fn resolve(deployments: &[Deployment], caller: &Caller, wanted: &str) -> Res
             .collect(),
     };
     match matches.as_slice() {
-        [one] => Ok((*one).clone()),
+        [one] => Ok(one),
         [] => {
             let available: Vec<&str> = all.iter().map(|d| d.name.as_str()).collect();
             Err(OpenAiError::model_not_found(format!(

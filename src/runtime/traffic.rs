@@ -76,14 +76,27 @@ impl Traffic {
     /// address a rollout just retired is swapped for its successor.
     pub fn begin(self: &Arc<Self>, deployment: &str, address: &str) -> InFlight {
         let mut counts = self.lock();
-        let counter = counts.by_deployment.entry(deployment.to_owned()).or_default();
-        counter.in_flight += 1;
-        counter.last_active = Some(Instant::now());
-        let address = match &counter.moved {
-            Some((old, new, since)) if old == address && since.elapsed() < REDIRECT_FOR => new.clone(),
-            _ => address.to_owned(),
+        let counts = &mut *counts;
+        let count = |counter: &mut Counter| {
+            counter.in_flight += 1;
+            counter.last_active = Some(Instant::now());
+            match &counter.moved {
+                Some((old, new, since)) if old == address && since.elapsed() < REDIRECT_FOR => new.clone(),
+                _ => address.to_owned(),
+            }
         };
-        *counts.by_address.entry(address.clone()).or_default() += 1;
+        // Keys are allocated on a deployment's (an address's) first request only: `entry`
+        // takes an owned key every time.
+        let address = match counts.by_deployment.get_mut(deployment) {
+            Some(counter) => count(counter),
+            None => count(counts.by_deployment.entry(deployment.to_owned()).or_default()),
+        };
+        match counts.by_address.get_mut(&address) {
+            Some(n) => *n += 1,
+            None => {
+                counts.by_address.insert(address.clone(), 1);
+            }
+        }
         InFlight { traffic: Arc::clone(self), deployment: deployment.to_owned(), address }
     }
 
