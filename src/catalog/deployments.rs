@@ -11,7 +11,7 @@ use sqlx::types::Json;
 use super::events::{self, Actor};
 use super::versions::{self, VersionState};
 use super::{CatalogError, Result, begin_write, bool_from_int, corrupt, is_unique_violation, json_list_sql, models};
-use crate::domain::{AliasName, DeploymentName, Digest, ModelName, RelPath, VersionName};
+use crate::domain::{AliasName, DeploymentName, Digest, GpuAllocation, GpuRequest, ModelName, RelPath, VersionName};
 
 /// What a deployment serves: a pinned version, or whatever an alias points at.
 pub use crate::domain::Target;
@@ -75,8 +75,7 @@ pub struct Deployment {
     pub model: ModelName,
     pub target: Target,
     pub runtime: String,
-    /// JSON of the runtime module's `GpuRequest`.
-    pub gpu_request: Option<String>,
+    pub gpu_request: Option<GpuRequest>,
     pub env: BTreeMap<String, String>,
     pub args: Vec<String>,
     pub autostart: bool,
@@ -96,8 +95,7 @@ pub struct Observed {
     pub serving_version: Option<String>,
     pub container_id: Option<String>,
     pub address: Option<String>,
-    /// JSON of the runtime module's `GpuAllocation`.
-    pub gpu_allocation: Option<String>,
+    pub gpu_allocation: Option<GpuAllocation>,
     pub started_at: Option<String>,
     pub restarts: i64,
 }
@@ -145,7 +143,7 @@ impl TryFrom<DeploymentRow> for Deployment {
             model: ModelName::parse(&row.model).map_err(corrupt)?,
             target,
             runtime: row.runtime,
-            gpu_request: row.gpu_request,
+            gpu_request: row.gpu_request.as_deref().map(serde_json::from_str).transpose().map_err(corrupt)?,
             env: serde_json::from_str(&row.env).map_err(corrupt)?,
             args: serde_json::from_str(&row.args).map_err(corrupt)?,
             autostart: row.autostart,
@@ -157,7 +155,7 @@ impl TryFrom<DeploymentRow> for Deployment {
                 serving_version: row.serving_version,
                 container_id: row.container_id,
                 address: row.address,
-                gpu_allocation: row.gpu_allocation,
+                gpu_allocation: row.gpu_allocation.as_deref().map(serde_json::from_str).transpose().map_err(corrupt)?,
                 started_at: row.started_at,
                 restarts: row.restarts,
             },
@@ -225,7 +223,7 @@ pub struct NewDeployment {
     pub model: ModelName,
     pub target: Target,
     pub runtime: String,
-    pub gpu_request: Option<String>,
+    pub gpu_request: Option<GpuRequest>,
     pub env: BTreeMap<String, String>,
     pub args: Vec<String>,
     pub autostart: bool,
@@ -237,6 +235,7 @@ pub struct NewDeployment {
 pub async fn create(pool: &SqlitePool, actor: &Actor, new: &NewDeployment) -> Result<Deployment> {
     let env = serde_json::to_string(&new.env).map_err(corrupt)?;
     let args = serde_json::to_string(&new.args).map_err(corrupt)?;
+    let gpu_request = new.gpu_request.as_ref().map(serde_json::to_string).transpose().map_err(corrupt)?;
     let mut tx = begin_write(pool).await?;
     let resolved = resolve_in(&mut tx, &new.model, &new.target).await?;
     let (version, alias) = match &new.target {
@@ -253,7 +252,7 @@ pub async fn create(pool: &SqlitePool, actor: &Actor, new: &NewDeployment) -> Re
     .bind(version)
     .bind(alias)
     .bind(&new.runtime)
-    .bind(new.gpu_request.as_deref())
+    .bind(gpu_request.as_deref())
     .bind(&env)
     .bind(&args)
     .bind(new.autostart)
@@ -330,6 +329,7 @@ pub async fn delete(pool: &SqlitePool, actor: &Actor, name: &DeploymentName) -> 
 /// Records what the supervisor observed. A change of state is an event
 /// (`deployment.running`, `deployment.failed`, …); the rest is bookkeeping.
 pub async fn observe(pool: &SqlitePool, name: &DeploymentName, observed: &Observed) -> Result<()> {
+    let gpu_allocation = observed.gpu_allocation.as_ref().map(serde_json::to_string).transpose().map_err(corrupt)?;
     let mut tx = begin_write(pool).await?;
     let previous: Option<(String, String)> =
         sqlx::query_as("SELECT d.state, m.name FROM deployments d JOIN models m ON m.id = d.model_id WHERE d.name = ?")
@@ -347,7 +347,7 @@ pub async fn observe(pool: &SqlitePool, name: &DeploymentName, observed: &Observ
     .bind(observed.serving_version.as_deref())
     .bind(observed.container_id.as_deref())
     .bind(observed.address.as_deref())
-    .bind(observed.gpu_allocation.as_deref())
+    .bind(gpu_allocation.as_deref())
     .bind(observed.started_at.as_deref())
     .bind(observed.restarts)
     .bind(name.as_str())
@@ -433,4 +433,56 @@ pub(crate) async fn names_for_model(conn: &mut sqlx::SqliteConnection, model: &M
     .bind(model.as_str())
     .fetch_all(&mut *conn)
     .await?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A catalog with one model and the raw row `(gpu_request, gpu_allocation)` of a
+    /// deployment `d`, as an earlier release (or a damaged file) left them.
+    async fn with_row(request: &str, allocation: &str) -> (tempfile::TempDir, SqlitePool) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let pool = super::super::open(&dir.path().join("hangar.db")).await.expect("open");
+        sqlx::query("INSERT INTO models (name) VALUES ('m')").execute(&pool).await.expect("model");
+        sqlx::query(
+            "INSERT INTO deployments (name, model_id, version, runtime, gpu_request, gpu_allocation, desired)
+             VALUES ('d', (SELECT id FROM models), '1', 'vllm', ?, ?, 'running')",
+        )
+        .bind(request)
+        .bind(allocation)
+        .execute(&pool)
+        .await
+        .expect("deployment");
+        (dir, pool)
+    }
+
+    #[tokio::test]
+    async fn gpu_columns_read_back_typed_and_are_written_as_the_same_text() {
+        let request = r#"{"gpu_memory_gib":16.0}"#;
+        let allocation = r#"{"kind":"shared","device_id":"0","memory_gib":16.0,"mem_fraction":0.5,"device_gib":32.0,"others_gib":4.0}"#;
+        let (_dir, pool) = with_row(request, allocation).await;
+        let name = DeploymentName::parse("d").expect("name");
+        let d = get(&pool, &name).await.expect("a row of an earlier release reads");
+        assert_eq!(d.gpu_request, Some(GpuRequest::memory_gib(16.0).expect("request")));
+        assert!(
+            matches!(&d.observed.gpu_allocation, Some(GpuAllocation::Shared { memory_gib, .. }) if *memory_gib == 16.0)
+        );
+
+        observe(&pool, &name, &d.observed).await.expect("observe");
+        let (stored,): (String,) =
+            sqlx::query_as("SELECT gpu_allocation FROM deployments").fetch_one(&pool).await.expect("row");
+        assert_eq!(
+            serde_json::from_str::<serde_json::Value>(&stored).expect("json"),
+            serde_json::from_str::<serde_json::Value>(allocation).expect("json")
+        );
+    }
+
+    #[tokio::test]
+    async fn a_corrupt_gpu_column_is_an_error_not_a_panic() {
+        let (_dir, pool) = with_row(r#"{"gpus": "many"}"#, "null").await;
+        let name = DeploymentName::parse("d").expect("name");
+        assert!(matches!(get(&pool, &name).await, Err(CatalogError::Db { .. })));
+        assert!(list(&pool).await.is_err(), "the list reads every row the same way");
+    }
 }

@@ -65,10 +65,6 @@ pub async fn create(
             ));
         }
     };
-    let gpu_request = gpu_request
-        .map(|r| serde_json::to_string(&r))
-        .transpose()
-        .map_err(|e| OpsError::Invalid(format!("the GPU request cannot be stored: {e}")))?;
     docker_answers(supervisor).await?;
     let new = NewDeployment {
         name,

@@ -6,7 +6,6 @@ use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
-use super::placement::{parse_request, to_json};
 use super::{
     FAST_PROBE_EVERY, FAST_PROBES, PROBE_EVERY, REASON_LOG_LINES, STABLE_AFTER, Supervisor, SupervisorError,
     now_rfc3339, quoted,
@@ -63,7 +62,7 @@ impl Supervisor {
             serving_version: Some(version),
             container_id: Some(id.clone()),
             address: address.clone(),
-            gpu_allocation: allocation.as_ref().map(to_json).transpose()?,
+            gpu_allocation: allocation.clone(),
             started_at: None,
             restarts: d.observed.restarts,
         };
@@ -93,11 +92,10 @@ impl Supervisor {
     /// Everything a start needs that can fail for a reason a person should read.
     pub(super) async fn prepare(&self, d: &Deployment) -> Result<Prepared, String> {
         let allocation = match &d.observed.gpu_allocation {
-            Some(json) => Some(serde_json::from_str::<GpuAllocation>(json).map_err(|e| e.to_string())?),
+            Some(held) => Some(held.clone()),
             None => {
                 let _placing = self.admission.lock().await;
-                let request = parse_request(d.gpu_request.as_deref()).map_err(|e| e.to_string())?;
-                self.place(d.name.as_str(), request).await.map_err(|e| format!("no GPU free: {e}"))?
+                self.place(d.name.as_str(), d.gpu_request).await.map_err(|e| format!("no GPU free: {e}"))?
             }
         };
         self.prepare_with(d, allocation).await

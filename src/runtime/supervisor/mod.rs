@@ -22,8 +22,6 @@ mod placement;
 mod reconcile;
 mod rollout;
 
-use placement::{parse_request, to_json};
-
 use super::docker::{DockerClient, DockerError};
 use super::gpu::{self, AdmissionError, GpuInventory, GpuUsage};
 use super::presets::{self, Runtime};
@@ -205,13 +203,12 @@ impl Supervisor {
     /// Creates a deployment, its GPUs reserved at once: a request that does not fit is
     /// refused here and never reaches Docker.
     pub async fn create(&self, actor: &Actor, new: NewDeployment) -> Result<Deployment, SupervisorError> {
-        let request = parse_request(new.gpu_request.as_deref())?;
         let _placing = self.admission.lock().await;
         let allocation =
-            if new.desired == Desired::Running { self.place(new.name.as_str(), request).await? } else { None };
+            if new.desired == Desired::Running { self.place(new.name.as_str(), new.gpu_request).await? } else { None };
         let created = deployments::create(&self.pool, actor, &new).await?;
         if let Some(allocation) = allocation {
-            let observed = Observed { gpu_allocation: Some(to_json(&allocation)?), ..created.observed.clone() };
+            let observed = Observed { gpu_allocation: Some(allocation), ..created.observed.clone() };
             deployments::observe(&self.pool, &created.name, &observed).await?;
         }
         self.wake();

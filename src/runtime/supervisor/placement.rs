@@ -14,7 +14,7 @@ impl Supervisor {
         &self,
         except: Option<&str>,
     ) -> Result<BTreeMap<String, GpuAllocation>, SupervisorError> {
-        held_by(&deployments::list(&self.pool).await?, except)
+        Ok(held_by(&deployments::list(&self.pool).await?, except))
     }
 
     /// Places a deployment's GPU request against what the others hold.
@@ -46,14 +46,10 @@ impl Supervisor {
         }
         let allocation = match &current.observed.gpu_allocation {
             Some(held) => Some(held.clone()),
-            None => {
-                let request = parse_request(current.gpu_request.as_deref())?;
-                let placed = match self.place(name.as_str(), request).await {
-                    Err(SupervisorError::Admission(refused)) if evict => Some(self.evict_for(name, refused).await?),
-                    other => other?,
-                };
-                placed.map(|a| to_json(&a)).transpose()?
-            }
+            None => match self.place(name.as_str(), current.gpu_request).await {
+                Err(SupervisorError::Admission(refused)) if evict => Some(self.evict_for(name, refused).await?),
+                other => other?,
+            },
         };
         let reset = if current.observed.state == State::Failed {
             Observed { state: State::Pending, reason: None, restarts: 0, ..current.observed.clone() }
@@ -76,7 +72,7 @@ impl Supervisor {
         refused: AdmissionError,
     ) -> Result<GpuAllocation, SupervisorError> {
         let all = deployments::list(&self.pool).await?;
-        let held = held_by(&all, Some(name.as_str()))?;
+        let held = held_by(&all, Some(name.as_str()));
         let mut candidates: Vec<&Deployment> = all
             .iter()
             .filter(|d| d.name != *name && d.autostart && d.observed.gpu_allocation.is_some())
@@ -119,26 +115,10 @@ impl Supervisor {
 }
 
 /// What each of `deployments` but `except` holds, by deployment name.
-pub(super) fn held_by(
-    deployments: &[Deployment],
-    except: Option<&str>,
-) -> Result<BTreeMap<String, GpuAllocation>, SupervisorError> {
-    let mut held = BTreeMap::new();
-    for d in deployments.iter().filter(|d| Some(d.name.as_str()) != except) {
-        if let Some(json) = &d.observed.gpu_allocation {
-            let allocation: GpuAllocation =
-                serde_json::from_str(json).map_err(|e| SupervisorError::Invalid(e.to_string()))?;
-            held.insert(d.name.to_string(), allocation);
-        }
-    }
-    Ok(held)
-}
-
-pub(super) fn parse_request(json: Option<&str>) -> Result<Option<GpuRequest>, SupervisorError> {
-    json.map(|j| serde_json::from_str(j).map_err(|e| SupervisorError::Invalid(format!("invalid GPU request: {e}"))))
-        .transpose()
-}
-
-pub(super) fn to_json(allocation: &GpuAllocation) -> Result<String, SupervisorError> {
-    serde_json::to_string(allocation).map_err(|e| SupervisorError::Invalid(e.to_string()))
+pub(super) fn held_by(deployments: &[Deployment], except: Option<&str>) -> BTreeMap<String, GpuAllocation> {
+    deployments
+        .iter()
+        .filter(|d| Some(d.name.as_str()) != except)
+        .filter_map(|d| d.observed.gpu_allocation.clone().map(|held| (d.name.to_string(), held)))
+        .collect()
 }

@@ -4,7 +4,6 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use super::lifecycle::{Health, Prepared};
-use super::placement::{parse_request, to_json};
 use super::{
     DRAIN_AT_MOST, FailedRollout, PROBE_EVERY, REASON_LOG_LINES, Rollout, Supervisor, SupervisorError, now_rfc3339,
     quoted,
@@ -81,8 +80,7 @@ impl Supervisor {
         // Both versions hold GPUs until the old one stops: place the new beside everything.
         let allocation = {
             let _placing = self.admission.lock().await;
-            let request = parse_request(d.gpu_request.as_deref())?;
-            match request {
+            match d.gpu_request {
                 None => None,
                 Some(request) => match gpu::admit(&self.inventory, &self.allocations(None).await?, request) {
                     Ok(a) => Some(a),
@@ -140,7 +138,7 @@ impl Supervisor {
             serving_version: Some(version),
             container_id: Some(id.clone()),
             address: address.clone(),
-            gpu_allocation: allocation.as_ref().map(to_json).transpose()?,
+            gpu_allocation: allocation.clone(),
             started_at: Some(now_rfc3339()),
             restarts: current.observed.restarts,
         };

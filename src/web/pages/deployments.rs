@@ -43,14 +43,11 @@ pub struct DeploymentRow {
 
 impl From<Deployment> for DeploymentRow {
     fn from(d: Deployment) -> Self {
-        let gpus =
-            match d.observed.gpu_allocation.as_deref().and_then(|g| serde_json::from_str::<GpuAllocation>(g).ok()) {
-                Some(GpuAllocation::Exclusive { device_ids }) => format!("GPU {}", device_ids.join(", ")),
-                Some(GpuAllocation::Shared { device_id, memory_gib, .. }) => {
-                    format!("{memory_gib} GiB of GPU {device_id}")
-                }
-                None => "—".into(),
-            };
+        let gpus = match &d.observed.gpu_allocation {
+            Some(GpuAllocation::Exclusive { device_ids }) => format!("GPU {}", device_ids.join(", ")),
+            Some(GpuAllocation::Shared { device_id, memory_gib, .. }) => format!("{memory_gib} GiB of GPU {device_id}"),
+            None => "—".into(),
+        };
         Self {
             target: format!("{}{}", d.model, d.target),
             name: d.name.to_string(),
