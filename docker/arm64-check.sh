@@ -41,8 +41,14 @@ work="$(mktemp -d /var/tmp/hangar-arm64-check.XXXXXX)"
 server=""
 cleanup() {
     local status=$?
-    [ -n "$server" ] && kill "$server" 2>/dev/null && wait "$server" 2>/dev/null
-    [ "$status" != 0 ] && [ -f "$work/serve.log" ] && tail -n 30 "$work/serve.log" >&2
+    # The server ends by our signal: its status (143) is not this script's.
+    if [ -n "$server" ]; then
+        kill "$server" 2>/dev/null || true
+        wait "$server" 2>/dev/null || true
+    fi
+    if [ "$status" != 0 ] && [ -f "$work/serve.log" ]; then
+        tail -n 30 "$work/serve.log" >&2
+    fi
     rm -rf "$work"
     exit "$status"
 }
