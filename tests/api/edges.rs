@@ -73,6 +73,19 @@ async fn a_sign_in_form_posted_from_another_site_is_refused() {
         assert_eq!(response.status(), StatusCode::FORBIDDEN, "{header}: {value}");
         assert!(response.headers().get(SET_COOKIE).is_none(), "{header}: {value}");
     }
+    // A forwarded host is no one's word but a trusted proxy's: it cannot make another
+    // site's origin look like ours.
+    for (header, value) in [("x-forwarded-host", "evil.example"), ("forwarded", "host=evil.example")] {
+        let response = client
+            .post(app.url("/login"))
+            .header("origin", "http://evil.example")
+            .header(header, value)
+            .form(&form)
+            .send()
+            .await
+            .expect("post");
+        assert_eq!(response.status(), StatusCode::FORBIDDEN, "{header}: {value}");
+    }
     let own = client
         .post(app.url("/login"))
         .header("origin", app.address.as_str())

@@ -68,13 +68,19 @@ fn same_origin(req: &HttpRequest) -> bool {
         return false;
     }
     let Some(origin) = headers.get(header::ORIGIN) else { return true };
-    let host = req.connection_info().host().to_owned();
+    // The request's own Host header: actix's connection info would also believe
+    // X-Forwarded-Host and Forwarded from any client. A reverse proxy passes Host on
+    // (`proxy_set_header Host $host`, as the README's example does); HTTP/2 names it in the
+    // request's authority instead.
+    let uri = req.uri();
+    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok()).or_else(|| uri.authority().map(|a| a.as_str()));
+    let Some(host) = host else { return false };
     origin
         .to_str()
         .ok()
         .and_then(|o| url::Url::parse(o).ok())
         .and_then(|o| o.host_str().map(|h| o.port().map_or_else(|| h.to_owned(), |p| format!("{h}:{p}"))))
-        .is_some_and(|o| o.eq_ignore_ascii_case(&host))
+        .is_some_and(|o| o.eq_ignore_ascii_case(host))
 }
 
 fn page(status: StatusCode, next: String, error: Option<String>) -> Result<HttpResponse, WebError> {
