@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use crate::deployments::{deploy, docker_ready, prepare, put_runtime, unique, wait_for};
 use crate::helpers::{TestApp, sha256_digest, spawn_app, spawn_app_with};
 
-const WEIGHTS: &[u8] = b"the weights of version one";
+pub const WEIGHTS: &[u8] = b"the weights of version one";
 
 /// An app with a running deployment of `m:1` under a fresh name, with `extra` server flags.
 async fn running(extra: &[&str]) -> (TestApp, String) {
@@ -19,7 +19,7 @@ async fn running(extra: &[&str]) -> (TestApp, String) {
 }
 
 /// A running deployment of `m@staging` (at version 1) on `app`, its runtime with `extra` flags.
-async fn running_on(app: &TestApp, extra: &[&str]) -> String {
+pub async fn running_on(app: &TestApp, extra: &[&str]) -> String {
     let name = unique("gw");
     prepare(app, "m", "test", extra, 30).await;
     app.put_json("/api/v1/models/m/aliases/staging", &json!({"version": "1"})).await;

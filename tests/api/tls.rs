@@ -183,3 +183,44 @@ async fn the_audit_log_records_the_forwarded_address_from_a_trusted_proxy() {
     let events = app.get("/api/v1/events").await.text().await.expect("events");
     assert!(events.contains("203.0.113.7"), "{events}");
 }
+
+#[tokio::test]
+async fn the_official_openai_client_chats_and_streams_through_the_gateway_over_https() {
+    if !crate::deployments::docker_ready() {
+        return;
+    }
+    let work = tempfile::tempdir().expect("tempdir");
+    let pki = make_pki(work.path(), "gateway");
+    let files = pki.files.clone();
+    let mut app = spawn_app_with(move |s| s.tls = Some(files)).await;
+    // The test's own calls go over HTTPS too, trusting the CA.
+    app.address = format!("https://127.0.0.1:{}", app.port);
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(reqwest::header::AUTHORIZATION, format!("Bearer {ADMIN_TOKEN}").parse().expect("header"));
+    let pem = std::fs::read(&pki.ca).expect("read CA");
+    app.client = reqwest::Client::builder()
+        .tls_certs_only([reqwest::Certificate::from_pem(&pem).expect("CA pem")])
+        .default_headers(headers)
+        .build()
+        .expect("client");
+    let name = crate::gateway::running_on(&app, &["--token-delay-ms", "150"]).await;
+
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/python/openai_chat.py");
+    let digest = crate::helpers::sha256_digest(crate::gateway::WEIGHTS);
+    let (address, ca) = (app.address.clone(), pki.ca.clone());
+    let output = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(crate::machine::python())
+            .arg(script)
+            .args([address.as_str(), ADMIN_TOKEN, name.as_str(), digest.as_str()])
+            // httpx, under the openai client, trusts the CA named here.
+            .env("SSL_CERT_FILE", &ca)
+            .output()
+    })
+    .await
+    .expect("join")
+    .expect("the tests' python runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "the OpenAI client failed over HTTPS:\n{stdout}\n{stderr}");
+    assert!(stdout.contains("streamed: ok") && stdout.contains("unknown model: ok"), "{stdout}");
+}
