@@ -37,7 +37,7 @@ pub async fn sweep(pool: &SqlitePool, blobs: &BlobStore, grace_secs: u64) -> any
         blobs.delete(&digest).await?;
         swept.unreferenced += 1;
     }
-    swept.expired_uploads = blobs.sweep_expired_sessions(crate::ops::uploads::unix_now()).await?;
+    swept.expired_uploads = blobs.sweep_expired_sessions(crate::auth::now_unix()).await?;
     let known: HashSet<_> = catalog::blobs::all_digests(pool).await?.into_iter().collect();
     for (digest, age_secs) in blobs.list_on_disk().await? {
         if age_secs >= grace_secs && !known.contains(&digest) {

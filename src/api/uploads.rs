@@ -69,7 +69,7 @@ impl From<Open> for UploadView {
             parts: spec.parts(),
             missing: open.session.missing(),
             received: open.session.received,
-            expires_in_secs: (spec.expires_at - ops::uploads::unix_now()).max(0),
+            expires_in_secs: (spec.expires_at - crate::auth::now_unix()).max(0),
         }
     }
 }

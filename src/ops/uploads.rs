@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use sqlx::SqlitePool;
 
 use super::error::OpsError;
-use crate::auth::Caller;
+use crate::auth::{Caller, now_unix};
 use crate::blobs::{BlobStore, Ingested, MAX_PART_SIZE, MIN_PART_SIZE, Session, SessionError, SessionSpec};
 use crate::catalog::{self, files::Put};
 use crate::domain::{Digest, ModelName, RelPath, Role, VersionName};
@@ -84,7 +84,7 @@ pub async fn start(
     let record =
         TargetRecord { model: model.to_string(), version: version.to_string(), path: request.path.to_string() };
     let target = Target { model: model.clone(), version: version.clone(), path: request.path };
-    let expires_at = unix_now().saturating_add(i64::try_from(lifetime.as_secs()).unwrap_or(i64::MAX));
+    let expires_at = now_unix().saturating_add(i64::try_from(lifetime.as_secs()).unwrap_or(i64::MAX));
     let spec = SessionSpec {
         size: request.size,
         digest: request.digest,
@@ -183,10 +183,4 @@ pub async fn abort(
 ) -> Result<(), OpsError> {
     get(blobs, caller, model, version, id).await?;
     Ok(blobs.abort_session(id).await?)
-}
-
-/// Seconds since the Unix epoch, as session expiry is kept.
-pub fn unix_now() -> i64 {
-    let since = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
-    i64::try_from(since.as_secs()).unwrap_or(i64::MAX)
 }

@@ -61,19 +61,13 @@ pub async fn sample_forever(history: Arc<MemoryHistory>, supervisor: Arc<Supervi
             }
         };
         history.record(Sample {
-            at: now(),
+            at: crate::auth::now_unix(),
             host_used_gib: host.map(|m| (m.total_gib - m.available_gib).max(0.0)),
             host_total_gib: host.map(|m| m.total_gib),
             pool_held_gib: pool.map(|(held, _)| held),
             pool_total_gib: pool.map(|(_, total)| total),
         });
     }
-}
-
-/// Unix seconds now.
-pub fn now() -> i64 {
-    let since = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
-    i64::try_from(since.as_secs()).unwrap_or(i64::MAX)
 }
 
 #[cfg(test)]

@@ -106,7 +106,7 @@ const WINDOWS: [(&str, &str, i64, usize); 2] =
     [("Last hour", "mem-hour", 3600, 12), ("Last day", "mem-day", 86_400, 12)];
 
 fn memory_charts(history: &MemoryHistory) -> MemoryCharts {
-    let now = history::now();
+    let now = crate::auth::now_unix();
     let windows = WINDOWS
         .iter()
         .map(|&(heading, id, span, table_rows)| {
