@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use crate::deployments::{deploy, docker_ready, prepare, put_runtime, unique, wait_for};
 use crate::helpers::{TestApp, sha256_digest, spawn_app, spawn_app_with};
 
-pub const WEIGHTS: &[u8] = b"the weights of version one";
+const WEIGHTS: &[u8] = b"the weights of version one";
 
 /// An app with a running deployment of `m:1` under a fresh name, with `extra` server flags.
 async fn running(extra: &[&str]) -> (TestApp, String) {
@@ -489,14 +489,23 @@ async fn the_official_openai_python_client_chats_and_streams_through_the_gateway
         return;
     }
     let (app, name) = running(&["--token-delay-ms", "150"]).await;
+    openai_chats_with(&app, &name, None).await;
+}
+
+/// Runs `tests/python/openai_chat.py` (plain and streamed chat, models, an unknown model)
+/// against `name` on `app`, the client trusting the CA file `ca` when given; the deployment's
+/// runtime must delay tokens by 150 ms so that streaming shows.
+pub async fn openai_chats_with(app: &TestApp, name: &str, ca: Option<std::path::PathBuf>) {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/python/openai_chat.py");
-    let address = app.address.clone();
-    let digest = sha256_digest(WEIGHTS);
+    let (address, name, digest) = (app.address.clone(), name.to_owned(), sha256_digest(WEIGHTS));
     let output = tokio::task::spawn_blocking(move || {
-        std::process::Command::new(crate::machine::python())
-            .arg(script)
-            .args([address.as_str(), crate::helpers::ADMIN_TOKEN, name.as_str(), digest.as_str()])
-            .output()
+        let mut command = std::process::Command::new(crate::machine::python());
+        command.arg(script).args([address.as_str(), crate::helpers::ADMIN_TOKEN, name.as_str(), digest.as_str()]);
+        if let Some(ca) = ca {
+            // httpx, under the openai client, trusts the CA named here.
+            command.env("SSL_CERT_FILE", ca);
+        }
+        command.output()
     })
     .await
     .expect("join")

@@ -205,22 +205,5 @@ async fn the_official_openai_client_chats_and_streams_through_the_gateway_over_h
         .expect("client");
     let name = crate::gateway::running_on(&app, &["--token-delay-ms", "150"]).await;
 
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/python/openai_chat.py");
-    let digest = crate::helpers::sha256_digest(crate::gateway::WEIGHTS);
-    let (address, ca) = (app.address.clone(), pki.ca.clone());
-    let output = tokio::task::spawn_blocking(move || {
-        std::process::Command::new(crate::machine::python())
-            .arg(script)
-            .args([address.as_str(), ADMIN_TOKEN, name.as_str(), digest.as_str()])
-            // httpx, under the openai client, trusts the CA named here.
-            .env("SSL_CERT_FILE", &ca)
-            .output()
-    })
-    .await
-    .expect("join")
-    .expect("the tests' python runs");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "the OpenAI client failed over HTTPS:\n{stdout}\n{stderr}");
-    assert!(stdout.contains("streamed: ok") && stdout.contains("unknown model: ok"), "{stdout}");
+    crate::gateway::openai_chats_with(&app, &name, Some(pki.ca.clone())).await;
 }
