@@ -129,6 +129,12 @@ impl ResponseError for ApiError {
             Self::TooManyRequests { retry_after_secs } => {
                 response.insert_header((header::RETRY_AFTER, retry_after_secs.to_string()));
             }
+            // Answered before the body was read to its end: the rest of it may still be on
+            // the way, so the connection cannot carry a next request. Closing it tells the
+            // client so, instead of leaving its pooled connection to time out.
+            Self::InsufficientStorage(_) | Self::RequestTimeout(_) | Self::PayloadTooLarge(_) => {
+                response.force_close();
+            }
             _ => {}
         }
         if let Self::RangeNotSatisfiable { size } = self
