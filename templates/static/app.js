@@ -189,6 +189,16 @@ if ((liveTable || livePage) && window.EventSource) {
                        "failed", "deleted", "rolled_out", "rollout_failed"]) {
     stream.addEventListener("deployment." + state, onEvent);
   }
+  // What changed between the page's render and the stream's start (a stop that finished
+  // meanwhile, say) sent no event this stream will see: read the state once it is open.
+  stream.addEventListener("open", () => {
+    if (livePage) refresh(livePage.dataset.liveDeployment, "deployment.opened");
+    if (liveTable) {
+      for (const row of Array.from(liveTable.querySelectorAll("tr[data-deployment]"))) {
+        refresh(row.dataset.deployment, "deployment.opened");
+      }
+    }
+  });
 }
 tickUptimes();
 setInterval(tickUptimes, 1000);
