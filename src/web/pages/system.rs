@@ -15,6 +15,7 @@ use crate::config::Settings;
 use crate::domain::Role;
 use crate::error::ApiError;
 use crate::runtime::GpuUsage;
+use crate::runtime::memory::MemInfo;
 use crate::runtime::supervisor::Supervisor;
 use crate::web::cache::{PageCache, Recent};
 use crate::web::chart::{Chart, Series};
@@ -332,16 +333,8 @@ pub fn pool_gib(usage: &[GpuUsage]) -> Option<(f64, f64)> {
 
 /// `MemTotal` and `MemAvailable` from the text of `/proc/meminfo` (in kB).
 pub fn host_memory_row(meminfo: &str) -> Option<HostMemoryRow> {
-    let field = |name: &str| {
-        meminfo.lines().find_map(|line| {
-            let rest = line.strip_prefix(name)?.strip_prefix(':')?;
-            rest.trim().strip_suffix("kB")?.trim().parse::<u64>().ok()
-        })
-    };
-    let (total, available) = (field("MemTotal")?, field("MemAvailable")?);
-    #[expect(clippy::cast_precision_loss, reason = "GiB for people; f64 is ample")]
-    let to_gib = |kib: u64| kib as f64 / (1024.0 * 1024.0);
-    let (total, available) = (to_gib(total), to_gib(available.min(total)));
+    let memory = MemInfo::parse(meminfo)?;
+    let (total, available) = (memory.total_gib, memory.available_gib.min(memory.total_gib));
     let used = total - available;
     Some(HostMemoryRow {
         used_percent: percent(used, total),
