@@ -13,7 +13,7 @@ use crate::blobs::{BlobError, SessionError};
 use crate::catalog::CatalogError;
 use crate::domain::{DigestError, GlobError, NameError, RelPathError, RoleError, TextError, WebhookError};
 use crate::ops::error::OpsError;
-use crate::runtime::docker::DockerError;
+use crate::runtime::engine::EngineError;
 use crate::runtime::supervisor::SupervisorError;
 
 /// The body of every error answer (RFC 9457 problem details), as `application/problem+json`.
@@ -194,8 +194,8 @@ impl From<SessionError> for ApiError {
 impl From<SupervisorError> for ApiError {
     fn from(err: SupervisorError) -> Self {
         match err {
-            SupervisorError::Docker(e @ DockerError::Unreachable { .. }) => Self::Unavailable(e.to_string()),
-            SupervisorError::Docker(e) => Self::internal(e),
+            SupervisorError::Engine(e @ EngineError::Unreachable { .. }) => Self::Unavailable(e.to_string()),
+            SupervisorError::Engine(e) => Self::internal(e),
             SupervisorError::Catalog(e) => e.into(),
             SupervisorError::Admission(e) => Self::Conflict(e.to_string()),
             SupervisorError::Invalid(msg) => Self::BadRequest(msg),

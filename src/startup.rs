@@ -284,7 +284,7 @@ async fn start_supervisor(
     traffic: Arc<Traffic>,
 ) -> anyhow::Result<Arc<Supervisor>> {
     let owner = installation_id(&settings.data_dir)?;
-    let docker = DockerClient::connect(&owner).await;
+    let engine = Arc::new(DockerClient::connect(&owner).await);
     let inventory = GpuInventory::load(settings.gpus.as_deref(), settings.gpu_host_reserve_gib)?;
     let supervisor_settings = SupervisorSettings {
         spec: SpecSettings {
@@ -300,7 +300,7 @@ async fn start_supervisor(
         ..SupervisorSettings::default()
     };
     let data_dir = std::path::absolute(&settings.data_dir)?;
-    Ok(Supervisor::new(pool, blobs, docker, inventory, supervisor_settings, data_dir, traffic))
+    Ok(Supervisor::new(pool, blobs, engine, inventory, supervisor_settings, data_dir, traffic))
 }
 
 /// This installation's id, made at first start: the owner label of its containers.

@@ -348,7 +348,7 @@ pub async fn deployment_logs(
     };
     ops::deployments::docker_answers(&supervisor).await?;
     let stream = supervisor
-        .docker()
+        .engine()
         .logs(&container, query.tail.unwrap_or(DEFAULT_LOG_TAIL), query.follow.unwrap_or(false))
         .map(|chunk| chunk.map_err(actix_web::error::ErrorBadGateway));
     Ok(HttpResponse::Ok()

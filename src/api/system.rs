@@ -146,8 +146,8 @@ pub async fn get_system(
     let saved = totals.logical_bytes - totals.stored_bytes;
     #[expect(clippy::cast_precision_loss, reason = "a ratio for people; f64 is ample")]
     let saving_ratio = if totals.logical_bytes > 0 { saved as f64 / totals.logical_bytes as f64 } else { 0.0 };
-    let socket = supervisor.docker().socket().to_owned();
-    let docker = match supervisor.docker().ping().await {
+    let socket = supervisor.engine().socket().to_owned();
+    let docker = match supervisor.engine().ping().await {
         Ok(()) => DockerView { reachable: true, socket, error: None },
         Err(e) => DockerView { reachable: false, socket, error: Some(e.to_string()) },
     };

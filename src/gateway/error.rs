@@ -4,7 +4,7 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
 
 use crate::error::ApiError;
-use crate::runtime::docker::DockerError;
+use crate::runtime::engine::EngineError;
 use crate::runtime::supervisor::SupervisorError;
 
 #[derive(Debug, thiserror::Error)]
@@ -36,10 +36,10 @@ impl OpenAiError {
         match err {
             SupervisorError::Admission(_)
             | SupervisorError::Invalid(_)
-            | SupervisorError::Docker(DockerError::ImageMissing(_)) => {
+            | SupervisorError::Engine(EngineError::ImageMissing(_)) => {
                 Self::unavailable(format!("could not start deployment '{deployment}': {err}"))
             }
-            SupervisorError::Docker(_) | SupervisorError::Catalog(_) => Self::unavailable(format!(
+            SupervisorError::Engine(_) | SupervisorError::Catalog(_) => Self::unavailable(format!(
                 "could not start deployment '{deployment}'; GET /api/v1/deployments/{deployment} shows its state, \
                  and the server's log has the cause under request id {}",
                 crate::request_id::current().unwrap_or_default()
@@ -133,7 +133,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_503_keeps_dockers_words_in_the_log() {
-        let err = SupervisorError::Docker(DockerError::Unreachable {
+        let err = SupervisorError::Engine(EngineError::Unreachable {
             socket: "/var/run/secret-docker.sock".into(),
             reason: "connection refused by the daemon".into(),
         });

@@ -137,5 +137,5 @@ pub async fn delete(
 
 /// Deployment calls need Docker: without it, 503 naming the socket tried.
 pub async fn docker_answers(supervisor: &Supervisor) -> Result<(), OpsError> {
-    supervisor.docker().ping().await.map_err(|e| OpsError::Unavailable(e.to_string()))
+    supervisor.engine().ping().await.map_err(|e| OpsError::Unavailable(e.to_string()))
 }

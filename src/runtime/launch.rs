@@ -1,4 +1,4 @@
-//! The launch record of one container start, taken from the exact spec sent to Docker:
+//! The launch record of one container start, taken from the exact spec the engine is given:
 //! the image, the argv, the environment with secret values masked, and the runtime's
 //! definition. The supervisor adds the image's content digest once Docker has resolved it,
 //! and the catalog stores the record (`catalog::launches`).
@@ -22,12 +22,10 @@ pub fn is_secret(name: &str) -> bool {
 /// The record of starting `spec` (before Docker has named the container or resolved the
 /// image): `container_id` empty, `image_digest` unknown.
 pub fn launch_of(spec: &ContainerSpec, runtime: &Runtime, version: &str, manifest_digest: Option<String>) -> Launch {
-    let body = &spec.body;
-    let argv = body.entrypoint.iter().flatten().chain(body.cmd.iter().flatten()).cloned().collect();
-    let env = body
+    let argv = spec.entrypoint.iter().flatten().chain(&spec.cmd).cloned().collect();
+    let env = spec
         .env
         .iter()
-        .flatten()
         .map(|entry| {
             let (name, value) = entry.split_once('=').unwrap_or((entry.as_str(), ""));
             let shown = if is_secret(name) { MASKED } else { value };
@@ -36,7 +34,7 @@ pub fn launch_of(spec: &ContainerSpec, runtime: &Runtime, version: &str, manifes
         .collect::<BTreeMap<_, _>>();
     Launch {
         container_id: String::new(),
-        image: body.image.clone().unwrap_or_else(|| runtime.image().to_owned()),
+        image: spec.image.clone(),
         image_digest: None,
         argv,
         env,

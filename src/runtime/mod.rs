@@ -4,6 +4,7 @@
 //! the reconcile loop on top of both.
 
 pub mod docker;
+pub mod engine;
 pub mod gpu;
 pub mod launch;
 pub mod memory;
@@ -23,7 +24,7 @@ pub use presets::{
     presets, presets_for_arch,
 };
 pub use spec::{
-    ContainerSpec, GpuMode, Overrides, OverridesError, Reach, SpecError, SpecInput, SpecSettings, container_name,
-    container_spec,
+    ContainerSpec, Devices, GpuMode, Mount, Overrides, OverridesError, Reach, SpecError, SpecInput, SpecSettings,
+    container_name, container_spec,
 };
 pub use template::{ArgTemplate, Placeholder, RenderError, Template, TemplateError, Values};

@@ -1,24 +1,16 @@
 //! The container spec: a pure function from a deployment's facts (name, instance, runtime,
-//! snapshot path, GPU allocation, overrides, settings) to bollard's create-container
-//! options and body. Nothing here talks to Docker, so every field is covered by table tests.
+//! snapshot path, GPU allocation, overrides, settings) to the container Hangar wants, in its
+//! own terms. Nothing here talks to an engine, so every field is covered by table tests;
+//! `runtime::docker` turns a spec into Docker's create request.
 //!
-//! Every container: named `hangar-<deployment>`; labelled with the deployment and the
-//! instance; the snapshot bind-mounted read-only at `/model` through `Mounts` (a missing
-//! source fails the create, where `Binds` would silently create an empty directory); all
-//! capabilities dropped; `no-new-privileges`; a pids limit; `RestartPolicy: no` (Hangar
-//! supervises, Docker must not restart behind its back); `Init` so SIGTERM reaches the
-//! server and its workers are reaped; its port published on 127.0.0.1 only, with an
-//! ephemeral host port — or, when Hangar runs in a container, joined to its network and
-//! published nowhere.
+//! Every container: named `hangar-<deployment>`; labelled with the deployment, the instance,
+//! the runtime and the owning installation; the snapshot mounted read-only at `/model`;
+//! `NVIDIA_VISIBLE_DEVICES` pinned to the GPUs admission granted; a pids limit; reached on
+//! 127.0.0.1 with a port the engine picks, or, when Hangar runs in a container, on the
+//! network both share.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::path::Path;
-
-use bollard::models::{
-    ContainerCreateBody, DeviceRequest, EndpointSettings, HostConfig, Mount, MountType, NetworkingConfig, PortBinding,
-    ResourcesUlimits, RestartPolicy, RestartPolicyNameEnum,
-};
-use bollard::query_parameters::{CreateContainerOptions, CreateContainerOptionsBuilder};
 
 use super::gpu::GpuAllocation;
 use super::presets::{MODEL_DIR, RESERVED_ENV, Runtime, parse_env_entry};
@@ -160,22 +152,62 @@ pub struct SpecInput<'a> {
 /// How Hangar reaches the server once it runs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Reach {
-    /// Published on 127.0.0.1; the host port is chosen by Docker and read back from
-    /// `NetworkSettings.Ports[port_key]` after start.
-    Published { port_key: String },
+    /// Published on 127.0.0.1 on a free host port the engine picks, read back after start.
+    Published,
     /// On the shared network, at the container's address there (read back after start).
     /// Not by name: a rollout's new container takes the usual name only after the old one
     /// is gone, and requests must reach it from the switch on.
-    Network { network: String, port: u16 },
+    Network { network: String },
 }
 
-/// The create-container call for one deployment instance.
-#[derive(Debug, Clone, PartialEq)]
+/// A filesystem mounted into the container.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Mount {
+    /// The version's snapshot, read-only at `/model`. A missing source fails the create.
+    Snapshot { source: String },
+    /// A writable scratch directory that lives and dies with the container.
+    Scratch { target: String },
+    /// The runtime's cache directory, on a named volume kept across the deployment's
+    /// containers.
+    Cache { volume: String, target: String },
+}
+
+/// The GPUs asked of the engine, by device id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Devices {
+    /// Through the NVIDIA Container Toolkit's hook (`--gpus '"device=0,1"'`).
+    Nvidia(Vec<String>),
+    /// As CDI devices (`--device nvidia.com/gpu=0`).
+    Cdi(Vec<String>),
+}
+
+/// One container of a deployment, in Hangar's terms; `runtime::docker` turns it into the
+/// engine's create request, adding the hardening every container gets.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ContainerSpec {
+    /// `hangar-<deployment>`; a rollout's new container runs under another name until it
+    /// takes this one over.
     pub name: String,
-    pub options: CreateContainerOptions,
-    pub body: ContainerCreateBody,
+    pub image: String,
+    pub entrypoint: Option<Vec<String>>,
+    pub cmd: Vec<String>,
+    /// `NAME=value`, sorted by name.
+    pub env: Vec<String>,
+    pub labels: BTreeMap<String, String>,
+    pub mounts: Vec<Mount>,
+    pub devices: Option<Devices>,
+    pub pids_limit: i64,
+    pub shm_size: Option<i64>,
+    /// The port the server listens on inside the container.
+    pub port: u16,
     pub reach: Reach,
+}
+
+impl ContainerSpec {
+    /// The label value under `key`, if set.
+    pub fn label(&self, key: &str) -> Option<&str> {
+        self.labels.get(key).map(String::as_str)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -205,10 +237,10 @@ pub fn cache_volume(deployment: &str) -> String {
     format!("hangar-{deployment}.cache")
 }
 
-/// Create options for a rollout's new container, which runs beside the one holding the
-/// usual name until it takes that name over.
-pub fn rollout_options(usual_name: &str, suffix: &str) -> CreateContainerOptions {
-    CreateContainerOptionsBuilder::default().name(&format!("{usual_name}-{suffix}")).build()
+/// The name of a rollout's new container, which runs beside the one holding the usual name
+/// until it takes that name over.
+pub fn rollout_name(usual_name: &str, suffix: &str) -> String {
+    format!("{usual_name}-{suffix}")
 }
 
 pub fn container_spec(input: &SpecInput<'_>) -> Result<ContainerSpec, SpecError> {
@@ -235,7 +267,6 @@ pub fn container_spec(input: &SpecInput<'_>) -> Result<ContainerSpec, SpecError>
         }
     }
 
-    let name = container_name(deployment);
     let port = runtime.port();
     let values = Values {
         model_dir: MODEL_DIR,
@@ -270,7 +301,7 @@ pub fn container_spec(input: &SpecInput<'_>) -> Result<ContainerSpec, SpecError>
     env.insert(RESERVED_ENV.to_owned(), visible);
     let env: Vec<String> = env.into_iter().map(|(k, v)| format!("{k}={v}")).collect();
 
-    let labels: HashMap<String, String> = [
+    let labels = [
         (LABEL_MANAGED, "true"),
         (LABEL_DEPLOYMENT, deployment),
         (LABEL_INSTANCE, instance),
@@ -281,111 +312,37 @@ pub fn container_spec(input: &SpecInput<'_>) -> Result<ContainerSpec, SpecError>
     .map(|(k, v)| (k.to_owned(), v.to_owned()))
     .collect();
 
-    let mut mounts = vec![Mount {
-        target: Some(MODEL_DIR.to_owned()),
-        source: Some(source.to_owned()),
-        typ: Some(MountType::BIND),
-        read_only: Some(true),
-        ..Default::default()
-    }];
-    mounts.extend(runtime.scratch_dirs().iter().map(|dir| Mount {
-        // No source: an anonymous volume, removed with the container (`docker rm -v`).
-        target: Some(dir.clone()),
-        typ: Some(MountType::VOLUME),
-        read_only: Some(false),
-        ..Default::default()
-    }));
+    let mut mounts = vec![Mount::Snapshot { source: source.to_owned() }];
+    mounts.extend(runtime.scratch_dirs().iter().map(|dir| Mount::Scratch { target: dir.clone() }));
     if let Some(dir) = runtime.cache_dir() {
-        mounts.push(Mount {
-            target: Some(dir.to_owned()),
-            source: Some(cache_volume(deployment)),
-            typ: Some(MountType::VOLUME),
-            read_only: Some(false),
-            ..Default::default()
-        });
+        mounts.push(Mount::Cache { volume: cache_volume(deployment), target: dir.to_owned() });
     }
 
-    let device_request = match settings.gpu_mode {
+    let devices = match settings.gpu_mode {
         _ if device_ids.is_empty() => None,
         GpuMode::None => None,
-        // Never Count: it always means the first N GPUs, busy or not.
-        GpuMode::Nvidia => Some(DeviceRequest {
-            driver: Some("nvidia".to_owned()),
-            device_ids: Some(device_ids.clone()),
-            capabilities: Some(vec![vec!["gpu".to_owned()]]),
-            ..Default::default()
-        }),
-        GpuMode::Cdi => Some(DeviceRequest {
-            driver: Some("cdi".to_owned()),
-            device_ids: Some(device_ids.iter().map(|id| format!("nvidia.com/gpu={id}")).collect()),
-            ..Default::default()
-        }),
+        GpuMode::Nvidia => Some(Devices::Nvidia(device_ids)),
+        GpuMode::Cdi => Some(Devices::Cdi(device_ids)),
     };
-    let requests_devices = device_request.is_some();
-    let device_requests = device_request.map(|request| vec![request]);
-    // NVIDIA's containers expect these (pinned memory for transfers, deep stacks).
-    let ulimits = requests_devices.then(|| {
-        vec![
-            ResourcesUlimits { name: Some("memlock".to_owned()), soft: Some(-1), hard: Some(-1) },
-            ResourcesUlimits { name: Some("stack".to_owned()), soft: Some(67_108_864), hard: Some(67_108_864) },
-        ]
-    });
-
-    let port_key = format!("{port}/tcp");
-    let (port_bindings, network_mode, networking_config, reach) = match &settings.docker_network {
-        None => (
-            Some(HashMap::from([(
-                port_key.clone(),
-                Some(vec![PortBinding {
-                    host_ip: Some("127.0.0.1".to_owned()),
-                    // Empty: Docker picks a free port.
-                    host_port: Some(String::new()),
-                }]),
-            )])),
-            None,
-            None,
-            Reach::Published { port_key: port_key.clone() },
-        ),
-        Some(network) => (
-            None,
-            Some(network.clone()),
-            Some(NetworkingConfig {
-                endpoints_config: Some(HashMap::from([(network.clone(), EndpointSettings::default())])),
-            }),
-            Reach::Network { network: network.clone(), port },
-        ),
+    let reach = match &settings.docker_network {
+        None => Reach::Published,
+        Some(network) => Reach::Network { network: network.clone() },
     };
 
-    let host_config = HostConfig {
-        mounts: Some(mounts),
-        cap_drop: Some(vec!["ALL".to_owned()]),
-        security_opt: Some(vec!["no-new-privileges:true".to_owned()]),
-        privileged: Some(false),
-        pids_limit: Some(settings.pids_limit),
-        shm_size: runtime.shm_size_bytes(),
-        restart_policy: Some(RestartPolicy { name: Some(RestartPolicyNameEnum::NO), maximum_retry_count: None }),
-        // Hangar reads the exit code and the last log lines before it removes the container.
-        auto_remove: Some(false),
-        init: Some(true),
-        device_requests,
-        ulimits,
-        port_bindings,
-        network_mode,
-        ..Default::default()
-    };
-
-    let body = ContainerCreateBody {
-        image: Some(runtime.image().to_owned()),
+    Ok(ContainerSpec {
+        name: container_name(deployment),
+        image: runtime.image().to_owned(),
         entrypoint: runtime.entrypoint().map(<[String]>::to_vec),
-        cmd: Some(cmd),
-        env: Some(env),
-        labels: Some(labels),
-        exposed_ports: Some(vec![port_key]),
-        host_config: Some(host_config),
-        networking_config,
-        ..Default::default()
-    };
-    Ok(ContainerSpec { options: CreateContainerOptionsBuilder::new().name(&name).build(), name, body, reach })
+        cmd,
+        env,
+        labels,
+        mounts,
+        devices,
+        pids_limit: settings.pids_limit,
+        shm_size: runtime.shm_size_bytes(),
+        port,
+        reach,
+    })
 }
 
 #[cfg(test)]

@@ -14,10 +14,10 @@ use crate::catalog;
 use crate::catalog::deployments::{self, Deployment, Desired, Observed, State};
 use crate::catalog::launches::Launch;
 use crate::domain::DeploymentName;
-use crate::runtime::docker::{Container, DockerError};
+use crate::runtime::engine::{Container, EngineError, last_lines};
 use crate::runtime::gpu::GpuAllocation;
 use crate::runtime::launch;
-use crate::runtime::presets;
+use crate::runtime::presets::{self, Runtime};
 use crate::runtime::spec::{self, Overrides, SpecInput};
 
 impl Supervisor {
@@ -44,14 +44,14 @@ impl Supervisor {
         let starting = Observed { state: State::Starting, reason: None, ..d.observed.clone() };
         self.observe(&d, starting).await?;
         let (d, still_failed) = self.keep_serving_after_failed_rollout(d).await?;
-        let prepared = match self.prepare(&d).await {
+        let prepared = match self.prepare(&d).await? {
             Ok(prepared) => prepared,
             Err(reason) => return self.fail(&d, reason).await,
         };
         let Prepared { spec, launch, version, allocation, deadline, health_path } = prepared;
-        let (id, address) = match self.docker.create_and_start(spec).await {
+        let (id, address) = match self.engine.create_and_start(spec).await {
             Ok(started) => started,
-            Err(e @ DockerError::Unreachable { .. }) => return Err(e.into()),
+            Err(e @ EngineError::Unreachable { .. }) => return Err(e.into()),
             Err(e) => return self.fail(&d, format!("the container could not start: {e}")).await,
         };
         self.record_launch(&d.name, launch, &id).await;
@@ -77,8 +77,8 @@ impl Supervisor {
             }
             Health::Exited(c) => self.crashed(d, c).await,
             Health::Deadline => {
-                let lines = self.docker.last_lines(&id, REASON_LOG_LINES).await;
-                self.docker.stop_and_remove(&id, self.settings.stop_grace_secs).await?;
+                let lines = last_lines(&*self.engine, &id, REASON_LOG_LINES).await;
+                self.engine.stop_and_remove(&id, self.settings.stop_grace_secs).await?;
                 let reason = format!(
                     "the server did not answer 200 on {health_path} within {} s{}",
                     deadline.as_secs(),
@@ -89,13 +89,18 @@ impl Supervisor {
         }
     }
 
-    /// Everything a start needs that can fail for a reason a person should read.
-    pub(super) async fn prepare(&self, d: &Deployment) -> Result<Prepared, String> {
+    /// Everything a start needs. `Ok(Err(reason))` is a start that cannot happen, for a
+    /// reason a person should read (the deployment fails with it); `Err` is an engine that
+    /// cannot be reached, which the loop retries without failing anything.
+    pub(super) async fn prepare(&self, d: &Deployment) -> Result<Result<Prepared, String>, SupervisorError> {
         let allocation = match &d.observed.gpu_allocation {
             Some(held) => Some(held.clone()),
             None => {
                 let _placing = self.admission.lock().await;
-                self.place(d.name.as_str(), d.gpu_request).await.map_err(|e| format!("no GPU free: {e}"))?
+                match self.place(d.name.as_str(), d.gpu_request).await {
+                    Ok(allocation) => allocation,
+                    Err(e) => return Ok(Err(format!("no GPU free: {e}"))),
+                }
             }
         };
         self.prepare_with(d, allocation).await
@@ -106,16 +111,30 @@ impl Supervisor {
         &self,
         d: &Deployment,
         allocation: Option<GpuAllocation>,
+    ) -> Result<Result<Prepared, String>, SupervisorError> {
+        let runtime = match self.runtime(&d.runtime).await {
+            Ok(runtime) => runtime,
+            Err(e) => return Ok(Err(e.to_string())),
+        };
+        match self.engine.image_exists(runtime.image()).await {
+            Ok(true) => {}
+            Ok(false) => return Ok(Err(EngineError::ImageMissing(runtime.image().to_owned()).to_string())),
+            Err(e @ EngineError::Unreachable { .. }) => return Err(e.into()),
+            Err(e) => return Ok(Err(e.to_string())),
+        }
+        Ok(self.prepare_on(d, &runtime, allocation).await)
+    }
+
+    /// The spec and launch record of `d` on `runtime`, whose image the engine has.
+    async fn prepare_on(
+        &self,
+        d: &Deployment,
+        runtime: &Runtime,
+        allocation: Option<GpuAllocation>,
     ) -> Result<Prepared, String> {
-        let runtime = self.runtime(&d.runtime).await.map_err(|e| e.to_string())?;
         let (version, files) =
             deployments::resolve(&self.pool, &d.model, &d.target).await.map_err(|e| e.to_string())?;
-        let picked = presets::pick_model_files(&runtime, files.iter().map(|(p, _)| p.as_str()))?;
-        match self.docker.image_exists(runtime.image()).await {
-            Ok(true) => {}
-            Ok(false) => return Err(DockerError::ImageMissing(runtime.image().to_owned()).to_string()),
-            Err(e) => return Err(e.to_string()),
-        }
+        let picked = presets::pick_model_files(runtime, files.iter().map(|(p, _)| p.as_str()))?;
         let snapshot = self.blobs.snapshot(&d.model, &version, files).await.map_err(|e| e.to_string())?;
         let snapshot = self.daemon_path(&snapshot);
         let overrides = Overrides::parse(&d.env, &d.args).map_err(|e| e.to_string())?;
@@ -123,7 +142,7 @@ impl Supervisor {
         let spec = spec::container_spec(&SpecInput {
             deployment: d.name.as_str(),
             instance: &instance,
-            runtime: &runtime,
+            runtime,
             snapshot: &snapshot,
             gpus: allocation.as_ref(),
             file: picked.file.as_deref(),
@@ -138,7 +157,7 @@ impl Supervisor {
             .manifest_digest
             .map(|digest| digest.to_string());
         Ok(Prepared {
-            launch: launch::launch_of(&spec, &runtime, version.as_str(), manifest_digest),
+            launch: launch::launch_of(&spec, runtime, version.as_str(), manifest_digest),
             spec,
             version: version.to_string(),
             allocation,
@@ -151,7 +170,7 @@ impl Supervisor {
     /// that cannot be written is logged: it never stops a server that started.
     pub(super) async fn record_launch(&self, name: &DeploymentName, mut launch: Launch, container_id: &str) {
         launch.container_id = container_id.to_owned();
-        launch.image_digest = self.docker.image_digest(container_id).await.unwrap_or_else(|e| {
+        launch.image_digest = self.engine.image_digest(container_id).await.unwrap_or_else(|e| {
             tracing::warn!(deployment = %name, error = %e, "could not read the container's image digest");
             None
         });
@@ -200,7 +219,7 @@ impl Supervisor {
             }
             Health::Exited(exited) => self.crashed(d, exited).await,
             Health::Deadline => {
-                self.docker.stop_and_remove(&c.id, self.settings.stop_grace_secs).await?;
+                self.engine.stop_and_remove(&c.id, self.settings.stop_grace_secs).await?;
                 let reason = format!("the server did not answer 200 on {} in time", runtime.health_path());
                 self.fail(&Deployment { observed, ..d }, reason).await
             }
@@ -210,8 +229,8 @@ impl Supervisor {
     /// A container exited while it should run: back off and restart, or give up.
     pub(super) async fn crashed(self: Arc<Self>, d: Deployment, c: Container) -> Result<(), SupervisorError> {
         let d = deployments::get(&self.pool, &d.name).await?;
-        let lines = self.docker.last_lines(&c.id, REASON_LOG_LINES).await;
-        self.docker.stop_and_remove(&c.id, self.settings.stop_grace_secs).await?;
+        let lines = last_lines(&*self.engine, &c.id, REASON_LOG_LINES).await;
+        self.engine.stop_and_remove(&c.id, self.settings.stop_grace_secs).await?;
         let why = if c.oom_killed {
             "was killed for running out of memory (OOM)".to_owned()
         } else {
@@ -260,7 +279,7 @@ impl Supervisor {
         let reason = if d.observed.state == State::Stopped { d.observed.reason.clone() } else { None };
         if let Some(c) = c {
             self.observe(&d, Observed { state: State::Stopping, ..d.observed.clone() }).await?;
-            self.docker.stop_and_remove(&c.id, self.settings.stop_grace_secs).await?;
+            self.engine.stop_and_remove(&c.id, self.settings.stop_grace_secs).await?;
         }
         let stopped = Observed {
             state: State::Stopped,
@@ -292,19 +311,9 @@ impl Supervisor {
             probes += 1;
             // Docker is asked less often than the port is probed.
             if probes.is_multiple_of(if probes < FAST_PROBES { 25 } else { 5 }) {
-                match self.docker.inspect(id).await? {
+                match self.engine.inspect(id).await? {
                     Some(c) if !c.running => return Ok(Health::Exited(c)),
-                    None => {
-                        return Ok(Health::Exited(Container {
-                            id: id.to_owned(),
-                            deployment: String::new(),
-                            instance: String::new(),
-                            running: false,
-                            exit_code: None,
-                            oom_killed: false,
-                            address: None,
-                        }));
-                    }
+                    None => return Ok(Health::Exited(Container::gone(id))),
                     Some(_) => {}
                 }
             }

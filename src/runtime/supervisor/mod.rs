@@ -21,8 +21,10 @@ mod lifecycle;
 mod placement;
 mod reconcile;
 mod rollout;
+#[cfg(test)]
+mod tests;
 
-use super::docker::{DockerClient, DockerError};
+use super::engine::{Engine, EngineError};
 use super::gpu::{self, AdmissionError, GpuInventory, GpuUsage};
 use super::presets::{self, Runtime};
 use super::spec::{self, SpecSettings};
@@ -90,7 +92,7 @@ impl Default for SupervisorSettings {
 #[derive(Debug, thiserror::Error)]
 pub enum SupervisorError {
     #[error(transparent)]
-    Docker(#[from] DockerError),
+    Engine(#[from] EngineError),
     #[error(transparent)]
     Catalog(#[from] CatalogError),
     #[error(transparent)]
@@ -117,12 +119,14 @@ struct FailedRollout {
     version: String,
     /// What the deployment reported, reported again when a restart keeps the old version.
     reason: String,
+    /// The runtime it failed on ([`Supervisor::runtime_fingerprint`]).
+    runtime: String,
 }
 
 pub struct Supervisor {
     pool: SqlitePool,
     blobs: BlobStore,
-    docker: DockerClient,
+    engine: Arc<dyn Engine>,
     inventory: GpuInventory,
     settings: SupervisorSettings,
     data_dir: PathBuf,
@@ -137,7 +141,7 @@ impl Supervisor {
     pub fn new(
         pool: SqlitePool,
         blobs: BlobStore,
-        docker: DockerClient,
+        engine: Arc<dyn Engine>,
         inventory: GpuInventory,
         settings: SupervisorSettings,
         data_dir: PathBuf,
@@ -146,7 +150,7 @@ impl Supervisor {
         Arc::new(Self {
             pool,
             blobs,
-            docker,
+            engine,
             inventory,
             settings,
             data_dir,
@@ -157,8 +161,8 @@ impl Supervisor {
         })
     }
 
-    pub fn docker(&self) -> &DockerClient {
-        &self.docker
+    pub fn engine(&self) -> &dyn Engine {
+        &*self.engine
     }
 
     pub fn inventory(&self) -> &GpuInventory {
@@ -176,7 +180,7 @@ impl Supervisor {
         let watcher = Arc::clone(&self);
         let _watcher = crate::tasks::AbortOnDrop(tokio::spawn(async move {
             loop {
-                let mut changes = std::pin::pin!(watcher.docker.changes());
+                let mut changes = std::pin::pin!(watcher.engine.changes());
                 while let Some(Ok(())) = changes.next().await {
                     watcher.wake();
                 }
@@ -292,7 +296,7 @@ impl Supervisor {
             Err(e) => Err(e),
         };
         if deleted.is_ok()
-            && let Err(e) = self.docker.remove_volume(&spec::cache_volume(name.as_str())).await
+            && let Err(e) = self.engine.remove_volume(&spec::cache_volume(name.as_str())).await
         {
             tracing::warn!(deployment = %name, error = %e, "could not remove the deployment's cache volume");
         }
@@ -301,8 +305,8 @@ impl Supervisor {
     }
 
     async fn remove_containers_of(&self, name: &str) -> Result<(), SupervisorError> {
-        for container in self.docker.list_managed().await?.into_iter().filter(|c| c.deployment == name) {
-            self.docker.stop_and_remove(&container.id, self.settings.stop_grace_secs).await?;
+        for container in self.engine.list_managed().await?.into_iter().filter(|c| c.deployment == name) {
+            self.engine.stop_and_remove(&container.id, self.settings.stop_grace_secs).await?;
         }
         Ok(())
     }
@@ -315,6 +319,15 @@ impl Supervisor {
 
     fn track<R>(&self, name: &str, f: impl FnOnce(&mut Track) -> R) -> R {
         f(self.tracks.lock().unwrap_or_else(PoisonError::into_inner).entry(name.to_owned()).or_default())
+    }
+
+    /// A runtime's name and definition as they are now: what a failed rollout is compared
+    /// against, so that an admin's fix to the runtime is tried.
+    async fn runtime_fingerprint(&self, name: &str) -> String {
+        match self.runtime(name).await {
+            Ok(runtime) => format!("{name} {}", serde_json::to_string(&runtime.definition()).unwrap_or_default()),
+            Err(e) => format!("{name} {e}"),
+        }
     }
 
     /// A runtime by name: an admin's stored definition first, then the built-in preset.

@@ -7,17 +7,17 @@ use std::time::{Duration, Instant};
 use super::{Supervisor, SupervisorError};
 use crate::catalog::deployments::{self, Deployment, Desired, State};
 use crate::catalog::{Actor, CatalogError};
-use crate::runtime::docker::Container;
+use crate::runtime::engine::Container;
 
 impl Supervisor {
     /// One pass: remove what no one wants, then converge each deployment.
     pub(super) async fn reconcile(self: Arc<Self>) -> Result<(), SupervisorError> {
         let wanted = deployments::list(&self.pool).await?;
-        let containers = self.docker.list_managed().await?;
+        let containers = self.engine.list_managed().await?;
         let names: std::collections::HashSet<&str> = wanted.iter().map(|d| d.name.as_str()).collect();
         for stray in containers.iter().filter(|c| !names.contains(c.deployment.as_str())) {
             tracing::info!(container = %stray.id, deployment = %stray.deployment, "removing a container no deployment wants");
-            self.docker.stop_and_remove(&stray.id, self.settings.stop_grace_secs).await?;
+            self.engine.stop_and_remove(&stray.id, self.settings.stop_grace_secs).await?;
         }
         for deployment in wanted {
             let mine: Vec<Container> =
@@ -41,7 +41,7 @@ impl Supervisor {
             let keep = containers.iter().position(|c| Some(&c.id) == d.observed.container_id.as_ref()).unwrap_or(0);
             for (i, extra) in containers.iter().enumerate() {
                 if i != keep {
-                    self.docker.stop_and_remove(&extra.id, self.settings.stop_grace_secs).await?;
+                    self.engine.stop_and_remove(&extra.id, self.settings.stop_grace_secs).await?;
                 }
             }
             containers = vec![containers.swap_remove(keep)];

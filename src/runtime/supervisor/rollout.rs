@@ -10,13 +10,14 @@ use super::{
 };
 use crate::catalog::CatalogError;
 use crate::catalog::deployments::{self, Deployment, Observed, State};
-use crate::runtime::docker::Container;
+use crate::runtime::engine::{Container, last_lines};
 use crate::runtime::gpu;
 use crate::runtime::spec;
 
 impl Supervisor {
     /// For a running deployment that follows an alias: the alias's version, if it has moved
-    /// away from what the deployment serves (and a rollout to it has not already failed).
+    /// away from what the deployment serves, unless a rollout to that version already failed
+    /// on the runtime as it is now (changing the runtime, or the alias, tries again).
     pub(super) async fn moved_on(&self, d: &Deployment) -> Result<Option<String>, SupervisorError> {
         if !matches!(d.target, deployments::Target::Alias(_)) {
             return Ok(None);
@@ -28,8 +29,11 @@ impl Supervisor {
             Err(e) => return Err(e.into()),
         };
         let version = version.to_string();
-        let failed_before =
-            self.track(d.name.as_str(), |t| t.failed_rollout.as_ref().is_some_and(|f| f.version == version));
+        let failed = self.track(d.name.as_str(), |t| t.failed_rollout.clone());
+        let failed_before = match failed {
+            Some(failed) if failed.version == version => failed.runtime == self.runtime_fingerprint(&d.runtime).await,
+            _ => false,
+        };
         Ok((d.observed.serving_version.as_deref() != Some(version.as_str()) && !failed_before).then_some(version))
     }
 
@@ -59,7 +63,8 @@ impl Supervisor {
                     "rollout to version {version} failed, version {} keeps serving: {reason}",
                     from.as_deref().unwrap_or("?")
                 );
-                let failed = FailedRollout { version: version.clone(), reason: reason.clone() };
+                let runtime = self.runtime_fingerprint(&d.runtime).await;
+                let failed = FailedRollout { version: version.clone(), reason: reason.clone(), runtime };
                 self.track(d.name.as_str(), |t| t.failed_rollout = Some(failed));
                 self.observe(&current, Observed { reason: Some(reason.clone()), ..current.observed.clone() }).await?;
                 let details = serde_json::json!({ "from": from, "to": version, "reason": reason });
@@ -98,15 +103,15 @@ impl Supervisor {
         );
         let pinned =
             Deployment { target, observed: Observed { gpu_allocation: None, ..d.observed.clone() }, ..d.clone() };
-        let prepared = match self.prepare_with(&pinned, allocation).await {
+        let prepared = match self.prepare_with(&pinned, allocation).await? {
             Ok(prepared) => prepared,
             Err(reason) => return Ok(Err(reason)),
         };
         let Prepared { mut spec, launch, version, allocation, deadline, health_path } = prepared;
         let usual_name = spec.name.clone();
         let instance = uuid::Uuid::new_v4().simple().to_string();
-        spec.options = spec::rollout_options(&usual_name, &instance[..8]);
-        let (id, address) = match self.docker.create_and_start(spec).await {
+        spec.name = spec::rollout_name(&usual_name, &instance[..8]);
+        let (id, address) = match self.engine.create_and_start(spec).await {
             Ok(started) => started,
             Err(e) => return Ok(Err(format!("the new container could not start: {e}"))),
         };
@@ -114,13 +119,13 @@ impl Supervisor {
         match self.wait_healthy(&id, address.as_deref(), &health_path, deadline).await? {
             Health::Healthy => {}
             Health::Exited(c) => {
-                let lines = self.docker.last_lines(&id, REASON_LOG_LINES).await;
-                self.docker.stop_and_remove(&id, self.settings.stop_grace_secs).await?;
+                let lines = last_lines(&*self.engine, &id, REASON_LOG_LINES).await;
+                self.engine.stop_and_remove(&id, self.settings.stop_grace_secs).await?;
                 let code = c.exit_code.map_or_else(|| "?".to_owned(), |c| c.to_string());
                 return Ok(Err(format!("the new server exited with code {code}{}", quoted(&lines))));
             }
             Health::Deadline => {
-                self.docker.stop_and_remove(&id, self.settings.stop_grace_secs).await?;
+                self.engine.stop_and_remove(&id, self.settings.stop_grace_secs).await?;
                 return Ok(Err(format!(
                     "the new server did not answer 200 on {health_path} within {} s",
                     deadline.as_secs()
@@ -154,15 +159,15 @@ impl Supervisor {
                 tokio::time::sleep(PROBE_EVERY).await;
             }
         }
-        self.docker.stop_and_remove(&old.id, self.settings.stop_grace_secs).await?;
-        self.docker.rename(&id, &usual_name).await?;
+        self.engine.stop_and_remove(&old.id, self.settings.stop_grace_secs).await?;
+        self.engine.rename(&id, &usual_name).await?;
         self.track(d.name.as_str(), |t| t.failed_rollout = None);
         Ok(Ok(()))
     }
 
     /// Stops the old container and lets the loop start the alias's version in its place.
     pub(super) async fn recreate(&self, d: Deployment, old: Container, version: &str) -> Result<(), SupervisorError> {
-        self.docker.stop_and_remove(&old.id, self.settings.stop_grace_secs).await?;
+        self.engine.stop_and_remove(&old.id, self.settings.stop_grace_secs).await?;
         let pending = Observed {
             state: State::Pending,
             reason: Some(format!("recreating for version {version}")),

@@ -208,8 +208,8 @@ pub async fn show(
     let data = cache.get_or_load((), || load(&pool, &supervisor)).await?;
     let docker = docker
         .get_or_load(|| async {
-            match supervisor.docker().ping().await {
-                Ok(()) => DockerStatus { ok: true, text: format!("reachable at {}", supervisor.docker().socket()) },
+            match supervisor.engine().ping().await {
+                Ok(()) => DockerStatus { ok: true, text: format!("reachable at {}", supervisor.engine().socket()) },
                 Err(e) => DockerStatus { ok: false, text: e.to_string() },
             }
         })
