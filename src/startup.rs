@@ -158,7 +158,7 @@ fn serve(
     let http_metrics = web::Data::new(crate::metrics::HttpMetrics::default());
     let history = web::Data::from(history);
     let supervisor = web::Data::from(supervisor);
-    let gateway = web::Data::new(Gateway::new(traffic, Duration::from_secs(settings.upstream_timeout_secs))?);
+    let gateway = Gateway::new(traffic, Duration::from_secs(settings.upstream_timeout_secs))?;
     let pool = web::Data::new(pool);
     let blobs = web::Data::new(blobs);
     let body_timeout = Duration::from_secs(settings.body_chunk_timeout_secs);
@@ -181,9 +181,11 @@ fn serve(
             .app_data(http_metrics.clone())
             .app_data(history.clone())
             .app_data(supervisor.clone())
-            .app_data(gateway.clone())
-            .configure(api::configure)
+            .app_data(web::Data::new(gateway.for_worker()))
+            // The gateway's routes first: `/v1/…` is the hot path, and actix tries routes in
+            // the order they are registered (the API's are regular expressions).
             .configure(gateway::configure)
+            .configure(api::configure)
             // The Hugging Face Hub protocol: not in the OpenAPI document (its contract is the Hub's).
             .configure(hf::configure)
             .configure(dashboard::configure)

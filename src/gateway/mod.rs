@@ -38,27 +38,49 @@ const MAX_COLD_START: Duration = Duration::from_secs(900);
 /// committed writes).
 type Routes = Option<(u64, Arc<Vec<Deployment>>)>;
 
-/// The upstream client (one keep-alive pool for every deployment) and the routing table.
+/// The upstream client (a keep-alive pool for every deployment) and the routing table.
 #[derive(Clone)]
 pub struct Gateway {
     client: reqwest::Client,
+    read_timeout: Duration,
     traffic: Arc<Traffic>,
     metrics: Arc<Metrics>,
     /// Requests are routed from this copy; only a write to the catalog costs a query.
     routes: Arc<Mutex<Routes>>,
 }
 
+fn client(read_timeout: Duration) -> reqwest::Result<reqwest::Client> {
+    reqwest::Client::builder()
+        .connect_timeout(CONNECT_TIMEOUT)
+        .read_timeout(read_timeout)
+        .pool_idle_timeout(Duration::from_secs(90))
+        .no_proxy()
+        .build()
+}
+
 impl Gateway {
     /// `read_timeout`: no byte from the model server for this long ends the request (504
     /// before the answer began; a cut stream after).
     pub fn new(traffic: Arc<Traffic>, read_timeout: Duration) -> anyhow::Result<Self> {
-        let client = reqwest::Client::builder()
-            .connect_timeout(CONNECT_TIMEOUT)
-            .read_timeout(read_timeout)
-            .pool_idle_timeout(Duration::from_secs(90))
-            .no_proxy()
-            .build()?;
-        Ok(Self { client, traffic, metrics: Arc::new(Metrics::default()), routes: Arc::default() })
+        Ok(Self {
+            client: client(read_timeout)?,
+            read_timeout,
+            traffic,
+            metrics: Arc::new(Metrics::default()),
+            routes: Arc::default(),
+        })
+    }
+
+    /// The gateway for one server worker: the same routes, counters and traffic, with a
+    /// connection pool of its own. A pooled connection's task runs on the worker that
+    /// opened it, so a request handed a connection from another worker's pool pays two
+    /// cross-thread wake-ups per round trip; the profile showed those as the largest cost.
+    pub fn for_worker(&self) -> Self {
+        let client = client(self.read_timeout).unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "could not build a worker's upstream client; sharing the first one");
+            self.client.clone()
+        });
+        Self { client, ..self.clone() }
     }
 
     /// Every deployment, from the copy unless the table changed since it was taken.
