@@ -22,6 +22,9 @@ pub struct Settings {
     pub gc_grace_secs: u64,
     /// An upload session not completed within this many seconds is removed with its parts.
     pub upload_session_ttl_secs: u64,
+    /// Per-request usage rows older than this many hours are removed (the per-minute
+    /// rollups stay).
+    pub usage_raw_retention_hours: u64,
     /// Largest JSON body accepted, in bytes.
     pub json_limit: usize,
     /// Lets requests without credentials read and download (GET and HEAD only).
@@ -101,6 +104,7 @@ impl Default for Settings {
             data_dir: PathBuf::from("./hangar-data"),
             gc_grace_secs: 3600,
             upload_session_ttl_secs: 7 * 24 * 3600,
+            usage_raw_retention_hours: 24,
             json_limit: 1 << 20,
             anonymous_read: false,
             metrics_public: false,
@@ -137,6 +141,7 @@ struct FileSettings {
     data_dir: Option<PathBuf>,
     gc_grace_secs: Option<u64>,
     upload_session_ttl_secs: Option<u64>,
+    usage_raw_retention_hours: Option<u64>,
     json_limit: Option<usize>,
     anonymous_read: Option<bool>,
     metrics_public: Option<bool>,
@@ -221,6 +226,9 @@ impl Settings {
         }
         if let Some(secs) = file.gc_grace_secs {
             settings.gc_grace_secs = secs;
+        }
+        if let Some(hours) = file.usage_raw_retention_hours {
+            settings.usage_raw_retention_hours = hours;
         }
         if let Some(secs) = file.upload_session_ttl_secs {
             settings.upload_session_ttl_secs = secs;

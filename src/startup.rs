@@ -19,7 +19,7 @@ use sqlx::SqlitePool;
 use crate::auth::{self, Authenticator, Bootstrapped, LoginLimiter};
 use crate::blobs::BlobStore;
 use crate::config::Settings;
-use crate::gateway::Gateway;
+use crate::gateway::{Gateway, Ledger};
 use crate::runtime::docker::DockerClient;
 use crate::runtime::supervisor::{Supervisor, SupervisorSettings};
 use crate::runtime::traffic::Traffic;
@@ -102,7 +102,10 @@ impl Application {
         tasks.spawn("memory samples", move || {
             history::sample_forever(Arc::clone(&sampled), Arc::clone(&sampler_supervisor))
         });
-        let shared = Shared { pool: pool.clone(), blobs: blobs.clone(), supervisor, traffic, history };
+        let retention = Duration::from_secs(settings.usage_raw_retention_hours.saturating_mul(3600));
+        let (ledger, ledger_writer) = Ledger::new(pool.clone(), retention);
+        tasks.spawn("usage ledger", move || Arc::clone(&ledger_writer).run());
+        let shared = Shared { pool: pool.clone(), blobs: blobs.clone(), supervisor, traffic, history, ledger };
         let server = serve(listener, tls, shared, settings)?;
         Ok(Self { port, server, pool, blobs, bootstrapped, tasks, _lock: lock })
     }
@@ -143,6 +146,7 @@ struct Shared {
     supervisor: Arc<Supervisor>,
     traffic: Arc<Traffic>,
     history: Arc<MemoryHistory>,
+    ledger: Ledger,
 }
 
 fn serve(
@@ -151,14 +155,14 @@ fn serve(
     shared: Shared,
     settings: Settings,
 ) -> anyhow::Result<Server> {
-    let Shared { pool, blobs, supervisor, traffic, history } = shared;
+    let Shared { pool, blobs, supervisor, traffic, history, ledger } = shared;
     let (json, query, path) = api::extractor_configs(settings.json_limit);
     let authenticator = web::Data::new(Authenticator::new(pool.clone()));
     let limiter = web::Data::new(LoginLimiter::default());
     let http_metrics = web::Data::new(crate::metrics::HttpMetrics::default());
     let history = web::Data::from(history);
     let supervisor = web::Data::from(supervisor);
-    let gateway = Gateway::new(traffic, Duration::from_secs(settings.upstream_timeout_secs))?;
+    let gateway = Gateway::new(traffic, Duration::from_secs(settings.upstream_timeout_secs), ledger)?;
     let pool = web::Data::new(pool);
     let blobs = web::Data::new(blobs);
     let body_timeout = Duration::from_secs(settings.body_chunk_timeout_secs);

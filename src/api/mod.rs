@@ -17,6 +17,7 @@ mod runtimes;
 mod system;
 mod tokens;
 mod uploads;
+mod usage;
 mod users;
 mod versions;
 mod webhooks;
@@ -108,6 +109,7 @@ routes! {
     "/api/v1/users/{name}" => { get: users::get_user, patch: users::update_user }
     "/api/v1/users/{name}/password" => { post: users::reset_password }
     "/api/v1/system" => { get: system::get_system }
+    "/api/v1/usage" => { get: usage::get_usage }
     "/api/v1/openapi.json" => { get: openapi::get_openapi }
     "/metrics" => { get: system::get_metrics }
     "/healthz" => { get: system::healthz }

@@ -13,6 +13,7 @@ pub mod models;
 pub mod runtimes;
 pub mod sessions;
 pub mod tokens;
+pub mod usage;
 pub mod users;
 pub mod versions;
 pub mod webhooks;

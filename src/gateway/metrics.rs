@@ -1,5 +1,5 @@
 //! Gateway metrics, per deployment: requests by status, latency and time to first byte as
-//! histograms, cold starts and their duration. Rendered with the catalog's and the blob
+//! histograms, cold starts and their duration, tokens reported. Rendered with the catalog's and the blob
 //! store's gauges as Prometheus text at `/metrics`.
 
 use std::collections::{BTreeMap, HashMap};
@@ -7,6 +7,7 @@ use std::fmt::Write as _;
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
+use crate::catalog::usage::Tokens;
 use crate::metrics::Histogram;
 
 #[derive(Debug, Default, Clone)]
@@ -15,6 +16,8 @@ struct PerDeployment {
     latency: Histogram,
     first_byte: Histogram,
     cold_starts: Histogram,
+    prompt_tokens: u64,
+    completion_tokens: u64,
 }
 
 #[derive(Debug, Default)]
@@ -47,6 +50,14 @@ impl Metrics {
         self.with(deployment, |d| d.latency.observe(latency));
     }
 
+    /// Tokens an answer reported.
+    pub fn tokens(&self, deployment: &str, tokens: Tokens) {
+        self.with(deployment, |d| {
+            d.prompt_tokens += tokens.prompt;
+            d.completion_tokens += tokens.completion;
+        });
+    }
+
     pub fn cold_start(&self, deployment: &str, took: Duration) {
         self.with(deployment, |d| d.cold_starts.observe(took));
     }
@@ -69,6 +80,7 @@ impl Metrics {
             ("hangar_gateway_requests_total", "counter", "Requests routed to a deployment, by status."),
             ("hangar_gateway_errors_total", "counter", "Requests that ended in a 4xx or 5xx, by status."),
             ("hangar_gateway_in_flight", "gauge", "Requests in flight."),
+            ("hangar_gateway_tokens_total", "counter", "Tokens the model servers reported, prompt and completion."),
             ("hangar_gateway_request_seconds", "histogram", "Time from request to the end of the response body."),
             ("hangar_gateway_first_byte_seconds", "histogram", "Time from request to the response headers."),
             (
@@ -93,6 +105,10 @@ impl Metrics {
                             let _ = writeln!(out, "{name}{{{label},status=\"{status}\"}} {n}");
                         }
                     }
+                    "hangar_gateway_tokens_total" => {
+                        let _ = writeln!(out, "{name}{{{label},kind=\"prompt\"}} {}", d.prompt_tokens);
+                        let _ = writeln!(out, "{name}{{{label},kind=\"completion\"}} {}", d.completion_tokens);
+                    }
                     "hangar_gateway_in_flight" => {
                         let _ = writeln!(out, "{name}{{{label}}} {}", in_flight(deployment));
                     }
@@ -116,12 +132,14 @@ mod tests {
         metrics.responded("chat", 503, None);
         metrics.finished("chat", Duration::from_millis(30));
         metrics.cold_start("chat", Duration::from_secs(2));
+        metrics.tokens("chat", Tokens { prompt: 3, completion: 5 });
         let mut out = String::new();
         metrics.render(&mut out, |_| 1);
         assert!(out.contains("hangar_gateway_requests_total{deployment=\"chat\",status=\"200\"} 1"), "{out}");
         assert!(out.contains("hangar_gateway_errors_total{deployment=\"chat\",status=\"503\"} 1"), "{out}");
         assert!(!out.contains("hangar_gateway_errors_total{deployment=\"chat\",status=\"200\"}"), "{out}");
         assert!(out.contains("hangar_gateway_in_flight{deployment=\"chat\"} 1"), "{out}");
+        assert!(out.contains("hangar_gateway_tokens_total{deployment=\"chat\",kind=\"completion\"} 5"), "{out}");
         assert!(out.contains("hangar_gateway_first_byte_seconds_bucket{deployment=\"chat\",le=\"0.0025\"} 0"), "{out}");
         assert!(out.contains("hangar_gateway_first_byte_seconds_bucket{deployment=\"chat\",le=\"0.005\"} 1"), "{out}");
         assert!(out.contains("hangar_gateway_request_seconds_count{deployment=\"chat\"} 1"), "{out}");

@@ -8,6 +8,7 @@ mod error;
 mod metrics;
 mod rewrite;
 mod route;
+mod usage;
 
 use std::borrow::Cow;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -27,6 +28,11 @@ use crate::runtime::supervisor::Supervisor;
 use crate::runtime::traffic::{InFlight, Traffic};
 pub use error::OpenAiError;
 pub use metrics::Metrics;
+pub use usage::{Ledger, LedgerWriter, now_ms};
+
+use crate::catalog::usage::Record;
+use rewrite::Streamed;
+use usage::{Answer, Metered};
 
 /// Largest request body passed to a model server (long prompts, batched embeddings).
 const MAX_BODY: usize = 64 << 20;
@@ -43,6 +49,7 @@ type Routes = Option<(u64, Arc<Vec<Deployment>>)>;
 pub struct Gateway {
     client: reqwest::Client,
     read_timeout: Duration,
+    ledger: Ledger,
     traffic: Arc<Traffic>,
     metrics: Arc<Metrics>,
     /// Requests are routed from this copy; only a write to the catalog costs a query.
@@ -61,10 +68,11 @@ fn client(read_timeout: Duration) -> reqwest::Result<reqwest::Client> {
 impl Gateway {
     /// `read_timeout`: no byte from the model server for this long ends the request (504
     /// before the answer began; a cut stream after).
-    pub fn new(traffic: Arc<Traffic>, read_timeout: Duration) -> anyhow::Result<Self> {
+    pub fn new(traffic: Arc<Traffic>, read_timeout: Duration, ledger: Ledger) -> anyhow::Result<Self> {
         Ok(Self {
             client: client(read_timeout)?,
             read_timeout,
+            ledger,
             traffic,
             metrics: Arc::new(Metrics::default()),
             routes: Arc::default(),
@@ -104,6 +112,13 @@ impl Gateway {
     /// Appends the gateway's Prometheus series to `out`.
     pub fn render_metrics(&self, out: &mut String) {
         self.metrics.render(out, |deployment| self.traffic.in_flight(deployment));
+        let dropped = self.ledger.dropped();
+        let name = "hangar_usage_records_dropped_total";
+        let help = "Usage records dropped because the ledger's writer fell behind.";
+        let _ = std::fmt::Write::write_fmt(
+            out,
+            format_args!("# HELP {name} {help}\n# TYPE {name} counter\n{name} {dropped}\n"),
+        );
     }
 }
 
@@ -162,21 +177,40 @@ async fn forward(
 ) -> Result<HttpResponse, OpenAiError> {
     let caller = caller.map_err(OpenAiError::from)?;
     let content_type = req.headers().get(actix_web::http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
-    let request = rewrite::ModelRequest::parse(content_type, &body).map_err(OpenAiError::invalid_request)?;
+    let mut request = rewrite::ModelRequest::parse(content_type, &body).map_err(OpenAiError::invalid_request)?;
     let started = Instant::now();
+    let at_ms = usage::now_ms();
     let routes = gateway.deployments(&pool).await?;
     let deployment = route::resolve(&routes, &caller, request.model())?;
     let name = deployment.name.as_str();
+    let streamed = request.ask_usage(tail.as_str());
     let body = request.with_model(body, name).map_err(|e| OpenAiError::from(ApiError::internal(e)))?;
+    let record = |d: &Deployment, status: u16| Record {
+        at_ms,
+        deployment: d.name.to_string(),
+        model: d.model.to_string(),
+        version: d.observed.serving_version.clone().unwrap_or_default(),
+        user: caller.user.as_ref().map(ToString::to_string).unwrap_or_default(),
+        token_id: caller.token_id,
+        status,
+        tokens: None,
+        ttft_ms: None,
+        total_ms: 0.0,
+    };
     let result = async {
         let deployment = autostart(&supervisor, &gateway.metrics, deployment).await?;
         let address = serving_address(&deployment)?;
         let path = path_and_query(&format!("/v1/{tail}"), req.query_string());
-        relay(&gateway, &req, reqwest::Method::POST, address, &path, body, &deployment, started).await
+        let metering = Some((streamed, record(&deployment, 0)));
+        relay(&gateway, &req, reqwest::Method::POST, address, &path, body, &deployment, started, metering).await
     }
     .await;
     if let Err(e) = &result {
-        gateway.metrics.responded(name, e.status_code().as_u16(), None);
+        let status = e.status_code().as_u16();
+        gateway.metrics.responded(name, status, None);
+        gateway
+            .ledger
+            .refused(Record { total_ms: started.elapsed().as_secs_f64() * 1e3, ..record(deployment, status) });
     }
     result
 }
@@ -198,7 +232,7 @@ async fn proxy(
     let method = reqwest::Method::from_bytes(req.method().as_str().as_bytes())
         .map_err(|_| OpenAiError::invalid_request(format!("method {} cannot be proxied", req.method())))?;
     let path = path_and_query(&format!("/{rest}"), req.query_string());
-    relay(&gateway, &req, method, address, &path, body, &deployment, started).await
+    relay(&gateway, &req, method, address, &path, body, &deployment, started, None).await
 }
 
 /// Starts a stopped autostart deployment for a request and waits for it, bounded by its
@@ -265,8 +299,9 @@ const HOP_BY_HOP: [&str; 10] = [
     "authorization",
 ];
 
-/// Sends the request upstream and streams the answer back chunk by chunk. Dropping the
-/// response (the client went away) drops the upstream connection, which cancels the work.
+/// Sends the request upstream and streams the answer back chunk by chunk, metered when
+/// `metering` gives how it was asked and the request's record. Dropping the response (the
+/// client went away) drops the upstream connection, which cancels the work.
 #[expect(clippy::too_many_arguments, reason = "two call sites; a struct would only rename them")]
 async fn relay(
     gateway: &Gateway,
@@ -277,6 +312,7 @@ async fn relay(
     body: web::Bytes,
     deployment: &Deployment,
     started: Instant,
+    metering: Option<(Streamed, Record)>,
 ) -> Result<HttpResponse, OpenAiError> {
     // Counted before the first byte goes out, so a rollout waits for it; the address may
     // change here if a rollout switched since the catalog was read.
@@ -299,13 +335,35 @@ async fn relay(
     }
     reply.insert_header(("X-Accel-Buffering", "no"));
     let name = deployment.name.to_string();
-    // The body's own length as the HTTP client framed it (0 for HEAD, 204 and 304).
-    let length = response.content_length();
+    let events = response
+        .headers()
+        .get(reqwest::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("text/event-stream"));
+    let (answer, record) = match metering {
+        None => (Answer::Unmetered, None),
+        Some((streamed, record)) => {
+            let answer = match (events, streamed) {
+                (false, _) => Answer::Json,
+                (true, Streamed::UsageAdded) => Answer::Events { strip: true },
+                (true, _) => Answer::Events { strip: false },
+            };
+            (answer, Some(Record { status: status.as_u16(), ..record }))
+        }
+    };
+    // The usage event taken out changes the length: an answer of known length keeps it
+    // only when nothing is taken out.
+    let length = response.content_length().filter(|_| !matches!(answer, Answer::Events { strip: true }));
     let stream = response.bytes_stream().map(move |chunk| {
         chunk.map_err(|e| {
             tracing::warn!(deployment = %name, error = %e, "upstream stream broke");
             actix_web::error::ErrorBadGateway(e)
         })
+    });
+    let metrics = Arc::clone(&gateway.metrics);
+    let counted_name = deployment.name.to_string();
+    let stream = Metered::new(stream, answer, started, record, gateway.ledger.clone(), move |tokens| {
+        metrics.tokens(&counted_name, tokens);
     });
     let counted = Counted {
         inner: stream,

@@ -13,6 +13,18 @@ use serde_json::{Map, Value};
 pub struct ModelRequest {
     model: String,
     form: Form,
+    /// The JSON was changed other than its `model` (usage asked for).
+    changed: bool,
+}
+
+/// How the answer to a request will come.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Streamed {
+    No,
+    /// Streamed, with usage only if the client asked for it.
+    AsAsked,
+    /// Streamed, with a usage event the gateway asked for.
+    UsageAdded,
 }
 
 enum Form {
@@ -31,12 +43,12 @@ impl ModelRequest {
             let model = std::str::from_utf8(&body[range.clone()])
                 .map_err(|_| "the form's \"model\" field is not UTF-8 text".to_owned())?
                 .to_owned();
-            return Ok(Self { model, form: Form::Multipart(range) });
+            return Ok(Self { model, form: Form::Multipart(range), changed: false });
         }
         let object: Map<String, Value> =
             serde_json::from_slice(body).map_err(|e| format!("the request body is not a JSON object: {e}"))?;
         match object.get("model") {
-            Some(Value::String(model)) => Ok(Self { model: model.clone(), form: Form::Json(object) }),
+            Some(Value::String(model)) => Ok(Self { model: model.clone(), form: Form::Json(object), changed: false }),
             _ => Err("the request body needs a \"model\" (a deployment name)".to_owned()),
         }
     }
@@ -46,9 +58,32 @@ impl ModelRequest {
         &self.model
     }
 
-    /// `body` with its `model` set to `served`; the same bytes when it already was.
+    /// Whether the answer will be streamed (`stream: true`), and if so, whether the gateway
+    /// added `stream_options.include_usage` for a chat or text completion `endpoint` (the
+    /// path after `/v1/`) whose client did not ask for it: the answer's usage event is then
+    /// the gateway's, to be taken out before the client sees it.
+    pub fn ask_usage(&mut self, endpoint: &str) -> Streamed {
+        let Form::Json(object) = &mut self.form else { return Streamed::No };
+        if object.get("stream") != Some(&Value::Bool(true)) {
+            return Streamed::No;
+        }
+        if !matches!(endpoint, "chat/completions" | "completions") {
+            return Streamed::AsAsked;
+        }
+        let options = object.entry("stream_options").or_insert_with(|| Value::Object(Map::new()));
+        match options {
+            Value::Object(options) if options.get("include_usage") != Some(&Value::Bool(true)) => {
+                options.insert("include_usage".to_owned(), Value::Bool(true));
+                self.changed = true;
+                Streamed::UsageAdded
+            }
+            _ => Streamed::AsAsked,
+        }
+    }
+
+    /// `body` with its `model` set to `served`; the same bytes when nothing changed.
     pub fn with_model(self, body: Bytes, served: &str) -> Result<Bytes, serde_json::Error> {
-        if self.model == served {
+        if self.model == served && !self.changed {
             return Ok(body);
         }
         match self.form {
@@ -148,6 +183,31 @@ mod tests {
         assert_eq!(out["model"], "chat");
         assert_eq!(out["stream"], true);
         assert_eq!(out["messages"][0]["content"], "hi");
+    }
+
+    #[test]
+    fn usage_is_asked_for_streamed_completions_whose_client_did_not() {
+        let ask = |body: &str, endpoint: &str| {
+            let mut request = ModelRequest::parse(None, body.as_bytes()).expect("parses");
+            let streamed = request.ask_usage(endpoint);
+            let out = request.with_model(Bytes::from(body.to_owned()), "chat").expect("rewrites");
+            (streamed, serde_json::from_slice::<Value>(&out).expect("json"))
+        };
+        let (streamed, out) = ask(r#"{"model":"chat","stream":true}"#, "chat/completions");
+        assert_eq!(streamed, Streamed::UsageAdded);
+        assert_eq!(out["stream_options"], serde_json::json!({"include_usage": true}));
+        let (streamed, out) =
+            ask(r#"{"model":"chat","stream":true,"stream_options":{"include_usage":true}}"#, "completions");
+        assert_eq!(streamed, Streamed::AsAsked, "the client asked: its usage event is its own");
+        assert_eq!(out["stream_options"]["include_usage"], true);
+        let (streamed, out) =
+            ask(r#"{"model":"chat","stream":true,"stream_options":{"continuous_usage_stats":false}}"#, "completions");
+        assert_eq!(streamed, Streamed::UsageAdded);
+        assert_eq!(out["stream_options"], serde_json::json!({"continuous_usage_stats": false, "include_usage": true}));
+        assert_eq!(ask(r#"{"model":"chat"}"#, "chat/completions").0, Streamed::No);
+        let (streamed, out) = ask(r#"{"model":"chat","stream":true}"#, "responses");
+        assert_eq!(streamed, Streamed::AsAsked, "only endpoints that take stream_options get it");
+        assert!(out.get("stream_options").is_none());
     }
 
     #[test]

@@ -17,5 +17,6 @@ pub mod runtimes;
 pub mod system;
 pub mod tokens;
 pub mod uploads;
+pub mod usage;
 pub mod users;
 pub mod versions;

@@ -186,6 +186,17 @@ async fn a_split_gguf_is_loaded_by_the_real_server_from_its_first_shard() {
     assert_eq!(response.status(), StatusCode::OK);
     let body: Value = response.json().await.expect("json");
     assert_eq!(body["usage"]["completion_tokens"], 4, "{body}");
+
+    // Usage accounting reads the real server's answers: the JSON one, and a streamed one
+    // whose client did not ask for usage (the gateway asks llama-server for it and takes the
+    // chunk out again).
+    let streamed = crate::usage::streamed_chat(&app.client, &app, "m", false).await;
+    assert!(streamed.contains("data: "), "{streamed}");
+    assert!(!streamed.contains("\"usage\""), "no usage chunk for a client that did not ask: {streamed}");
+    let counted = crate::usage::usage_of(&app.client, &app, "by=deployment", &name, 2).await;
+    assert_eq!(counted["total"]["completion_tokens"], 8, "4 tokens each: {counted}");
+    assert_eq!(counted["total"]["unmetered"], 0, "{counted}");
+    assert!(counted["total"]["mean_ttft_ms"].as_f64().is_some(), "{counted}");
     assert_eq!(app.delete(&format!("/api/v1/deployments/{name}")).await.status(), StatusCode::NO_CONTENT);
 }
 

@@ -30,5 +30,6 @@ mod serve;
 mod tls;
 mod upgrade;
 mod uploads;
+mod usage;
 mod versions;
 mod webhooks;

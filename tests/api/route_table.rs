@@ -321,6 +321,7 @@ fn rows() -> Vec<Row> {
         row("patch", "/api/v1/users/{name}", "/api/v1/users/nobody", Instance, Json(json!({"role": "viewer"}))),
         row("post", "/api/v1/users/{name}/password", "/api/v1/users/nobody/password", Instance, Json(json!({}))),
         row("get", "/api/v1/system", "/api/v1/system", Any(Viewer), None),
+        row("get", "/api/v1/usage", "/api/v1/usage", Any(Viewer), None),
         row("get", "/api/v1/openapi.json", "/api/v1/openapi.json", Public, None),
         row("get", "/metrics", "/metrics", Unscoped(Viewer), None),
         row("get", "/healthz", "/healthz", Public, None),

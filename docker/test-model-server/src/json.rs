@@ -1,5 +1,5 @@
-//! Just enough JSON: read the top-level `model` and `stream` members of a request body, and
-//! escape strings for answers. Nested values are skipped, never interpreted, so a `"model"`
+//! Just enough JSON: read the top-level `model` and `stream` members of a request body (and
+//! `stream_options.include_usage`), and escape strings for answers. Nested values are skipped, never interpreted, so a `"model"`
 //! inside a message does not count.
 
 /// The members of a request body the server acts on.
@@ -7,6 +7,8 @@
 pub struct Request {
     pub model: Option<String>,
     pub stream: bool,
+    /// `stream_options: {"include_usage": true}`: a streamed answer ends with a usage chunk.
+    pub include_usage: bool,
 }
 
 pub fn parse_request(body: &[u8]) -> Result<Request, String> {
@@ -31,6 +33,7 @@ pub fn parse_request(body: &[u8]) -> Result<Request, String> {
                 p.i += 4;
                 req.stream = true;
             }
+            "stream_options" if p.peek() == Some(b'{') => req.include_usage = p.include_usage()?,
             _ => p.skip_value()?,
         }
         p.ws();
@@ -105,6 +108,36 @@ impl Parser<'_> {
         String::from_utf8(out).map_err(|_| self.error("bad string"))
     }
 
+    /// Reads a `stream_options` object: whether its `include_usage` is `true`.
+    fn include_usage(&mut self) -> Result<bool, String> {
+        self.expect(b'{')?;
+        let mut include = false;
+        self.ws();
+        if self.peek() == Some(b'}') {
+            self.i += 1;
+            return Ok(false);
+        }
+        loop {
+            self.ws();
+            let key = self.string()?;
+            self.ws();
+            self.expect(b':')?;
+            self.ws();
+            if key == "include_usage" && self.s[self.i..].starts_with(b"true") {
+                self.i += 4;
+                include = true;
+            } else {
+                self.skip_value()?;
+            }
+            self.ws();
+            match self.next() {
+                Some(b',') => {}
+                Some(b'}') => return Ok(include),
+                _ => return Err(self.error("expected ',' or '}'")),
+            }
+        }
+    }
+
     fn skip_value(&mut self) -> Result<(), String> {
         match self.peek() {
             Some(b'"') => self.string().map(drop),
@@ -169,10 +202,17 @@ mod tests {
     fn model_and_stream_are_read_from_the_top_level_only() {
         let body = br#"{"messages":[{"role":"user","content":"{\"model\": \"x\", \"stream\": true}"}],
             "max_tokens": 5, "stream" : true, "model":"llama\u0041", "n": {"model": "no"}}"#;
-        assert_eq!(parse_request(body), Ok(Request { model: Some("llamaA".into()), stream: true }));
+        assert_eq!(
+            parse_request(body),
+            Ok(Request { model: Some("llamaA".into()), stream: true, include_usage: false })
+        );
+        assert_eq!(
+            parse_request(br#"{"stream": true, "stream_options": {"x": [1], "include_usage": true}, "model": "m"}"#),
+            Ok(Request { model: Some("m".into()), stream: true, include_usage: true })
+        );
         assert_eq!(
             parse_request(br#"{"stream": false, "model": "m"}"#),
-            Ok(Request { model: Some("m".into()), stream: false })
+            Ok(Request { model: Some("m".into()), stream: false, include_usage: false })
         );
         assert_eq!(parse_request(b" {} "), Ok(Request::default()));
     }

@@ -279,7 +279,7 @@ fn handle(req: &http::Request, w: &mut TcpStream, state: &State) -> std::io::Res
             let id = state.next_id.fetch_add(1, Ordering::Relaxed);
             let chat = path == "/v1/chat/completions";
             if body.stream {
-                stream_answer(req, w, state, chat, id, created, &model_field, &words)
+                stream_answer(req, &body, w, state, chat, id, created, &model_field, &words)
             } else {
                 let content = json::string(&words.join(" "));
                 let n = words.len();
@@ -350,10 +350,12 @@ fn client_left_within(socket: &TcpStream, delay: Duration) -> bool {
 }
 
 /// One SSE event per word (the words, joined, equal the non-streamed answer), then a final
-/// event with `finish_reason`, then `data: [DONE]`.
+/// event with `finish_reason`, then (when the request asked with `stream_options`) a usage
+/// chunk without choices, as OpenAI sends it, then `data: [DONE]`.
 #[expect(clippy::too_many_arguments, reason = "one call site; a struct would only rename them")]
 fn stream_answer(
     req: &http::Request,
+    req_body: &json::Request,
     w: &mut TcpStream,
     state: &State,
     chat: bool,
@@ -402,6 +404,15 @@ fn stream_answer(
         r#"{"index":0,"text":"","logprobs":null,"finish_reason":"stop"}"#
     };
     stream.send(event(last.to_owned()).as_bytes())?;
+    if req_body.include_usage {
+        // As OpenAI sends it: one more chunk, no choices, the whole request's usage.
+        let n = words.len();
+        let usage = format!(
+            "data: {{\"id\":\"{prefix}-test-{id}\",\"object\":\"{object}\",\"created\":{created},\"model\":{model_field},\"choices\":[],\"usage\":{{\"prompt_tokens\":1,\"completion_tokens\":{n},\"total_tokens\":{}}}}}\n\n",
+            n + 1
+        );
+        stream.send(usage.as_bytes())?;
+    }
     stream.send(b"data: [DONE]\n\n")?;
     stream.finish()?;
     watch.set_read_timeout(Some(IDLE_TIMEOUT))?;

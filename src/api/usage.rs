@@ -1,0 +1,29 @@
+//! `GET /api/v1/usage`: requests and tokens through the gateway, by user, token, deployment
+//! or model, per time step. Who sees what is `ops::usage`'s rule.
+
+use actix_web::{HttpResponse, web};
+use sqlx::SqlitePool;
+
+use super::openapi::{BadRequest, Forbidden, Unauthorized};
+use crate::auth::Caller;
+use crate::error::ApiError;
+use crate::ops;
+use crate::ops::usage::{Usage, UsageQuery};
+
+#[utoipa::path(
+    get,
+    path = "/api/v1/usage",
+    params(UsageQuery),
+    responses(
+        (status = 200, description = "Usage per key and step, largest first", body = Usage),
+        BadRequest, Unauthorized, Forbidden,
+    ),
+)]
+pub async fn get_usage(
+    pool: web::Data<SqlitePool>,
+    caller: Caller,
+    query: web::Query<UsageQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let now = crate::gateway::now_ms().div_euclid(1000);
+    Ok(HttpResponse::Ok().json(ops::usage::usage(&pool, &caller, &query, now).await?))
+}

@@ -1,0 +1,274 @@
+//! Usage accounting's storage: one row per request the gateway relayed (kept for a window,
+//! then pruned) and per-minute rollups by deployment, model, version, user and token (kept).
+//! Written in batches outside [`super::begin_write`]: nothing caches on these tables, so
+//! they must not move the catalog's write count (the gateway's routing table would be read
+//! again after every request otherwise).
+
+use sqlx::SqlitePool;
+
+use super::Result;
+use crate::domain::Glob;
+
+/// One request, as the gateway saw it end.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Record {
+    /// When it arrived, in milliseconds since the epoch.
+    pub at_ms: i64,
+    pub deployment: String,
+    pub model: String,
+    pub version: String,
+    /// `""` for an anonymous caller.
+    pub user: String,
+    pub token_id: Option<i64>,
+    pub status: u16,
+    /// `None`: the answer did not say.
+    pub tokens: Option<Tokens>,
+    /// Time to the first streamed event; `None` when the answer was not streamed.
+    pub ttft_ms: Option<f64>,
+    pub total_ms: f64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Tokens {
+    pub prompt: u64,
+    pub completion: u64,
+}
+
+/// Writes `records` and adds them to their minutes, in one transaction.
+pub async fn record(pool: &SqlitePool, records: &[Record]) -> Result<()> {
+    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+    for r in records {
+        let (prompt, completion) = match r.tokens {
+            Some(t) => (Some(clamp(t.prompt)), Some(clamp(t.completion))),
+            None => (None, None),
+        };
+        sqlx::query(
+            "INSERT INTO usage_requests (at_ms, deployment, model, version, user, token_id, status, prompt_tokens,
+             completion_tokens, ttft_ms, total_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(r.at_ms)
+        .bind(&r.deployment)
+        .bind(&r.model)
+        .bind(&r.version)
+        .bind(&r.user)
+        .bind(r.token_id.unwrap_or(0))
+        .bind(i64::from(r.status))
+        .bind(prompt)
+        .bind(completion)
+        .bind(r.ttft_ms)
+        .bind(r.total_ms)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "INSERT INTO usage_minutes (minute, deployment, model, version, user, token_id, requests, errors, unmetered,
+             prompt_tokens, completion_tokens, total_ms, ttft_ms, ttft_count)
+             VALUES (?, ?, ?, ?, ?, ?, 1, ?, ?, ?, ?, ?, ?, ?)
+             ON CONFLICT (minute, deployment, model, version, user, token_id) DO UPDATE SET
+               requests = requests + 1, errors = errors + excluded.errors, unmetered = unmetered + excluded.unmetered,
+               prompt_tokens = prompt_tokens + excluded.prompt_tokens,
+               completion_tokens = completion_tokens + excluded.completion_tokens,
+               total_ms = total_ms + excluded.total_ms, ttft_ms = ttft_ms + excluded.ttft_ms,
+               ttft_count = ttft_count + excluded.ttft_count",
+        )
+        .bind(r.at_ms.div_euclid(60_000))
+        .bind(&r.deployment)
+        .bind(&r.model)
+        .bind(&r.version)
+        .bind(&r.user)
+        .bind(r.token_id.unwrap_or(0))
+        .bind(i64::from(r.status >= 400))
+        .bind(i64::from(r.tokens.is_none()))
+        .bind(prompt.unwrap_or(0))
+        .bind(completion.unwrap_or(0))
+        .bind(r.total_ms)
+        .bind(r.ttft_ms.unwrap_or(0.0))
+        .bind(i64::from(r.ttft_ms.is_some()))
+        .execute(&mut *tx)
+        .await?;
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+fn clamp(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+/// Removes the per-request rows older than `before_ms`; the minutes stay.
+pub async fn prune(pool: &SqlitePool, before_ms: i64) -> Result<u64> {
+    let done = sqlx::query("DELETE FROM usage_requests WHERE at_ms < ?").bind(before_ms).execute(pool).await?;
+    Ok(done.rows_affected())
+}
+
+/// What usage is grouped by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum By {
+    User,
+    Token,
+    Deployment,
+    Model,
+}
+
+/// Whose usage a caller may see.
+#[derive(Debug, Clone, Default)]
+pub struct Visible {
+    /// Only this user's requests.
+    pub user: Option<String>,
+    /// Only requests to models these globs match; `None`: every model.
+    pub models: Option<Vec<Glob>>,
+}
+
+/// A window of minutes `[from, to)`, cut into buckets of `step` minutes.
+#[derive(Debug, Clone, Copy)]
+pub struct Window {
+    pub from_minute: i64,
+    pub to_minute: i64,
+    pub step_minutes: i64,
+}
+
+/// Usage in one bucket.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, utoipa::ToSchema)]
+pub struct Point {
+    /// The bucket's start, in seconds since the epoch.
+    pub start: i64,
+    pub requests: i64,
+    pub errors: i64,
+    /// Requests whose tokens the server did not report.
+    pub unmetered: i64,
+    pub prompt_tokens: i64,
+    pub completion_tokens: i64,
+    /// Mean time from request to the end of the answer.
+    pub mean_ms: f64,
+    /// Mean time to the first streamed event, over streamed requests; `null` if none.
+    pub mean_ttft_ms: Option<f64>,
+    #[serde(skip)]
+    total_ms: f64,
+    #[serde(skip)]
+    ttft_ms: f64,
+    #[serde(skip)]
+    ttft_count: i64,
+}
+
+impl Point {
+    fn add(&mut self, other: &Point) {
+        self.requests += other.requests;
+        self.errors += other.errors;
+        self.unmetered += other.unmetered;
+        self.prompt_tokens += other.prompt_tokens;
+        self.completion_tokens += other.completion_tokens;
+        self.total_ms += other.total_ms;
+        self.ttft_ms += other.ttft_ms;
+        self.ttft_count += other.ttft_count;
+    }
+
+    fn finish(&mut self) {
+        self.mean_ms = if self.requests > 0 { self.total_ms / self.requests as f64 } else { 0.0 };
+        self.mean_ttft_ms = (self.ttft_count > 0).then(|| self.ttft_ms / self.ttft_count as f64);
+    }
+}
+
+/// The usage of one user, token, deployment or model: its buckets (only those with
+/// requests) and its total over the window.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, utoipa::ToSchema)]
+pub struct Series {
+    pub key: String,
+    pub total: Point,
+    pub points: Vec<Point>,
+}
+
+#[derive(sqlx::FromRow)]
+struct Row {
+    bucket: i64,
+    key: String,
+    requests: i64,
+    errors: i64,
+    unmetered: i64,
+    prompt_tokens: i64,
+    completion_tokens: i64,
+    total_ms: f64,
+    ttft_ms: f64,
+    ttft_count: i64,
+}
+
+/// The one SELECT of usage grouped by `$key` (a fixed column expression).
+macro_rules! usage_by {
+    ($key:literal) => {
+        concat!(
+            "SELECT (minute - ?1) / ?2 AS bucket, ",
+            $key,
+            " AS key, SUM(requests) AS requests, SUM(errors) AS errors, SUM(unmetered) AS unmetered,
+                SUM(prompt_tokens) AS prompt_tokens, SUM(completion_tokens) AS completion_tokens,
+                SUM(total_ms) AS total_ms, SUM(ttft_ms) AS ttft_ms, SUM(ttft_count) AS ttft_count
+             FROM usage_minutes
+             WHERE minute >= ?1 AND minute < ?3 AND (?4 IS NULL OR user = ?4)
+               AND (?5 IS NULL OR EXISTS (SELECT 1 FROM json_each(?5) g WHERE model GLOB g.value))
+             GROUP BY bucket, key
+             ORDER BY bucket"
+        )
+    };
+}
+
+/// Usage in `window` grouped `by`, of what `visible` allows, largest total first.
+pub async fn query(pool: &SqlitePool, by: By, window: Window, visible: &Visible) -> Result<Vec<Series>> {
+    let sql = match by {
+        By::User => usage_by!("user"),
+        By::Token => usage_by!("CAST(token_id AS TEXT)"),
+        By::Deployment => usage_by!("deployment"),
+        By::Model => usage_by!("model"),
+    };
+    let globs = visible
+        .models
+        .as_ref()
+        .map(|globs| serde_json::to_string(&globs.iter().map(Glob::as_str).collect::<Vec<_>>()))
+        .transpose()
+        .map_err(super::corrupt)?;
+    let step = window.step_minutes.max(1);
+    let rows: Vec<Row> = sqlx::query_as(sql)
+        .bind(window.from_minute)
+        .bind(step)
+        .bind(window.to_minute)
+        .bind(visible.user.as_deref())
+        .bind(globs)
+        .fetch_all(pool)
+        .await?;
+    let mut series: Vec<Series> = Vec::new();
+    for row in rows {
+        let start = (window.from_minute + row.bucket * step) * 60;
+        let point = Point {
+            start,
+            requests: row.requests,
+            errors: row.errors,
+            unmetered: row.unmetered,
+            prompt_tokens: row.prompt_tokens,
+            completion_tokens: row.completion_tokens,
+            total_ms: row.total_ms,
+            ttft_ms: row.ttft_ms,
+            ttft_count: row.ttft_count,
+            ..Point::default()
+        };
+        let index = match series.iter().position(|s| s.key == row.key) {
+            Some(i) => i,
+            None => {
+                series.push(Series { key: row.key, total: Point::default(), points: Vec::new() });
+                series.len() - 1
+            }
+        };
+        let s = &mut series[index];
+        s.total.add(&point);
+        match s.points.last_mut() {
+            Some(last) if last.start == start => last.add(&point),
+            _ => s.points.push(point),
+        }
+    }
+    for s in &mut series {
+        s.total.finish();
+        s.points.iter_mut().for_each(Point::finish);
+    }
+    series.sort_by(|a, b| {
+        (b.total.prompt_tokens + b.total.completion_tokens, b.total.requests)
+            .cmp(&(a.total.prompt_tokens + a.total.completion_tokens, a.total.requests))
+            .then_with(|| a.key.cmp(&b.key))
+    });
+    Ok(series)
+}

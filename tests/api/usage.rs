@@ -1,0 +1,146 @@
+//! Usage accounting through the gateway: tokens read from JSON and streamed answers of the
+//! test model server, the usage chunk the gateway asks for taken out again, the rollups
+//! behind `GET /api/v1/usage`, who sees whose usage, and the Prometheus token counters.
+
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt as _;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::deployments::docker_ready;
+use crate::gateway::running_on;
+use crate::helpers::{TestApp, client_with, problem, spawn_app};
+
+/// A streamed chat; returns the SSE text as the client received it.
+pub async fn streamed_chat(client: &reqwest::Client, app: &TestApp, model: &str, include_usage: bool) -> String {
+    let mut body =
+        json!({"model": model, "stream": true, "max_tokens": 4, "messages": [{"role": "user", "content": "hi"}]});
+    if include_usage {
+        body["stream_options"] = json!({"include_usage": true});
+    }
+    let response = client.post(app.url("/v1/chat/completions")).json(&body).send().await.expect("chat");
+    assert_eq!(response.status(), StatusCode::OK);
+    let mut text = String::new();
+    let mut stream = response.bytes_stream();
+    while let Some(chunk) = stream.next().await {
+        text.push_str(&String::from_utf8_lossy(&chunk.expect("chunk")));
+    }
+    text
+}
+
+/// Waits until `GET /api/v1/usage?{query}` (as `client`) has a series `key` with `requests`
+/// requests; returns that series. Records are written a moment after the answer ends.
+pub async fn usage_of(client: &reqwest::Client, app: &TestApp, query: &str, key: &str, requests: i64) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let response = client.get(app.url(&format!("/api/v1/usage?{query}"))).send().await.expect("usage");
+        assert_eq!(response.status(), StatusCode::OK);
+        let usage: Value = response.json().await.expect("json");
+        let series = usage["series"].as_array().expect("series").iter().find(|s| s["key"] == key).cloned();
+        if let Some(series) = &series
+            && series["total"]["requests"] == requests
+        {
+            return series.clone();
+        }
+        assert!(Instant::now() < deadline, "usage of {key} never reached {requests} requests: {usage}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn tokens_are_counted_from_json_and_streamed_answers_and_each_caller_sees_what_is_theirs() {
+    if !docker_ready() {
+        return;
+    }
+    let app = spawn_app().await;
+    let name = running_on(&app, &[]).await;
+    let vera = client_with(&app.user_token("vera", "viewer").await);
+
+    // Two JSON answers for the admin: their usage is what the server reported.
+    let mut completion = 0;
+    for _ in 0..2 {
+        let body = json!({"model": name, "messages": [{"role": "user", "content": "hello"}]});
+        let answer: Value = app
+            .client
+            .post(app.url("/v1/chat/completions"))
+            .json(&body)
+            .send()
+            .await
+            .expect("chat")
+            .json()
+            .await
+            .expect("json");
+        completion += answer["usage"]["completion_tokens"].as_i64().expect("usage");
+    }
+
+    // Two streamed answers for vera: the one that did not ask for usage gets none (the gateway
+    // asked the server for it, and took it out); the one that asked gets it.
+    let plain = streamed_chat(&vera, &app, &name, false).await;
+    assert!(plain.ends_with("data: [DONE]\n\n"), "{plain}");
+    assert!(!plain.contains("\"usage\""), "a client that did not ask gets no usage chunk: {plain}");
+    let asked = streamed_chat(&vera, &app, &name, true).await;
+    let usage_event = asked.split("\n\n").find(|e| e.contains("\"usage\"")).expect("the usage chunk it asked for");
+    let usage_event: Value = serde_json::from_str(usage_event.trim_start_matches("data: ")).expect("json");
+    assert_eq!(usage_event["choices"], json!([]));
+    let streamed_completion = usage_event["usage"]["completion_tokens"].as_i64().expect("completion tokens");
+
+    // By deployment: all four, tokens summed, a time to first token from the streamed two.
+    let by_deployment = usage_of(&app.client, &app, "by=deployment&step=1m", &name, 4).await;
+    let total = &by_deployment["total"];
+    assert_eq!(total["prompt_tokens"], 4, "{by_deployment}");
+    assert_eq!(total["completion_tokens"], completion + 2 * streamed_completion, "{by_deployment}");
+    assert_eq!(total["unmetered"], 0);
+    assert_eq!(total["errors"], 0);
+    assert!(total["mean_ttft_ms"].as_f64().is_some_and(|t| t > 0.0), "{by_deployment}");
+    assert!(total["mean_ms"].as_f64().is_some_and(|t| t > 0.0), "{by_deployment}");
+
+    // By user: the admin sees both; vera, a viewer, sees only herself.
+    let admin = usage_of(&app.client, &app, "by=user", "admin", 2).await;
+    assert_eq!(admin["total"]["completion_tokens"], completion);
+    usage_of(&app.client, &app, "by=user", "vera", 2).await;
+    let hers: Value =
+        vera.get(app.url("/api/v1/usage?by=user")).send().await.expect("usage").json().await.expect("json");
+    let keys: Vec<&str> = hers["series"].as_array().expect("series").iter().filter_map(|s| s["key"].as_str()).collect();
+    assert_eq!(keys, ["vera"], "a viewer sees only their own usage: {hers}");
+    let by_model = usage_of(&app.client, &app, "by=model", "m", 4).await;
+    assert_eq!(by_model["total"]["prompt_tokens"], 4);
+
+    // A token limited to other models sees none of it.
+    let scoped: Value = app
+        .post_json("/api/v1/tokens", &json!({"name": "other", "role": "admin", "models": ["other*"]}))
+        .await
+        .json()
+        .await
+        .expect("token");
+    let scoped = client_with(scoped["token"].as_str().expect("token"));
+    let seen: Value =
+        scoped.get(app.url("/api/v1/usage?by=model")).send().await.expect("usage").json().await.expect("json");
+    assert_eq!(seen["series"], json!([]), "{seen}");
+
+    let metrics = app.get("/metrics").await.text().await.expect("metrics");
+    let completion_all = completion + 2 * streamed_completion;
+    let line = format!("hangar_gateway_tokens_total{{deployment=\"{name}\",kind=\"completion\"}} {completion_all}");
+    assert!(metrics.contains(&line), "{line} in\n{metrics}");
+    assert_eq!(app.delete(&format!("/api/v1/deployments/{name}")).await.status(), StatusCode::NO_CONTENT);
+}
+
+#[tokio::test]
+async fn usage_queries_that_make_no_sense_are_refused_with_what_to_send() {
+    let app = spawn_app().await;
+    for (query, needle) in [
+        ("step=30", "whole minutes"),
+        ("step=1w", "not a duration"),
+        ("from=-1h&to=-2h", "must be before"),
+        ("from=yesterday", "not Unix seconds"),
+        ("from=0&step=1m", "at most"),
+        ("by=colour", "colour"),
+    ] {
+        let message = problem(app.get(&format!("/api/v1/usage?{query}")).await, StatusCode::BAD_REQUEST).await;
+        assert!(message.contains(needle), "{query}: {message}");
+    }
+    let empty: Value = app.get("/api/v1/usage").await.json().await.expect("json");
+    assert_eq!(empty["by"], "deployment");
+    assert_eq!(empty["step"], 3600);
+    assert_eq!(empty["series"], json!([]));
+}
