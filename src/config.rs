@@ -208,8 +208,8 @@ pub struct Overrides {
     /// Reverse proxies (CIDRs, comma-separated) whose X-Forwarded-For/-Proto are believed.
     #[arg(long, env = "HANGAR_TRUSTED_PROXIES", value_name = "CIDR,...", value_delimiter = ',')]
     pub trusted_proxies: Option<Vec<String>>,
-    /// A PEM CA certificate (or bundle) that webhook deliveries to https:// receivers trust,
-    /// besides the system's (the CLI's --ca-cert, for the server's side).
+    /// A PEM CA certificate (or bundle) that webhook deliveries to https:// receivers trust
+    /// besides the system's; the same variable as the CLI's --ca-cert.
     #[arg(long, env = "HANGAR_CA_CERT", value_name = "FILE")]
     pub ca_cert: Option<PathBuf>,
 }

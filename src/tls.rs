@@ -27,8 +27,9 @@ pub fn install_provider() {
 /// the setting and the path.
 #[derive(Debug, thiserror::Error)]
 pub enum CaFileError {
+    // Not a `source`: the message already holds it, and anyhow would print it twice.
     #[error("cannot read it: {0}")]
-    Unreadable(#[from] std::io::Error),
+    Unreadable(std::io::Error),
     #[error("no PEM certificate in it")]
     NoCertificate,
 }
@@ -36,7 +37,7 @@ pub enum CaFileError {
 /// The certificates of a PEM file (one CA or a bundle), for a reqwest client to trust on top of
 /// the system's roots (`tls_certs_merge`): a private CA is added, the public ones stay trusted.
 pub fn ca_certificates(path: &Path) -> Result<Vec<reqwest::Certificate>, CaFileError> {
-    let pem = std::fs::read(path)?;
+    let pem = std::fs::read(path).map_err(CaFileError::Unreadable)?;
     reqwest::Certificate::from_pem_bundle(&pem).ok().filter(|certs| !certs.is_empty()).ok_or(CaFileError::NoCertificate)
 }
 
