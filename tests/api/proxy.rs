@@ -5,8 +5,9 @@
 //! works fails here. Through it: a browser-style sign-in (its cookie Secure because nginx says
 //! `X-Forwarded-Proto: https`), a CLI push and pull of a multi-MiB file streamed both ways
 //! (nginx logs a warning whenever it spools a body to disk instead; none may appear), the
-//! audit log's live stream arriving as events happen, and the audit log recording the
-//! client's address as nginx forwarded it.
+//! audit log's live stream arriving as events happen, the audit log recording the client's
+//! address as nginx forwarded it, and (with Docker) the official OpenAI client's streamed
+//! chat arriving in pieces through the gateway.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -275,6 +276,22 @@ async fn the_readme_nginx_example_signs_in_streams_files_both_ways_and_forwards_
     assert!(access.lines().any(|l| l.contains("PUT /api/v1/models/team/proxied/") && l.contains("\" 20")), "{access}");
     let errors = nginx.error_log();
     assert!(!errors.contains("buffered to a temporary file"), "nginx spooled a body to disk:\n{errors}");
+}
+
+#[tokio::test]
+async fn the_official_openai_client_streams_a_chat_through_the_readme_nginx_example() {
+    if !crate::deployments::docker_ready() {
+        return;
+    }
+    let work = tempfile::tempdir().expect("tempdir");
+    let pki = make_pki(work.path(), "proxy-chat");
+    let (mut app, nginx) = behind_nginx(work.path(), &pki).await;
+    let name = crate::gateway::running_on(&app, &["--token-delay-ms", "150"]).await;
+    // From here the client's calls go through nginx; it checks that the streamed answer
+    // arrives in pieces, the first well before the last.
+    app.address = nginx.url("");
+    crate::gateway::openai_chats_with(&app, &name, Some(pki.ca.clone())).await;
+    assert!(nginx.access_log().contains("POST /v1/chat/completions"), "the chats went through nginx");
 }
 
 async fn cli(pki: &Pki, nginx: &Nginx, args: &[&str]) -> std::process::Output {
