@@ -75,6 +75,9 @@ pub struct Settings {
     pub tls: Option<TlsFiles>,
     /// Peers whose `X-Forwarded-For` / `X-Forwarded-Proto` are believed (see `forwarded`).
     pub trusted_proxies: Vec<Cidr>,
+    /// A PEM CA (or bundle) that outgoing HTTPS (webhook deliveries) trusts besides the
+    /// system's roots: for receivers whose certificates a private CA signed. Read at start.
+    pub ca_cert: Option<PathBuf>,
 }
 
 /// PEM files, re-read on SIGHUP so a renewed certificate needs no restart.
@@ -128,6 +131,7 @@ impl Default for Settings {
             bootstrap_token: None,
             tls: None,
             trusted_proxies: Vec::new(),
+            ca_cert: None,
         }
     }
 }
@@ -164,6 +168,7 @@ struct FileSettings {
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
     trusted_proxies: Option<Vec<String>>,
+    ca_cert: Option<PathBuf>,
 }
 
 /// Values from the environment or flags; `None` where neither was given.
@@ -208,6 +213,10 @@ pub struct Overrides {
     /// Reverse proxies (CIDRs, comma-separated) whose X-Forwarded-For/-Proto are believed.
     #[arg(long, env = "HANGAR_TRUSTED_PROXIES", value_name = "CIDR,...", value_delimiter = ',')]
     pub trusted_proxies: Option<Vec<String>>,
+    /// A PEM CA certificate (or bundle) that webhook deliveries to https:// receivers trust
+    /// besides the system's; the same variable as the CLI's --ca-cert.
+    #[arg(long, env = "HANGAR_CA_CERT", value_name = "FILE")]
+    pub ca_cert: Option<PathBuf>,
 }
 
 impl Settings {
@@ -303,6 +312,7 @@ impl Settings {
         if let Some(list) = file.trusted_proxies {
             settings.trusted_proxies = parse_cidrs(&list, "trusted_proxies in the config file")?;
         }
+        settings.ca_cert = file.ca_cert;
         if let Some(listen) = &overrides.listen {
             settings.listen = parse_listen(listen, "--listen / HANGAR_LISTEN")?;
         }
@@ -338,6 +348,9 @@ impl Settings {
         }
         if let Some(list) = &overrides.trusted_proxies {
             settings.trusted_proxies = parse_cidrs(list, "--trusted-proxies / HANGAR_TRUSTED_PROXIES")?;
+        }
+        if let Some(ca) = &overrides.ca_cert {
+            settings.ca_cert = Some(ca.clone());
         }
         settings.tls = match (tls_cert, tls_key) {
             (Some(cert), Some(key)) => Some(TlsFiles { cert, key }),
@@ -421,5 +434,17 @@ mod tests {
             Overrides { config: Some(path), trusted_proxies: Some(vec!["10.0.0.0/99".into()]), ..Default::default() };
         let err = Settings::load(&bad).expect_err("bad CIDR");
         assert!(err.to_string().contains("--trusted-proxies / HANGAR_TRUSTED_PROXIES"), "{err}");
+    }
+
+    #[test]
+    fn the_ca_cert_comes_from_the_file_or_the_flag() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("hangar.toml");
+        std::fs::write(&path, "ca_cert = \"/etc/hangar/ca.pem\"\n").expect("write");
+        let from_file = Settings::load(&Overrides { config: Some(path.clone()), ..Default::default() }).expect("load");
+        assert_eq!(from_file.ca_cert, Some(PathBuf::from("/etc/hangar/ca.pem")));
+        let flagged = Overrides { config: Some(path), ca_cert: Some("other.pem".into()), ..Default::default() };
+        assert_eq!(Settings::load(&flagged).expect("load").ca_cert, Some(PathBuf::from("other.pem")));
+        assert_eq!(Settings::load(&Overrides::default()).expect("load").ca_cert, None);
     }
 }

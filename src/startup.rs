@@ -78,6 +78,12 @@ impl Application {
         tasks.spawn("supervisor", move || Arc::clone(&looping).run());
         let (gc_pool, gc_blobs, grace) = (pool.clone(), blobs.clone(), settings.gc_grace_secs);
         tasks.spawn("gc", move || gc_loop(gc_pool.clone(), gc_blobs.clone(), grace));
+        // Like a bad TLS certificate, a CA file that cannot be used stops the start.
+        let extra_roots = match &settings.ca_cert {
+            Some(path) => tls::ca_certificates(path)
+                .with_context(|| format!("ca_cert (--ca-cert / HANGAR_CA_CERT) {}", path.display()))?,
+            None => Vec::new(),
+        };
         let deliverer = Deliverer::new(
             pool.clone(),
             DeliverySettings {
@@ -85,6 +91,7 @@ impl Application {
                 backoff: Duration::from_millis(settings.webhook_backoff_ms),
                 timeout: Duration::from_secs(settings.webhook_timeout_secs),
                 allow_private: settings.webhook_allow_private,
+                extra_roots,
             },
         )
         .context("cannot build the webhook client")?;

@@ -1,6 +1,8 @@
 //! TLS, with rustls and the ring provider: the server's certificate (loaded from PEM files and
-//! swapped in place on SIGHUP, so a renewed certificate needs no restart) and the one-time
-//! choice of crypto provider that the server, the CLI and webhook delivery share.
+//! swapped in place on SIGHUP, so a renewed certificate needs no restart), the one-time
+//! choice of crypto provider that the server, the CLI and webhook delivery share, and what the
+//! outgoing side (the CLI, webhook delivery) shares: a private CA to trust besides the system's
+//! and the one-line reading of a certificate that did not verify.
 
 use std::path::Path;
 use std::sync::{Arc, RwLock};
@@ -19,6 +21,48 @@ use crate::config::TlsFiles;
 /// a second call finds the provider installed and does nothing.
 pub fn install_provider() {
     let _ = ring::default_provider().install_default();
+}
+
+/// Why a CA file (`--ca-cert` / `HANGAR_CA_CERT`, `ca_cert`) cannot be used; the caller names
+/// the setting and the path.
+#[derive(Debug, thiserror::Error)]
+pub enum CaFileError {
+    // Not a `source`: the message already holds it, and anyhow would print it twice.
+    #[error("cannot read it: {0}")]
+    Unreadable(std::io::Error),
+    #[error("no PEM certificate in it")]
+    NoCertificate,
+}
+
+/// The certificates of a PEM file (one CA or a bundle), for a reqwest client to trust on top of
+/// the system's roots (`tls_certs_merge`): a private CA is added, the public ones stay trusted.
+pub fn ca_certificates(path: &Path) -> Result<Vec<reqwest::Certificate>, CaFileError> {
+    let pem = std::fs::read(path).map_err(CaFileError::Unreadable)?;
+    reqwest::Certificate::from_pem_bundle(&pem).ok().filter(|certs| !certs.is_empty()).ok_or(CaFileError::NoCertificate)
+}
+
+/// The certificate problem behind a failed handshake (`UnknownIssuer`, `Expired`, …), if that
+/// is what `err` is. rustls's error arrives wrapped (in `io::Error`s and hyper's errors, whose
+/// `source()` may skip it), so besides the typed match the walk recognises rustls's own wording.
+pub fn certificate_problem(err: &(dyn std::error::Error + 'static)) -> Option<String> {
+    const PREFIX: &str = "invalid peer certificate: ";
+    let mut next = Some(err);
+    while let Some(e) = next {
+        let inner = e
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+            .map(|i| i as &(dyn std::error::Error + 'static));
+        for candidate in [Some(e), inner].into_iter().flatten() {
+            if let Some(rustls::Error::InvalidCertificate(cert)) = candidate.downcast_ref::<rustls::Error>() {
+                return Some(format!("{cert:?}"));
+            }
+            if let Some(detail) = candidate.to_string().strip_prefix(PREFIX) {
+                return Some(detail.to_owned());
+            }
+        }
+        next = e.source();
+    }
+    None
 }
 
 /// The server's certificate, replaced whole by `reload`; handshakes under way keep the old one.

@@ -10,6 +10,10 @@
 //! connection is made to those checked addresses, so a name that resolves elsewhere by the
 //! time of a delivery (DNS rebinding) reaches nothing local.
 //!
+//! An `https://` receiver's certificate is checked against the system's roots plus the CA of
+//! the `ca_cert` setting, if any; one that does not verify fails the attempt with an error
+//! naming the problem (`UnknownIssuer`, …) and the setting that fixes it.
+//!
 //! Delivery is at least once: a delivery in flight when Hangar stops is sent again after
 //! the restart, with the same `X-Hangar-Delivery` id for the receiver to deduplicate.
 
@@ -58,6 +62,8 @@ pub struct DeliverySettings {
     pub timeout: Duration,
     /// Whether receivers may be on loopback, link-local or private addresses.
     pub allow_private: bool,
+    /// CAs trusted besides the system's roots (the `ca_cert` setting).
+    pub extra_roots: Vec<reqwest::Certificate>,
 }
 
 pub struct Deliverer {
@@ -74,6 +80,14 @@ impl Deliverer {
         let mut client = reqwest::Client::builder();
         if !settings.allow_private {
             client = client.dns_resolver(PublicOnly);
+        }
+        // Merged into the system's roots rather than replacing them: the usual need is one
+        // in-house receiver behind a private CA while public receivers keep working. It is the
+        // CLI's `HANGAR_CA_CERT` under the same name, so one file serves both sides of a box;
+        // the alternatives were worse: `SSL_CERT_FILE` replaces the system's roots instead
+        // of adding to them, and a CA per webhook would put certificates into the API.
+        if !settings.extra_roots.is_empty() {
+            client = client.tls_certs_merge(settings.extra_roots.clone());
         }
         let client = client
             .timeout(settings.timeout)
@@ -228,6 +242,12 @@ fn describe(err: &reqwest::Error, timeout: Duration) -> String {
     if err.is_timeout() {
         return format!("no answer within {} s", timeout.as_secs_f64());
     }
+    if let Some(problem) = crate::tls::certificate_problem(err) {
+        return format!(
+            "the receiver's TLS certificate is not trusted ({problem}); if a private CA signed it, \
+             give Hangar that CA with ca_cert / HANGAR_CA_CERT"
+        );
+    }
     let mut text = if err.is_connect() { "cannot connect".to_owned() } else { "request failed".to_owned() };
     let mut source: Option<&dyn std::error::Error> = std::error::Error::source(err);
     while let Some(cause) = source {
@@ -262,6 +282,7 @@ mod tests {
             backoff: Duration::from_secs(1),
             timeout: Duration::from_secs(10),
             allow_private: false,
+            extra_roots: Vec::new(),
         }
     }
 

@@ -38,17 +38,8 @@ impl Client {
         crate::tls::install_provider();
         let mut builder = reqwest::Client::builder().user_agent(concat!("hangar/", env!("CARGO_PKG_VERSION")));
         if let Some(path) = &remote.ca_cert {
-            let pem = std::fs::read(path).map_err(|e| {
-                ClientError::Usage(format!("--ca-cert / HANGAR_CA_CERT {}: cannot read it: {e}", path.display()))
-            })?;
-            let certs = reqwest::Certificate::from_pem_bundle(&pem).ok().filter(|certs| !certs.is_empty()).ok_or_else(
-                || {
-                    ClientError::Usage(format!(
-                        "--ca-cert / HANGAR_CA_CERT {}: no PEM certificate in it",
-                        path.display()
-                    ))
-                },
-            )?;
+            let certs = crate::tls::ca_certificates(path)
+                .map_err(|e| ClientError::Usage(format!("--ca-cert / HANGAR_CA_CERT {}: {e}", path.display())))?;
             builder = builder.tls_certs_merge(certs);
         }
         let http = builder.build().map_err(|e| ClientError::failed("cannot set up the HTTP client", &e))?;
@@ -111,7 +102,7 @@ impl Client {
     }
 
     fn unreachable(&self, err: &reqwest::Error) -> ClientError {
-        if let Some(cert) = certificate_error(err) {
+        if let Some(cert) = crate::tls::certificate_problem(err) {
             return ClientError::Failed(format!(
                 "the TLS certificate of {} is not trusted ({cert}); if the server uses a private CA, \
                  pass its certificate with --ca-cert / HANGAR_CA_CERT",
@@ -192,30 +183,6 @@ pub fn model_path<'a>(model: &'a str, tail: &[&'a str]) -> Vec<&'a str> {
     segments.extend(model_segments(model));
     segments.extend_from_slice(tail);
     segments
-}
-
-/// The certificate problem behind a failed handshake, if that is what `err` is. rustls's error
-/// arrives wrapped (in `io::Error`s and hyper's errors, whose `source()` may skip it), so
-/// besides the typed match the walk recognises rustls's own wording.
-fn certificate_error(err: &(dyn std::error::Error + 'static)) -> Option<String> {
-    const PREFIX: &str = "invalid peer certificate: ";
-    let mut next = Some(err);
-    while let Some(e) = next {
-        let inner = e
-            .downcast_ref::<std::io::Error>()
-            .and_then(|io| io.get_ref())
-            .map(|i| i as &(dyn std::error::Error + 'static));
-        for candidate in [Some(e), inner].into_iter().flatten() {
-            if let Some(rustls::Error::InvalidCertificate(cert)) = candidate.downcast_ref::<rustls::Error>() {
-                return Some(format!("{cert:?}"));
-            }
-            if let Some(detail) = candidate.to_string().strip_prefix(PREFIX) {
-                return Some(detail.to_owned());
-            }
-        }
-        next = e.source();
-    }
-    None
 }
 
 #[cfg(test)]

@@ -1,6 +1,7 @@
 //! What the tests need from the machine beyond Rust and Docker, set up by the tests themselves
-//! so that `cargo test` on a fresh clone passes: Debian's Chromium and its driver (installed
-//! with apt when the tests run as root, otherwise a panic saying what to install), and a Python
+//! so that `cargo test` on a fresh clone passes: Debian's Chromium and its driver, and nginx
+//! for the README's reverse-proxy example (installed with apt when the tests run as root,
+//! otherwise a panic saying what to install), and a Python
 //! environment under the target dir holding `tests/python/requirements.txt`.
 //!
 //! The environment is named by a hash of that file, so a changed list makes a new one, and it
@@ -63,6 +64,28 @@ fn apt_install(packages: &[&str], why: &str) {
 /// Chromium and chromedriver, for the dashboard's browser tests.
 pub fn chromium() {
     debian_packages(&["chromium", "chromedriver"], &["chromium", "chromium-driver"]);
+}
+
+/// nginx, for the README's reverse-proxy example: its path. Debian puts it in /usr/sbin,
+/// which a non-root user's PATH may lack.
+pub fn nginx() -> PathBuf {
+    let found = || {
+        std::env::var_os("PATH")
+            .into_iter()
+            .flat_map(|path| std::env::split_paths(&path).collect::<Vec<_>>())
+            .chain([PathBuf::from("/usr/sbin")])
+            .map(|dir| dir.join("nginx"))
+            .find(|candidate| candidate.is_file())
+    };
+    if let Some(path) = found() {
+        return path;
+    }
+    let _apt = APT.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    if let Some(path) = found() {
+        return path;
+    }
+    apt_install(&["nginx-light"], "the reverse-proxy test runs the README's example in nginx");
+    found().expect("nginx still missing after installing nginx-light")
 }
 
 /// The Python interpreter of the tests' environment.

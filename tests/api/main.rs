@@ -24,6 +24,7 @@ mod machine;
 mod metrics;
 mod models;
 mod openapi;
+mod proxy;
 mod route_table;
 mod scope;
 mod serve;

@@ -1,27 +1,31 @@
 //! TLS end to end: throwaway CAs made here at run time, the server serving HTTPS (in this
 //! process, or as a `hangar serve` process for SIGHUP), the CLI trusting a private CA through
-//! `HANGAR_CA_CERT`, a wrong CA refused in one clear line, and `X-Forwarded-For` believed only
-//! from trusted proxies.
+//! `HANGAR_CA_CERT`, a wrong CA refused in one clear line, webhooks delivered to an HTTPS
+//! receiver a private CA vouches for (and refused, saying why, without that CA), and
+//! `X-Forwarded-For` believed only from trusted proxies.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::sync::Arc;
 use std::time::Duration;
 
-use hangar::config::TlsFiles;
+use hangar::config::{Settings, TlsFiles};
 use hangar::forwarded::Cidr;
+use hangar::startup::Application;
 use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 use crate::helpers::{ADMIN_TOKEN, ServerProcess, hangar_command, spawn_app_with};
+use crate::webhooks::{Receiver, SECRET, allow_private, create_webhook, signature, wait_for_deliveries};
 
 /// A CA and a server certificate it signed for 127.0.0.1, as PEM files in `dir`.
-struct Pki {
-    ca: PathBuf,
-    files: TlsFiles,
+pub struct Pki {
+    pub ca: PathBuf,
+    pub files: TlsFiles,
 }
 
-fn make_pki(dir: &Path, name: &str) -> Pki {
+pub fn make_pki(dir: &Path, name: &str) -> Pki {
     let ca_key = KeyPair::generate().expect("CA key");
     let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("CA params");
     ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
@@ -37,6 +41,24 @@ fn make_pki(dir: &Path, name: &str) -> Pki {
     std::fs::write(&files.cert, cert.pem()).expect("write cert");
     std::fs::write(&files.key, key.serialize_pem()).expect("write key");
     Pki { ca, files }
+}
+
+/// A rustls config serving `files`, made with rustls alone (not Hangar's loader), for servers
+/// the tests stand up themselves.
+pub fn server_tls(files: &TlsFiles) -> rustls::ServerConfig {
+    use rustls::pki_types::pem::PemObject as _;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let chain = CertificateDer::pem_file_iter(&files.cert)
+        .expect("read cert")
+        .collect::<Result<Vec<_>, _>>()
+        .expect("cert pem");
+    let key = PrivateKeyDer::from_pem_file(&files.key).expect("key pem");
+    rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .expect("protocol versions")
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .expect("server config")
 }
 
 fn trusting(ca: &Path) -> reqwest::Client {
@@ -206,4 +228,77 @@ async fn the_official_openai_client_chats_and_streams_through_the_gateway_over_h
     let name = crate::gateway::running_on(&app, &["--token-delay-ms", "150"]).await;
 
     crate::gateway::openai_chats_with(&app, &name, Some(pki.ca.clone())).await;
+}
+
+#[tokio::test]
+async fn a_webhook_reaches_an_https_receiver_signed_by_the_private_ca_hangar_is_given() {
+    let work = tempfile::tempdir().expect("tempdir");
+    let pki = make_pki(work.path(), "receiver");
+    let receiver = Receiver::start_https(&[], server_tls(&pki.files));
+    assert!(receiver.url.starts_with("https://127.0.0.1:"), "{}", receiver.url);
+    let ca = pki.ca.clone();
+    let app = spawn_app_with(move |s| {
+        allow_private(s);
+        s.ca_cert = Some(ca);
+    })
+    .await;
+    let hook = create_webhook(&app, json!({"url": receiver.url, "events": ["model.created"], "secret": SECRET})).await;
+
+    app.create_model("private-ca").await;
+    let got = receiver.wait_for(1).await;
+    let request = &got[0];
+    assert_eq!(request.header("x-hangar-event"), "model.created");
+    assert_eq!(request.header("x-hangar-signature"), signature(SECRET, &request.body));
+    assert_eq!(request.json()["model"], "private-ca");
+    let listed = wait_for_deliveries(&app, &hook, "the delivery is recorded delivered", |items| {
+        items.first().is_some_and(|d| d["status"] == "delivered")
+    })
+    .await;
+    assert_eq!(listed[0]["response_status"], 200);
+    assert_eq!(listed[0]["uuid"], request.header("x-hangar-delivery"));
+}
+
+#[tokio::test]
+async fn without_the_ca_a_delivery_to_an_https_receiver_fails_naming_the_certificate_problem() {
+    let work = tempfile::tempdir().expect("tempdir");
+    let pki = make_pki(work.path(), "unknown");
+    let receiver = Receiver::start_https(&[], server_tls(&pki.files));
+    let app = spawn_app_with(|s| {
+        allow_private(s);
+        s.webhook_max_attempts = 1;
+    })
+    .await;
+    let hook = create_webhook(&app, json!({"url": receiver.url, "events": ["model.created"], "secret": SECRET})).await;
+
+    app.create_model("no-ca").await;
+    let listed = wait_for_deliveries(&app, &hook, "the delivery has failed", |items| {
+        items.first().is_some_and(|d| d["status"] == "failed")
+    })
+    .await;
+    // The problem and the fix, in one line: nothing of rustls's or hyper's error chain.
+    assert_eq!(
+        listed[0]["error"],
+        "the receiver's TLS certificate is not trusted (UnknownIssuer); \
+         if a private CA signed it, give Hangar that CA with ca_cert / HANGAR_CA_CERT"
+    );
+    assert!(listed[0]["response_status"].is_null());
+    assert!(receiver.received().is_empty(), "no request got past the handshake");
+}
+
+#[tokio::test]
+async fn a_ca_cert_that_holds_no_certificate_stops_the_start_saying_so() {
+    let work = tempfile::tempdir().expect("tempdir");
+    let not_pem = work.path().join("ca.pem");
+    std::fs::write(&not_pem, "not a certificate\n").expect("write");
+    let settings = Settings {
+        listen: "127.0.0.1:0".parse().expect("addr"),
+        data_dir: work.path().join("data"),
+        ca_cert: Some(not_pem.clone()),
+        ..Settings::default()
+    };
+    let Err(err) = Application::build(settings).await else { panic!("started with a CA file holding no certificate") };
+    assert_eq!(
+        format!("{err:#}"),
+        format!("ca_cert (--ca-cert / HANGAR_CA_CERT) {}: no PEM certificate in it", not_pem.display())
+    );
 }

@@ -17,35 +17,44 @@ use crate::helpers::{
     ADMIN_TOKEN, ServerProcess, TestApp, client_with, problem, spawn_app, spawn_app_with, wait_until,
 };
 
-const SECRET: &str = "correct-horse-battery-staple";
+pub const SECRET: &str = "correct-horse-battery-staple";
 
 /// One request a receiver got.
 #[derive(Debug, Clone)]
-struct Received {
+pub struct Received {
     at: Instant,
     headers: HashMap<String, String>,
-    body: Vec<u8>,
+    pub body: Vec<u8>,
 }
 
 impl Received {
-    fn header(&self, name: &str) -> &str {
+    pub fn header(&self, name: &str) -> &str {
         self.headers.get(name).map_or("", String::as_str)
     }
 
-    fn json(&self) -> Value {
+    pub fn json(&self) -> Value {
         serde_json::from_slice(&self.body).expect("a JSON body")
     }
 }
 
 /// An HTTP server on loopback that records what it is sent and answers the statuses of a
 /// script in order, then 200.
-struct Receiver {
-    url: String,
+pub struct Receiver {
+    pub url: String,
     seen: Arc<Mutex<Vec<Received>>>,
 }
 
 impl Receiver {
     fn start(script: &[u16]) -> Self {
+        Self::serve(script, None)
+    }
+
+    /// The same over HTTPS, with `tls`'s certificate (tls.rs gives it one a test CA signed).
+    pub fn start_https(script: &[u16], tls: rustls::ServerConfig) -> Self {
+        Self::serve(script, Some(tls))
+    }
+
+    fn serve(script: &[u16], tls: Option<rustls::ServerConfig>) -> Self {
         let seen: Arc<Mutex<Vec<Received>>> = Arc::default();
         let script = Arc::new(Mutex::new(script.iter().copied().collect::<VecDeque<u16>>()));
         let state = (Arc::clone(&seen), script);
@@ -65,20 +74,24 @@ impl Receiver {
                 }
             }))
         })
-        .workers(1)
-        .bind(("127.0.0.1", 0))
+        .workers(1);
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        let server = match tls {
+            Some(tls) => server.bind_rustls_0_23(("127.0.0.1", 0), tls),
+            None => server.bind(("127.0.0.1", 0)),
+        }
         .expect("bind the receiver");
         let port = server.addrs()[0].port();
         tokio::spawn(server.run());
-        Self { url: format!("http://127.0.0.1:{port}/hook"), seen }
+        Self { url: format!("{scheme}://127.0.0.1:{port}/hook"), seen }
     }
 
-    fn received(&self) -> Vec<Received> {
+    pub fn received(&self) -> Vec<Received> {
         self.seen.lock().expect("lock").clone()
     }
 
     /// Waits until `n` requests have arrived, and returns them all.
-    async fn wait_for(&self, n: usize) -> Vec<Received> {
+    pub async fn wait_for(&self, n: usize) -> Vec<Received> {
         wait_until(&format!("the receiver got {n} requests"), Duration::from_secs(15), || {
             self.seen.lock().expect("lock").len() >= n
         })
@@ -97,17 +110,17 @@ impl Receiver {
 }
 
 /// The receivers here listen on 127.0.0.1, which webhooks may reach only when allowed.
-fn allow_private(settings: &mut Settings) {
+pub fn allow_private(settings: &mut Settings) {
     settings.webhook_allow_private = true;
 }
 
-fn signature(secret: &str, body: &[u8]) -> String {
+pub fn signature(secret: &str, body: &[u8]) -> String {
     let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("key");
     mac.update(body);
     format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
 }
 
-async fn create_webhook(app: &TestApp, body: Value) -> Value {
+pub async fn create_webhook(app: &TestApp, body: Value) -> Value {
     let response = app.post_json("/api/v1/webhooks", &body).await;
     assert_eq!(response.status(), StatusCode::CREATED, "create webhook {body}");
     response.json().await.expect("json")
@@ -120,7 +133,7 @@ async fn deliveries(app: &TestApp, webhook: &Value) -> Vec<Value> {
 }
 
 /// Polls a webhook's deliveries until `done` holds for them.
-async fn wait_for_deliveries(
+pub async fn wait_for_deliveries(
     app: &TestApp,
     webhook: &Value,
     what: &str,

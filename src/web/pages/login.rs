@@ -69,9 +69,9 @@ fn same_origin(req: &HttpRequest) -> bool {
     }
     let Some(origin) = headers.get(header::ORIGIN) else { return true };
     // The request's own Host header: actix's connection info would also believe
-    // X-Forwarded-Host and Forwarded from any client. A reverse proxy passes Host on
-    // (`proxy_set_header Host $host`, as the README's example does); HTTP/2 names it in the
-    // request's authority instead.
+    // X-Forwarded-Host and Forwarded from any client. A reverse proxy passes Host on, port
+    // included (`proxy_set_header Host $http_host`, as the README's example does; `$host`
+    // drops the port); HTTP/2 names it in the request's authority instead.
     let uri = req.uri();
     let host = headers.get(header::HOST).and_then(|h| h.to_str().ok()).or_else(|| uri.authority().map(|a| a.as_str()));
     let Some(host) = host else { return false };
