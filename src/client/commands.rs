@@ -655,3 +655,71 @@ mod tests {
         assert_eq!(got, [(Some("7".to_owned()), "{\"id\":7}".to_owned())]);
     }
 }
+
+#[derive(Debug, clap::Args)]
+pub struct UsageArgs {
+    /// Group by `user`, `token`, `deployment` or `model`.
+    #[arg(long, default_value = "deployment", value_parser = ["user", "token", "deployment", "model"])]
+    pub by: String,
+    /// The window's start: an offset such as 24h or 30m back from now, or Unix seconds.
+    #[arg(long, default_value = "24h")]
+    pub since: String,
+    /// Print each step of the window too (60, 5m, 1h, 1d); without it, totals only.
+    #[arg(long)]
+    pub step: Option<String>,
+    #[command(flatten)]
+    pub remote: super::Remote,
+}
+
+/// Requests and tokens through the gateway, as `GET /api/v1/usage` gives them.
+pub async fn usage_report(client: &Client, args: &UsageArgs, out: Output) -> Result<()> {
+    let from =
+        if args.since.chars().all(|c| c.is_ascii_digit()) { args.since.clone() } else { format!("-{}", args.since) };
+    let mut url = client.url(["api", "v1", "usage"]);
+    url.query_pairs_mut().append_pair("by", &args.by).append_pair("from", &from);
+    // Totals only: one step as long as the window, within the API's limit of buckets.
+    url.query_pairs_mut().append_pair("step", args.step.as_deref().unwrap_or("1d"));
+    let usage: Value = client.json(client.request(Method::GET, url)).await?;
+    out.emit(&usage, || {
+        let number = |v: &Value, key: &str| v[key].as_i64().map_or_else(|| "-".to_owned(), |n| n.to_string());
+        let millis = |v: &Value, key: &str| v[key].as_f64().map_or_else(|| "-".to_owned(), |ms| format!("{ms:.1}"));
+        let row = |key: String, p: &Value| {
+            vec![
+                key,
+                number(p, "requests"),
+                number(p, "errors"),
+                number(p, "prompt_tokens"),
+                number(p, "completion_tokens"),
+                number(p, "unmetered"),
+                millis(p, "mean_ms"),
+                millis(p, "mean_ttft_ms"),
+            ]
+        };
+        let mut rows = Vec::new();
+        for series in usage["series"].as_array().into_iter().flatten() {
+            let key = series["key"].as_str().filter(|k| !k.is_empty()).unwrap_or("(anonymous)").to_owned();
+            rows.push(row(key.clone(), &series["total"]));
+            if args.step.is_some() {
+                for point in series["points"].as_array().into_iter().flatten() {
+                    rows.push(row(format!("  {}", point["start"]), point));
+                }
+            }
+        }
+        if rows.is_empty() {
+            return "no requests through the gateway in this window".to_owned();
+        }
+        let header = [
+            args.by.to_uppercase(),
+            "REQUESTS".into(),
+            "ERRORS".into(),
+            "PROMPT".into(),
+            "COMPLETION".into(),
+            "UNMETERED".into(),
+            "MEAN_MS".into(),
+            "TTFT_MS".into(),
+        ];
+        let header: Vec<&str> = header.iter().map(String::as_str).collect();
+        table(&header, &rows)
+    });
+    Ok(())
+}

@@ -60,6 +60,8 @@ pub enum ClientCommand {
     Token(commands::TokenArgs),
     /// Print the audit log, or follow it.
     Events(commands::EventsArgs),
+    /// Print requests and tokens through the gateway, by deployment, model, user or token.
+    Usage(commands::UsageArgs),
 }
 
 impl ClientCommand {
@@ -75,6 +77,7 @@ impl ClientCommand {
             Self::Logs(a) => &a.remote,
             Self::Token(a) => &a.remote,
             Self::Events(a) => &a.remote,
+            Self::Usage(a) => &a.remote,
         }
     }
 }
@@ -108,5 +111,6 @@ async fn dispatch(command: &ClientCommand, out: Output) -> Result<(), ClientErro
         ClientCommand::Logs(args) => commands::logs(&client, args, out).await,
         ClientCommand::Token(args) => commands::token(&client, args, out).await,
         ClientCommand::Events(args) => commands::events(&client, args, out).await,
+        ClientCommand::Usage(args) => commands::usage_report(&client, args, out).await,
     }
 }

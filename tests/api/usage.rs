@@ -118,6 +118,21 @@ async fn tokens_are_counted_from_json_and_streamed_answers_and_each_caller_sees_
         scoped.get(app.url("/api/v1/usage?by=model")).send().await.expect("usage").json().await.expect("json");
     assert_eq!(seen["series"], json!([]), "{seen}");
 
+    // The CLI prints the same numbers.
+    let output = crate::helpers::hangar_command()
+        .args(["usage", "--by", "user", "--since", "1h"])
+        .env("HANGAR_URL", &app.address)
+        .env("HANGAR_TOKEN", crate::helpers::ADMIN_TOKEN)
+        .output()
+        .expect("hangar usage");
+    let printed = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{printed}{}", String::from_utf8_lossy(&output.stderr));
+    assert!(printed.starts_with("USER"), "{printed}");
+    let admin_line = printed.lines().find(|l| l.starts_with("admin ")).expect("a line for admin");
+    let cells: Vec<&str> = admin_line.split_whitespace().collect();
+    assert_eq!(cells[1..5], ["2", "0", "2", completion.to_string().as_str()], "{printed}");
+    assert!(printed.lines().any(|l| l.starts_with("vera ")), "{printed}");
+
     let metrics = app.get("/metrics").await.text().await.expect("metrics");
     let completion_all = completion + 2 * streamed_completion;
     let line = format!("hangar_gateway_tokens_total{{deployment=\"{name}\",kind=\"completion\"}} {completion_all}");
