@@ -9,6 +9,7 @@ mod caller;
 mod deployments;
 mod events;
 mod files;
+mod limits;
 mod models;
 pub mod openapi;
 mod page;
@@ -110,6 +111,8 @@ routes! {
     "/api/v1/users/{name}/password" => { post: users::reset_password }
     "/api/v1/system" => { get: system::get_system }
     "/api/v1/usage" => { get: usage::get_usage }
+    "/api/v1/limits" => { get: limits::list_limits }
+    "/api/v1/limits/{subject}" => { put: limits::set_limits, delete: limits::delete_limits }
     "/api/v1/openapi.json" => { get: openapi::get_openapi }
     "/metrics" => { get: system::get_metrics }
     "/healthz" => { get: system::healthz }

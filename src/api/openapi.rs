@@ -14,7 +14,8 @@ use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder
 use utoipa::{IntoResponses, OpenApi, ToSchema};
 
 use super::{
-    aliases, deployments, events, files, models, runtimes, system, tokens, uploads, usage, users, versions, webhooks,
+    aliases, deployments, events, files, limits, models, runtimes, system, tokens, uploads, usage, users, versions,
+    webhooks,
 };
 use crate::auth::session;
 use crate::error::{ApiError, Problem};
@@ -48,7 +49,7 @@ use crate::error::{ApiError, Problem};
         tokens::login, tokens::list_tokens, tokens::create_token, tokens::revoke_token,
         users::get_me, users::list_users, users::create_user, users::get_user, users::update_user,
         users::reset_password,
-        system::get_system, usage::get_usage, get_openapi, system::get_metrics, system::healthz, system::readyz,
+        system::get_system, usage::get_usage, limits::list_limits, limits::set_limits, limits::delete_limits, get_openapi, system::get_metrics, system::healthz, system::readyz,
         webhooks::list_webhooks, webhooks::create_webhook, webhooks::get_webhook, webhooks::update_webhook,
         webhooks::delete_webhook, webhooks::list_deliveries, webhooks::ping_webhook,
         gateway::list_models, gateway::chat_completions, gateway::completions, gateway::embeddings,

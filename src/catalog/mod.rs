@@ -9,6 +9,7 @@ pub mod deployments;
 pub mod events;
 pub mod files;
 pub mod launches;
+pub mod limits;
 pub mod models;
 pub mod runtimes;
 pub mod sessions;

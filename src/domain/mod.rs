@@ -4,6 +4,7 @@
 mod digest;
 mod glob;
 mod gpu;
+mod limits;
 mod model_ref;
 mod names;
 mod rel_path;
@@ -16,6 +17,7 @@ pub use digest::{Digest, DigestError};
 pub use glob::{Glob, GlobError};
 pub(crate) use gpu::gib_text;
 pub use gpu::{GpuAllocation, GpuRequest};
+pub use limits::{LimitError, Limits, Subject};
 pub use model_ref::{ModelRef, Target};
 pub use names::{AliasName, DeploymentName, ModelName, NameError, UserName, VersionName};
 pub use rel_path::{RelPath, RelPathError};

@@ -26,6 +26,8 @@ pub const EVENT_ACTIONS: &[&str] = &[
     "file.deleted",
     "file.linked",
     "file.uploaded",
+    "limits.removed",
+    "limits.set",
     "model.created",
     "model.deleted",
     "model.updated",

@@ -14,19 +14,50 @@ pub struct OpenAiError {
     message: String,
     kind: &'static str,
     code: &'static str,
+    /// Seconds for `Retry-After` (a 429).
+    retry_after: Option<i64>,
 }
 
 impl OpenAiError {
     pub fn invalid_request(message: String) -> Self {
-        Self { status: StatusCode::BAD_REQUEST, message, kind: "invalid_request_error", code: "invalid_request" }
+        Self {
+            status: StatusCode::BAD_REQUEST,
+            message,
+            kind: "invalid_request_error",
+            code: "invalid_request",
+            retry_after: None,
+        }
     }
 
     pub fn model_not_found(message: String) -> Self {
-        Self { status: StatusCode::NOT_FOUND, message, kind: "invalid_request_error", code: "model_not_found" }
+        Self {
+            status: StatusCode::NOT_FOUND,
+            message,
+            kind: "invalid_request_error",
+            code: "model_not_found",
+            retry_after: None,
+        }
+    }
+
+    /// Over a fair-use limit: OpenAI's 429, to be tried again after `retry_after` seconds.
+    pub fn rate_limited(message: String, retry_after: i64) -> Self {
+        Self {
+            status: StatusCode::TOO_MANY_REQUESTS,
+            message,
+            kind: "requests",
+            code: "rate_limit_exceeded",
+            retry_after: Some(retry_after),
+        }
     }
 
     pub fn unavailable(message: String) -> Self {
-        Self { status: StatusCode::SERVICE_UNAVAILABLE, message, kind: "server_error", code: "deployment_unavailable" }
+        Self {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            message,
+            kind: "server_error",
+            code: "deployment_unavailable",
+            retry_after: None,
+        }
     }
 
     /// A deployment could not be readied for a request. Hangar's own refusals (no room on a
@@ -57,6 +88,7 @@ impl OpenAiError {
                 message: format!("deployment '{deployment}' did not answer in time"),
                 kind: "server_error",
                 code: "upstream_timeout",
+                retry_after: None,
             }
         } else {
             Self {
@@ -64,6 +96,7 @@ impl OpenAiError {
                 message: format!("deployment '{deployment}' refused the connection or broke it"),
                 kind: "server_error",
                 code: "upstream_unreachable",
+                retry_after: None,
             }
         }
     }
@@ -87,7 +120,7 @@ impl From<ApiError> for OpenAiError {
             }
             other => other.to_string(),
         };
-        Self { status, message, kind, code }
+        Self { status, message, kind, code, retry_after: None }
     }
 }
 
@@ -100,6 +133,9 @@ impl ResponseError for OpenAiError {
         let mut response = HttpResponse::build(self.status);
         if self.status == StatusCode::UNAUTHORIZED {
             response.insert_header(("WWW-Authenticate", "Bearer realm=\"hangar\""));
+        }
+        if let Some(secs) = self.retry_after {
+            response.insert_header(("Retry-After", secs.to_string()));
         }
         response.json(serde_json::json!({
             "error": { "message": self.message, "type": self.kind, "code": self.code, "param": null }

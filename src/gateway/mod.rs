@@ -5,6 +5,7 @@
 //! Errors on `/v1/*` have OpenAI's shape, so OpenAI clients show them as such.
 
 mod error;
+mod limits;
 mod metrics;
 mod rewrite;
 mod route;
@@ -50,6 +51,7 @@ pub struct Gateway {
     client: reqwest::Client,
     read_timeout: Duration,
     ledger: Ledger,
+    limiter: Arc<limits::Limiter>,
     traffic: Arc<Traffic>,
     metrics: Arc<Metrics>,
     /// Requests are routed from this copy; only a write to the catalog costs a query.
@@ -73,6 +75,7 @@ impl Gateway {
             client: client(read_timeout)?,
             read_timeout,
             ledger,
+            limiter: Arc::default(),
             traffic,
             metrics: Arc::new(Metrics::default()),
             routes: Arc::default(),
@@ -201,7 +204,8 @@ async fn forward(
         let deployment = autostart(&supervisor, &gateway.metrics, deployment).await?;
         let address = serving_address(&deployment)?;
         let path = path_and_query(&format!("/v1/{tail}"), req.query_string());
-        let metering = Some((streamed, record(&deployment, 0)));
+        let permit = gateway.limiter.admit(&pool, &caller, at_ms.div_euclid(1000)).await?;
+        let metering = Some(Metering { streamed, record: record(&deployment, 0), permit });
         relay(&gateway, &req, reqwest::Method::POST, address, &path, body, &deployment, started, metering).await
     }
     .await;
@@ -312,7 +316,7 @@ async fn relay(
     body: web::Bytes,
     deployment: &Deployment,
     started: Instant,
-    metering: Option<(Streamed, Record)>,
+    metering: Option<Metering>,
 ) -> Result<HttpResponse, OpenAiError> {
     // Counted before the first byte goes out, so a rollout waits for it; the address may
     // change here if a rollout switched since the catalog was read.
@@ -340,15 +344,15 @@ async fn relay(
         .get(reqwest::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("text/event-stream"));
-    let (answer, record) = match metering {
-        None => (Answer::Unmetered, None),
-        Some((streamed, record)) => {
+    let (answer, record, permit) = match metering {
+        None => (Answer::Unmetered, None, None),
+        Some(Metering { streamed, record, permit }) => {
             let answer = match (events, streamed) {
                 (false, _) => Answer::Json,
                 (true, Streamed::UsageAdded) => Answer::Events { strip: true },
                 (true, _) => Answer::Events { strip: false },
             };
-            (answer, Some(Record { status: status.as_u16(), ..record }))
+            (answer, Some(Record { status: status.as_u16(), ..record }), Some(permit))
         }
     };
     // The usage event taken out changes the length: an answer of known length keeps it
@@ -364,6 +368,9 @@ async fn relay(
     let counted_name = deployment.name.to_string();
     let stream = Metered::new(stream, answer, started, record, gateway.ledger.clone(), move |tokens| {
         metrics.tokens(&counted_name, tokens);
+        if let Some(permit) = &permit {
+            permit.used(tokens);
+        }
     });
     let counted = Counted {
         inner: stream,
@@ -378,6 +385,14 @@ async fn relay(
         Some(length) => reply.body(actix_web::body::SizedStream::new(length, counted)),
         None => reply.streaming(counted),
     })
+}
+
+/// How a relayed answer is accounted: how it was asked for, the request's record, and its
+/// place under the caller's limits (held until the answer ends).
+struct Metering {
+    streamed: Streamed,
+    record: Record,
+    permit: limits::Permit,
 }
 
 /// A response body that counts as a request in flight until it ends or is dropped, and

@@ -4,7 +4,7 @@
 use crate::auth::AuthError;
 use crate::blobs::{BlobError, SessionError};
 use crate::catalog::CatalogError;
-use crate::domain::{DigestError, NameError, RelPathError};
+use crate::domain::{DigestError, LimitError, NameError, RelPathError};
 use crate::runtime::supervisor::SupervisorError;
 
 /// What went wrong in an operation; each variant keeps the message a person can act on.
@@ -38,4 +38,4 @@ macro_rules! invalid_from {
         }
     )*};
 }
-invalid_from!(NameError, RelPathError, DigestError);
+invalid_from!(NameError, RelPathError, DigestError, LimitError);

@@ -159,3 +159,88 @@ async fn usage_queries_that_make_no_sense_are_refused_with_what_to_send() {
     assert_eq!(empty["step"], 3600);
     assert_eq!(empty["series"], json!([]));
 }
+
+async fn chat_as(client: &reqwest::Client, app: &TestApp, model: &str) -> reqwest::Response {
+    let body = json!({"model": model, "messages": [{"role": "user", "content": "hello"}]});
+    client.post(app.url("/v1/chat/completions")).json(&body).send().await.expect("chat")
+}
+
+/// The 429 in OpenAI's shape: its message, and `Retry-After` in seconds.
+async fn rate_limited(response: reqwest::Response) -> (String, u64) {
+    assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+    let wait: u64 = response
+        .headers()
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+        .expect("Retry-After in seconds");
+    let body: Value = response.json().await.expect("json");
+    assert_eq!(body["error"]["code"], "rate_limit_exceeded", "{body}");
+    (body["error"]["message"].as_str().expect("message").to_owned(), wait)
+}
+
+#[tokio::test]
+async fn limits_answer_429_with_retry_after_and_let_requests_through_once_it_has_passed() {
+    if !docker_ready() {
+        return;
+    }
+    let app = spawn_app().await;
+    let name = running_on(&app, &["--token-delay-ms", "100"]).await;
+    let vera = client_with(&app.user_token("vera", "viewer").await);
+
+    // Requests per minute, per user: the third in a minute waits for the next one.
+    let set = app.put_json("/api/v1/limits/user:vera", &json!({"requests_per_minute": 2})).await;
+    assert_eq!(set.status(), StatusCode::OK);
+    for _ in 0..2 {
+        assert_eq!(chat_as(&vera, &app, &name).await.status(), StatusCode::OK);
+    }
+    let (message, wait) = rate_limited(chat_as(&vera, &app, &name).await).await;
+    assert!(message.contains("user:vera made 2 requests this minute"), "{message}");
+    assert!((1..=60).contains(&wait), "{wait}");
+    assert_eq!(chat_as(&app.client, &app, &name).await.status(), StatusCode::OK, "others are not limited");
+    tokio::time::sleep(Duration::from_millis(wait * 1000 + 200)).await;
+    assert_eq!(chat_as(&vera, &app, &name).await.status(), StatusCode::OK, "a new minute, new requests");
+
+    // Concurrency, per token: a second request while a streamed one runs waits 1 s.
+    let scoped: Value =
+        app.post_json("/api/v1/tokens", &json!({"name": "batch", "role": "viewer"})).await.json().await.expect("token");
+    let id = scoped["id"].as_i64().expect("token id");
+    let batch = client_with(scoped["token"].as_str().expect("token"));
+    let set =
+        app.put_json(&format!("/api/v1/limits/token:{id}"), &json!({"concurrent": 1, "tokens_per_day": 12})).await;
+    assert_eq!(set.status(), StatusCode::OK);
+    let streaming = {
+        let (batch, app_url, name) = (batch.clone(), app.url("/v1/chat/completions"), name.clone());
+        tokio::spawn(async move {
+            let body = json!({"model": name, "stream": true, "messages": [{"role": "user", "content": "hi"}]});
+            batch.post(app_url).json(&body).send().await.expect("chat").text().await.expect("stream")
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (message, wait) = rate_limited(chat_as(&batch, &app, &name).await).await;
+    assert!(message.contains("requests in flight"), "{message}");
+    assert_eq!(wait, 1);
+    streaming.await.expect("the streamed request ends");
+
+    // Tokens per day: the streamed answer used them up (its usage counted although its client
+    // never asked for it), so the next request waits for tomorrow (UTC).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let (message, wait) = loop {
+        let response = chat_as(&batch, &app, &name).await;
+        if response.status() == StatusCode::TOO_MANY_REQUESTS {
+            break rate_limited(response).await;
+        }
+        assert!(Instant::now() < deadline, "the daily token limit never applied");
+    };
+    assert!(message.contains("tokens for today"), "{message}");
+    assert!((1..=86_400).contains(&wait), "{wait}");
+
+    let limits: Value = app.get("/api/v1/limits").await.json().await.expect("json");
+    assert_eq!(limits.as_array().map(Vec::len), Some(2), "{limits}");
+    let refused = app.put_json("/api/v1/limits/user:vera", &json!({"concurrent": 0})).await;
+    assert_eq!(refused.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(vera.get(app.url("/api/v1/limits")).send().await.expect("list").status(), StatusCode::FORBIDDEN);
+    assert_eq!(app.delete("/api/v1/limits/user:vera").await.status(), StatusCode::NO_CONTENT);
+    assert_eq!(app.delete("/api/v1/limits/user:vera").await.status(), StatusCode::NOT_FOUND);
+    assert_eq!(chat_as(&vera, &app, &name).await.status(), StatusCode::OK);
+}
