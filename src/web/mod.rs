@@ -73,6 +73,7 @@ routes! {
     "/system" => { get: pages::system::show }
     "/system/memory" => { get: pages::system::memory }
     "/activity" => { get: pages::activity::show }
+    "/usage" => { get: pages::usage::show }
     "/tokens" => { get: pages::tokens::list, post: pages::tokens::create }
     "/tokens/{id}/revoke" => { post: pages::tokens::revoke }
     "/users" => { get: pages::users::list, post: pages::users::create }

@@ -377,6 +377,7 @@ fn rows() -> Vec<Row> {
         row("get", "/system", "/system", Page(Viewer), None),
         row("get", "/system/memory", "/system/memory", Page(Viewer), None),
         row("get", "/activity", "/activity", Page(Viewer), None),
+        row("get", "/usage", "/usage", Page(Viewer), None),
         row("get", "/tokens", "/tokens", Page(Viewer), None),
         row("post", "/tokens", "/tokens", Page(Viewer), Form(vec![("name", "page-token"), ("role", "viewer")])),
         row("post", "/tokens/{id}/revoke", "/tokens/999999/revoke", Page(Viewer), Form(vec![])),

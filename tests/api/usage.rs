@@ -133,6 +133,21 @@ async fn tokens_are_counted_from_json_and_streamed_answers_and_each_caller_sees_
     assert_eq!(cells[1..5], ["2", "0", "2", completion.to_string().as_str()], "{printed}");
     assert!(printed.lines().any(|l| l.starts_with("vera ")), "{printed}");
 
+    // The dashboard's usage page shows the API's numbers, in its table and in the chart's
+    // text alternative, and vera sees only herself there too.
+    let (client, cookie) = crate::dashboard::signed_in(&app, "ada", "admin").await;
+    let (status, html) = crate::dashboard::page(&client, &app, &cookie, "/usage?by=user&window=hour").await;
+    assert_eq!(status, StatusCode::OK);
+    let admin_tokens = admin["total"]["prompt_tokens"].as_i64().expect("n") + completion;
+    let admin_row = format!("<tr><td>admin</td><td>2</td><td>0</td><td>2</td><td>{completion}</td><td>0</td>");
+    assert!(html.contains(&admin_row), "{admin_row} in {html}");
+    assert!(html.contains(&format!("admin: {admin_tokens} tokens in 2 requests")), "the chart's description: {html}");
+    assert!(html.contains("<svg class=\"chart\""), "{html}");
+    assert!(html.contains("data-limits-table") || html.contains("No limits"), "admins see the limits: {html}");
+    let (client, cookie) = crate::dashboard::signed_in(&app, "val", "viewer").await;
+    let (_, html) = crate::dashboard::page(&client, &app, &cookie, "/usage?by=user").await;
+    assert!(!html.contains("<td>admin</td>") && !html.contains("Limits</h2>"), "a viewer sees their own: {html}");
+
     let metrics = app.get("/metrics").await.text().await.expect("metrics");
     let completion_all = completion + 2 * streamed_completion;
     let line = format!("hangar_gateway_tokens_total{{deployment=\"{name}\",kind=\"completion\"}} {completion_all}");

@@ -8,6 +8,7 @@ pub mod models;
 pub mod system;
 pub mod tokens;
 pub mod upload;
+pub mod usage;
 pub mod users;
 pub mod version;
 
