@@ -127,6 +127,6 @@ mod tests {
         assert!(Ticket::open(&forged).is_err());
         assert!(Ticket::open(body).is_err());
         let expired = Ticket { expires: now_unix() - 1, ..ticket() }.seal();
-        assert!(Ticket::open(&expired).unwrap_err().contains("expired"));
+        assert!(Ticket::open(&expired).expect_err("expired").contains("expired"));
     }
 }

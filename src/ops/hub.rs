@@ -82,7 +82,9 @@ struct LfsTarget {
 }
 
 /// Opens an upload session (the native ones: parts verified, the whole hashed once) for an
-/// LFS object sent in parts of `part_size` bytes.
+/// LFS object sent in parts of `part_size` bytes. A client that asks again for the same
+/// object (a retried upload) gets the session it had, with at least half its lifetime left,
+/// rather than one more reservation of the object's size on the disk.
 pub async fn start_parts(
     blobs: &BlobStore,
     settings: &Settings,
@@ -92,6 +94,16 @@ pub async fn start_parts(
     part_size: u64,
 ) -> Result<Session, OpsError> {
     let lifetime = i64::try_from(settings.upload_session_ttl_secs).unwrap_or(i64::MAX);
+    let open = blobs.sessions().await?.into_iter().find(|s| {
+        let target: Option<LfsTarget> = serde_json::from_value(s.spec.target.clone()).ok();
+        target.is_some_and(|t| t.hf_model == model.as_str())
+            && s.spec.digest == *oid
+            && (s.spec.size, s.spec.part_size) == (size, part_size)
+            && s.spec.expires_at - now_unix() > lifetime / 2
+    });
+    if let Some(session) = open {
+        return Ok(session);
+    }
     let target = serde_json::to_value(LfsTarget { hf_model: model.to_string() })
         .map_err(|e| OpsError::Invalid(e.to_string()))?;
     let spec = SessionSpec { size, digest: *oid, part_size, expires_at: now_unix().saturating_add(lifetime), target };

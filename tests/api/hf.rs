@@ -176,7 +176,8 @@ async fn the_official_client_creates_repos_uploads_and_commits() {
     let args =
         vec![app.address.clone(), ADMIN_TOKEN.to_owned(), maintainer, viewer, team_b, work.display().to_string()];
     let stdout = python("hf_write.py", args).await;
-    for step in ["create_repo", "upload_folder", "unchanged", "create_commit", "aliases", "refusals"] {
+    let steps = ["create_repo", "upload_folder", "unchanged", "create_commit", "aliases", "refusals", "hf upload"];
+    for step in steps {
         assert!(stdout.contains(&format!("{step}: ok")), "{step} missing from:\n{stdout}");
     }
 
@@ -184,7 +185,10 @@ async fn the_official_client_creates_repos_uploads_and_commits() {
     let fresh = versions(&app, "team-a/fresh").await;
     let described: Vec<(&str, &str, &str)> = fresh
         .iter()
-        .map(|v| (v["version"].as_str().unwrap(), v["state"].as_str().unwrap(), v["description"].as_str().unwrap()))
+        .map(|v| {
+            let field = |name: &str| v[name].as_str().expect("a string field");
+            (field("version"), field("state"), field("description"))
+        })
         .collect();
     assert_eq!(
         described,
@@ -269,6 +273,11 @@ async fn lfs_uploads_are_verified_against_their_oid_whole_or_in_parts() {
     let big_oid = sha256_digest(&big).trim_start_matches("sha256:").to_owned();
     let object = batch(&app, &client, "team-a/m", &big_oid, big.len()).await;
     let upload = &object["actions"]["upload"];
+    // Asked again (a retried upload), it is the same session: the disk is reserved once.
+    let retried = batch(&app, &client, "team-a/m", &big_oid, big.len()).await;
+    let session =
+        |o: &Value| o["actions"]["upload"]["href"].as_str().expect("href").split('?').next().map(str::to_owned);
+    assert_eq!(session(&retried), session(&object));
     assert_eq!(upload["header"]["chunk_size"], part_size.to_string(), "{upload}");
     let mut etags = Vec::new();
     for (n, chunk) in big.chunks(part_size).enumerate() {

@@ -170,3 +170,13 @@ except HfHubHTTPError as e:
     assert status_of(e) == 403, e
 assert HfApi(token=team_b).create_repo("team-b/inside").repo_id == "team-b/inside"
 print("refusals: ok")
+
+# The `hf` command line, as a user runs it: makes the repo and publishes the folder.
+import subprocess  # noqa: E402
+
+env = dict(os.environ, HF_TOKEN=admin)
+cli = [sys.executable, "-m", "huggingface_hub.cli.hf", "upload", "team-a/cli-made", folder, ".", "--commit-message", "cli"]
+ran = subprocess.run(cli, env=env, capture_output=True, text=True)
+assert ran.returncode == 0, (ran.stdout, ran.stderr)
+assert sorted(api.list_repo_files("team-a/cli-made")) == ["config.json", "empty.txt", "weights/big.bin"]
+print("hf upload: ok")
