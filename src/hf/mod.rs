@@ -61,24 +61,24 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(web::resource("/hf/api/whoami-v2").route(web::get().to(whoami)));
     let json = || web::PayloadConfig::new(HUB_JSON_LIMIT);
     cfg.service(web::resource("/hf/api/repos/create").app_data(json()).route(web::post().to(write::create_repo)))
-        .service(web::resource("/hf/lfs/objects/{oid}").route(web::put().to(write::lfs_put)))
-        .service(web::resource("/hf/lfs/sessions/{id}/parts/{part}").route(web::put().to(write::lfs_part)))
-        .service(web::resource("/hf/lfs/sessions/{id}/complete").route(web::post().to(write::lfs_complete)));
+        .service(web::resource("/hf/lfs/objects/{oid}").route(web::put().to(write::put_object)))
+        .service(web::resource("/hf/lfs/sessions/{id}/parts/{part}").route(web::put().to(write::put_part)))
+        .service(web::resource("/hf/lfs/sessions/{id}/complete").route(web::post().to(write::complete_parts)));
     for repo in REPOS {
         let models = format!("/hf/api/models/{repo}");
         let lfs = format!("/hf/{repo}.git/info/lfs/objects");
         cfg.service(
             web::resource(format!("{models}/preupload/{{rev}}"))
                 .app_data(json())
-                .route(web::post().to(write::preupload)),
+                .route(web::post().to(write::preupload_files)),
         )
         .service(
             web::resource(format!("{models}/commit/{{rev}}"))
                 .app_data(web::PayloadConfig::new(COMMIT_LIMIT))
-                .route(web::post().to(write::commit)),
+                .route(web::post().to(write::create_commit)),
         )
-        .service(web::resource(format!("{lfs}/batch")).app_data(json()).route(web::post().to(write::lfs_batch)))
-        .service(web::resource(format!("{lfs}/verify")).app_data(json()).route(web::post().to(write::lfs_verify)));
+        .service(web::resource(format!("{lfs}/batch")).app_data(json()).route(web::post().to(write::batch_objects)))
+        .service(web::resource(format!("{lfs}/verify")).app_data(json()).route(web::post().to(write::verify_object)));
     }
     for repo in REPOS {
         let models = format!("/hf/api/models/{repo}");

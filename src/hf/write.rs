@@ -117,7 +117,7 @@ const EMPTY_GIT_BLOB: &str = "e69de29bb2d1d6434b8b29ae775ad8c2e48c5391";
 /// `POST /hf/api/models/{repo}/preupload/{rev}`: every file goes the LFS way, with the oid
 /// (sha256) of the file at that path in the revision, so the client skips unchanged files
 /// (for an empty file, which it sends inline, the oid it compares is the git blob id).
-pub async fn preupload(
+pub async fn preupload_files(
     pool: web::Data<SqlitePool>,
     caller: Caller,
     req: HttpRequest,
@@ -170,7 +170,7 @@ fn part_size(size: u64) -> u64 {
 /// `POST /hf/{repo}.git/info/lfs/objects/batch` (upload only): objects the commit may name
 /// already get no action; others an upload URL (one `PUT`, or parts and a completion `POST`
 /// when the client takes `multipart` and the object is bigger than a part) and a verify URL.
-pub async fn lfs_batch(
+pub async fn batch_objects(
     pool: web::Data<SqlitePool>,
     blobs: web::Data<BlobStore>,
     settings: web::Data<Settings>,
@@ -265,7 +265,7 @@ fn ticket_model(ticket: &Ticket) -> Result<(ModelName, Digest), HfError> {
 
 /// `PUT /hf/lfs/objects/{oid}?ticket=…` (basic transfer): the object's bytes, stored if
 /// their sha256 is the oid; else 400 naming it, and nothing stored.
-pub async fn lfs_put(
+pub async fn put_object(
     pool: web::Data<SqlitePool>,
     blobs: web::Data<BlobStore>,
     req: HttpRequest,
@@ -301,7 +301,7 @@ fn session_id(raw: &str) -> Result<uuid::Uuid, HfError> {
 
 /// `PUT /hf/lfs/sessions/{id}/parts/{part}?ticket=…`: part `part` (from 1) of a multipart
 /// object, answered with the `ETag` the client puts in its completion request.
-pub async fn lfs_part(
+pub async fn put_part(
     blobs: web::Data<BlobStore>,
     path: web::Path<PartPath>,
     query: web::Query<TicketQuery>,
@@ -318,7 +318,7 @@ pub async fn lfs_part(
 
 /// `POST /hf/lfs/sessions/{id}/complete?ticket=…`: every part is in; the whole is hashed
 /// once against the oid and stored.
-pub async fn lfs_complete(
+pub async fn complete_parts(
     pool: web::Data<SqlitePool>,
     blobs: web::Data<BlobStore>,
     req: HttpRequest,
@@ -335,7 +335,7 @@ pub async fn lfs_complete(
 
 /// `POST /hf/{repo}.git/info/lfs/objects/verify` `{oid, size}`: 200 once the object is
 /// stored for this commit to name, 404 before.
-pub async fn lfs_verify(
+pub async fn verify_object(
     pool: web::Data<SqlitePool>,
     caller: Caller,
     req: HttpRequest,
@@ -386,7 +386,7 @@ enum Line {
 
 /// `POST /hf/api/models/{repo}/commit/{rev}` (NDJSON): a new published version from the
 /// revision's files and the changes; an alias as the revision is moved to it.
-pub async fn commit(
+pub async fn create_commit(
     pool: web::Data<SqlitePool>,
     blobs: web::Data<BlobStore>,
     settings: web::Data<Settings>,

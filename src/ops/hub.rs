@@ -27,6 +27,38 @@ pub async fn create_repo(pool: &SqlitePool, caller: &Caller, name: &ModelName) -
     Ok(catalog::models::create(pool, &caller.actor(), name, "", &[]).await?)
 }
 
+/// How a blob a commit may name is known.
+enum Known {
+    /// Held by a version of a model the caller may read.
+    Visible(u64),
+    /// Sent for the model through the LFS transfer, not committed yet.
+    SentHere(u64),
+}
+
+impl Known {
+    fn size(&self) -> u64 {
+        match self {
+            Self::Visible(size) | Self::SentHere(size) => *size,
+        }
+    }
+}
+
+/// Whether a commit to `model` by `caller` may name `digest` (see the module's rule).
+async fn known(
+    pool: &SqlitePool,
+    caller: &Caller,
+    model: &ModelName,
+    digest: &Digest,
+) -> Result<Option<Known>, OpsError> {
+    let mut conn = pool.acquire().await.map_err(CatalogError::from)?;
+    let may_read = |m: &ModelName| caller.require_on(Role::Viewer, m).is_ok();
+    if let Some(size) = catalog::blobs::visible_size(&mut conn, digest, may_read).await? {
+        return Ok(Some(Known::Visible(size)));
+    }
+    drop(conn);
+    Ok(catalog::blobs::uploaded_for(pool, model, digest).await?.map(Known::SentHere))
+}
+
 /// The size of a blob a commit to `model` by `caller` may name without its bytes being sent
 /// (see the module's rule); `None` when they must be sent.
 pub async fn known_blob(
@@ -35,13 +67,7 @@ pub async fn known_blob(
     model: &ModelName,
     digest: &Digest,
 ) -> Result<Option<u64>, OpsError> {
-    let mut conn = pool.acquire().await.map_err(CatalogError::from)?;
-    let may_read = |m: &ModelName| caller.require_on(Role::Viewer, m).is_ok();
-    if let Some(size) = catalog::blobs::visible_size(&mut conn, digest, may_read).await? {
-        return Ok(Some(size));
-    }
-    drop(conn);
-    Ok(catalog::blobs::uploaded_for(pool, model, digest).await?)
+    Ok(known(pool, caller, model, digest).await?.map(|k| k.size()))
 }
 
 /// Stores the bytes of one LFS object sent for `model` in one request, verified against
@@ -121,7 +147,7 @@ async fn lfs_session(blobs: &BlobStore, id: uuid::Uuid, model: &ModelName, oid: 
     }
 }
 
-/// Writes part `n` (counted from 0) of an LFS session; returns the part's sha256.
+/// Writes part `n` (counted from 0) of an LFS session, after checking the session is that object's.
 pub async fn put_part<S, E>(
     blobs: &BlobStore,
     id: uuid::Uuid,
@@ -228,29 +254,21 @@ pub async fn commit(
             Change::Inline { path, bytes } => {
                 files.insert(path, Source::Inline(bytes));
             }
-            Change::Lfs { path, oid, size } => {
-                let mut conn = pool.acquire().await.map_err(CatalogError::from)?;
-                let may_read = |m: &ModelName| caller.require_on(Role::Viewer, m).is_ok();
-                let visible = catalog::blobs::visible_size(&mut conn, &oid, may_read).await?;
-                drop(conn);
-                let known = match visible {
-                    Some(size) => Some((size, true)),
-                    None => catalog::blobs::uploaded_for(pool, model, &oid).await?.map(|size| (size, false)),
-                };
-                match known {
-                    Some((stored, _)) if size.is_some_and(|s| s != stored) => {
-                        return Err(OpsError::Invalid(format!(
-                            "object {} is {stored} bytes, not {} as '{path}' says",
-                            oid.hex(),
-                            size.unwrap_or_default()
-                        )));
-                    }
-                    Some((size, visible)) => {
-                        files.insert(path, Source::Blob { oid, size, visible });
-                    }
-                    None => unknown.push(oid.hex()),
+            Change::Lfs { path, oid, size } => match known(pool, caller, model, &oid).await? {
+                Some(k) if size.is_some_and(|s| s != k.size()) => {
+                    return Err(OpsError::Invalid(format!(
+                        "object {} is {} bytes, not {} as '{path}' says",
+                        oid.hex(),
+                        k.size(),
+                        size.unwrap_or_default()
+                    )));
                 }
-            }
+                Some(k) => {
+                    let visible = matches!(k, Known::Visible(_));
+                    files.insert(path, Source::Blob { oid, size: k.size(), visible });
+                }
+                None => unknown.push(oid.hex()),
+            },
             Change::DeleteFile(path) => {
                 if files.remove(&path).is_none() {
                     return Err(CatalogError::NotFound(format!("A file with this name doesn't exist: '{path}'")).into());
