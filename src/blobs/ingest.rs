@@ -89,6 +89,10 @@ impl BlobStore {
                     break;
                 }
             };
+            // An empty chunk would be an empty write, which the writer takes for a full disk.
+            if chunk.is_empty() {
+                continue;
+            }
             received += chunk.len() as u64;
             // A send fails only when a worker has stopped, i.e. the disk write failed;
             // its error is reported below.
@@ -230,6 +234,14 @@ mod tests {
         let hex = expected.hex();
         let on_disk = std::fs::read(dir.path().join(format!("blobs/sha256/{}/{hex}", &hex[..2]))).expect("blob");
         assert_eq!(on_disk, b"hello world");
+    }
+
+    #[tokio::test]
+    async fn empty_chunks_make_an_empty_blob() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = BlobStore::open(dir.path()).expect("open");
+        let empty = store.ingest(body(&[b"", b""]), None).await.expect("ingest");
+        assert_eq!((empty.digest, empty.size), (Digest::from_bytes(Sha256::digest(b"").into()), 0));
     }
 
     #[tokio::test]

@@ -174,6 +174,18 @@ impl BlobStore {
             .collect())
     }
 
+    /// Holds a blob already on disk safe from garbage collection until the returned value is
+    /// dropped, as ingest holds a blob it stored: for naming in the catalog bytes that arrived
+    /// by another request (a Git LFS upload before its commit). `None` when it is not on disk.
+    pub async fn pin(&self, digest: &Digest) -> Result<Option<Ingested>, BlobError> {
+        let guard = self.gc_lock.clone().read_owned().await;
+        match self.store.head(&Self::key(digest)).await {
+            Ok(meta) => Ok(Some(Ingested::new(*digest, meta.size, true, guard))),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
     /// Whether the bytes of `digest` are on disk.
     pub async fn contains(&self, digest: &Digest) -> Result<bool, BlobError> {
         match self.store.head(&Self::key(digest)).await {

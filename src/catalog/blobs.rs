@@ -2,6 +2,7 @@
 
 use sqlx::{SqliteConnection, SqlitePool};
 
+use super::events::{self, Actor};
 use super::{Result, begin_write, corrupt};
 use crate::domain::{Digest, ModelName};
 
@@ -28,6 +29,54 @@ pub async fn visible_size(
         }
     }
     Ok(None)
+}
+
+/// Records a blob sent for `model` ahead of a commit that names it (a Hugging Face Git LFS
+/// upload): its row, so garbage collection judges it by age like any unnamed blob, and the
+/// `blob.uploaded` event that [`uploaded_for`] reads. The caller holds the blob durable on
+/// disk (and safe from garbage collection) until this returns.
+pub async fn record_upload(
+    pool: &SqlitePool,
+    actor: &Actor,
+    model: &ModelName,
+    digest: &Digest,
+    size: u64,
+) -> Result<()> {
+    let size = i64::try_from(size).map_err(corrupt)?;
+    let mut tx = begin_write(pool).await?;
+    sqlx::query("INSERT INTO blobs (digest, size) VALUES (?, ?) ON CONFLICT (digest) DO NOTHING")
+        .bind(digest.to_string())
+        .bind(size)
+        .execute(&mut *tx)
+        .await?;
+    let target = format!("{model}@{digest}");
+    events::record(
+        &mut tx,
+        actor,
+        "blob.uploaded",
+        Some(model.as_str()),
+        &target,
+        serde_json::json!({ "digest": digest, "size": size }),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// The size of a blob someone sent for `model` (see [`record_upload`]) that still has its
+/// row; `None` if none was, or it has been collected since.
+pub async fn uploaded_for(pool: &SqlitePool, model: &ModelName, digest: &Digest) -> Result<Option<u64>> {
+    let size: Option<i64> = sqlx::query_scalar(
+        "SELECT b.size FROM blobs b
+          WHERE b.digest = ?
+            AND EXISTS (SELECT 1 FROM events e WHERE e.model = ? AND e.action = 'blob.uploaded' AND e.target = ?)",
+    )
+    .bind(digest.to_string())
+    .bind(model.as_str())
+    .bind(format!("{model}@{digest}"))
+    .fetch_optional(pool)
+    .await?;
+    size.map(u64::try_from).transpose().map_err(corrupt)
 }
 
 /// Every digest that has a row, referenced or not.

@@ -10,6 +10,7 @@ use std::net::IpAddr;
 pub const EVENT_ACTIONS: &[&str] = &[
     "alias.deleted",
     "alias.moved",
+    "blob.uploaded",
     "deployment.created",
     "deployment.deleted",
     "deployment.failed",

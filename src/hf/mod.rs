@@ -1,6 +1,8 @@
-//! The Hugging Face Hub protocol under `/hf`, read side: what `huggingface_hub`,
+//! The Hugging Face Hub protocol under `/hf`. Read side: what `huggingface_hub`,
 //! `transformers`, vLLM, SGLang and TGI call with `HF_ENDPOINT=<hangar>/hf` to find and
 //! download a model — model info, tree, refs, commits, `resolve` (GET and HEAD) and `whoami-v2`.
+//! Write side ([`write`]): `create_repo`, preupload, the Git LFS batch API (`basic` and
+//! `multipart`) and the NDJSON commit, which publishes a new version (`ops::hub`).
 //!
 //! A Hangar model is a repo (`name` or `team/name`, type `model` only). A revision is an
 //! alias (a branch), a published version's name (a tag), a version's commit id, or `main`:
@@ -17,6 +19,10 @@
 
 mod handlers;
 mod revision;
+mod ticket;
+mod write;
+
+pub use write::MULTIPART_PART_SIZE;
 
 use actix_web::web;
 
@@ -30,7 +36,21 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("get", "/hf/api/models/{repo}/commits/{rev}"),
     ("get", "/hf/{repo}/resolve/{rev}/{path}"),
     ("head", "/hf/{repo}/resolve/{rev}/{path}"),
+    ("post", "/hf/api/repos/create"),
+    ("post", "/hf/api/models/{repo}/preupload/{rev}"),
+    ("post", "/hf/api/models/{repo}/commit/{rev}"),
+    ("post", "/hf/{repo}.git/info/lfs/objects/batch"),
+    ("post", "/hf/{repo}.git/info/lfs/objects/verify"),
+    ("put", "/hf/lfs/objects/{oid}"),
+    ("put", "/hf/lfs/sessions/{id}/parts/{part}"),
+    ("post", "/hf/lfs/sessions/{id}/complete"),
 ];
+
+/// The largest JSON request of the write side (a preupload or LFS batch of 256 files).
+const HUB_JSON_LIMIT: usize = 8 << 20;
+/// The largest commit: its lines, and the files sent inline (the client sends inline only
+/// what preupload does not send the LFS way: empty files).
+const COMMIT_LIMIT: usize = 64 << 20;
 
 /// Registers the routes. A repo is one path segment or two (`team/name`), so each route is
 /// registered for both, the two-segment form first; the bare model info comes last, so that
@@ -39,6 +59,27 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     use handlers::{commits, model_info, refs, resolve, tree, whoami};
     const REPOS: [&str; 2] = ["{team}/{name}", "{name}"];
     cfg.service(web::resource("/hf/api/whoami-v2").route(web::get().to(whoami)));
+    let json = || web::PayloadConfig::new(HUB_JSON_LIMIT);
+    cfg.service(web::resource("/hf/api/repos/create").app_data(json()).route(web::post().to(write::create_repo)))
+        .service(web::resource("/hf/lfs/objects/{oid}").route(web::put().to(write::put_object)))
+        .service(web::resource("/hf/lfs/sessions/{id}/parts/{part}").route(web::put().to(write::put_part)))
+        .service(web::resource("/hf/lfs/sessions/{id}/complete").route(web::post().to(write::complete_parts)));
+    for repo in REPOS {
+        let models = format!("/hf/api/models/{repo}");
+        let lfs = format!("/hf/{repo}.git/info/lfs/objects");
+        cfg.service(
+            web::resource(format!("{models}/preupload/{{rev}}"))
+                .app_data(json())
+                .route(web::post().to(write::preupload_files)),
+        )
+        .service(
+            web::resource(format!("{models}/commit/{{rev}}"))
+                .app_data(web::PayloadConfig::new(COMMIT_LIMIT))
+                .route(web::post().to(write::create_commit)),
+        )
+        .service(web::resource(format!("{lfs}/batch")).app_data(json()).route(web::post().to(write::batch_objects)))
+        .service(web::resource(format!("{lfs}/verify")).app_data(json()).route(web::post().to(write::verify_object)));
+    }
     for repo in REPOS {
         let models = format!("/hf/api/models/{repo}");
         cfg.service(web::resource(format!("{models}/revision/{{rev}}")).route(web::get().to(model_info)))

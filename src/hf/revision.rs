@@ -22,8 +22,24 @@ pub enum HfError {
     Revision(String),
     #[error("{0}")]
     Entry(String),
+    /// A write refused (or a request not understood), answered in the Hub's shape — `{"error":
+    /// …}` and `X-Error-Message` — which the client shows its user.
+    #[error("{1}")]
+    Refused(StatusCode, String),
     #[error(transparent)]
     Api(#[from] ApiError),
+}
+
+impl HfError {
+    /// An operation's refusal in the Hub's shape; a server fault stays as the API answers it
+    /// (its detail is in the log, not in the answer).
+    pub fn refused(err: impl Into<ApiError>) -> Self {
+        let err = err.into();
+        match err.status_code() {
+            status if status.is_server_error() => Self::Api(err),
+            status => Self::Refused(status, err.to_string()),
+        }
+    }
 }
 
 impl From<CatalogError> for HfError {
@@ -36,6 +52,7 @@ impl ResponseError for HfError {
     fn status_code(&self) -> StatusCode {
         match self {
             Self::Repo | Self::Revision(_) | Self::Entry(_) => StatusCode::NOT_FOUND,
+            Self::Refused(status, _) => *status,
             Self::Api(e) => e.status_code(),
         }
     }
@@ -45,6 +62,14 @@ impl ResponseError for HfError {
             Self::Repo => "RepoNotFound",
             Self::Revision(_) => "RevisionNotFound",
             Self::Entry(_) => "EntryNotFound",
+            Self::Refused(status, message) => {
+                // A header value is printable ASCII; the body keeps the whole message.
+                let header: String =
+                    message.chars().map(|c| if c.is_ascii() && !c.is_ascii_control() { c } else { ' ' }).collect();
+                return HttpResponse::build(*status)
+                    .insert_header(("X-Error-Message", header))
+                    .json(serde_json::json!({ "error": message }));
+            }
             Self::Api(e) => return e.error_response(),
         };
         HttpResponse::NotFound()

@@ -13,6 +13,7 @@ pub mod deployments;
 pub mod error;
 pub mod events;
 pub mod files;
+pub mod hub;
 pub mod limits;
 pub mod runtimes;
 pub mod system;

@@ -128,3 +128,217 @@ async fn a_tree_comes_in_pages_linked_like_the_hubs() {
     }
     assert_eq!(pages, [vec!["weights", "config.json"], vec!["tokenizer.json", "weights/a.bin"]]);
 }
+
+/// A token the admin makes with `body`.
+async fn token(app: &TestApp, body: &Value) -> String {
+    let response = app.post_json("/api/v1/tokens", body).await;
+    assert_eq!(response.status(), StatusCode::CREATED, "{body}");
+    response.json::<Value>().await.expect("json")["token"].as_str().expect("token").to_owned()
+}
+
+/// Runs a script of tests/python with `args`; its stdout, once it has succeeded.
+async fn python(script: &str, args: Vec<String>) -> String {
+    let script = format!("{}/tests/python/{script}", env!("CARGO_MANIFEST_DIR"));
+    let output = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(crate::machine::python()).arg(script).args(args).output()
+    })
+    .await
+    .expect("join")
+    .expect("the tests' python runs");
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "huggingface_hub failed:\n{stdout}\n{stderr}");
+    stdout
+}
+
+/// The versions of `model` (drafts too), by number, as the API lists them.
+async fn versions(app: &TestApp, model: &str) -> Vec<Value> {
+    let page: Value = app.get(&format!("/api/v1/models/{model}/versions?limit=100")).await.json().await.expect("json");
+    let mut items = page["items"].as_array().expect("items").clone();
+    items.sort_by_key(|v| v["version"].as_str().and_then(|n| n.parse::<u64>().ok()));
+    items
+}
+
+#[tokio::test]
+async fn the_official_client_creates_repos_uploads_and_commits() {
+    let app = spawn_app().await;
+    app.published("team-a/m", &[("a.bin", WEIGHTS)]).await;
+    for alias in ["staging", "prod"] {
+        let moved = app.put_json(&format!("/api/v1/models/team-a/m/aliases/{alias}"), &json!({"version": "1"})).await;
+        assert!(moved.status().is_success(), "{alias}");
+    }
+    app.create_model("team-b/m").await;
+    let maintainer = app.user_token("max", "maintainer").await;
+    let viewer = app.user_token("vera", "viewer").await;
+    let team_b = token(&app, &json!({"name": "team-b", "role": "maintainer", "models": ["team-b/*"]})).await;
+    let work = app.data_dir.path().join("hf-write");
+    std::fs::create_dir_all(&work).expect("work dir");
+    let args =
+        vec![app.address.clone(), ADMIN_TOKEN.to_owned(), maintainer, viewer, team_b, work.display().to_string()];
+    let stdout = python("hf_write.py", args).await;
+    let steps = ["create_repo", "upload_folder", "unchanged", "create_commit", "aliases", "refusals", "hf upload"];
+    for step in steps {
+        assert!(stdout.contains(&format!("{step}: ok")), "{step} missing from:\n{stdout}");
+    }
+
+    // Each commit is a published version with the commit's message as its description.
+    let fresh = versions(&app, "team-a/fresh").await;
+    let described: Vec<(&str, &str, &str)> = fresh
+        .iter()
+        .map(|v| {
+            let field = |name: &str| v[name].as_str().expect("a string field");
+            (field("version"), field("state"), field("description"))
+        })
+        .collect();
+    assert_eq!(
+        described,
+        [("1", "ready", "first weights"), ("2", "ready", "drop the empty file\n\nand add notes")],
+        "{fresh:?}"
+    );
+    // The refused commit to `prod` left no draft behind; the admin's moved it.
+    let m = versions(&app, "team-a/m").await;
+    assert!(m.iter().all(|v| v["state"] == "ready"), "{m:?}");
+    assert_eq!(m.len(), 3, "version 1, the commit to staging, the admin's to prod: {m:?}");
+    let staging: Value = app.get("/api/v1/models/team-a/m/aliases/staging").await.json().await.expect("json");
+    assert_eq!(staging["version"], "2", "{staging}");
+    let prod: Value = app.get("/api/v1/models/team-a/m/aliases/prod").await.json().await.expect("json");
+    assert_eq!(prod["version"], "3", "{prod}");
+}
+
+/// An LFS batch for one object of `size` bytes, as `huggingface_hub` sends it.
+async fn batch(app: &TestApp, client: &reqwest::Client, repo: &str, oid: &str, size: usize) -> Value {
+    let body = json!({
+        "operation": "upload", "transfers": ["basic", "multipart"], "hash_algo": "sha256",
+        "objects": [{"oid": oid, "size": size}],
+    });
+    let response = client
+        .post(app.url(&format!("/hf/{repo}.git/info/lfs/objects/batch")))
+        .header("content-type", "application/vnd.git-lfs+json")
+        .body(body.to_string())
+        .send()
+        .await
+        .expect("batch");
+    assert_eq!(response.status(), StatusCode::OK);
+    let answer: Value = response.json().await.expect("json");
+    answer["objects"][0].clone()
+}
+
+/// An NDJSON commit of `lines` (after its header) to `repo` at `rev`.
+async fn commit(app: &TestApp, client: &reqwest::Client, repo: &str, rev: &str, lines: &[Value]) -> reqwest::Response {
+    let mut body = json!({"key": "header", "value": {"summary": "by hand", "description": ""}}).to_string();
+    for line in lines {
+        body.push('\n');
+        body.push_str(&line.to_string());
+    }
+    client
+        .post(app.url(&format!("/hf/api/models/{repo}/commit/{rev}")))
+        .header("content-type", "application/x-ndjson")
+        .body(body)
+        .send()
+        .await
+        .expect("commit")
+}
+
+#[tokio::test]
+async fn lfs_uploads_are_verified_against_their_oid_whole_or_in_parts() {
+    let app = spawn_app().await;
+    app.create_model("team-a/m").await;
+    let client = client_with(ADMIN_TOKEN);
+    let plain = reqwest::Client::new();
+
+    // Basic: bytes that are not the oid's are refused with the oid named, and nothing stays.
+    let oid = sha256_digest(b"the real bytes").trim_start_matches("sha256:").to_owned();
+    let object = batch(&app, &client, "team-a/m", &oid, 14).await;
+    let href = object["actions"]["upload"]["href"].as_str().expect("href").to_owned();
+    assert!(object["actions"]["upload"]["header"].get("chunk_size").is_none(), "{object}");
+    let on_disk = app.blobs_on_disk();
+    let wrong = plain.put(&href).body("other bytes!!!").send().await.expect("put");
+    assert_eq!(wrong.status(), StatusCode::BAD_REQUEST);
+    assert!(wrong.text().await.expect("body").contains(&oid));
+    assert_eq!((app.blobs_on_disk(), app.tmp_entries()), (on_disk, 0));
+    // The URL works without a token, but not with its ticket changed.
+    let forged = format!("{}x", href.trim_end_matches(|c: char| c.is_ascii_alphanumeric()));
+    assert_eq!(plain.put(&forged).body("the real bytes").send().await.expect("put").status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(plain.put(&href).body("the real bytes").send().await.expect("put").status(), StatusCode::OK);
+    let verify = object["actions"]["verify"]["href"].as_str().expect("verify");
+    let verified = client.post(verify).json(&json!({"oid": oid, "size": 14})).send().await.expect("verify");
+    assert_eq!(verified.status(), StatusCode::OK);
+    // Stored now: a second batch asks for nothing.
+    let again = batch(&app, &client, "team-a/m", &oid, 14).await;
+    assert!(again.get("actions").is_none(), "{again}");
+
+    // Multipart: an object over the part size comes in parts, then a completion request.
+    let part_size = usize::try_from(hangar::hf::MULTIPART_PART_SIZE).expect("usize");
+    let big: Vec<u8> = (0..part_size + 1000).map(|i| (i % 251) as u8).collect();
+    let big_oid = sha256_digest(&big).trim_start_matches("sha256:").to_owned();
+    let object = batch(&app, &client, "team-a/m", &big_oid, big.len()).await;
+    let upload = &object["actions"]["upload"];
+    // Asked again (a retried upload), it is the same session: the disk is reserved once.
+    let retried = batch(&app, &client, "team-a/m", &big_oid, big.len()).await;
+    let session =
+        |o: &Value| o["actions"]["upload"]["href"].as_str().expect("href").split('?').next().map(str::to_owned);
+    assert_eq!(session(&retried), session(&object));
+    assert_eq!(upload["header"]["chunk_size"], part_size.to_string(), "{upload}");
+    let mut etags = Vec::new();
+    for (n, chunk) in big.chunks(part_size).enumerate() {
+        let url = upload["header"][(n + 1).to_string()].as_str().expect("part url");
+        let sent = plain.put(url).body(chunk.to_vec()).send().await.expect("part");
+        assert_eq!(sent.status(), StatusCode::OK);
+        etags.push(json!({"partNumber": n + 1, "etag": sent.headers()["etag"].to_str().expect("etag")}));
+    }
+    assert!(upload["header"].get("3").is_none(), "two parts: {upload}");
+    let complete = plain
+        .post(upload["href"].as_str().expect("href"))
+        .header("content-type", "application/vnd.git-lfs+json")
+        .body(json!({"oid": big_oid, "parts": etags}).to_string())
+        .send()
+        .await
+        .expect("complete");
+    assert_eq!(complete.status(), StatusCode::OK);
+
+    // Both objects can be committed; the new version holds them.
+    let lines = [
+        json!({"key": "lfsFile", "value": {"path": "small.bin", "algo": "sha256", "oid": oid, "size": 14}}),
+        json!({"key": "lfsFile", "value": {"path": "big.bin", "algo": "sha256", "oid": big_oid, "size": big.len()}}),
+    ];
+    let done = commit(&app, &client, "team-a/m", "main", &lines).await;
+    assert_eq!(done.status(), StatusCode::OK);
+    let done: Value = done.json().await.expect("json");
+    let info: Value = app.get("/hf/api/models/team-a/m").await.json().await.expect("json");
+    assert_eq!(done["commitOid"], info["sha"], "{done}");
+    let body = client.get(app.url("/hf/team-a/m/resolve/main/big.bin")).send().await.expect("get");
+    assert_eq!(body.bytes().await.expect("body").as_ref(), big.as_slice());
+}
+
+#[tokio::test]
+async fn a_commit_naming_an_oid_the_caller_never_uploaded_is_refused_with_it() {
+    let app = spawn_app().await;
+    app.published("team-a/m", &[("a.bin", WEIGHTS)]).await;
+    app.published("team-b/m", &[("secret.bin", b"team b's secret")]).await;
+    let scoped = client_with(&token(&app, &json!({"name": "a", "role": "maintainer", "models": ["team-a/*"]})).await);
+    let never = sha256_digest(b"never sent").trim_start_matches("sha256:").to_owned();
+    // Stored, but in a model this token may not read: the same as never sent.
+    let hidden = sha256_digest(b"team b's secret").trim_start_matches("sha256:").to_owned();
+    for oid in [&never, &hidden] {
+        let line = json!({"key": "lfsFile", "value": {"path": "x.bin", "algo": "sha256", "oid": oid, "size": 15}});
+        let refused = commit(&app, &scoped, "team-a/m", "main", &[line]).await;
+        assert_eq!(refused.status(), StatusCode::BAD_REQUEST);
+        assert!(refused.headers()["x-error-message"].to_str().expect("ascii").contains(oid.as_str()));
+        let object = batch(&app, &scoped, "team-a/m", oid, 15).await;
+        assert!(object["actions"]["upload"]["href"].is_string(), "asked to upload: {object}");
+    }
+    assert_eq!(versions(&app, "team-a/m").await.len(), 1, "nothing was made");
+    // A blob the caller may read is named without its bytes.
+    let known = sha256_digest(WEIGHTS).trim_start_matches("sha256:").to_owned();
+    let line =
+        json!({"key": "lfsFile", "value": {"path": "copy.bin", "algo": "sha256", "oid": known, "size": WEIGHTS.len()}});
+    assert_eq!(commit(&app, &scoped, "team-a/m", "main", &[line]).await.status(), StatusCode::OK);
+    // A stale parent is refused.
+    let stale = client_with(ADMIN_TOKEN)
+        .post(app.url("/hf/api/models/team-a/m/commit/main"))
+        .body(json!({"key": "header", "value": {"summary": "s", "parentCommit": "0".repeat(40)}}).to_string())
+        .send()
+        .await
+        .expect("commit");
+    assert_eq!(stale.status(), StatusCode::PRECONDITION_FAILED);
+}

@@ -41,6 +41,12 @@ enum Rule {
     /// A Hugging Face Hub read (`/hf`): a viewer on the model in the path, and a model the
     /// caller may not read answers as a missing repo (404 `RepoNotFound`), not 403.
     Hub,
+    /// A Hugging Face Hub write: as `Hub` for who may see the repo, then a maintainer on it
+    /// (a reader is refused 403, as the Hub answers).
+    HubWrite,
+    /// An upload URL a Git LFS batch answer hands out: its signed ticket is the credential,
+    /// so without one every caller, whatever it sends, is refused 401.
+    Ticket,
 }
 
 /// The kinds of credential.
@@ -123,7 +129,7 @@ const BLOB_A: &str = "/api/v1/blobs/sha256:9834876dcfb05cb167a5c24953eba58c4ac89
 fn rows() -> Vec<Row> {
     use Body::{Form, Json, None, Raw, Upload};
     use Role::{Admin, Maintainer, Viewer};
-    use Rule::{Any, Hub, Instance, Model, Page, Public, SignOut, Unscoped};
+    use Rule::{Any, Hub, HubWrite, Instance, Model, Page, Public, SignOut, Ticket, Unscoped};
     let runtime = json!({
         "image": "example/server:1", "args": ["--port", "{port}"], "port": 8000, "health_path": "/health",
         "startup_deadline_secs": 60,
@@ -394,6 +400,63 @@ fn rows() -> Vec<Row> {
         row("get", "/hf/api/models/{repo}/commits/{rev}", "/hf/api/models/{team}/m/commits/main", Hub, None),
         row("get", "/hf/{repo}/resolve/{rev}/{path}", "/hf/{team}/m/resolve/1/a.bin", Hub, None),
         row("head", "/hf/{repo}/resolve/{rev}/{path}", "/hf/{team}/m/resolve/1/a.bin", Hub, None),
+        row(
+            "post",
+            "/hf/api/repos/create",
+            "/hf/api/repos/create",
+            Model(Maintainer),
+            Json(json!({"name": "hub-made", "organization": "team-a"})),
+        ),
+        row(
+            "post",
+            "/hf/api/models/{repo}/preupload/{rev}",
+            "/hf/api/models/{team}/m/preupload/main",
+            HubWrite,
+            Json(json!({"files": [{"path": "a.bin", "size": 3, "sample": ""}]})),
+        ),
+        // Committed to a revision that does not exist: past the decision, nothing is made.
+        row(
+            "post",
+            "/hf/api/models/{repo}/commit/{rev}",
+            "/hf/api/models/{team}/m/commit/nowhere",
+            HubWrite,
+            Raw(b"{\"key\": \"header\", \"value\": {\"summary\": \"s\"}}\n"),
+        ),
+        row(
+            "post",
+            "/hf/{repo}.git/info/lfs/objects/batch",
+            "/hf/{team}/m.git/info/lfs/objects/batch",
+            HubWrite,
+            Json(json!({"operation": "upload", "transfers": ["basic"], "objects": []})),
+        ),
+        row(
+            "post",
+            "/hf/{repo}.git/info/lfs/objects/verify",
+            "/hf/{team}/m.git/info/lfs/objects/verify",
+            HubWrite,
+            Json(json!({"oid": BLOB_A.rsplit(':').next(), "size": 3})),
+        ),
+        row(
+            "put",
+            "/hf/lfs/objects/{oid}",
+            "/hf/lfs/objects/9834876dcfb05cb167a5c24953eba58c4ac89b1adf57f28f2f9d09af107ee8f0",
+            Ticket,
+            Raw(b"aaa"),
+        ),
+        row(
+            "put",
+            "/hf/lfs/sessions/{id}/parts/{part}",
+            "/hf/lfs/sessions/00000000000000000000000000000000/parts/1",
+            Ticket,
+            Raw(b"aaa"),
+        ),
+        row(
+            "post",
+            "/hf/lfs/sessions/{id}/complete",
+            "/hf/lfs/sessions/00000000000000000000000000000000/complete",
+            Ticket,
+            None,
+        ),
         // Last: signing out ends the sessions the rows above use.
         row("post", "/logout", "/logout", SignOut, Form(vec![])),
     ]
@@ -431,6 +494,9 @@ fn expected(cred: Cred, rule: Rule, method: &Method, team_b: bool) -> Outcome {
             _ => Outcome::Allowed,
         };
     }
+    if rule == Rule::Ticket {
+        return Outcome::Unauthorized;
+    }
     let Some(role) = role else { return Outcome::Unauthorized };
     if rule == Rule::Hub {
         return if scoped && team_b { Outcome::Hidden } else { Outcome::Allowed };
@@ -438,12 +504,21 @@ fn expected(cred: Cred, rule: Rule, method: &Method, team_b: bool) -> Outcome {
     if session == Some(false) && !safe {
         return Outcome::Forbidden;
     }
+    if rule == Rule::HubWrite {
+        return match () {
+            () if scoped && team_b => Outcome::Hidden,
+            () if role < Role::Maintainer => Outcome::Forbidden,
+            () => Outcome::Allowed,
+        };
+    }
     let (needs, refused_when_scoped) = match rule {
         Rule::Model(needs) => (needs, team_b),
         Rule::Any(needs) => (needs, false),
         Rule::Unscoped(needs) => (needs, true),
         Rule::Instance => (Role::Admin, true),
-        Rule::Public | Rule::Page(_) | Rule::SignOut | Rule::Hub => unreachable!("answered above"),
+        Rule::Public | Rule::Page(_) | Rule::SignOut | Rule::Hub | Rule::HubWrite | Rule::Ticket => {
+            unreachable!("answered above")
+        }
     };
     if role < needs || (scoped && refused_when_scoped) { Outcome::Forbidden } else { Outcome::Allowed }
 }
