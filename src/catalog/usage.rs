@@ -4,7 +4,9 @@
 //! they must not move the catalog's write count (the gateway's routing table would be read
 //! again after every request otherwise).
 
-use sqlx::SqlitePool;
+use std::collections::HashMap;
+
+use sqlx::{QueryBuilder, Sqlite, SqlitePool};
 
 use super::Result;
 use crate::domain::Glob;
@@ -34,55 +36,95 @@ pub struct Tokens {
     pub completion: u64,
 }
 
-/// Writes `records` and adds them to their minutes, in one transaction.
+/// Rows per multi-row INSERT: 11 values each, well under SQLite's limit on variables.
+const ROWS_PER_INSERT: usize = 500;
+
+/// One minute's sums for one (deployment, model, version, user, token).
+#[derive(Default)]
+struct Minute {
+    requests: i64,
+    errors: i64,
+    unmetered: i64,
+    prompt: i64,
+    completion: i64,
+    total_ms: f64,
+    ttft_ms: f64,
+    ttft_count: i64,
+}
+
+/// Writes `records` and adds them to their minutes, in one transaction: the rows in
+/// multi-row INSERTs, the minutes summed here first, so a second of a busy gateway is a
+/// handful of statements, not two per request.
 pub async fn record(pool: &SqlitePool, records: &[Record]) -> Result<()> {
-    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+    let mut minutes: HashMap<(i64, &str, &str, &str, &str, i64), Minute> = HashMap::new();
     for r in records {
-        let (prompt, completion) = match r.tokens {
-            Some(t) => (Some(clamp(t.prompt)), Some(clamp(t.completion))),
-            None => (None, None),
-        };
-        sqlx::query(
+        let key = (
+            r.at_ms.div_euclid(60_000),
+            r.deployment.as_str(),
+            r.model.as_str(),
+            r.version.as_str(),
+            r.user.as_str(),
+            r.token_id.unwrap_or(0),
+        );
+        let m = minutes.entry(key).or_default();
+        m.requests += 1;
+        m.errors += i64::from(r.status >= 400);
+        m.unmetered += i64::from(r.tokens.is_none());
+        if let Some(t) = r.tokens {
+            m.prompt += clamp(t.prompt);
+            m.completion += clamp(t.completion);
+        }
+        m.total_ms += r.total_ms;
+        m.ttft_ms += r.ttft_ms.unwrap_or(0.0);
+        m.ttft_count += i64::from(r.ttft_ms.is_some());
+    }
+    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+    for chunk in records.chunks(ROWS_PER_INSERT) {
+        let mut insert = QueryBuilder::<Sqlite>::new(
             "INSERT INTO usage_requests (at_ms, deployment, model, version, user, token_id, status, prompt_tokens,
-             completion_tokens, ttft_ms, total_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(r.at_ms)
-        .bind(&r.deployment)
-        .bind(&r.model)
-        .bind(&r.version)
-        .bind(&r.user)
-        .bind(r.token_id.unwrap_or(0))
-        .bind(i64::from(r.status))
-        .bind(prompt)
-        .bind(completion)
-        .bind(r.ttft_ms)
-        .bind(r.total_ms)
-        .execute(&mut *tx)
-        .await?;
+             completion_tokens, ttft_ms, total_ms) ",
+        );
+        insert.push_values(chunk, |mut row, r| {
+            row.push_bind(r.at_ms)
+                .push_bind(r.deployment.as_str())
+                .push_bind(r.model.as_str())
+                .push_bind(r.version.as_str())
+                .push_bind(r.user.as_str())
+                .push_bind(r.token_id.unwrap_or(0))
+                .push_bind(i64::from(r.status))
+                .push_bind(r.tokens.map(|t| clamp(t.prompt)))
+                .push_bind(r.tokens.map(|t| clamp(t.completion)))
+                .push_bind(r.ttft_ms)
+                .push_bind(r.total_ms);
+        });
+        insert.build().execute(&mut *tx).await?;
+    }
+    for ((minute, deployment, model, version, user, token_id), m) in &minutes {
         sqlx::query(
             "INSERT INTO usage_minutes (minute, deployment, model, version, user, token_id, requests, errors, unmetered,
              prompt_tokens, completion_tokens, total_ms, ttft_ms, ttft_count)
-             VALUES (?, ?, ?, ?, ?, ?, 1, ?, ?, ?, ?, ?, ?, ?)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
              ON CONFLICT (minute, deployment, model, version, user, token_id) DO UPDATE SET
-               requests = requests + 1, errors = errors + excluded.errors, unmetered = unmetered + excluded.unmetered,
-               prompt_tokens = prompt_tokens + excluded.prompt_tokens,
+               requests = requests + excluded.requests, errors = errors + excluded.errors,
+               unmetered = unmetered + excluded.unmetered, prompt_tokens = prompt_tokens + excluded.prompt_tokens,
                completion_tokens = completion_tokens + excluded.completion_tokens,
                total_ms = total_ms + excluded.total_ms, ttft_ms = ttft_ms + excluded.ttft_ms,
                ttft_count = ttft_count + excluded.ttft_count",
         )
-        .bind(r.at_ms.div_euclid(60_000))
-        .bind(&r.deployment)
-        .bind(&r.model)
-        .bind(&r.version)
-        .bind(&r.user)
-        .bind(r.token_id.unwrap_or(0))
-        .bind(i64::from(r.status >= 400))
-        .bind(i64::from(r.tokens.is_none()))
-        .bind(prompt.unwrap_or(0))
-        .bind(completion.unwrap_or(0))
-        .bind(r.total_ms)
-        .bind(r.ttft_ms.unwrap_or(0.0))
-        .bind(i64::from(r.ttft_ms.is_some()))
+        .bind(minute)
+        .bind(deployment)
+        .bind(model)
+        .bind(version)
+        .bind(user)
+        .bind(token_id)
+        .bind(m.requests)
+        .bind(m.errors)
+        .bind(m.unmetered)
+        .bind(m.prompt)
+        .bind(m.completion)
+        .bind(m.total_ms)
+        .bind(m.ttft_ms)
+        .bind(m.ttft_count)
         .execute(&mut *tx)
         .await?;
     }

@@ -108,6 +108,9 @@ impl Limiter {
         {
             bound.push((Subject::Token(id), *limits));
         }
+        if bound.is_empty() {
+            return Ok(Permit { limiter: Arc::clone(self), subjects: Vec::new() });
+        }
         let (minute, day) = (now.div_euclid(60), now.div_euclid(86_400));
         // A subject with a daily token limit whose count for today is not known yet.
         let to_read: Vec<Subject> = {

@@ -27,10 +27,13 @@ use crate::catalog::usage::{self, Record, Tokens};
 /// The largest JSON answer whose `usage` is read (embeddings of a large batch can be bigger;
 /// they are counted as requests with tokens unknown).
 const JSON_KEPT: usize = 8 << 20;
-/// Records waiting for the writer before new ones are dropped.
-const BACKLOG: usize = 16_384;
-/// Records written per transaction at most.
-const BATCH: usize = 1_000;
+/// Records waiting for the writer before new ones are dropped: a few seconds of a busy
+/// gateway.
+const BACKLOG: usize = 65_536;
+/// How long the writer gathers records before a transaction: a busy gateway costs one
+/// write a second, not one per request (SQLite's statements run on the writer's CPU, which
+/// the gateway shares).
+const GATHER: Duration = Duration::from_secs(1);
 /// How often per-request rows older than the retention window are removed.
 const PRUNE_EVERY: Duration = Duration::from_secs(60);
 
@@ -79,13 +82,19 @@ impl LedgerWriter {
     pub async fn run(self: Arc<Self>) {
         let mut rx = self.rx.lock().await;
         let mut pruned = Instant::now().checked_sub(PRUNE_EVERY).unwrap_or_else(Instant::now);
-        let mut batch = Vec::with_capacity(BATCH);
+        let mut batch = Vec::new();
         loop {
-            let received = tokio::time::timeout(PRUNE_EVERY, rx.recv_many(&mut batch, BATCH)).await;
+            let received = tokio::time::timeout(PRUNE_EVERY, rx.recv_many(&mut batch, BACKLOG)).await;
             if matches!(received, Ok(0)) {
                 return;
             }
             if !batch.is_empty() {
+                tokio::time::sleep(GATHER).await;
+                while batch.len() < BACKLOG
+                    && let Ok(record) = rx.try_recv()
+                {
+                    batch.push(record);
+                }
                 if let Err(e) = usage::record(&self.pool, &batch).await {
                     tracing::warn!(error = %e, records = batch.len(), "could not write usage records");
                 }
