@@ -346,4 +346,4 @@ pub fn container_spec(input: &SpecInput<'_>) -> Result<ContainerSpec, SpecError>
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

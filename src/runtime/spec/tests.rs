@@ -4,7 +4,8 @@
 use super::*;
 use crate::runtime::presets::{RuntimeDraft, RuntimeName, preset};
 
-fn test_runtime() -> Runtime {
+/// A runtime of the test model server's shape, shared with `runtime::docker::request`'s tests.
+pub(crate) fn test_runtime() -> Runtime {
     Runtime::new(
         RuntimeName::parse("test").expect("valid"),
         RuntimeDraft {

@@ -11,30 +11,9 @@ use bollard::models::{
 
 use super::{body, options};
 use crate::runtime::gpu::GpuAllocation;
-use crate::runtime::presets::{Runtime, RuntimeDraft, RuntimeName, preset};
+use crate::runtime::presets::preset;
+use crate::runtime::spec::tests::test_runtime;
 use crate::runtime::spec::{GpuMode, Overrides, Reach, SpecInput, SpecSettings, container_spec};
-
-fn test_runtime() -> Runtime {
-    Runtime::new(
-        RuntimeName::parse("test").expect("valid"),
-        RuntimeDraft {
-            image: "hangar-test-model:latest".into(),
-            entrypoint: None,
-            args: ["--port", "{port}", "--served-model-name", "{served_name}", "--f", "{mem_fraction}"]
-                .map(String::from)
-                .to_vec(),
-            port: 8000,
-            health_path: "/health".into(),
-            startup_deadline_secs: 30,
-            shm_size_bytes: 0,
-            env: BTreeMap::from([("A".into(), "{served_name}-{port}".into())]),
-            openai: true,
-            scratch_dirs: vec![],
-            cache_dir: None,
-        },
-    )
-    .expect("valid runtime")
-}
 
 fn strings(items: &[&str]) -> Vec<String> {
     items.iter().map(|s| (*s).to_owned()).collect()
