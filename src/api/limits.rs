@@ -4,7 +4,7 @@ use actix_web::{HttpResponse, web};
 use sqlx::SqlitePool;
 use utoipa::IntoParams;
 
-use super::openapi::{BadRequest, Forbidden, NotFound, Unauthorized};
+use super::openapi::{BadRequest, Forbidden, NotFound, PayloadTooLarge, Unauthorized, UnsupportedMediaType};
 use crate::auth::Caller;
 use crate::domain::Limits;
 use crate::error::ApiError;
@@ -35,7 +35,10 @@ pub async fn list_limits(pool: web::Data<SqlitePool>, caller: Caller) -> Result<
     path = "/api/v1/limits/{subject}",
     params(LimitPath),
     request_body = Limits,
-    responses((status = 200, description = "Set", body = LimitView), BadRequest, Unauthorized, Forbidden),
+    responses(
+        (status = 200, description = "Set", body = LimitView),
+        BadRequest, Unauthorized, Forbidden, PayloadTooLarge, UnsupportedMediaType,
+    ),
 )]
 pub async fn set_limits(
     pool: web::Data<SqlitePool>,
