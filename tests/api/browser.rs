@@ -647,3 +647,44 @@ async fn a_folder_dropped_on_the_upload_page_is_read_in_full_past_a_hundred_entr
     }
     client.close().await.expect("close");
 }
+
+#[tokio::test]
+async fn the_usage_page_and_a_deployment_s_traffic_chart_what_the_gateway_counted() {
+    if !crate::deployments::docker_ready() {
+        return;
+    }
+    let app = spawn_app().await;
+    app.post_json("/api/v1/users", &json!({"name": "ada", "role": "admin", "password": "ada-long-password"})).await;
+    let name = crate::gateway::running_on(&app, &[]).await;
+    for stream in [false, true] {
+        let body = json!({"model": name, "stream": stream, "messages": [{"role": "user", "content": "hello"}]});
+        let response = app.client.post(app.url("/v1/chat/completions")).json(&body).send().await.expect("chat");
+        assert_eq!(response.status(), 200);
+        response.text().await.expect("answer");
+    }
+    let counted = crate::usage::usage_of(&app.client, &app, "by=model", "m", 2).await;
+    let tokens = counted["total"]["prompt_tokens"].as_i64().expect("n")
+        + counted["total"]["completion_tokens"].as_i64().expect("n");
+
+    let driver = start_driver().await;
+    let client = browser(&driver).await;
+    sign_in(&client, &app, "ada", "ada-long-password").await;
+    client.goto(&app.url("/usage?by=model&window=hour")).await.expect("goto");
+    let title = client.find(Locator::Css("svg[role=img] title")).await.expect("title");
+    assert_eq!(title.html(true).await.expect("title text"), "Tokens by model, last hour");
+    let desc = client.find(Locator::Css("svg[role=img] desc")).await.expect("desc").html(true).await.expect("text");
+    assert!(desc.contains(&format!("m: {tokens} tokens in 2 requests")), "the chart's words match the API: {desc}");
+    let row = text_of(&client, "[data-usage-table] tbody tr:first-child").await;
+    assert!(row.starts_with("m 2 0"), "the table's row: {row}");
+    screenshot(&client, "usage").await;
+
+    client.goto(&app.url(&format!("/deployments/{name}"))).await.expect("goto");
+    let charts = client.find_all(Locator::Css("[data-traffic] svg[role=img]")).await.expect("charts");
+    assert_eq!(charts.len(), 4, "requests and latency, for the last hour and the last day");
+    let desc =
+        client.find(Locator::Css("[data-traffic] svg desc")).await.expect("desc").html(true).await.expect("text");
+    assert!(desc.starts_with("2 requests in all."), "{desc}");
+    client.execute("document.querySelector('[data-traffic]').scrollIntoView()", vec![]).await.expect("scroll");
+    screenshot(&client, "deployment-traffic").await;
+    assert_eq!(app.delete(&format!("/api/v1/deployments/{name}")).await.status(), 204);
+}

@@ -144,6 +144,11 @@ async fn tokens_are_counted_from_json_and_streamed_answers_and_each_caller_sees_
     assert!(html.contains(&format!("admin: {admin_tokens} tokens in 2 requests")), "the chart's description: {html}");
     assert!(html.contains("<svg class=\"chart\""), "{html}");
     assert!(html.contains("data-limits-table") || html.contains("No limits"), "admins see the limits: {html}");
+    // The deployment's page charts its traffic from the same rollups.
+    let (status, html) = crate::dashboard::page(&client, &app, &cookie, &format!("/deployments/{name}")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(html.contains("4 requests in all"), "the requests chart's description: {html}");
+    assert!(html.contains("Mean time to the first streamed token: at most"), "{html}");
     let (client, cookie) = crate::dashboard::signed_in(&app, "val", "viewer").await;
     let (_, html) = crate::dashboard::page(&client, &app, &cookie, "/usage?by=user").await;
     assert!(!html.contains("<td>admin</td>") && !html.contains("Limits</h2>"), "a viewer sees their own: {html}");

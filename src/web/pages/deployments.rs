@@ -101,6 +101,8 @@ struct DeploymentPage {
     openai: bool,
     /// What its newest start ran.
     launch: Option<LaunchFacts>,
+    /// Its traffic through the gateway over the last hour and day.
+    traffic: Vec<super::usage::TrafficView>,
 }
 
 /// A launch record as the deployment page shows it.
@@ -229,6 +231,7 @@ pub async fn show(
     // A runtime removed since the deployment was made: no panel, the page still shows.
     let openai = supervisor.runtime(&deployment.runtime).await.is_ok_and(|r| r.openai());
     let launch = launches::latest(&pool, &name).await?.map(LaunchFacts::from);
+    let traffic = super::usage::deployment_traffic(&pool, &caller.caller, name.as_str()).await?;
     html(
         DeploymentPage {
             frame: caller.frame(),
@@ -238,6 +241,7 @@ pub async fn show(
             d: deployment.into(),
             events,
             launch,
+            traffic,
         }
         .render(),
     )

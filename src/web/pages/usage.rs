@@ -178,3 +178,108 @@ fn stacked(series: &[UsageSeries], by: &str, window: &str, from: i64, to: i64, s
         max_gap: step * 2,
     }
 }
+
+/// A deployment's traffic over one window, as the deployment page shows it.
+pub struct TrafficView {
+    pub heading: &'static str,
+    /// Requests and errors per minute.
+    pub requests_svg: String,
+    /// Mean time to the end of the answer and to the first streamed token.
+    pub latency_svg: String,
+    /// Time, requests, errors, tokens/s, mean time, time to first token; newest last.
+    pub rows: Vec<[String; 6]>,
+}
+
+/// Table rows shown per window.
+const TRAFFIC_ROWS: usize = 12;
+
+/// The last hour (by the minute) and the last day (by the hour) of `deployment`'s traffic
+/// through the gateway, from the usage rollups, as `caller` may see it.
+pub async fn deployment_traffic(
+    pool: &SqlitePool,
+    caller: &crate::auth::Caller,
+    deployment: &str,
+) -> Result<Vec<TrafficView>, WebError> {
+    let now = crate::auth::now_unix();
+    let mut views = Vec::new();
+    for (heading, id, span, step) in
+        [("Last hour", "traffic-hour", 3600_i64, "1m"), ("Last day", "traffic-day", 86_400, "1h")]
+    {
+        let asked =
+            UsageQuery { by: Some(By::Deployment), from: Some(format!("-{span}")), to: None, step: Some(step.into()) };
+        let usage = ops::usage::usage(pool, caller, &asked, now).await?;
+        let points = usage.series.into_iter().find(|s| s.key == deployment).map(|s| s.points).unwrap_or_default();
+        let per_minute = usage.step as f64 / 60.0;
+        let line = |f: &dyn Fn(&crate::catalog::usage::Point) -> Option<f64>| -> Vec<(i64, f64)> {
+            points.iter().filter_map(|p| f(p).map(|v| (p.start, v))).collect()
+        };
+        let requests = line(&|p| Some(p.requests as f64 / per_minute));
+        let errors = line(&|p| Some(p.errors as f64 / per_minute));
+        let mean = line(&|p| Some(p.mean_ms));
+        let ttft = line(&|p| p.mean_ttft_ms);
+        let top = |series: &[&[(i64, f64)]]| {
+            let max = series.iter().flat_map(|s| s.iter().map(|(_, v)| *v)).fold(0.0_f64, f64::max);
+            if max > 0.0 { (max * 1.1).ceil() } else { 1.0 }
+        };
+        let total: i64 = points.iter().map(|p| p.requests).sum();
+        let describe = |what: &str, unit: &str, s: &[(i64, f64)]| match s.iter().map(|(_, v)| *v).reduce(f64::max) {
+            None => format!("{what}: none."),
+            Some(max) => format!("{what}: at most {max:.1} {unit}."),
+        };
+        let requests_chart = Chart {
+            id: if id == "traffic-hour" { "requests-hour" } else { "requests-day" },
+            title: format!("Requests per minute, {}", heading.to_lowercase()),
+            description: format!(
+                "{total} requests in all. {} {}",
+                describe("Requests per minute", "per minute", &requests),
+                describe("Errors per minute", "per minute", &errors)
+            ),
+            from: usage.from,
+            to: usage.to,
+            y_max: top(&[&requests, &errors]),
+            unit: "/min",
+            series: vec![
+                Series { name: "requests".into(), class: "a", points: requests },
+                Series { name: "errors".into(), class: "b", points: errors },
+            ],
+            max_gap: usage.step * 2,
+        };
+        let latency_chart = Chart {
+            id: if id == "traffic-hour" { "latency-hour" } else { "latency-day" },
+            title: format!("Mean time and time to first token, {}", heading.to_lowercase()),
+            description: format!(
+                "{} {}",
+                describe("Mean time to the end of the answer", "ms", &mean),
+                describe("Mean time to the first streamed token", "ms", &ttft)
+            ),
+            from: usage.from,
+            to: usage.to,
+            y_max: top(&[&mean, &ttft]),
+            unit: "ms",
+            series: vec![
+                Series { name: "mean time".into(), class: "a", points: mean },
+                Series { name: "time to first token".into(), class: "b", points: ttft },
+            ],
+            max_gap: usage.step * 2,
+        };
+        let rows = points
+            .iter()
+            .rev()
+            .take(TRAFFIC_ROWS)
+            .rev()
+            .map(|p| {
+                let day = p.start.rem_euclid(86_400);
+                [
+                    format!("{:02}:{:02} UTC", day / 3600, day % 3600 / 60),
+                    p.requests.to_string(),
+                    p.errors.to_string(),
+                    format!("{:.1}", p.completion_tokens as f64 / usage.step as f64),
+                    millis(Some(p.mean_ms)),
+                    millis(p.mean_ttft_ms),
+                ]
+            })
+            .collect();
+        views.push(TrafficView { heading, requests_svg: requests_chart.svg(), latency_svg: latency_chart.svg(), rows });
+    }
+    Ok(views)
+}
