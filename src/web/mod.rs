@@ -74,6 +74,7 @@ routes! {
     "/system/memory" => { get: pages::system::memory }
     "/activity" => { get: pages::activity::show }
     "/usage" => { get: pages::usage::show }
+    "/usage/limits" => { post: pages::usage::limits }
     "/tokens" => { get: pages::tokens::list, post: pages::tokens::create }
     "/tokens/{id}/revoke" => { post: pages::tokens::revoke }
     "/users" => { get: pages::users::list, post: pages::users::create }

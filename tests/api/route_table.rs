@@ -384,6 +384,13 @@ fn rows() -> Vec<Row> {
         row("get", "/system/memory", "/system/memory", Page(Viewer), None),
         row("get", "/activity", "/activity", Page(Viewer), None),
         row("get", "/usage", "/usage", Page(Viewer), None),
+        row(
+            "post",
+            "/usage/limits",
+            "/usage/limits",
+            Page(Admin),
+            Form(vec![("subject", "user:vera"), ("concurrent", "5"), ("action", "set")]),
+        ),
         row("get", "/tokens", "/tokens", Page(Viewer), None),
         row("post", "/tokens", "/tokens", Page(Viewer), Form(vec![("name", "page-token"), ("role", "viewer")])),
         row("post", "/tokens/{id}/revoke", "/tokens/999999/revoke", Page(Viewer), Form(vec![])),

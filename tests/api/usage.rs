@@ -264,3 +264,35 @@ async fn limits_answer_429_with_retry_after_and_let_requests_through_once_it_has
     assert_eq!(app.delete("/api/v1/limits/user:vera").await.status(), StatusCode::NOT_FOUND);
     assert_eq!(chat_as(&vera, &app, &name).await.status(), StatusCode::OK);
 }
+
+#[tokio::test]
+async fn admins_set_and_remove_limits_from_the_usage_page() {
+    let app = spawn_app().await;
+    let (client, cookie) = crate::dashboard::signed_in(&app, "ada", "admin").await;
+    let (_, html) = crate::dashboard::page(&client, &app, &cookie, "/usage").await;
+    let csrf = crate::dashboard::csrf_of(&html);
+    let post = |fields: Vec<(&'static str, &'static str)>| {
+        let mut fields = fields;
+        fields.push(("csrf", csrf.as_str()));
+        client.post(app.url("/usage/limits")).header("cookie", &cookie).form(&fields).send()
+    };
+    let set =
+        post(vec![("subject", "user:vera"), ("requests_per_minute", "30"), ("concurrent", ""), ("action", "set")])
+            .await
+            .expect("post");
+    assert_eq!(set.status(), StatusCode::SEE_OTHER);
+    let limits: Value = app.get("/api/v1/limits").await.json().await.expect("json");
+    assert_eq!(
+        limits,
+        json!([{"subject": "user:vera", "requests_per_minute": 30, "tokens_per_day": null, "concurrent": null}])
+    );
+    let (_, html) = crate::dashboard::page(&client, &app, &cookie, "/usage?by=user").await;
+    assert!(html.contains("<td>user:vera</td><td>30</td>"), "{html}");
+
+    let bad =
+        post(vec![("subject", "user:vera"), ("requests_per_minute", "many"), ("action", "set")]).await.expect("post");
+    assert_eq!(bad.status(), StatusCode::BAD_REQUEST, "a bad number is a 400 and nothing changes");
+    let removed = post(vec![("subject", "user:vera"), ("action", "remove")]).await.expect("post");
+    assert_eq!(removed.status(), StatusCode::SEE_OTHER);
+    assert_eq!(app.get("/api/v1/limits").await.json::<Value>().await.expect("json"), json!([]));
+}

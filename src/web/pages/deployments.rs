@@ -248,7 +248,7 @@ pub async fn show(
 }
 
 /// Optional number fields arrive as text; empty means absent.
-fn number<T: std::str::FromStr>(raw: &str, field: &str) -> Result<Option<T>, WebError> {
+pub(super) fn number<T: std::str::FromStr>(raw: &str, field: &str) -> Result<Option<T>, WebError> {
     let raw = raw.trim();
     if raw.is_empty() {
         return Ok(None);

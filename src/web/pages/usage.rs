@@ -3,16 +3,20 @@
 //! of the same figures; and, for admins, the fair-use limits in force. What a caller sees is
 //! `ops::usage`'s rule, the API's.
 
+use actix_web::http::header;
 use actix_web::{HttpResponse, web};
 use askama::Template;
 use serde::Deserialize;
 use sqlx::SqlitePool;
 
+use super::deployments::number;
 use crate::catalog::usage::{By, Series as UsageSeries};
+use crate::domain::Limits;
 use crate::error::ApiError;
 use crate::ops;
 use crate::ops::usage::UsageQuery;
 use crate::web::chart::{Chart, Series};
+use crate::web::error::encode_query;
 use crate::web::{Frame, WebCaller, WebError};
 
 /// Keys drawn; the rest are in the table only.
@@ -47,12 +51,57 @@ struct UsagePage {
     legend: Vec<(&'static str, String)>,
     rows: Vec<Row>,
     limits: Option<Vec<LimitRow>>,
+    notice: Option<String>,
 }
 
 #[derive(Deserialize)]
 pub struct UsagePageQuery {
     by: Option<String>,
     window: Option<String>,
+    notice: Option<String>,
+}
+
+/// The limits form: set a subject's limits (empty fields: no limit of that kind), or remove
+/// them all.
+#[derive(Deserialize)]
+pub struct LimitForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    subject: String,
+    #[serde(default)]
+    requests_per_minute: String,
+    #[serde(default)]
+    tokens_per_day: String,
+    #[serde(default)]
+    concurrent: String,
+    /// `set` or `remove`.
+    #[serde(default)]
+    action: String,
+}
+
+/// `POST /usage/limits`: an admin sets or removes a subject's limits, as the API does.
+pub async fn limits(
+    pool: web::Data<SqlitePool>,
+    caller: WebCaller,
+    form: web::Form<LimitForm>,
+) -> Result<HttpResponse, WebError> {
+    caller.check_csrf(&form.csrf)?;
+    let subject = form.subject.trim();
+    let notice = if form.action == "remove" {
+        ops::limits::remove(&pool, &caller.caller, subject).await?;
+        format!("Limits of {subject} removed.")
+    } else {
+        let limits = Limits {
+            requests_per_minute: number(&form.requests_per_minute, "requests per minute")?,
+            tokens_per_day: number(&form.tokens_per_day, "tokens per day")?,
+            concurrent: number(&form.concurrent, "requests at once")?,
+        };
+        let set = ops::limits::set(&pool, &caller.caller, subject, limits).await?;
+        format!("Limits of {} set.", set.subject)
+    };
+    let target = format!("/usage?by=user&notice={}", encode_query(&notice));
+    Ok(HttpResponse::SeeOther().insert_header((header::LOCATION, target)).finish())
 }
 
 pub async fn show(
@@ -101,6 +150,7 @@ pub async fn show(
         legend,
         rows: usage.series.iter().map(row).collect(),
         limits,
+        notice: query.notice.clone(),
     }
     .render()
     .map_err(ApiError::internal)?;
