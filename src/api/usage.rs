@@ -24,6 +24,5 @@ pub async fn get_usage(
     caller: Caller,
     query: web::Query<UsageQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    let now = crate::gateway::now_ms().div_euclid(1000);
-    Ok(HttpResponse::Ok().json(ops::usage::usage(&pool, &caller, &query, now).await?))
+    Ok(HttpResponse::Ok().json(ops::usage::usage(&pool, &caller, &query, crate::auth::now_unix()).await?))
 }

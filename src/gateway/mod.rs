@@ -29,7 +29,7 @@ use crate::runtime::supervisor::Supervisor;
 use crate::runtime::traffic::{InFlight, Traffic};
 pub use error::OpenAiError;
 pub use metrics::Metrics;
-pub use usage::{Ledger, LedgerWriter, now_ms};
+pub use usage::Ledger;
 
 use crate::catalog::usage::Record;
 use rewrite::Streamed;

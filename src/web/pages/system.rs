@@ -183,7 +183,7 @@ fn rows(samples: &[Sample], count: usize) -> Vec<[String; 3]> {
 }
 
 /// `HH:MM UTC` of Unix seconds.
-fn clock(at: i64) -> String {
+pub(super) fn clock(at: i64) -> String {
     let day = at.rem_euclid(86_400);
     format!("{:02}:{:02} UTC", day / 3600, day % 3600 / 60)
 }

@@ -10,7 +10,7 @@ use serde::Deserialize;
 use sqlx::SqlitePool;
 
 use super::deployments::number;
-use crate::catalog::usage::{By, Series as UsageSeries};
+use crate::catalog::usage::{By, Point, Series as UsageSeries};
 use crate::domain::Limits;
 use crate::error::ApiError;
 use crate::ops;
@@ -252,75 +252,50 @@ pub async fn deployment_traffic(
 ) -> Result<Vec<TrafficView>, WebError> {
     let now = crate::auth::now_unix();
     let mut views = Vec::new();
-    for (heading, id, span, step) in
-        [("Last hour", "traffic-hour", 3600_i64, "1m"), ("Last day", "traffic-day", 86_400, "1h")]
-    {
+    for (heading, ids, span, step) in [
+        ("Last hour", ["requests-hour", "latency-hour"], 3600_i64, "1m"),
+        ("Last day", ["requests-day", "latency-day"], 86_400, "1h"),
+    ] {
         let asked =
             UsageQuery { by: Some(By::Deployment), from: Some(format!("-{span}")), to: None, step: Some(step.into()) };
         let usage = ops::usage::usage(pool, caller, &asked, now).await?;
         let points = usage.series.into_iter().find(|s| s.key == deployment).map(|s| s.points).unwrap_or_default();
         let per_minute = usage.step as f64 / 60.0;
-        let line = |f: &dyn Fn(&crate::catalog::usage::Point) -> Option<f64>| -> Vec<(i64, f64)> {
+        let line = |f: &dyn Fn(&Point) -> Option<f64>| -> Vec<(i64, f64)> {
             points.iter().filter_map(|p| f(p).map(|v| (p.start, v))).collect()
         };
-        let requests = line(&|p| Some(p.requests as f64 / per_minute));
-        let errors = line(&|p| Some(p.errors as f64 / per_minute));
-        let mean = line(&|p| Some(p.mean_ms));
-        let ttft = line(&|p| p.mean_ttft_ms);
-        let top = |series: &[&[(i64, f64)]]| {
-            let max = series.iter().flat_map(|s| s.iter().map(|(_, v)| *v)).fold(0.0_f64, f64::max);
-            if max > 0.0 { (max * 1.1).ceil() } else { 1.0 }
-        };
         let total: i64 = points.iter().map(|p| p.requests).sum();
-        let describe = |what: &str, unit: &str, s: &[(i64, f64)]| match s.iter().map(|(_, v)| *v).reduce(f64::max) {
-            None => format!("{what}: none."),
-            Some(max) => format!("{what}: at most {max:.1} {unit}."),
-        };
-        let requests_chart = Chart {
-            id: if id == "traffic-hour" { "requests-hour" } else { "requests-day" },
-            title: format!("Requests per minute, {}", heading.to_lowercase()),
-            description: format!(
-                "{total} requests in all. {} {}",
-                describe("Requests per minute", "per minute", &requests),
-                describe("Errors per minute", "per minute", &errors)
-            ),
-            from: usage.from,
-            to: usage.to,
-            y_max: top(&[&requests, &errors]),
-            unit: "/min",
-            series: vec![
-                Series { name: "requests".into(), class: "a", points: requests },
-                Series { name: "errors".into(), class: "b", points: errors },
+        let window = Window { from: usage.from, to: usage.to, step: usage.step };
+        let requests_chart = two_lines(
+            ids[0],
+            format!("Requests per minute, {}", heading.to_lowercase()),
+            format!("{total} requests in all."),
+            window,
+            "/min",
+            [
+                ("requests", "Requests per minute", line(&|p| Some(p.requests as f64 / per_minute))),
+                ("errors", "Errors per minute", line(&|p| Some(p.errors as f64 / per_minute))),
             ],
-            max_gap: usage.step * 2,
-        };
-        let latency_chart = Chart {
-            id: if id == "traffic-hour" { "latency-hour" } else { "latency-day" },
-            title: format!("Mean time and time to first token, {}", heading.to_lowercase()),
-            description: format!(
-                "{} {}",
-                describe("Mean time to the end of the answer", "ms", &mean),
-                describe("Mean time to the first streamed token", "ms", &ttft)
-            ),
-            from: usage.from,
-            to: usage.to,
-            y_max: top(&[&mean, &ttft]),
-            unit: "ms",
-            series: vec![
-                Series { name: "mean time".into(), class: "a", points: mean },
-                Series { name: "time to first token".into(), class: "b", points: ttft },
+        );
+        let latency_chart = two_lines(
+            ids[1],
+            format!("Mean time and time to first token, {}", heading.to_lowercase()),
+            String::new(),
+            window,
+            "ms",
+            [
+                ("mean time", "Mean time to the end of the answer", line(&|p| Some(p.mean_ms))),
+                ("time to first token", "Mean time to the first streamed token", line(&|p| p.mean_ttft_ms)),
             ],
-            max_gap: usage.step * 2,
-        };
+        );
         let rows = points
             .iter()
             .rev()
             .take(TRAFFIC_ROWS)
             .rev()
             .map(|p| {
-                let day = p.start.rem_euclid(86_400);
                 [
-                    format!("{:02}:{:02} UTC", day / 3600, day % 3600 / 60),
+                    super::system::clock(p.start),
                     p.requests.to_string(),
                     p.errors.to_string(),
                     format!("{:.1}", p.completion_tokens as f64 / usage.step as f64),
@@ -332,4 +307,54 @@ pub async fn deployment_traffic(
         views.push(TrafficView { heading, requests_svg: requests_chart.svg(), latency_svg: latency_chart.svg(), rows });
     }
     Ok(views)
+}
+
+/// The edges and step of a chart's window, in seconds.
+#[derive(Clone, Copy)]
+struct Window {
+    from: i64,
+    to: i64,
+    step: i64,
+}
+
+/// A line of a chart: its legend name, what it is in words, and its points.
+type Line<'a> = (&'a str, &'a str, Vec<(i64, f64)>);
+
+/// A chart of two lines in one `unit`: its words say
+/// `lead`, then each line's largest value.
+fn two_lines(
+    id: &'static str,
+    title: String,
+    lead: String,
+    window: Window,
+    unit: &'static str,
+    lines: [Line<'_>; 2],
+) -> Chart {
+    let mut words = vec![lead];
+    let mut top = 0.0_f64;
+    for (_, what, points) in &lines {
+        words.push(match points.iter().map(|(_, v)| *v).reduce(f64::max) {
+            None => format!("{what}: none."),
+            Some(max) => {
+                top = top.max(max);
+                format!("{what}: at most {max:.1} {unit}.")
+            }
+        });
+    }
+    let series = lines
+        .into_iter()
+        .zip(CLASSES)
+        .map(|((name, _, points), class)| Series { name: name.to_owned(), class, points })
+        .collect();
+    Chart {
+        id,
+        title,
+        description: words.into_iter().filter(|w| !w.is_empty()).collect::<Vec<_>>().join(" "),
+        from: window.from,
+        to: window.to,
+        y_max: if top > 0.0 { (top * 1.1).ceil() } else { 1.0 },
+        unit,
+        series,
+        max_gap: window.step * 2,
+    }
 }
