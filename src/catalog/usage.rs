@@ -159,6 +159,8 @@ pub struct Visible {
     pub user: Option<String>,
     /// Only requests to models these globs match; `None`: every model.
     pub models: Option<Vec<Glob>>,
+    /// Only requests to this deployment.
+    pub deployment: Option<String>,
 }
 
 /// A window of minutes `[from, to)`, cut into buckets of `step` minutes.
@@ -245,6 +247,7 @@ macro_rules! usage_by {
              FROM usage_minutes
              WHERE minute >= ?1 AND minute < ?3 AND (?4 IS NULL OR user = ?4)
                AND (?5 IS NULL OR EXISTS (SELECT 1 FROM json_each(?5) g WHERE model GLOB g.value))
+               AND (?6 IS NULL OR deployment = ?6)
              GROUP BY bucket, key
              ORDER BY bucket"
         )
@@ -272,6 +275,7 @@ pub async fn query(pool: &SqlitePool, by: By, window: Window, visible: &Visible)
         .bind(window.to_minute)
         .bind(visible.user.as_deref())
         .bind(globs)
+        .bind(visible.deployment.as_deref())
         .fetch_all(pool)
         .await?;
     let mut series: Vec<Series> = Vec::new();

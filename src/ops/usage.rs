@@ -8,7 +8,7 @@ use sqlx::SqlitePool;
 use super::error::OpsError;
 use crate::auth::Caller;
 use crate::catalog::usage::{self, By, Series, Visible, Window};
-use crate::domain::Role;
+use crate::domain::{DeploymentName, Role};
 
 /// The most buckets one query returns (a week by the minute).
 pub const MAX_BUCKETS: i64 = 7 * 24 * 60;
@@ -25,6 +25,8 @@ pub struct UsageQuery {
     pub to: Option<String>,
     /// The bucket size: seconds (a multiple of 60) or `5m`, `1h`, `1d` (default `1h`).
     pub step: Option<String>,
+    /// Only the requests to this deployment.
+    pub deployment: Option<String>,
 }
 
 /// The answer: the window as read, and one series per key, largest first.
@@ -42,7 +44,8 @@ pub struct Usage {
 /// Usage that `caller` may see, as `query` asks, at `now` (Unix seconds).
 pub async fn usage(pool: &SqlitePool, caller: &Caller, query: &UsageQuery, now: i64) -> Result<Usage, OpsError> {
     caller.require(Role::Viewer)?;
-    let visible = visible_to(caller)?;
+    let mut visible = visible_to(caller)?;
+    visible.deployment = query.deployment.as_deref().map(DeploymentName::parse).transpose()?.map(|d| d.to_string());
     let by = query.by.unwrap_or(By::Deployment);
     let to = query.to.as_deref().map_or(Ok(now), |t| instant(t, now, "to"))?;
     let from = query.from.as_deref().map_or(Ok(now - 24 * 3600), |t| instant(t, now, "from"))?;
@@ -75,7 +78,7 @@ fn visible_to(caller: &Caller) -> Result<Visible, OpsError> {
         })?;
         Some(user.to_string())
     };
-    Ok(Visible { user, models: caller.models.clone() })
+    Ok(Visible { user, models: caller.models.clone(), deployment: None })
 }
 
 /// Unix seconds, or `-<n><unit>` before `now`.

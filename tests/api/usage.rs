@@ -103,6 +103,9 @@ async fn tokens_are_counted_from_json_and_streamed_answers_and_each_caller_sees_
         vera.get(app.url("/api/v1/usage?by=user")).send().await.expect("usage").json().await.expect("json");
     let keys: Vec<&str> = hers["series"].as_array().expect("series").iter().filter_map(|s| s["key"].as_str()).collect();
     assert_eq!(keys, ["vera"], "a viewer sees only their own usage: {hers}");
+    let only: Value = app.get("/api/v1/usage?by=user&deployment=another").await.json().await.expect("json");
+    assert_eq!(only["series"], json!([]), "another deployment's usage only: none");
+    usage_of(&app.client, &app, &format!("by=user&deployment={name}"), "admin", 2).await;
     let by_model = usage_of(&app.client, &app, "by=model", "m", 4).await;
     assert_eq!(by_model["total"]["prompt_tokens"], 4);
 
@@ -170,6 +173,7 @@ async fn usage_queries_that_make_no_sense_are_refused_with_what_to_send() {
         ("from=yesterday", "not Unix seconds"),
         ("from=0&step=1m", "at most"),
         ("by=colour", "colour"),
+        ("deployment=a/b", "a/b"),
     ] {
         let message = problem(app.get(&format!("/api/v1/usage?{query}")).await, StatusCode::BAD_REQUEST).await;
         assert!(message.contains(needle), "{query}: {message}");

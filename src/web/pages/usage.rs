@@ -122,7 +122,13 @@ pub async fn show(
         other => return Err(ApiError::BadRequest(format!("window={other:?}: use hour or day")).into()),
     };
     let now = crate::auth::now_unix();
-    let asked = UsageQuery { by: Some(by), from: Some(format!("-{span}")), to: None, step: Some(step.to_owned()) };
+    let asked = UsageQuery {
+        by: Some(by),
+        from: Some(format!("-{span}")),
+        to: None,
+        step: Some(step.to_owned()),
+        deployment: None,
+    };
     let usage = ops::usage::usage(&pool, &caller.caller, &asked, now).await?;
     let limits = if caller.caller.is_instance_admin() {
         let all = ops::limits::list(&pool, &caller.caller).await?;
@@ -256,8 +262,13 @@ pub async fn deployment_traffic(
         ("Last hour", ["requests-hour", "latency-hour"], 3600_i64, "1m"),
         ("Last day", ["requests-day", "latency-day"], 86_400, "1h"),
     ] {
-        let asked =
-            UsageQuery { by: Some(By::Deployment), from: Some(format!("-{span}")), to: None, step: Some(step.into()) };
+        let asked = UsageQuery {
+            by: Some(By::Deployment),
+            from: Some(format!("-{span}")),
+            to: None,
+            step: Some(step.into()),
+            deployment: Some(deployment.to_owned()),
+        };
         let usage = ops::usage::usage(pool, caller, &asked, now).await?;
         let points = usage.series.into_iter().find(|s| s.key == deployment).map(|s| s.points).unwrap_or_default();
         let per_minute = usage.step as f64 / 60.0;
