@@ -4,6 +4,7 @@
 mod digest;
 mod glob;
 mod gpu;
+pub mod latency;
 mod limits;
 mod model_ref;
 mod names;

@@ -69,12 +69,14 @@ routes! {
     "/models" => { post: pages::models::create }
     "/deployments" => { get: pages::deployments::list, post: pages::deployments::create }
     "/deployments/{name}" => { get: pages::deployments::show }
+    "/deployments/{name}/traffic" => { get: pages::deployments::traffic }
     "/deployments/{name}/{action}" => { post: pages::deployments::act }
     "/system" => { get: pages::system::show }
     "/system/memory" => { get: pages::system::memory }
     "/activity" => { get: pages::activity::show }
     "/usage" => { get: pages::usage::show }
     "/usage/limits" => { post: pages::usage::limits }
+    "/usage/view" => { get: pages::usage::view }
     "/tokens" => { get: pages::tokens::list, post: pages::tokens::create }
     "/tokens/{id}/revoke" => { post: pages::tokens::revoke }
     "/users" => { get: pages::users::list, post: pages::users::create }

@@ -514,11 +514,24 @@ if (tryIt) {
   });
 }
 
-// The system page's memory charts, redrawn by the server every 30 s.
-const memoryCharts = document.querySelector("[data-memory-charts]");
-if (memoryCharts) {
+// Charts the server redraws: every 30 s, the fragment at `url` replaces `element`'s
+// content, keeping open the tables a reader opened.
+function redrawEvery30s(element, url) {
   setInterval(async () => {
-    const response = await fetch("/system/memory", { credentials: "same-origin" });
-    if (response.ok) memoryCharts.innerHTML = await response.text();
+    const response = await fetch(url, { credentials: "same-origin" });
+    if (!response.ok) return;
+    const open = Array.from(element.querySelectorAll("details"), (d) => d.open);
+    element.innerHTML = await response.text();
+    element.querySelectorAll("details").forEach((d, i) => { d.open = open[i] || false; });
   }, 30000);
+}
+
+// The system page's memory charts, the usage page's and a deployment's traffic charts.
+const memoryCharts = document.querySelector("[data-memory-charts]");
+if (memoryCharts) redrawEvery30s(memoryCharts, "/system/memory");
+const usageView = document.querySelector("[data-usage-view]");
+if (usageView) redrawEvery30s(usageView, usageView.dataset.usageView);
+const trafficCharts = document.querySelector("[data-traffic-charts]");
+if (trafficCharts) {
+  redrawEvery30s(trafficCharts, `/deployments/${encodeURIComponent(trafficCharts.dataset.trafficCharts)}/traffic`);
 }

@@ -680,10 +680,32 @@ async fn the_usage_page_and_a_deployment_s_traffic_chart_what_the_gateway_counte
 
     client.goto(&app.url(&format!("/deployments/{name}"))).await.expect("goto");
     let charts = client.find_all(Locator::Css("[data-traffic] svg[role=img]")).await.expect("charts");
-    assert_eq!(charts.len(), 4, "requests and latency, for the last hour and the last day");
+    assert_eq!(charts.len(), 8, "requests, latency, time to first token and tokens/s, for the last hour and day");
     let desc =
         client.find(Locator::Css("[data-traffic] svg desc")).await.expect("desc").html(true).await.expect("text");
     assert!(desc.starts_with("2 requests in all."), "{desc}");
+    // The latency chart draws the API's percentiles: its largest p95 is the largest of the
+    // minutes' p95 that the API reports for the same hour.
+    let by_minute = crate::usage::usage_of(
+        &app.client,
+        &app,
+        &format!("by=deployment&deployment={name}&from=-3600&step=1m"),
+        &name,
+        2,
+    )
+    .await;
+    let p95 = by_minute["points"]
+        .as_array()
+        .expect("points")
+        .iter()
+        .filter_map(|p| p["p95_ms"].as_f64())
+        .reduce(f64::max)
+        .expect("a p95");
+    let latency = client.find(Locator::Id("latency-hour-d")).await.expect("desc").html(true).await.expect("text");
+    assert!(
+        latency.contains(&format!("95th percentile time to the end of the answer: at most {p95:.1} ms.")),
+        "{latency} vs the API's {p95}"
+    );
     client.execute("document.querySelector('[data-traffic]').scrollIntoView()", vec![]).await.expect("scroll");
     screenshot(&client, "deployment-traffic").await;
     assert_eq!(app.delete(&format!("/api/v1/deployments/{name}")).await.status(), 204);

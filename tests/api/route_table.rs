@@ -377,6 +377,7 @@ fn rows() -> Vec<Row> {
             Form(vec![("target", "team-a/m:1"), ("runtime", "no-such-runtime")]),
         ),
         row("get", "/deployments/{name}", "/deployments/ghost", Page(Viewer), None),
+        row("get", "/deployments/{name}/traffic", "/deployments/ghost/traffic", Page(Viewer), None),
         // The same rule as the API's stop: the role first (a viewer is refused before the
         // lookup, so it learns nothing), then the deployment's model against the globs.
         row("post", "/deployments/{name}/{action}", "/deployments/ghost/stop", Page(Maintainer), Form(vec![])),
@@ -384,6 +385,7 @@ fn rows() -> Vec<Row> {
         row("get", "/system/memory", "/system/memory", Page(Viewer), None),
         row("get", "/activity", "/activity", Page(Viewer), None),
         row("get", "/usage", "/usage", Page(Viewer), None),
+        row("get", "/usage/view", "/usage/view", Page(Viewer), None),
         row(
             "post",
             "/usage/limits",

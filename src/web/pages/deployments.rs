@@ -89,6 +89,13 @@ pub struct EventRow {
     details: String,
 }
 
+/// A deployment's traffic charts with their tables, for its page and for the page's refresh.
+#[derive(Template)]
+#[template(path = "deployment_traffic.html")]
+struct TrafficCharts {
+    traffic: Vec<super::usage::TrafficView>,
+}
+
 #[derive(Template)]
 #[template(path = "deployment.html")]
 struct DeploymentPage {
@@ -207,6 +214,19 @@ async fn load_list(pool: &SqlitePool) -> Result<DeploymentsData, WebError> {
     }
     let deployments = deployments::list(pool).await?.into_iter().map(|d| (d.model.clone(), d.into())).collect();
     Ok(DeploymentsData { deployments, runtimes })
+}
+
+/// The traffic charts alone, which the page fetches every 30 s to redraw them.
+pub async fn traffic(
+    pool: web::Data<SqlitePool>,
+    caller: WebCaller,
+    name: web::Path<String>,
+) -> Result<HttpResponse, WebError> {
+    let name = DeploymentName::parse(&name).map_err(ApiError::from)?;
+    ops::deployments::find(&pool, &caller.caller, Role::Viewer, &name).await?;
+    let traffic = super::usage::deployment_traffic(&pool, &caller.caller, name.as_str()).await?;
+    let body = TrafficCharts { traffic }.render().map_err(ApiError::internal)?;
+    Ok(HttpResponse::Ok().content_type("text/html; charset=utf-8").body(body))
 }
 
 pub async fn show(

@@ -31,6 +31,9 @@ pub struct Row {
     completion: i64,
     unmetered: i64,
     mean_ms: String,
+    /// Only by deployment: see [`Point::p50_ms`].
+    p50_ms: String,
+    p95_ms: String,
     ttft_ms: String,
 }
 
@@ -47,11 +50,21 @@ struct UsagePage {
     frame: Frame,
     by: &'static str,
     window: &'static str,
+    /// The rendered [`UsageView`].
+    view: String,
+    limits: Option<Vec<LimitRow>>,
+    notice: Option<String>,
+}
+
+/// The chart and the table, for the page and for its refresh every 30 s.
+#[derive(Template)]
+#[template(path = "usage_view.html")]
+struct UsageView {
+    by: &'static str,
+    window: &'static str,
     svg: String,
     legend: Vec<(&'static str, String)>,
     rows: Vec<Row>,
-    limits: Option<Vec<LimitRow>>,
-    notice: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -109,6 +122,47 @@ pub async fn show(
     caller: WebCaller,
     query: web::Query<UsagePageQuery>,
 ) -> Result<HttpResponse, WebError> {
+    let view = load_view(&pool, &caller, &query).await?;
+    let limits = if caller.caller.is_instance_admin() {
+        let all = ops::limits::list(&pool, &caller.caller).await?;
+        let shown = |v: Option<u64>| v.map_or_else(|| "—".to_owned(), |v| v.to_string());
+        Some(
+            all.into_iter()
+                .map(|l| LimitRow {
+                    subject: l.subject,
+                    requests_per_minute: shown(l.limits.requests_per_minute),
+                    tokens_per_day: shown(l.limits.tokens_per_day),
+                    concurrent: shown(l.limits.concurrent),
+                })
+                .collect(),
+        )
+    } else {
+        None
+    };
+    let body = UsagePage {
+        frame: caller.frame(),
+        by: view.by,
+        window: view.window,
+        view: view.render().map_err(ApiError::internal)?,
+        limits,
+        notice: query.notice.clone(),
+    }
+    .render()
+    .map_err(ApiError::internal)?;
+    Ok(HttpResponse::Ok().content_type("text/html; charset=utf-8").body(body))
+}
+
+/// `GET /usage/view`: the page's chart and table alone, which the page fetches to redraw.
+pub async fn view(
+    pool: web::Data<SqlitePool>,
+    caller: WebCaller,
+    query: web::Query<UsagePageQuery>,
+) -> Result<HttpResponse, WebError> {
+    let body = load_view(&pool, &caller, &query).await?.render().map_err(ApiError::internal)?;
+    Ok(HttpResponse::Ok().content_type("text/html; charset=utf-8").body(body))
+}
+
+async fn load_view(pool: &SqlitePool, caller: &WebCaller, query: &UsagePageQuery) -> Result<UsageView, WebError> {
     let (by, by_name) = match query.by.as_deref().unwrap_or("model") {
         "user" => (By::User, "user"),
         "deployment" => (By::Deployment, "deployment"),
@@ -129,38 +183,10 @@ pub async fn show(
         step: Some(step.to_owned()),
         deployment: None,
     };
-    let usage = ops::usage::usage(&pool, &caller.caller, &asked, now).await?;
-    let limits = if caller.caller.is_instance_admin() {
-        let all = ops::limits::list(&pool, &caller.caller).await?;
-        let shown = |v: Option<u64>| v.map_or_else(|| "—".to_owned(), |v| v.to_string());
-        Some(
-            all.into_iter()
-                .map(|l| LimitRow {
-                    subject: l.subject,
-                    requests_per_minute: shown(l.limits.requests_per_minute),
-                    tokens_per_day: shown(l.limits.tokens_per_day),
-                    concurrent: shown(l.limits.concurrent),
-                })
-                .collect(),
-        )
-    } else {
-        None
-    };
+    let usage = ops::usage::usage(pool, &caller.caller, &asked, now).await?;
     let chart = stacked(&usage.series, by_name, window, usage.from, usage.to, usage.step);
     let legend = usage.series.iter().take(DRAWN).zip(CLASSES).map(|(s, class)| (class, label(&s.key))).collect();
-    let body = UsagePage {
-        frame: caller.frame(),
-        by: by_name,
-        window,
-        svg: chart.svg(),
-        legend,
-        rows: usage.series.iter().map(row).collect(),
-        limits,
-        notice: query.notice.clone(),
-    }
-    .render()
-    .map_err(ApiError::internal)?;
-    Ok(HttpResponse::Ok().content_type("text/html; charset=utf-8").body(body))
+    Ok(UsageView { by: by_name, window, svg: chart.svg(), legend, rows: usage.series.iter().map(row).collect() })
 }
 
 fn label(key: &str) -> String {
@@ -180,6 +206,8 @@ fn row(s: &UsageSeries) -> Row {
         completion: s.total.completion_tokens,
         unmetered: s.total.unmetered,
         mean_ms: millis(Some(s.total.mean_ms)),
+        p50_ms: millis(s.total.p50_ms),
+        p95_ms: millis(s.total.p95_ms),
         ttft_ms: millis(s.total.mean_ttft_ms),
     }
 }
@@ -238,15 +266,21 @@ fn stacked(series: &[UsageSeries], by: &str, window: &str, from: i64, to: i64, s
 /// A deployment's traffic over one window, as the deployment page shows it.
 pub struct TrafficView {
     pub heading: &'static str,
-    /// Requests and errors per minute.
-    pub requests_svg: String,
-    /// Mean time to the end of the answer and to the first streamed token.
-    pub latency_svg: String,
-    /// Time, requests, errors, tokens/s, mean time, time to first token; newest last.
-    pub rows: Vec<[String; 6]>,
+    /// Requests and errors per minute; p50 and p95 time to the end of the answer; p50 and
+    /// p95 time to the first token; prompt and completion tokens per second.
+    pub charts: Vec<TrafficChart>,
+    /// Time, requests, errors, completion tokens/s, p50 and p95 time, p50 time to first
+    /// token; newest last.
+    pub rows: Vec<[String; 7]>,
 }
 
-/// Table rows shown per window.
+pub struct TrafficChart {
+    /// The two lines' names, for the legend.
+    pub legend: [&'static str; 2],
+    pub svg: String,
+}
+
+/// Rows in a traffic table: the most recent buckets.
 const TRAFFIC_ROWS: usize = 12;
 
 /// The last hour (by the minute) and the last day (by the hour) of `deployment`'s traffic
@@ -259,8 +293,8 @@ pub async fn deployment_traffic(
     let now = crate::auth::now_unix();
     let mut views = Vec::new();
     for (heading, ids, span, step) in [
-        ("Last hour", ["requests-hour", "latency-hour"], 3600_i64, "1m"),
-        ("Last day", ["requests-day", "latency-day"], 86_400, "1h"),
+        ("Last hour", ["requests-hour", "latency-hour", "ttft-hour", "tokens-hour"], 3600_i64, "1m"),
+        ("Last day", ["requests-day", "latency-day", "ttft-day", "tokens-day"], 86_400, "1h"),
     ] {
         let asked = UsageQuery {
             by: Some(By::Deployment),
@@ -272,33 +306,75 @@ pub async fn deployment_traffic(
         let usage = ops::usage::usage(pool, caller, &asked, now).await?;
         let points = usage.series.into_iter().find(|s| s.key == deployment).map(|s| s.points).unwrap_or_default();
         let per_minute = usage.step as f64 / 60.0;
+        let per_second = usage.step as f64;
         let line = |f: &dyn Fn(&Point) -> Option<f64>| -> Vec<(i64, f64)> {
             points.iter().filter_map(|p| f(p).map(|v| (p.start, v))).collect()
         };
         let total: i64 = points.iter().map(|p| p.requests).sum();
         let window = Window { from: usage.from, to: usage.to, step: usage.step };
-        let requests_chart = two_lines(
-            ids[0],
-            format!("Requests per minute, {}", heading.to_lowercase()),
-            format!("{total} requests in all."),
-            window,
-            "/min",
-            [
-                ("requests", "Requests per minute", line(&|p| Some(p.requests as f64 / per_minute))),
-                ("errors", "Errors per minute", line(&|p| Some(p.errors as f64 / per_minute))),
-            ],
-        );
-        let latency_chart = two_lines(
-            ids[1],
-            format!("Mean time and time to first token, {}", heading.to_lowercase()),
-            String::new(),
-            window,
-            "ms",
-            [
-                ("mean time", "Mean time to the end of the answer", line(&|p| Some(p.mean_ms))),
-                ("time to first token", "Mean time to the first streamed token", line(&|p| p.mean_ttft_ms)),
-            ],
-        );
+        let during = heading.to_lowercase();
+        let charts = [
+            (
+                ["requests per minute", "errors per minute"],
+                two_lines(
+                    ids[0],
+                    format!("Requests per minute, {during}"),
+                    format!("{total} requests in all."),
+                    window,
+                    "/min",
+                    [
+                        ("requests", "Requests per minute", line(&|p| Some(p.requests as f64 / per_minute))),
+                        ("errors", "Errors per minute", line(&|p| Some(p.errors as f64 / per_minute))),
+                    ],
+                ),
+            ),
+            (
+                ["p50 time", "p95 time"],
+                two_lines(
+                    ids[1],
+                    format!("Time to the end of the answer, p50 and p95, {during}"),
+                    String::new(),
+                    window,
+                    "ms",
+                    [
+                        ("p50", "Median time to the end of the answer", line(&|p| p.p50_ms)),
+                        ("p95", "95th percentile time to the end of the answer", line(&|p| p.p95_ms)),
+                    ],
+                ),
+            ),
+            (
+                ["p50 time to first token", "p95 time to first token"],
+                two_lines(
+                    ids[2],
+                    format!("Time to first token, p50 and p95, {during}"),
+                    String::new(),
+                    window,
+                    "ms",
+                    [
+                        ("p50", "Median time to the first streamed token", line(&|p| p.p50_ttft_ms)),
+                        ("p95", "95th percentile time to the first streamed token", line(&|p| p.p95_ttft_ms)),
+                    ],
+                ),
+            ),
+            (
+                ["completion tokens per second", "prompt tokens per second"],
+                two_lines(
+                    ids[3],
+                    format!("Tokens per second, {during}"),
+                    String::new(),
+                    window,
+                    "/s",
+                    [
+                        (
+                            "completion",
+                            "Completion tokens per second",
+                            line(&|p| Some(p.completion_tokens as f64 / per_second)),
+                        ),
+                        ("prompt", "Prompt tokens per second", line(&|p| Some(p.prompt_tokens as f64 / per_second))),
+                    ],
+                ),
+            ),
+        ];
         let rows = points
             .iter()
             .rev()
@@ -309,13 +385,15 @@ pub async fn deployment_traffic(
                     super::system::clock(p.start),
                     p.requests.to_string(),
                     p.errors.to_string(),
-                    format!("{:.1}", p.completion_tokens as f64 / usage.step as f64),
-                    millis(Some(p.mean_ms)),
-                    millis(p.mean_ttft_ms),
+                    format!("{:.1}", p.completion_tokens as f64 / per_second),
+                    millis(p.p50_ms),
+                    millis(p.p95_ms),
+                    millis(p.p50_ttft_ms),
                 ]
             })
             .collect();
-        views.push(TrafficView { heading, requests_svg: requests_chart.svg(), latency_svg: latency_chart.svg(), rows });
+        let charts = charts.into_iter().map(|(legend, chart)| TrafficChart { legend, svg: chart.svg() }).collect();
+        views.push(TrafficView { heading, charts, rows });
     }
     Ok(views)
 }
