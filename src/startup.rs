@@ -175,6 +175,10 @@ fn serve(
     let body_timeout = Duration::from_secs(settings.body_chunk_timeout_secs);
     let grace = settings.shutdown_grace_secs;
     let hsts = tls.is_some();
+    let ticket_key =
+        web::Data::new(crate::hf::TicketKey::load_or_create(&settings.data_dir).with_context(|| {
+            format!("cannot read or make the upload ticket key in {}", settings.data_dir.display())
+        })?);
     let settings = web::Data::new(settings);
     let server = HttpServer::new(move || {
         App::new()
@@ -192,6 +196,7 @@ fn serve(
             .app_data(http_metrics.clone())
             .app_data(history.clone())
             .app_data(supervisor.clone())
+            .app_data(ticket_key.clone())
             .app_data(web::Data::new(gateway.for_worker()))
             // The gateway's routes first: `/v1/…` is the hot path, and actix tries routes in
             // the order they are registered (the API's are regular expressions).

@@ -2,7 +2,8 @@
 //! `transformers`, vLLM, SGLang and TGI call with `HF_ENDPOINT=<hangar>/hf` to find and
 //! download a model — model info, tree, refs, commits, `resolve` (GET and HEAD) and `whoami-v2`.
 //! Write side ([`write`]): `create_repo`, preupload, the Git LFS batch API (`basic` and
-//! `multipart`) and the NDJSON commit, which publishes a new version (`ops::hub`).
+//! `multipart`) and the NDJSON commit, which publishes a new version (`ops::hub`);
+//! [`branches`]: `create_branch` and `delete_branch` over aliases.
 //!
 //! A Hangar model is a repo (`name` or `team/name`, type `model` only). A revision is an
 //! alias (a branch), a published version's name (a tag), a version's commit id, or `main`:
@@ -17,11 +18,13 @@
 //! client downloads over plain HTTP. These routes are not in the OpenAPI document: their
 //! contract is the Hub's, not ours.
 
+mod branches;
 mod handlers;
 mod revision;
 mod ticket;
 mod write;
 
+pub use ticket::TicketKey;
 pub use write::MULTIPART_PART_SIZE;
 
 use actix_web::web;
@@ -44,6 +47,8 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("put", "/hf/lfs/objects/{oid}"),
     ("put", "/hf/lfs/sessions/{id}/parts/{part}"),
     ("post", "/hf/lfs/sessions/{id}/complete"),
+    ("post", "/hf/api/models/{repo}/branch/{branch}"),
+    ("delete", "/hf/api/models/{repo}/branch/{branch}"),
 ];
 
 /// The largest JSON request of the write side (a preupload or LFS batch of 256 files).
@@ -78,7 +83,13 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .route(web::post().to(write::create_commit)),
         )
         .service(web::resource(format!("{lfs}/batch")).app_data(json()).route(web::post().to(write::batch_objects)))
-        .service(web::resource(format!("{lfs}/verify")).app_data(json()).route(web::post().to(write::verify_object)));
+        .service(web::resource(format!("{lfs}/verify")).app_data(json()).route(web::post().to(write::verify_object)))
+        .service(
+            web::resource(format!("{models}/branch/{{branch}}"))
+                .app_data(json())
+                .route(web::post().to(branches::create_branch))
+                .route(web::delete().to(branches::delete_branch)),
+        );
     }
     for repo in REPOS {
         let models = format!("/hf/api/models/{repo}");

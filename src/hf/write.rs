@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 use sqlx::SqlitePool;
 
 use super::revision::{self, HfError, commit_id};
-use super::ticket::Ticket;
+use super::ticket::{Ticket, TicketKey};
 use crate::auth::Caller;
 use crate::blobs::{BlobStore, MAX_PART_SIZE};
 use crate::catalog::{self, CatalogError};
@@ -43,7 +43,7 @@ fn endpoint(req: &HttpRequest) -> String {
 
 /// The repo of the request (`{team}/{name}` or `{name}`), if the caller may read it, and the
 /// caller may write it: a reader who may not write is refused 403, as the Hub does.
-async fn writable_repo(pool: &SqlitePool, caller: &Caller, req: &HttpRequest) -> Result<ModelName, HfError> {
+pub(super) async fn writable_repo(pool: &SqlitePool, caller: &Caller, req: &HttpRequest) -> Result<ModelName, HfError> {
     let info = req.match_info();
     let name = info.get("name").ok_or(HfError::Repo)?;
     let model = revision::visible_repo(pool, caller, info.get("team"), name).await?;
@@ -52,7 +52,7 @@ async fn writable_repo(pool: &SqlitePool, caller: &Caller, req: &HttpRequest) ->
 }
 
 /// A JSON body whatever its content type (LFS sends `application/vnd.git-lfs+json`).
-fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, HfError> {
+pub(super) fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, HfError> {
     serde_json::from_slice(body)
         .map_err(|e| HfError::refused(ApiError::BadRequest(format!("the JSON body is invalid: {e}"))))
 }
@@ -174,6 +174,7 @@ pub async fn batch_objects(
     pool: web::Data<SqlitePool>,
     blobs: web::Data<BlobStore>,
     settings: web::Data<Settings>,
+    key: web::Data<TicketKey>,
     caller: Caller,
     req: HttpRequest,
     body: web::Bytes,
@@ -221,7 +222,8 @@ pub async fn batch_objects(
                 .await
                 .map_err(HfError::refused)?;
             let id = session.id.simple().to_string();
-            let ticket = Ticket::new(&caller, model.as_str(), &object.oid, object.size, Some(id.clone()), ttl).seal();
+            let ticket =
+                Ticket::new(&caller, model.as_str(), &object.oid, object.size, Some(id.clone()), ttl).seal(&key);
             let mut header = serde_json::Map::new();
             header.insert("chunk_size".into(), json!(part.to_string()));
             for n in 1..=session.spec.parts() {
@@ -229,7 +231,7 @@ pub async fn batch_objects(
             }
             json!({ "href": format!("{base}/lfs/sessions/{id}/complete?ticket={ticket}"), "header": header, "expires_in": ttl })
         } else {
-            let ticket = Ticket::new(&caller, model.as_str(), &object.oid, object.size, None, ttl).seal();
+            let ticket = Ticket::new(&caller, model.as_str(), &object.oid, object.size, None, ttl).seal(&key);
             json!({ "href": format!("{base}/lfs/objects/{}?ticket={ticket}", object.oid), "expires_in": ttl })
         };
         objects.push(json!({ "oid": object.oid, "size": object.size, "authenticated": true,
@@ -247,11 +249,11 @@ pub struct TicketQuery {
 }
 
 /// The ticket of an upload URL, if valid and for this object (and session).
-fn ticket(query: &TicketQuery, oid: Option<&str>, session: Option<&str>) -> Result<Ticket, HfError> {
+fn ticket(key: &TicketKey, query: &TicketQuery, oid: Option<&str>, session: Option<&str>) -> Result<Ticket, HfError> {
     let unauthorized = |why: &str| HfError::refused(ApiError::Unauthorized(why.to_owned()));
     let raw =
         query.ticket.as_deref().ok_or_else(|| unauthorized("this URL needs the ticket the batch endpoint gave"))?;
-    let ticket = Ticket::open(raw).map_err(unauthorized)?;
+    let ticket = Ticket::open(raw, key).map_err(unauthorized)?;
     if oid.is_some_and(|o| o != ticket.oid) || session.is_some_and(|s| Some(s) != ticket.session.as_deref()) {
         return Err(unauthorized("this ticket is for another object"));
     }
@@ -268,12 +270,13 @@ fn ticket_model(ticket: &Ticket) -> Result<(ModelName, Digest), HfError> {
 pub async fn put_object(
     pool: web::Data<SqlitePool>,
     blobs: web::Data<BlobStore>,
+    key: web::Data<TicketKey>,
     req: HttpRequest,
     path: web::Path<String>,
     query: web::Query<TicketQuery>,
     body: web::Payload,
 ) -> Result<HttpResponse, HfError> {
-    let ticket = ticket(&query, Some(path.as_str()), None)?;
+    let ticket = ticket(&key, &query, Some(path.as_str()), None)?;
     let (model, oid) = ticket_model(&ticket)?;
     let actor = ticket.actor(crate::forwarded::client_origin(&req).addr_string());
     match ops::hub::store_object(&pool, &blobs, &actor, &model, &oid, ticket.size, body).await {
@@ -303,11 +306,12 @@ fn session_id(raw: &str) -> Result<uuid::Uuid, HfError> {
 /// object, answered with the `ETag` the client puts in its completion request.
 pub async fn put_part(
     blobs: web::Data<BlobStore>,
+    key: web::Data<TicketKey>,
     path: web::Path<PartPath>,
     query: web::Query<TicketQuery>,
     body: web::Payload,
 ) -> Result<HttpResponse, HfError> {
-    let ticket = ticket(&query, None, Some(&path.id))?;
+    let ticket = ticket(&key, &query, None, Some(&path.id))?;
     let (model, oid) = ticket_model(&ticket)?;
     let id = session_id(&path.id)?;
     let part =
@@ -321,11 +325,12 @@ pub async fn put_part(
 pub async fn complete_parts(
     pool: web::Data<SqlitePool>,
     blobs: web::Data<BlobStore>,
+    key: web::Data<TicketKey>,
     req: HttpRequest,
     path: web::Path<String>,
     query: web::Query<TicketQuery>,
 ) -> Result<HttpResponse, HfError> {
-    let ticket = ticket(&query, None, Some(path.as_str()))?;
+    let ticket = ticket(&key, &query, None, Some(path.as_str()))?;
     let (model, oid) = ticket_model(&ticket)?;
     let id = session_id(&path)?;
     let actor = ticket.actor(crate::forwarded::client_origin(&req).addr_string());

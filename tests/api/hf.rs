@@ -4,7 +4,7 @@
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::helpers::{ADMIN_TOKEN, TestApp, client_with, sha256_digest, spawn_app};
+use crate::helpers::{ADMIN_TOKEN, ServerProcess, TestApp, client_with, sha256_digest, spawn_app};
 
 const CONFIG_V1: &[u8] = br#"{"model_type": "llama", "v": 1}"#;
 const CONFIG_V2: &[u8] = br#"{"model_type": "llama", "v": 2}"#;
@@ -176,7 +176,8 @@ async fn the_official_client_creates_repos_uploads_and_commits() {
     let args =
         vec![app.address.clone(), ADMIN_TOKEN.to_owned(), maintainer, viewer, team_b, work.display().to_string()];
     let stdout = python("hf_write.py", args).await;
-    let steps = ["create_repo", "upload_folder", "unchanged", "create_commit", "aliases", "refusals", "hf upload"];
+    let steps =
+        ["create_repo", "upload_folder", "unchanged", "create_commit", "aliases", "branches", "refusals", "hf upload"];
     for step in steps {
         assert!(stdout.contains(&format!("{step}: ok")), "{step} missing from:\n{stdout}");
     }
@@ -206,13 +207,14 @@ async fn the_official_client_creates_repos_uploads_and_commits() {
 }
 
 /// An LFS batch for one object of `size` bytes, as `huggingface_hub` sends it.
-async fn batch(app: &TestApp, client: &reqwest::Client, repo: &str, oid: &str, size: usize) -> Value {
+/// An LFS batch upload request for one object to the server at `address`; its answer.
+async fn batch(address: &str, client: &reqwest::Client, repo: &str, oid: &str, size: usize) -> Value {
     let body = json!({
         "operation": "upload", "transfers": ["basic", "multipart"], "hash_algo": "sha256",
         "objects": [{"oid": oid, "size": size}],
     });
     let response = client
-        .post(app.url(&format!("/hf/{repo}.git/info/lfs/objects/batch")))
+        .post(format!("{address}/hf/{repo}.git/info/lfs/objects/batch"))
         .header("content-type", "application/vnd.git-lfs+json")
         .body(body.to_string())
         .send()
@@ -248,7 +250,7 @@ async fn lfs_uploads_are_verified_against_their_oid_whole_or_in_parts() {
 
     // Basic: bytes that are not the oid's are refused with the oid named, and nothing stays.
     let oid = sha256_digest(b"the real bytes").trim_start_matches("sha256:").to_owned();
-    let object = batch(&app, &client, "team-a/m", &oid, 14).await;
+    let object = batch(&app.address, &client, "team-a/m", &oid, 14).await;
     let href = object["actions"]["upload"]["href"].as_str().expect("href").to_owned();
     assert!(object["actions"]["upload"]["header"].get("chunk_size").is_none(), "{object}");
     let on_disk = app.blobs_on_disk();
@@ -264,17 +266,17 @@ async fn lfs_uploads_are_verified_against_their_oid_whole_or_in_parts() {
     let verified = client.post(verify).json(&json!({"oid": oid, "size": 14})).send().await.expect("verify");
     assert_eq!(verified.status(), StatusCode::OK);
     // Stored now: a second batch asks for nothing.
-    let again = batch(&app, &client, "team-a/m", &oid, 14).await;
+    let again = batch(&app.address, &client, "team-a/m", &oid, 14).await;
     assert!(again.get("actions").is_none(), "{again}");
 
     // Multipart: an object over the part size comes in parts, then a completion request.
     let part_size = usize::try_from(hangar::hf::MULTIPART_PART_SIZE).expect("usize");
     let big: Vec<u8> = (0..part_size + 1000).map(|i| (i % 251) as u8).collect();
     let big_oid = sha256_digest(&big).trim_start_matches("sha256:").to_owned();
-    let object = batch(&app, &client, "team-a/m", &big_oid, big.len()).await;
+    let object = batch(&app.address, &client, "team-a/m", &big_oid, big.len()).await;
     let upload = &object["actions"]["upload"];
     // Asked again (a retried upload), it is the same session: the disk is reserved once.
-    let retried = batch(&app, &client, "team-a/m", &big_oid, big.len()).await;
+    let retried = batch(&app.address, &client, "team-a/m", &big_oid, big.len()).await;
     let session =
         |o: &Value| o["actions"]["upload"]["href"].as_str().expect("href").split('?').next().map(str::to_owned);
     assert_eq!(session(&retried), session(&object));
@@ -311,6 +313,47 @@ async fn lfs_uploads_are_verified_against_their_oid_whole_or_in_parts() {
 }
 
 #[tokio::test]
+async fn a_multipart_lfs_upload_goes_on_after_a_restart_with_the_urls_it_was_given() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let client = client_with(ADMIN_TOKEN);
+    let plain = reqwest::Client::new();
+    let part_size = usize::try_from(hangar::hf::MULTIPART_PART_SIZE).expect("usize");
+    let big: Vec<u8> = (0..part_size + 1000).map(|i| (i % 253) as u8).collect();
+    let oid = sha256_digest(&big).trim_start_matches("sha256:").to_owned();
+    let (old, upload) = {
+        let server = ServerProcess::start(&data);
+        let made = client.post(format!("{}/api/v1/models", server.address)).json(&json!({"name": "team-a/m"})).send();
+        assert_eq!(made.await.expect("model").status(), StatusCode::CREATED);
+        let object = batch(&server.address, &client, "team-a/m", &oid, big.len()).await;
+        let upload = object["actions"]["upload"].clone();
+        let first = upload["header"]["1"].as_str().expect("part 1");
+        let sent = plain.put(first).body(big[..part_size].to_vec()).send().await.expect("part 1");
+        assert_eq!(sent.status(), StatusCode::OK);
+        server.signal("KILL");
+        (server.address.clone(), upload)
+    };
+    // The same data dir behind a new port (a fixed one in production): the URLs handed out
+    // before the crash still carry a valid ticket, and the session kept part 1.
+    let server = ServerProcess::start(&data);
+    let moved = |url: &str| url.replacen(&old, &server.address, 1);
+    let second = moved(upload["header"]["2"].as_str().expect("part 2"));
+    let sent = plain.put(&second).body(big[part_size..].to_vec()).send().await.expect("part 2");
+    assert_eq!(sent.status(), StatusCode::OK, "{}", sent.text().await.unwrap_or_default());
+    let parts = json!([{"partNumber": 1, "etag": "a"}, {"partNumber": 2, "etag": "b"}]);
+    let complete = plain
+        .post(moved(upload["href"].as_str().expect("href")))
+        .header("content-type", "application/vnd.git-lfs+json")
+        .body(json!({"oid": oid, "parts": parts}).to_string())
+        .send()
+        .await
+        .expect("complete");
+    assert_eq!(complete.status(), StatusCode::OK, "{}", complete.text().await.unwrap_or_default());
+    let again = batch(&server.address, &client, "team-a/m", &oid, big.len()).await;
+    assert!(again.get("actions").is_none(), "stored whole after the restart: {again}");
+}
+
+#[tokio::test]
 async fn a_commit_naming_an_oid_the_caller_never_uploaded_is_refused_with_it() {
     let app = spawn_app().await;
     app.published("team-a/m", &[("a.bin", WEIGHTS)]).await;
@@ -324,7 +367,7 @@ async fn a_commit_naming_an_oid_the_caller_never_uploaded_is_refused_with_it() {
         let refused = commit(&app, &scoped, "team-a/m", "main", &[line]).await;
         assert_eq!(refused.status(), StatusCode::BAD_REQUEST);
         assert!(refused.headers()["x-error-message"].to_str().expect("ascii").contains(oid.as_str()));
-        let object = batch(&app, &scoped, "team-a/m", oid, 15).await;
+        let object = batch(&app.address, &scoped, "team-a/m", oid, 15).await;
         assert!(object["actions"]["upload"]["href"].is_string(), "asked to upload: {object}");
     }
     assert_eq!(versions(&app, "team-a/m").await.len(), 1, "nothing was made");

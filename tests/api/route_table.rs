@@ -445,6 +445,16 @@ fn rows() -> Vec<Row> {
             HubWrite,
             Json(json!({"oid": BLOB_A.rsplit(':').next(), "size": 3})),
         ),
+        // A branch from a revision that does not exist, and one that does not exist deleted:
+        // past the decision, nothing is made or removed.
+        row(
+            "post",
+            "/hf/api/models/{repo}/branch/{branch}",
+            "/hf/api/models/{team}/m/branch/exp",
+            HubWrite,
+            Json(json!({"startingPoint": "nowhere"})),
+        ),
+        row("delete", "/hf/api/models/{repo}/branch/{branch}", "/hf/api/models/{team}/m/branch/ghost", HubWrite, None),
         row(
             "put",
             "/hf/lfs/objects/{oid}",

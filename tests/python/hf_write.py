@@ -147,6 +147,43 @@ assert api.model_info("team-a/m", revision="prod").sha == released.oid
 print("commit prod", released.oid)
 print("aliases: ok")
 
+# Branches are aliases: made at a revision (or main), listed as refs, read, then deleted.
+first = api.list_repo_refs("team-a/m")
+assert "exp" not in [b.name for b in first.branches], first
+as_maintainer.create_branch("team-a/m", branch="exp", revision="1")
+refs = api.list_repo_refs("team-a/m")
+exp = next(b for b in refs.branches if b.name == "exp")
+assert exp.target_commit == next(t.target_commit for t in refs.tags if t.name == "1"), refs
+assert api.model_info("team-a/m", revision="exp").sha == exp.target_commit
+try:
+    as_maintainer.create_branch("team-a/m", branch="exp")
+    raise AssertionError("a branch was made twice")
+except HfHubHTTPError as e:
+    assert status_of(e) == 409, e
+as_maintainer.create_branch("team-a/m", branch="exp", exist_ok=True)
+as_maintainer.create_branch("team-a/m", branch="latest")
+assert api.model_info("team-a/m", revision="latest").sha == api.model_info("team-a/m", revision="main").sha
+for branch, who, status in [("prod", as_maintainer, 403), ("main", api, 403), ("ghost", api, 404)]:
+    try:
+        who.delete_branch("team-a/m", branch=branch)
+        raise AssertionError(f"deleted {branch}")
+    except HfHubHTTPError as e:
+        assert status_of(e) == status, (branch, e)
+try:
+    HfApi(token=viewer).create_branch("team-a/m", branch="viewer-made")
+    raise AssertionError("a viewer made a branch")
+except HfHubHTTPError as e:
+    assert status_of(e) == 403, e
+try:
+    HfApi(token=team_b).create_branch("team-a/m", branch="b-made")
+    raise AssertionError("a team-b token made a team-a branch")
+except RepositoryNotFoundError:
+    pass
+as_maintainer.delete_branch("team-a/m", branch="exp")
+as_maintainer.delete_branch("team-a/m", branch="latest")
+assert [b.name for b in api.list_repo_refs("team-a/m").branches] == [b.name for b in first.branches]
+print("branches: ok")
+
 # A viewer may read but not write; a token for team-b/* does not see team-a at all.
 try:
     HfApi(token=viewer).upload_file(path_or_fileobj=b"v", path_in_repo="v.txt", repo_id=repo)
