@@ -147,6 +147,9 @@ impl Application {
 }
 
 /// What every worker's `App` shares, made once by [`Application::build`].
+/// How long an idle client connection stays open.
+const KEEP_ALIVE: Duration = Duration::from_secs(75);
+
 struct Shared {
     pool: SqlitePool,
     blobs: BlobStore,
@@ -214,6 +217,11 @@ fn serve(
             let _ = tcp.set_nodelay(true);
         }
     })
+    // An idle connection is kept as long as nginx keeps one (actix's default is 5 s):
+    // clients pool connections for longer (reqwest 90 s, the CLI's and the tests'), and a
+    // server that closes one just as the client reuses it fails that request with an
+    // incomplete message — seen when a CLI run between two calls took over 5 s.
+    .keep_alive(KEEP_ALIVE)
     .shutdown_timeout(grace);
     let server = match tls {
         Some(config) => server.listen_rustls_0_23(listener, config)?,
