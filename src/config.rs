@@ -320,7 +320,8 @@ impl Settings {
                 .map(|g| Glob::parse(g).map_err(|e| anyhow::anyhow!("protected_aliases in the config file: {e}")))
                 .collect::<anyhow::Result<_>>()?;
         }
-        settings.blob_store = blob_store(overrides.blob_store.clone().or(file.blob_store), file.s3, file.blob_cache_gib)?;
+        settings.blob_store =
+            blob_store(overrides.blob_store.clone().or(file.blob_store), file.s3, file.blob_cache_gib)?;
         let mut tls_cert = file.tls_cert;
         let mut tls_key = file.tls_key;
         if let Some(list) = file.trusted_proxies {
@@ -396,8 +397,8 @@ fn blob_store(
         );
         return Ok(None);
     };
-    let mut bucket =
-        BucketSettings::parse(&url).map_err(|e| anyhow::anyhow!("blob_store (--blob-store / HANGAR_BLOB_STORE): {e}"))?;
+    let mut bucket = BucketSettings::parse(&url)
+        .map_err(|e| anyhow::anyhow!("blob_store (--blob-store / HANGAR_BLOB_STORE): {e}"))?;
     for (key, value) in options.unwrap_or_default() {
         bucket = bucket.with_option(&key, value).map_err(|e| anyhow::anyhow!("[s3] in the config file: {e}"))?;
     }

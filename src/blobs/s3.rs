@@ -71,7 +71,9 @@ impl BucketSettings {
             return Err(format!("{url:?} names no bucket; expected s3://BUCKET/PREFIX"));
         }
         let prefix = prefix.trim_matches('/');
-        if !prefix.is_empty() && prefix.split('/').any(|segment| segment.is_empty() || segment == "." || segment == "..") {
+        if !prefix.is_empty()
+            && prefix.split('/').any(|segment| segment.is_empty() || segment == "." || segment == "..")
+        {
             return Err(format!("{url:?} has an empty, '.' or '..' segment in its prefix"));
         }
         Ok(Self {
