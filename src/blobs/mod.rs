@@ -114,15 +114,13 @@ impl BlobStore {
         self.bucket.is_some()
     }
 
-    /// Fails unless the bucket answers with these credentials (a blob that is not there is a
-    /// good answer). Nothing to check for a local store.
+    /// Fails unless the bucket exists and answers a listing with these credentials (a listing,
+    /// not a head: a missing object and a missing bucket both answer a head with 404).
+    /// Nothing to check for a local store.
     pub async fn check_bucket(&self) -> Result<(), BlobError> {
         let Some(bucket) = &self.bucket else { return Ok(()) };
-        let probe = bucket.blobs_prefix().join("probe");
-        match bucket.store().head(&probe).await {
-            Ok(_) | Err(object_store::Error::NotFound { .. }) => Ok(()),
-            Err(e) => Err(e.into()),
-        }
+        bucket.store().list_with_delimiter(Some(&bucket.blobs_prefix())).await?;
+        Ok(())
     }
 
     /// Refuses an upload of `size` bytes up front when the disk of `tmp/` has less free. A

@@ -113,6 +113,8 @@ pub(super) struct Bucket {
 
 impl Bucket {
     pub(super) fn open(settings: &BucketSettings) -> Result<Self, object_store::Error> {
+        // The S3 client is a reqwest client, and reqwest here has no TLS provider of its own.
+        crate::tls::install_provider();
         let mut builder = AmazonS3Builder::from_env().with_bucket_name(&settings.bucket);
         for (key, value) in &settings.options {
             builder = builder.with_config(*key, value);

@@ -285,3 +285,58 @@ async fn garbage_collection_deletes_from_the_bucket() {
     let download = app.get("/api/v1/models/m/versions/1/files/kept.bin").await;
     assert!(download.bytes().await.expect("body") == kept);
 }
+
+#[tokio::test]
+async fn fsck_checks_the_rows_against_the_bucket() {
+    let server = S3Server::start().await;
+    let app = app_on(&server).await;
+    let (gone, damaged, fine) = (pattern(100, 10), pattern(200, 11), pattern(300, 12));
+    app.published("m", &[("gone.bin", &gone), ("damaged.bin", &damaged), ("fine.bin", &fine)]).await;
+    let fsck = |args: &[&str]| {
+        let output = crate::helpers::hangar_command()
+            .args(["admin", "fsck", "--blob-store", &format!("s3://{BUCKET}/{PREFIX}"), "--data-dir"])
+            .arg(app.data_dir.path())
+            .args(args)
+            .env("AWS_ENDPOINT_URL", &server.endpoint)
+            .env("AWS_ACCESS_KEY_ID", ACCESS_KEY)
+            .env("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
+            .env("AWS_REGION", "us-east-1")
+            .env("AWS_ALLOW_HTTP", "true")
+            .output()
+            .expect("run hangar admin fsck");
+        let text = |bytes: &[u8]| String::from_utf8_lossy(bytes).into_owned();
+        (output.status.success(), format!("{}{}", text(&output.stdout), text(&output.stderr)))
+    };
+    let (ok, stdout) = fsck(&["--full"]);
+    assert!(ok && stdout.contains("fsck: clean"), "{stdout}");
+
+    let client = server.client();
+    client.delete(&object_store::path::Path::from(digest_key(&gone))).await.expect("delete behind Hangar's back");
+    std::fs::write(server.object_file(&digest_key(&damaged)), pattern(200, 13)).expect("same size, other bytes");
+    let orphan = b"nobody names me".to_vec();
+    client.put(&object_store::path::Path::from(digest_key(&orphan)), orphan.into()).await.expect("orphan");
+    let (ok, stdout) = fsck(&["--full", "--grace-secs", "0"]);
+    assert!(!ok, "{stdout}");
+    assert!(stdout.contains("is not in the bucket"), "{stdout}");
+    for kind in ["missing-blob 1", "corrupt-blob 1", "orphan-blob 1"] {
+        assert!(stdout.contains(kind), "{kind} in {stdout}");
+    }
+}
+
+#[tokio::test]
+async fn a_bucket_that_is_missing_or_refuses_the_credentials_stops_the_start() {
+    let server = S3Server::start().await;
+    let missing = BucketSettings { bucket: "no-such-bucket".into(), ..server.settings() };
+    let refused = server.settings().with_option("secret_access_key", "wrong".into()).expect("setting");
+    for bucket in [missing, refused] {
+        let data_dir = tempfile::tempdir().expect("data dir");
+        let settings = hangar::config::Settings {
+            listen: "127.0.0.1:0".parse().expect("addr"),
+            data_dir: data_dir.path().to_owned(),
+            blob_store: Some(bucket.clone()),
+            ..hangar::config::Settings::default()
+        };
+        let err = hangar::startup::Application::build(settings).await.err().expect("refused");
+        assert!(format!("{err:#}").contains("cannot reach the blob store's bucket"), "{bucket:?}: {err:#}");
+    }
+}
