@@ -150,6 +150,7 @@ struct FileSettings {
     data_dir: Option<PathBuf>,
     blob_store: Option<String>,
     blob_cache_gib: Option<f64>,
+    presign_downloads: Option<bool>,
     /// `object_store` S3 settings over the `AWS_*` environment (`endpoint`, `region`, …).
     s3: Option<std::collections::BTreeMap<String, String>>,
     gc_grace_secs: Option<u64>,
@@ -320,8 +321,12 @@ impl Settings {
                 .map(|g| Glob::parse(g).map_err(|e| anyhow::anyhow!("protected_aliases in the config file: {e}")))
                 .collect::<anyhow::Result<_>>()?;
         }
-        settings.blob_store =
-            blob_store(overrides.blob_store.clone().or(file.blob_store), file.s3, file.blob_cache_gib)?;
+        settings.blob_store = blob_store(
+            overrides.blob_store.clone().or(file.blob_store),
+            file.s3,
+            file.blob_cache_gib,
+            file.presign_downloads,
+        )?;
         let mut tls_cert = file.tls_cert;
         let mut tls_key = file.tls_key;
         if let Some(list) = file.trusted_proxies {
@@ -383,17 +388,19 @@ impl Settings {
     }
 }
 
-/// The blob store from its URL, the `[s3]` table and the cache budget; the last two only go
-/// with a bucket.
+/// The blob store from its URL, the `[s3]` table, the cache budget and `presign_downloads`;
+/// the last three only go with a bucket.
 fn blob_store(
     url: Option<String>,
     options: Option<std::collections::BTreeMap<String, String>>,
     cache_gib: Option<f64>,
+    presign: Option<bool>,
 ) -> anyhow::Result<Option<BucketSettings>> {
     let Some(url) = url.filter(|url| url != "local") else {
         anyhow::ensure!(
-            options.is_none() && cache_gib.is_none(),
-            "[s3] and blob_cache_gib in the config file apply only with blob_store = \"s3://BUCKET/PREFIX\""
+            options.is_none() && cache_gib.is_none() && presign.is_none(),
+            "[s3], blob_cache_gib and presign_downloads in the config file apply only with \
+             blob_store = \"s3://BUCKET/PREFIX\""
         );
         return Ok(None);
     };
@@ -409,6 +416,7 @@ fn blob_store(
         );
         bucket.cache_bytes = gib_to_bytes(gib);
     }
+    bucket.presign_downloads = presign.unwrap_or(false);
     Ok(Some(bucket))
 }
 
@@ -487,7 +495,7 @@ mod tests {
         let path = dir.path().join("hangar.toml");
         std::fs::write(
             &path,
-            "blob_store = \"s3://models/hangar/\"\nblob_cache_gib = 1.5\n[s3]\nendpoint = \"http://127.0.0.1:9000\"\n",
+            "blob_store = \"s3://models/hangar/\"\nblob_cache_gib = 1.5\npresign_downloads = true\n[s3]\nendpoint = \"http://127.0.0.1:9000\"\n",
         )
         .expect("write");
         let bucket = Settings::load(&Overrides { config: Some(path.clone()), ..Default::default() })
@@ -497,6 +505,7 @@ mod tests {
         assert_eq!((bucket.bucket.as_str(), bucket.prefix.as_str()), ("models", "hangar"));
         assert_eq!(bucket.cache_bytes, 3 << 29);
         assert_eq!(bucket.options.len(), 1);
+        assert!(bucket.presign_downloads);
         let local = Overrides { config: Some(path), blob_store: Some("local".into()), ..Default::default() };
         let err = Settings::load(&local).expect_err("[s3] without a bucket");
         assert!(err.to_string().contains("apply only with"), "{err}");

@@ -109,6 +109,16 @@ impl BlobStore {
         }
     }
 
+    /// Where a client may GET the bytes of `digest` itself, with `Range` as it would ask
+    /// Hangar: a presigned URL in the bucket, valid for an hour, when the blobs live in one
+    /// and `presign_downloads` is on; `None` otherwise (the bytes then come through `read`).
+    pub async fn download_url(&self, digest: &Digest) -> Result<Option<url::Url>, BlobError> {
+        match &self.bucket {
+            Some(bucket) => Ok(bucket.download_url(digest).await?),
+            None => Ok(None),
+        }
+    }
+
     /// Whether the blobs live in a bucket.
     pub fn is_remote(&self) -> bool {
         self.bucket.is_some()

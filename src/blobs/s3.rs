@@ -17,6 +17,7 @@ use bytes::Bytes;
 use futures_util::{Stream, StreamExt as _, TryStreamExt as _};
 use object_store::aws::{AmazonS3, AmazonS3Builder, AmazonS3ConfigKey};
 use object_store::path::Path as Key;
+use object_store::signer::{Method, Signer as _, Url};
 use object_store::{ObjectStore as _, ObjectStoreExt as _, PutPayload, WriteMultipart};
 use sha2::{Digest as _, Sha256};
 use tokio::sync::mpsc;
@@ -33,6 +34,9 @@ const PARTS_IN_FLIGHT: usize = 3;
 const QUEUE_CHUNKS: usize = 32;
 /// The default size budget of the local cache.
 pub const DEFAULT_CACHE_GIB: f64 = 200.0;
+/// How long a presigned download URL works. The bucket checks it when a request starts, so
+/// this bounds when a download (or a resumed range) may begin, not how long it may take.
+const PRESIGNED_FOR: std::time::Duration = std::time::Duration::from_secs(3600);
 
 /// Where the bucket is and how to reach it, from the settings.
 #[derive(Clone, PartialEq)]
@@ -45,6 +49,8 @@ pub struct BucketSettings {
     pub options: Vec<(AmazonS3ConfigKey, String)>,
     /// The local cache's size budget in bytes.
     pub cache_bytes: u64,
+    /// Downloads are answered with a redirect to a presigned URL in the bucket.
+    pub presign_downloads: bool,
 }
 
 impl std::fmt::Debug for BucketSettings {
@@ -56,6 +62,7 @@ impl std::fmt::Debug for BucketSettings {
             .field("prefix", &self.prefix)
             .field("options", &keys)
             .field("cache_bytes", &self.cache_bytes)
+            .field("presign_downloads", &self.presign_downloads)
             .finish()
     }
 }
@@ -81,6 +88,7 @@ impl BucketSettings {
             prefix: prefix.to_owned(),
             options: Vec::new(),
             cache_bytes: gib_to_bytes(DEFAULT_CACHE_GIB),
+            presign_downloads: false,
         })
     }
 
@@ -105,6 +113,7 @@ pub(super) struct Bucket {
     /// (`AWS_COPY_IF_NOT_EXISTS`); without it, a head then a plain copy.
     copy_if_not_exists: bool,
     cache_bytes: u64,
+    presign_downloads: bool,
     /// One cache fill or trim at a time: two snapshots of one version fetch its blobs once.
     cache_lock: tokio::sync::Mutex<()>,
     /// Uploads streaming to the bucket now (they have nothing in the local `tmp/`).
@@ -125,6 +134,7 @@ impl Bucket {
             prefix: settings.prefix.clone(),
             copy_if_not_exists,
             cache_bytes: settings.cache_bytes,
+            presign_downloads: settings.presign_downloads,
             cache_lock: tokio::sync::Mutex::new(()),
             in_flight: Arc::new(AtomicUsize::new(0)),
         })
@@ -153,6 +163,14 @@ impl Bucket {
 
     pub(super) fn in_flight(&self) -> usize {
         self.in_flight.load(Ordering::Relaxed)
+    }
+
+    /// A presigned GET of a blob, when downloads are presigned.
+    pub(super) async fn download_url(&self, digest: &Digest) -> Result<Option<Url>, object_store::Error> {
+        if !self.presign_downloads {
+            return Ok(None);
+        }
+        self.store.signed_url(Method::GET, &self.key(digest), PRESIGNED_FOR).await.map(Some)
     }
 
     /// Makes `staging` the object of `digest` without ever replacing one that exists. Returns

@@ -340,3 +340,32 @@ async fn a_bucket_that_is_missing_or_refuses_the_credentials_stops_the_start() {
         assert!(format!("{err:#}").contains("cannot reach the blob store's bucket"), "{bucket:?}: {err:#}");
     }
 }
+
+#[tokio::test]
+async fn presigned_downloads_redirect_to_the_bucket_which_honours_the_range() {
+    let server = S3Server::start().await;
+    let bucket = BucketSettings { presign_downloads: true, ..server.settings() };
+    let app = spawn_app_with(|settings| settings.blob_store = Some(bucket)).await;
+    let bytes = pattern(3 * MIB, 14);
+    app.published("team/m", &[("model.bin", &bytes)]).await;
+
+    let api = app.url("/api/v1/models/team/m/versions/1/files/model.bin");
+    let hub = app.url("/hf/team/m/resolve/1/model.bin");
+    let not_following = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client");
+    for url in [&api, &hub] {
+        let found = not_following.get(url).bearer_auth(crate::helpers::ADMIN_TOKEN).send().await.expect("get");
+        assert_eq!(found.status(), StatusCode::FOUND, "{url}");
+        let location = found.headers()["location"].to_str().expect("ascii").to_owned();
+        assert!(location.starts_with(&server.endpoint) && location.contains("X-Amz-Signature="), "{location}");
+        // reqwest drops the Hangar token when the redirect leaves for another port.
+        let whole = app.client.get(url).send().await.expect("get");
+        assert_eq!(whole.status(), StatusCode::OK, "{url}");
+        assert!(whole.bytes().await.expect("body") == bytes, "{url}");
+        let part = app.client.get(url).header("range", "bytes=1048570-1048580").send().await.expect("range");
+        assert_eq!(part.status(), StatusCode::PARTIAL_CONTENT, "{url}");
+        assert_eq!(part.bytes().await.expect("body").as_ref(), &bytes[1_048_570..=1_048_580], "{url}");
+    }
+    // HEAD still answers from Hangar, with the size and digest a client checks.
+    let head = app.client.head(&hub).send().await.expect("head");
+    assert_eq!((head.status(), head.headers()["x-linked-size"].to_str().ok()), (StatusCode::OK, Some("3145728")));
+}
