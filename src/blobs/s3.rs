@@ -2,9 +2,10 @@
 //! `blobs/` kept as a verified local cache of the blobs deployments use.
 //!
 //! This module owns the bucket's keys (`<prefix>/blobs/sha256/ab/<hex>`, staging objects under
-//! `<prefix>/tmp/`), the streamed upload (a multipart upload to a staging key, hashed in the
-//! same pass, then a copy to the digest's key that never overwrites, then the staging key
-//! deleted) and filling and trimming the cache. Endpoint, region and credentials come the AWS
+//! `<prefix>/tmp/`), the streamed upload (hashed in the same pass as it is sent; see `Route`:
+//! a multipart upload to a staging key, then a copy to the digest's key that never overwrites,
+//! or, when the client named the digest, straight to that key, completed only if the bytes
+//! match) and filling and trimming the cache. Endpoint, region and credentials come the AWS
 //! way (`AWS_ENDPOINT_URL`, `AWS_REGION`, `AWS_ACCESS_KEY_ID`, … through `object_store`'s
 //! `AmazonS3Builder::from_env`), with the config file's `[s3]` table over them.
 
@@ -194,6 +195,20 @@ impl Bucket {
     }
 }
 
+/// Where an upload's bytes go, decided before the first byte.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Route {
+    /// The digest is known only after the last byte: a staging key, then a copy to the
+    /// digest's key that never replaces one there.
+    Staged,
+    /// The client named the digest and the bucket lacks it: a multipart upload to the digest's
+    /// key itself, completed only once the bytes hash to it (until then the bucket shows
+    /// nothing). No copy, so no second write and no 5 GiB limit of a single S3 copy.
+    Direct,
+    /// The client named the digest and the bucket has it: the body is only hashed, to check.
+    Present,
+}
+
 /// An upload's staging object: the multipart upload while the body streams, then the
 /// completed object until it is copied. Whatever exists when this is dropped is removed.
 struct Staging {
@@ -242,9 +257,9 @@ impl Drop for Staging {
 }
 
 impl BlobStore {
-    /// `ingest` for a store in a bucket: the body goes to a staging key (one PUT when it is
-    /// smaller than a part, a multipart upload otherwise) and through sha256 in the same pass;
-    /// only bytes with the expected digest are copied to their digest's key.
+    /// `ingest` for a store in a bucket: the body goes through sha256 and, in the same pass, to
+    /// the bucket (one PUT when it is smaller than a part, a multipart upload otherwise) by the
+    /// `Route` its expected digest allows; only bytes with that digest are kept.
     pub(super) async fn ingest_to_bucket<S, E>(
         &self,
         bucket: &Bucket,
@@ -256,10 +271,22 @@ impl BlobStore {
         S: Stream<Item = Result<Bytes, E>>,
         E: std::fmt::Display,
     {
+        let route = match expected {
+            None => Route::Staged,
+            Some(digest) => match bucket.store.head(&bucket.key(&digest)).await {
+                Ok(_) => Route::Present,
+                Err(object_store::Error::NotFound { .. }) => Route::Direct,
+                Err(e) => return Err(e.into()),
+            },
+        };
+        let key = match (route, expected) {
+            (Route::Direct | Route::Present, Some(digest)) => bucket.key(&digest),
+            _ => bucket.under_prefix(&format!("tmp/{}.part", uuid::Uuid::new_v4())),
+        };
         bucket.in_flight.fetch_add(1, Ordering::Relaxed);
         let mut staging = Staging {
             store: Arc::clone(&bucket.store),
-            key: bucket.under_prefix(&format!("tmp/{}.part", uuid::Uuid::new_v4())),
+            key,
             writer: None,
             written: false,
             in_flight: Arc::clone(&bucket.in_flight),
@@ -291,7 +318,9 @@ impl BlobStore {
                 failure = Some(io::Error::other("the hashing thread stopped").into());
                 break;
             }
-            if let Err(e) = staging.put(chunk, &mut head, &mut head_bytes).await {
+            if route != Route::Present
+                && let Err(e) = staging.put(chunk, &mut head, &mut head_bytes).await
+            {
                 failure = Some(e.into());
                 break;
             }
@@ -308,6 +337,32 @@ impl BlobStore {
         {
             staging.discard().await;
             return Err(BlobError::DigestMismatch { expected, actual });
+        }
+        match route {
+            Route::Present => {
+                let guard = self.gc_lock.clone().read_owned().await;
+                // Garbage collection may have taken an unnamed copy since it was looked at.
+                return match bucket.store.head(&staging.key).await {
+                    Ok(_) => Ok(Ingested::new(actual, received, true, guard)),
+                    Err(object_store::Error::NotFound { .. }) => Err(BlobError::Missing(actual)),
+                    Err(e) => Err(e.into()),
+                };
+            }
+            Route::Direct => {
+                // Held from before the object appears, so GC never judges it an orphan. Never
+                // `written`: a failure must not delete the blob's own key, which another
+                // upload of the same bytes may have filled meanwhile.
+                let guard = self.gc_lock.clone().read_owned().await;
+                let completed = match staging.writer.take() {
+                    Some(writer) => writer.finish().await,
+                    None => staging.store.put(&staging.key, PutPayload::from_iter(head)).await,
+                };
+                return match completed {
+                    Ok(_) => Ok(Ingested::new(actual, received, false, guard)),
+                    Err(e) => Err(e.into()),
+                };
+            }
+            Route::Staged => {}
         }
         staging.written = true;
         let completed = match staging.writer.take() {

@@ -163,6 +163,15 @@ async fn an_upload_lands_at_its_digest_key_and_downloads_whole_and_in_ranges() {
     app.create_version("team/m", "2").await;
     assert_eq!(app.upload("team/m", "2", "copy.safetensors", &big).await.status(), StatusCode::CREATED);
     assert_eq!(server.keys().await.len(), 2, "{:?}", server.keys().await);
+    // Without a digest up front: a staging object, copied to the digest's key, then deleted.
+    let unnamed = pattern(17 * MIB, 8);
+    let url = app.url("/api/v1/models/team/m/versions/2/files/unnamed.bin");
+    let put = app.client.put(url).body(unnamed.clone()).send().await.expect("put");
+    assert_eq!(put.status(), StatusCode::CREATED);
+    assert!(server.keys().await.contains(&digest_key(&unnamed)), "{:?}", server.keys().await);
+    assert_eq!(server.keys().await.len(), 3, "no staging object is left: {:?}", server.keys().await);
+    let download = app.get("/api/v1/models/team/m/versions/2/files/unnamed.bin").await;
+    assert!(download.bytes().await.expect("body") == unnamed);
 }
 
 #[tokio::test]
@@ -178,6 +187,8 @@ async fn a_body_that_does_not_match_its_digest_or_is_cut_off_leaves_nothing_in_t
         let detail = problem(refused, StatusCode::BAD_REQUEST).await;
         assert!(detail.contains("nothing was stored"), "{detail}");
         assert_eq!(server.keys().await, Vec::<String>::new(), "{len} bytes");
+        // Nor a multipart upload's parts, which a listing would not show: they were aborted.
+        assert_eq!(crate::helpers::count_files(server.root.path()), 0, "{len} bytes");
     }
 
     // A client that goes away after 20 MiB, with a multipart upload under way.
@@ -190,6 +201,10 @@ async fn a_body_that_does_not_match_its_digest_or_is_cut_off_leaves_nothing_in_t
     let blobs = app.blobs.clone();
     wait_until("the cut upload is cleaned up", Duration::from_secs(10), || blobs.tmp_entries().unwrap_or(1) == 0).await;
     assert_eq!(server.keys().await, Vec::<String>::new());
+    wait_until("the cut upload's parts are aborted", Duration::from_secs(10), || {
+        crate::helpers::count_files(server.root.path()) == 0
+    })
+    .await;
 }
 
 #[tokio::test]
