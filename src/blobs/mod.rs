@@ -29,7 +29,7 @@ use crate::domain::Digest;
 
 pub use ingest::Ingested;
 pub use read::BlobStream;
-pub use s3::{BucketSettings, DEFAULT_CACHE_GIB, gib_to_bytes};
+pub use s3::{BucketSettings, gib_to_bytes};
 pub use sessions::{DEFAULT_PART_SIZE, MAX_PART_SIZE, MIN_PART_SIZE, Session, SessionError, SessionSpec};
 
 #[derive(Debug, thiserror::Error)]

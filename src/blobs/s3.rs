@@ -209,13 +209,15 @@ enum Route {
     Present,
 }
 
-/// An upload's staging object: the multipart upload while the body streams, then the
-/// completed object until it is copied. Whatever exists when this is dropped is removed.
+/// An upload in the making: its multipart upload while the body streams, then, on the staged
+/// route, the completed staging object until it is copied. What it leaves when dropped is
+/// removed: the multipart upload aborted, the staging object deleted (never a digest's key).
 struct Staging {
     store: Arc<AmazonS3>,
+    /// The staging key, or the digest's key on the direct and present routes.
     key: Key,
     writer: Option<WriteMultipart>,
-    /// Whether an object may exist under `key`.
+    /// Whether a staging object may exist under `key`.
     written: bool,
     in_flight: Arc<AtomicUsize>,
 }
