@@ -384,3 +384,27 @@ async fn presigned_downloads_redirect_to_the_bucket_which_honours_the_range() {
     let head = app.client.head(&hub).send().await.expect("head");
     assert_eq!((head.status(), head.headers()["x-linked-size"].to_str().ok()), (StatusCode::OK, Some("3145728")));
 }
+
+#[tokio::test]
+async fn with_copy_if_not_exists_the_server_itself_refuses_a_copy_onto_an_existing_key() {
+    let server = S3Server::start().await;
+    let bucket = server.settings().with_option("copy_if_not_exists", "multipart".into()).expect("setting");
+    let app = spawn_app_with(|settings| settings.blob_store = Some(bucket)).await;
+    app.create_model("m").await;
+    app.create_version("m", "1").await;
+    let bytes = pattern(3 * MIB, 15);
+    let put = |path: &str| {
+        let url = app.url(&format!("/api/v1/models/m/versions/1/files/{path}"));
+        app.client.put(url).body(bytes.clone()).send()
+    };
+    assert_eq!(put("a.bin").await.expect("put").status(), StatusCode::CREATED);
+    let object = server.object_file(&digest_key(&bytes));
+    let stamp = |meta: std::fs::Metadata| (meta.ino(), meta.mtime(), meta.mtime_nsec());
+    let first = stamp(std::fs::metadata(&object).expect("object"));
+    // The same bytes without a digest: staged, and the copy onto the existing key refused.
+    assert_eq!(put("b.bin").await.expect("put").status(), StatusCode::CREATED);
+    assert_eq!(stamp(std::fs::metadata(&object).expect("object")), first, "the object was not written again");
+    assert_eq!(server.keys().await, vec![digest_key(&bytes)], "no staging object is left");
+    let download = app.get("/api/v1/models/m/versions/1/files/b.bin").await;
+    assert!(download.bytes().await.expect("body") == bytes);
+}
