@@ -408,3 +408,41 @@ async fn with_copy_if_not_exists_the_server_itself_refuses_a_copy_onto_an_existi
     let download = app.get("/api/v1/models/m/versions/1/files/b.bin").await;
     assert!(download.bytes().await.expect("body") == bytes);
 }
+
+#[tokio::test]
+async fn a_deployment_serves_the_bytes_its_snapshot_linked_from_the_local_cache() {
+    use crate::deployments::{deploy, docker_ready, prepare, unique, wait_for};
+    if !docker_ready() {
+        return;
+    }
+    let server = S3Server::start().await;
+    let app = app_on(&server).await;
+    let name = unique("s3");
+    prepare(&app, "m", "test", &[], 30).await;
+    assert_eq!(app.blobs_on_disk(), 0, "the bytes are only in the bucket");
+    deploy(&app, &name, "m", "test").await;
+    let running = wait_for(&app, &name, "running", Duration::from_secs(60)).await;
+
+    let address = running["address"].as_str().expect("address");
+    let answer: Value = reqwest::Client::new()
+        .post(format!("http://{address}/v1/chat/completions"))
+        .json(&json!({"model": name, "messages": [{"role": "user", "content": "hi"}]}))
+        .send()
+        .await
+        .expect("chat")
+        .json()
+        .await
+        .expect("json");
+    let weights = b"the weights of version one";
+    let content = answer["choices"][0]["message"]["content"].as_str().expect("content");
+    assert!(content.contains(&sha256_digest(weights)), "the container read the bytes: {content}");
+    let linked = app.data_dir.path().join("snapshots/m/1/weights.bin");
+    assert_eq!(std::fs::metadata(linked).expect("snapshot").nlink(), 2, "a hardlink into the local cache");
+    let cached = app.data_dir.path().join(digest_key(weights).trim_start_matches(&format!("{PREFIX}/")));
+    assert!(cached.is_file(), "{}", cached.display());
+
+    let stop = app.client.post(app.url(&format!("/api/v1/deployments/{name}/stop"))).send().await.expect("stop");
+    assert_eq!(stop.status(), StatusCode::ACCEPTED);
+    wait_for(&app, &name, "stopped", Duration::from_secs(30)).await;
+    assert_eq!(app.delete(&format!("/api/v1/deployments/{name}")).await.status(), StatusCode::NO_CONTENT);
+}
