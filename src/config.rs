@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context as _;
 use serde::Deserialize;
 
+use crate::blobs::{BucketSettings, gib_to_bytes};
 use crate::domain::Glob;
 use crate::forwarded::Cidr;
 use crate::runtime::supervisor::Rollout;
@@ -18,6 +19,9 @@ use crate::runtime::{GpuConfig, GpuMode};
 pub struct Settings {
     pub listen: SocketAddr,
     pub data_dir: PathBuf,
+    /// `blob_store = "s3://bucket/prefix"`: the blobs live in that bucket, the data dir keeping
+    /// a local cache of those deployments use. `None` (`"local"`, the default): in the data dir.
+    pub blob_store: Option<BucketSettings>,
     /// Unreferenced blobs younger than this are kept: an upload may be about to name them.
     pub gc_grace_secs: u64,
     /// An upload session not completed within this many seconds is removed with its parts.
@@ -105,6 +109,7 @@ impl Default for Settings {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             data_dir: PathBuf::from("./hangar-data"),
+            blob_store: None,
             gc_grace_secs: 3600,
             upload_session_ttl_secs: 7 * 24 * 3600,
             usage_raw_retention_hours: 24,
@@ -143,6 +148,11 @@ impl Default for Settings {
 struct FileSettings {
     listen: Option<String>,
     data_dir: Option<PathBuf>,
+    blob_store: Option<String>,
+    blob_cache_gib: Option<f64>,
+    presign_downloads: Option<bool>,
+    /// `object_store` S3 settings over the `AWS_*` environment (`endpoint`, `region`, …).
+    s3: Option<std::collections::BTreeMap<String, String>>,
     gc_grace_secs: Option<u64>,
     upload_session_ttl_secs: Option<u64>,
     usage_raw_retention_hours: Option<u64>,
@@ -180,6 +190,10 @@ pub struct Overrides {
     /// Where the database, blobs and snapshots live.
     #[arg(long, env = "HANGAR_DATA_DIR", value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
+    /// Where blobs live: "local" (the data dir) or s3://BUCKET/PREFIX (endpoint, region and
+    /// credentials from the AWS_* environment and the config file's [s3] table).
+    #[arg(long, env = "HANGAR_BLOB_STORE", value_name = "URL")]
+    pub blob_store: Option<String>,
     /// A TOML file of settings (keys as the flags, with '_' for '-').
     #[arg(long, env = "HANGAR_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
@@ -307,6 +321,12 @@ impl Settings {
                 .map(|g| Glob::parse(g).map_err(|e| anyhow::anyhow!("protected_aliases in the config file: {e}")))
                 .collect::<anyhow::Result<_>>()?;
         }
+        settings.blob_store = blob_store(
+            overrides.blob_store.clone().or(file.blob_store),
+            file.s3,
+            file.blob_cache_gib,
+            file.presign_downloads,
+        )?;
         let mut tls_cert = file.tls_cert;
         let mut tls_key = file.tls_key;
         if let Some(list) = file.trusted_proxies {
@@ -366,6 +386,38 @@ impl Settings {
         settings.bootstrap_token = std::env::var("HANGAR_BOOTSTRAP_TOKEN").ok().filter(|v| !v.is_empty()).map(Redacted);
         Ok(settings)
     }
+}
+
+/// The blob store from its URL, the `[s3]` table, the cache budget and `presign_downloads`;
+/// the last three only go with a bucket.
+fn blob_store(
+    url: Option<String>,
+    options: Option<std::collections::BTreeMap<String, String>>,
+    cache_gib: Option<f64>,
+    presign: Option<bool>,
+) -> anyhow::Result<Option<BucketSettings>> {
+    let Some(url) = url.filter(|url| url != "local") else {
+        anyhow::ensure!(
+            options.is_none() && cache_gib.is_none() && presign.is_none(),
+            "[s3], blob_cache_gib and presign_downloads in the config file apply only with \
+             blob_store = \"s3://BUCKET/PREFIX\""
+        );
+        return Ok(None);
+    };
+    let mut bucket = BucketSettings::parse(&url)
+        .map_err(|e| anyhow::anyhow!("blob_store (--blob-store / HANGAR_BLOB_STORE): {e}"))?;
+    for (key, value) in options.unwrap_or_default() {
+        bucket = bucket.with_option(&key, value).map_err(|e| anyhow::anyhow!("[s3] in the config file: {e}"))?;
+    }
+    if let Some(gib) = cache_gib {
+        anyhow::ensure!(
+            gib.is_finite() && gib > 0.0,
+            "blob_cache_gib in the config file must be a number of GiB above 0"
+        );
+        bucket.cache_bytes = gib_to_bytes(gib);
+    }
+    bucket.presign_downloads = presign.unwrap_or(false);
+    Ok(Some(bucket))
 }
 
 fn parse_cidrs(list: &[String], source: &str) -> anyhow::Result<Vec<Cidr>> {
@@ -434,6 +486,44 @@ mod tests {
             Overrides { config: Some(path), trusted_proxies: Some(vec!["10.0.0.0/99".into()]), ..Default::default() };
         let err = Settings::load(&bad).expect_err("bad CIDR");
         assert!(err.to_string().contains("--trusted-proxies / HANGAR_TRUSTED_PROXIES"), "{err}");
+    }
+
+    #[test]
+    fn a_bucket_is_named_by_url_with_its_settings_beside_it() {
+        assert_eq!(Settings::load(&Overrides::default()).expect("load").blob_store, None, "local by default");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("hangar.toml");
+        std::fs::write(
+            &path,
+            "blob_store = \"s3://models/hangar/\"\nblob_cache_gib = 1.5\npresign_downloads = true\n[s3]\nendpoint = \"http://127.0.0.1:9000\"\n",
+        )
+        .expect("write");
+        let bucket = Settings::load(&Overrides { config: Some(path.clone()), ..Default::default() })
+            .expect("load")
+            .blob_store
+            .expect("a bucket");
+        assert_eq!((bucket.bucket.as_str(), bucket.prefix.as_str()), ("models", "hangar"));
+        assert_eq!(bucket.cache_bytes, 3 << 29);
+        assert_eq!(bucket.options.len(), 1);
+        assert!(bucket.presign_downloads);
+        let local = Overrides { config: Some(path), blob_store: Some("local".into()), ..Default::default() };
+        let err = Settings::load(&local).expect_err("[s3] without a bucket");
+        assert!(err.to_string().contains("apply only with"), "{err}");
+
+        for (url, expected) in [
+            ("models", "expected \"local\" or s3://"),
+            ("s3:///prefix", "names no bucket"),
+            ("s3://b/a//c", "empty, '.' or '..' segment"),
+        ] {
+            let err = Settings::load(&Overrides { blob_store: Some(url.into()), ..Default::default() })
+                .expect_err("a bad URL");
+            assert!(err.to_string().contains(expected), "{url}: {err}");
+        }
+        let unknown = tempfile::tempdir().expect("tempdir");
+        let path = unknown.path().join("hangar.toml");
+        std::fs::write(&path, "blob_store = \"s3://b\"\n[s3]\nendpiont = \"x\"\n").expect("write");
+        let err = Settings::load(&Overrides { config: Some(path), ..Default::default() }).expect_err("a typo");
+        assert!(err.to_string().contains("\"endpiont\" is not an S3 setting"), "{err}");
     }
 
     #[test]

@@ -15,10 +15,12 @@ pub struct Swept {
     pub snapshots: usize,
     /// Blobs with a row that no file names any more.
     pub unreferenced: usize,
-    /// Bytes on disk with no row: a crash between linking a blob and committing its row.
+    /// Bytes in the store with no row: a crash between linking a blob and committing its row.
     pub orphaned: usize,
     /// Upload sessions past their expiry, with their parts.
     pub expired_uploads: usize,
+    /// Staging objects a bucket kept past the grace period (uploads cut off before their copy).
+    pub bucket_staging: usize,
 }
 
 /// Deletes snapshots of deleted versions, then blobs that no file refers to and that are
@@ -38,6 +40,7 @@ pub async fn sweep(pool: &SqlitePool, blobs: &BlobStore, grace_secs: u64) -> any
         swept.unreferenced += 1;
     }
     swept.expired_uploads = blobs.sweep_expired_sessions(crate::auth::now_unix()).await?;
+    swept.bucket_staging = blobs.sweep_bucket(grace_secs).await?;
     let known: HashSet<_> = catalog::blobs::all_digests(pool).await?.into_iter().collect();
     for (digest, age_secs) in blobs.list_on_disk().await? {
         if age_secs >= grace_secs && !known.contains(&digest) {

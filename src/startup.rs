@@ -55,8 +55,12 @@ impl Application {
         let port = listener.local_addr()?.port();
         let lock = prepare_data_dir(&settings.data_dir)?;
         let pool = catalog::open(&settings.data_dir.join("hangar.db")).await?;
-        let blobs = BlobStore::open(&settings.data_dir)
+        let blobs = BlobStore::open_with(&settings.data_dir, settings.blob_store.as_ref())
             .with_context(|| format!("cannot open the blob store in {}", settings.data_dir.display()))?;
+        if let Some(bucket) = &settings.blob_store {
+            // Wrong credentials or an unreachable endpoint stop the start, not the first upload.
+            blobs.check_bucket().await.with_context(|| format!("cannot reach the blob store's bucket {bucket:?}"))?;
+        }
         let removed = blobs.sweep_tmp().await.context("cannot clean the tmp/ folder of the data dir")?;
         if removed > 0 {
             tracing::info!(removed, "removed uploads left over from the last run");

@@ -8,14 +8,12 @@
 //! of deleted versions); a catalog row is never deleted, its fix is said instead.
 
 use std::collections::{BTreeMap, HashSet};
-use std::io::Read as _;
 use std::path::Path;
 
 use sha2::{Digest as _, Sha256};
 use sqlx::SqlitePool;
 
-use super::backup::blob_path;
-use crate::blobs::BlobStore;
+use crate::blobs::{BlobStore, BucketSettings};
 use crate::catalog;
 use crate::domain::Digest;
 
@@ -63,10 +61,12 @@ pub struct Options {
     pub grace_secs: u64,
 }
 
-/// Checks `data_dir`; `server_running` when another process holds its lock.
+/// Checks `data_dir` (and `bucket`, where its blobs live there); `server_running` when another
+/// process holds its lock.
 pub async fn check(
     pool: &SqlitePool,
     data_dir: &Path,
+    bucket: Option<&BucketSettings>,
     options: Options,
     server_running: bool,
 ) -> anyhow::Result<Vec<Finding>> {
@@ -76,31 +76,27 @@ pub async fn check(
         data_dir.display()
     );
     let mut findings = Vec::new();
+    let store = BlobStore::open_with(data_dir, bucket)?;
     let rows = catalog::blobs::sizes(pool).await?;
     for (digest, size) in &rows {
-        let path = data_dir.join(blob_path(digest));
-        let on_disk = match std::fs::metadata(&path) {
-            Ok(meta) => meta.len(),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                // GC may have removed an unreferenced blob, row and bytes, since the rows were read.
-                if catalog::blobs::exists(pool, digest).await? {
-                    findings.push(row_problem(Kind::MissingBlob, digest, "is not on disk"));
-                }
-                continue;
+        let Some(stored) = store.size_of(digest).await? else {
+            // GC may have removed an unreferenced blob, row and bytes, since the rows were read.
+            if catalog::blobs::exists(pool, digest).await? {
+                let where_ = if store.is_remote() { "is not in the bucket" } else { "is not on disk" };
+                findings.push(row_problem(Kind::MissingBlob, digest, where_));
             }
-            Err(e) => return Err(e.into()),
+            continue;
         };
-        if on_disk != *size {
-            findings.push(row_problem(Kind::WrongSize, digest, &format!("has {on_disk} bytes, the row says {size}")));
+        if stored != *size {
+            findings.push(row_problem(Kind::WrongSize, digest, &format!("has {stored} bytes, the row says {size}")));
         } else if options.full {
-            let actual = tokio::task::spawn_blocking(move || hash_file(&path)).await??;
+            let actual = hash_blob(&store, digest, stored).await?;
             if actual != *digest {
                 findings.push(row_problem(Kind::CorruptBlob, digest, &format!("hashes to {actual}")));
             }
         }
     }
 
-    let store = BlobStore::open(data_dir)?;
     let known: HashSet<Digest> = rows.iter().map(|(digest, _)| *digest).collect();
     for (digest, age_secs) in store.list_on_disk().await? {
         if known.contains(&digest) || catalog::blobs::exists(pool, &digest).await? {
@@ -207,17 +203,15 @@ async fn snapshots(
     Ok(())
 }
 
-fn hash_file(path: &Path) -> std::io::Result<Digest> {
-    let mut file = std::fs::File::open(path)?;
+/// Reads a whole blob from the store (the disk or the bucket) and hashes it.
+async fn hash_blob(store: &BlobStore, digest: &Digest, size: u64) -> anyhow::Result<Digest> {
+    use futures_util::TryStreamExt as _;
     let mut hasher = Sha256::new();
-    let mut buffer = vec![0u8; 1 << 20];
-    loop {
-        let read = file.read(&mut buffer)?;
-        if read == 0 {
-            return Ok(Digest::from_bytes(hasher.finalize().into()));
-        }
-        hasher.update(&buffer[..read]);
+    let mut bytes = store.read(digest, 0..size).await?;
+    while let Some(chunk) = bytes.try_next().await? {
+        hasher.update(&chunk);
     }
+    Ok(Digest::from_bytes(hasher.finalize().into()))
 }
 
 fn remove_any(path: &Path) -> std::io::Result<()> {

@@ -14,6 +14,7 @@ use sqlx::SqlitePool;
 
 use crate::auth::token::{Secret, parse_lifetime};
 use crate::auth::{now_unix, password};
+use crate::blobs::BucketSettings;
 use crate::catalog::{self, Actor, tokens::NewToken};
 use crate::domain::{Glob, Role, UserName};
 
@@ -53,6 +54,10 @@ pub enum AdminCommand {
         /// Orphan blobs younger than this are left alone (an upload may be committing them).
         #[arg(long, default_value_t = 3600)]
         grace_secs: u64,
+        /// Where the blobs live, as the server's blob_store: "local" or s3://BUCKET/PREFIX
+        /// (endpoint, region and credentials from the AWS_* environment).
+        #[arg(long, env = "HANGAR_BLOB_STORE", value_name = "URL")]
+        blob_store: Option<String>,
     },
 }
 
@@ -162,13 +167,17 @@ pub async fn run(command: AdminCommand) -> anyhow::Result<()> {
             let copied = backup::copy_data_dir(&src, &data_dir).await?;
             println!("restored {copied} into {}", data_dir.display());
         }
-        AdminCommand::Fsck { data_dir, full, repair, grace_secs } => {
+        AdminCommand::Fsck { data_dir, full, repair, grace_secs, blob_store } => {
+            let bucket = match blob_store.as_deref() {
+                None | Some("local") => None,
+                Some(url) => Some(BucketSettings::parse(url).map_err(anyhow::Error::msg)?),
+            };
             let pool = open(&data_dir).await?;
             // Held until fsck ends, so no server starts on the dir while it repairs.
             let lock = std::fs::File::open(data_dir.join("hangar.lock")).ok();
             let server_running = lock.as_ref().is_some_and(|file| file.try_lock().is_err());
             let options = fsck::Options { full, repair, grace_secs };
-            let findings = fsck::check(&pool, &data_dir, options, server_running).await?;
+            let findings = fsck::check(&pool, &data_dir, bucket.as_ref(), options, server_running).await?;
             if server_running {
                 println!("a server holds this data dir: tmp/ was not checked");
             }

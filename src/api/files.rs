@@ -199,6 +199,10 @@ pub async fn link_file(
             ("Content-Range" = String, description = "`bytes START-END/SIZE`"),
             ("ETag" = String, description = "The digest, quoted"),
         )),
+        (status = 302, description = "With `presign_downloads`: the file's presigned URL in the bucket, in `Location`", headers(
+            ("Location" = String, description = "A presigned GET, valid for an hour"),
+            ("ETag" = String, description = "The digest, quoted"),
+        )),
         (status = 304, description = "The client's copy (`If-None-Match`) is this file"),
         BadRequest, Unauthorized, Forbidden, NotFound, RangeNotSatisfiable,
     ),
@@ -219,6 +223,16 @@ pub async fn download_file(
 
     if header_str(header::IF_NONE_MATCH).is_some_and(|v| v.split(',').any(|t| t.trim() == etag || t.trim() == "*")) {
         return Ok(HttpResponse::NotModified().insert_header((header::ETAG, etag)).finish());
+    }
+    if req.method() == Method::GET
+        && let Some(url) = blobs.download_url(&file.digest).await?
+    {
+        // The bucket sends the bytes, and honours the Range the client sends it again.
+        return Ok(HttpResponse::Found()
+            .insert_header((header::LOCATION, url.as_str()))
+            .insert_header((header::ETAG, etag))
+            .insert_header((header::CACHE_CONTROL, "no-store"))
+            .finish());
     }
     // A range is honoured only if the client's copy is still this file (If-Range).
     let range_header = match header_str(header::IF_RANGE) {

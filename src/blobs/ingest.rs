@@ -69,6 +69,9 @@ impl BlobStore {
         S: Stream<Item = Result<Bytes, E>>,
         E: std::fmt::Display,
     {
+        if let Some(bucket) = &self.bucket {
+            return self.ingest_to_bucket(bucket, body, expected, true).await;
+        }
         let name = format!("{}.part", uuid::Uuid::new_v4());
         let mut staging = StagingFile { path: self.tmp_dir.join(&name), armed: true };
         let file = File::create_new(&staging.path)?;

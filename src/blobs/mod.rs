@@ -3,11 +3,15 @@
 //! hashing, ranged reads and the deletion half of garbage collection. It knows nothing of
 //! HTTP or SQL.
 //!
-//! The store is `object_store`'s `LocalFileSystem` rooted at the data dir, so staging files
-//! in `tmp/` and blobs share a filesystem and committing a blob is an atomic link.
+//! By default the store is `object_store`'s `LocalFileSystem` rooted at the data dir, so
+//! staging files in `tmp/` and blobs share a filesystem and committing a blob is an atomic
+//! link. With `blob_store = "s3://…"` the blobs live in a bucket (`s3`) and the data dir's
+//! `blobs/` is the local cache that snapshots link from; the rest of the program sees one
+//! interface either way.
 
 mod ingest;
 mod read;
+mod s3;
 mod sessions;
 mod snapshot;
 
@@ -25,6 +29,7 @@ use crate::domain::Digest;
 
 pub use ingest::Ingested;
 pub use read::BlobStream;
+pub use s3::{BucketSettings, gib_to_bytes};
 pub use sessions::{DEFAULT_PART_SIZE, MAX_PART_SIZE, MIN_PART_SIZE, Session, SessionError, SessionSpec};
 
 #[derive(Debug, thiserror::Error)]
@@ -39,6 +44,8 @@ pub enum BlobError {
     StorageFull { free: u64, needed: u64 },
     #[error("blob {0} is missing from the store")]
     Missing(Digest),
+    #[error("blob {digest} in the store hashes to {actual}")]
+    Corrupt { digest: Digest, actual: Digest },
     #[error("blob store I/O failed: {0}")]
     Io(#[from] io::Error),
     #[error("blob store failed: {0}")]
@@ -49,6 +56,8 @@ pub enum BlobError {
 #[derive(Clone)]
 pub struct BlobStore {
     store: Arc<LocalFileSystem>,
+    /// Where the blobs live when not in the data dir; its `blobs/` is then their local cache.
+    bucket: Option<Arc<s3::Bucket>>,
     /// The data dir: `blobs/`, `tmp/` and `snapshots/` are under it.
     root: PathBuf,
     tmp_dir: PathBuf,
@@ -62,6 +71,13 @@ pub struct BlobStore {
 impl BlobStore {
     /// Opens the store under `data_dir`, creating `blobs/` and `tmp/`.
     pub fn open(data_dir: &Path) -> io::Result<Self> {
+        Self::open_with(data_dir, None)
+    }
+
+    /// Opens the store under `data_dir`, with the blobs in `bucket` when one is given (the
+    /// bucket is not contacted: `check_bucket` does that).
+    pub fn open_with(data_dir: &Path, bucket: Option<&BucketSettings>) -> io::Result<Self> {
+        let bucket = bucket.map(s3::Bucket::open).transpose().map_err(io::Error::other)?.map(Arc::new);
         std::fs::create_dir_all(data_dir.join("blobs/sha256"))?;
         let tmp_dir = data_dir.join("tmp");
         std::fs::create_dir_all(&tmp_dir)?;
@@ -72,6 +88,7 @@ impl BlobStore {
             .with_fsync(true);
         Ok(Self {
             store: Arc::new(store),
+            bucket,
             root: data_dir.to_owned(),
             tmp_dir,
             gc_lock: Arc::new(RwLock::new(())),
@@ -84,8 +101,49 @@ impl BlobStore {
         Key::from(format!("blobs/sha256/{}/{hex}", &hex[..2]))
     }
 
-    /// Refuses an upload of `size` bytes up front when the disk of `tmp/` has less free.
+    /// The store that holds the blobs, and a blob's key in it.
+    fn home(&self, digest: &Digest) -> (&dyn ObjectStore, Key) {
+        match &self.bucket {
+            Some(bucket) => (bucket.store(), bucket.key(digest)),
+            None => (self.store.as_ref(), Self::key(digest)),
+        }
+    }
+
+    /// Where a client may GET the bytes of `digest` itself, with `Range` as it would ask
+    /// Hangar: a presigned URL in the bucket, valid for an hour, when the blobs live in one
+    /// and `presign_downloads` is on; `None` otherwise (the bytes then come through `read`).
+    pub async fn download_url(&self, digest: &Digest) -> Result<Option<url::Url>, BlobError> {
+        match &self.bucket {
+            Some(bucket) => Ok(bucket.download_url(digest).await?),
+            None => Ok(None),
+        }
+    }
+
+    /// Whether the blobs live in a bucket.
+    pub fn is_remote(&self) -> bool {
+        self.bucket.is_some()
+    }
+
+    /// Fails unless the bucket exists and answers a listing with these credentials (a listing,
+    /// not a head: a missing object and a missing bucket both answer a head with 404).
+    /// Nothing to check for a local store.
+    pub async fn check_bucket(&self) -> Result<(), BlobError> {
+        let Some(bucket) = &self.bucket else { return Ok(()) };
+        bucket.store().list_with_delimiter(Some(&bucket.blobs_prefix())).await?;
+        Ok(())
+    }
+
+    /// Refuses an upload of `size` bytes up front when the disk of `tmp/` has less free. A
+    /// streamed upload to a bucket does not touch the disk, and a bucket says no free figure.
     pub fn ensure_room(&self, size: u64) -> Result<(), BlobError> {
+        if self.bucket.is_some() {
+            return Ok(());
+        }
+        self.ensure_local_room(size)
+    }
+
+    /// Refuses `size` bytes up front when the disk of `tmp/` has less free.
+    fn ensure_local_room(&self, size: u64) -> Result<(), BlobError> {
         let free = self.free_bytes()?;
         if free < size {
             return Err(BlobError::StorageFull { free, needed: size });
@@ -133,9 +191,21 @@ impl BlobStore {
         .map_err(io::Error::other)?
     }
 
-    /// Number of entries in `tmp/`, for tests and `/api/v1/system`.
+    /// Number of entries in `tmp/`, and uploads streaming to the bucket, for tests and
+    /// `/api/v1/system`.
     pub fn tmp_entries(&self) -> io::Result<usize> {
-        Ok(std::fs::read_dir(&self.tmp_dir)?.count())
+        let streaming = self.bucket.as_ref().map_or(0, |bucket| bucket.in_flight());
+        Ok(std::fs::read_dir(&self.tmp_dir)?.count() + streaming)
+    }
+
+    /// Removes staging objects the bucket has kept longer than `grace_secs` (uploads cut off
+    /// between their last byte and their copy). Nothing to do for a local store, whose `tmp/`
+    /// is swept at start.
+    pub async fn sweep_bucket(&self, grace_secs: u64) -> Result<usize, BlobError> {
+        match &self.bucket {
+            Some(bucket) => self.sweep_bucket_staging(bucket, grace_secs).await,
+            None => Ok(0),
+        }
     }
 
     /// Upload bytes received since start, whether they were stored, deduplicated or
@@ -150,20 +220,33 @@ impl BlobStore {
         self.gc_lock.write().await
     }
 
-    /// Deletes a blob's bytes. Call only under `lock_for_gc`, for a digest nothing names.
+    /// Deletes a blob's bytes (from the bucket and the local cache, when in a bucket). Call
+    /// only under `lock_for_gc`, for a digest nothing names.
     pub async fn delete(&self, digest: &Digest) -> Result<(), BlobError> {
-        match self.store.delete(&Self::key(digest)).await {
-            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
-            Err(e) => Err(e.into()),
+        let (store, key) = self.home(digest);
+        match store.delete(&key).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+            Err(e) => return Err(e.into()),
         }
+        if self.bucket.is_some() {
+            match tokio::fs::remove_file(self.cached_path(digest)).await {
+                Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e.into()),
+                _ => {}
+            }
+        }
+        Ok(())
     }
 
-    /// Every blob on disk with its age in seconds, to find bytes no row names (a crash
-    /// between the link and the commit leaves those).
+    /// Every blob in the store (on disk or in the bucket) with its age in seconds, to find
+    /// bytes no row names (a crash between the link and the commit leaves those).
     pub async fn list_on_disk(&self) -> Result<Vec<(Digest, u64)>, BlobError> {
         use futures_util::TryStreamExt as _;
         let now = std::time::SystemTime::now();
-        let metas: Vec<_> = self.store.list(Some(&Key::from("blobs/sha256"))).try_collect().await?;
+        let listing = match &self.bucket {
+            Some(bucket) => bucket.store().list(Some(&bucket.blobs_prefix())),
+            None => self.store.list(Some(&Key::from("blobs/sha256"))),
+        };
+        let metas: Vec<_> = listing.try_collect().await?;
         Ok(metas
             .into_iter()
             .filter_map(|meta| {
@@ -179,18 +262,25 @@ impl BlobStore {
     /// by another request (a Git LFS upload before its commit). `None` when it is not on disk.
     pub async fn pin(&self, digest: &Digest) -> Result<Option<Ingested>, BlobError> {
         let guard = self.gc_lock.clone().read_owned().await;
-        match self.store.head(&Self::key(digest)).await {
+        let (store, key) = self.home(digest);
+        match store.head(&key).await {
             Ok(meta) => Ok(Some(Ingested::new(*digest, meta.size, true, guard))),
             Err(object_store::Error::NotFound { .. }) => Ok(None),
             Err(e) => Err(e.into()),
         }
     }
 
-    /// Whether the bytes of `digest` are on disk.
+    /// Whether the bytes of `digest` are in the store.
     pub async fn contains(&self, digest: &Digest) -> Result<bool, BlobError> {
-        match self.store.head(&Self::key(digest)).await {
-            Ok(_) => Ok(true),
-            Err(object_store::Error::NotFound { .. }) => Ok(false),
+        Ok(self.size_of(digest).await?.is_some())
+    }
+
+    /// The size of the bytes of `digest` in the store; `None` when they are not there.
+    pub async fn size_of(&self, digest: &Digest) -> Result<Option<u64>, BlobError> {
+        let (store, key) = self.home(digest);
+        match store.head(&key).await {
+            Ok(meta) => Ok(Some(meta.size)),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
             Err(e) => Err(e.into()),
         }
     }

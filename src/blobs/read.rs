@@ -1,4 +1,4 @@
-//! Ranged reads. For a local store, a blocking reader thread streams large chunks from the
+//! Ranged reads, from the data dir or the bucket. For a local store, a blocking reader thread streams large chunks from the
 //! file; `object_store`'s own stream reads 8 KiB per blocking task, which cannot keep up
 //! with a fast disk.
 
@@ -7,7 +7,7 @@ use std::ops::Range;
 
 use bytes::Bytes;
 use futures_util::stream::{BoxStream, StreamExt as _};
-use object_store::{GetOptions, GetRange, GetResultPayload, ObjectStore as _};
+use object_store::{GetOptions, GetRange, GetResultPayload};
 use tokio::sync::mpsc;
 
 use super::{BlobError, BlobStore};
@@ -26,7 +26,8 @@ impl BlobStore {
             return Ok(futures_util::stream::empty().boxed());
         }
         let options = GetOptions { range: Some(GetRange::Bounded(range.clone())), ..Default::default() };
-        let result = match self.store.get_opts(&Self::key(digest), options).await {
+        let (store, key) = self.home(digest);
+        let result = match store.get_opts(&key, options).await {
             Ok(result) => result,
             Err(object_store::Error::NotFound { .. }) => return Err(BlobError::Missing(*digest)),
             Err(e) => return Err(e.into()),
@@ -38,7 +39,7 @@ impl BlobStore {
     }
 }
 
-fn read_file(mut file: std::fs::File, range: Range<u64>) -> BlobStream {
+pub(super) fn read_file(mut file: std::fs::File, range: Range<u64>) -> BlobStream {
     let (tx, rx) = mpsc::channel::<io::Result<Bytes>>(QUEUE_CHUNKS);
     tokio::task::spawn_blocking(move || {
         let send = |item| tx.blocking_send(item).is_ok();

@@ -6,7 +6,8 @@
 //! each part written at its offset) and `parts/<n>`, a marker written only after part `n`'s
 //! bytes are synced, holding their sha256. A part is therefore recorded whole or not at all;
 //! one cut mid-way is simply sent again. Completion hashes `data` once, checks the file's
-//! digest and links it into the store as a streamed upload is linked. Expired sessions are
+//! digest and links it into the store as a streamed upload is linked; for a store in a bucket,
+//! it sends the file there as a streamed upload is sent, hashing it on the way. Expired sessions are
 //! removed by `sweep_expired_sessions`, called with the garbage collection.
 
 use std::fs::{File, OpenOptions};
@@ -108,7 +109,7 @@ impl BlobStore {
     /// Opens a session for a file of `spec.size` bytes, reserving its room on the disk now so
     /// that a full disk is said at the start, not after hours of sending.
     pub async fn create_session(&self, spec: SessionSpec) -> Result<Session, SessionError> {
-        self.ensure_room(spec.size)?;
+        self.ensure_local_room(spec.size)?;
         let id = uuid::Uuid::new_v4();
         let dir = self.session_dir(id);
         let free = self.clone();
@@ -259,6 +260,20 @@ impl BlobStore {
         }
         let dir = self.session_dir(id);
         let data = dir.join("data");
+        if let Some(bucket) = &self.bucket {
+            // One pass over the file hashes it and sends it; the bytes were counted as received
+            // when their parts arrived.
+            let body = super::read::read_file(File::open(&data)?, 0..session.spec.size);
+            let ingested = match self.ingest_to_bucket(bucket, body, Some(session.spec.digest), false).await {
+                Err(e @ BlobError::DigestMismatch { .. }) => {
+                    let _ = tokio::fs::remove_dir_all(&dir).await;
+                    return Err(e.into());
+                }
+                ingested => ingested?,
+            };
+            let _ = tokio::fs::remove_dir_all(&dir).await;
+            return Ok((session.spec, ingested));
+        }
         let actual = tokio::task::spawn_blocking(move || hash_file(&data)).await.map_err(io::Error::other)??;
         if actual != session.spec.digest {
             let _ = tokio::fs::remove_dir_all(&dir).await;

@@ -1,6 +1,7 @@
 //! Snapshots: a ready version laid out by file path under `snapshots/<model>/<version>/`, as
 //! hardlinks into `blobs/`. Built once, in `tmp/`, then renamed into place, so a snapshot
-//! that exists is complete; no byte of a model is copied to deploy it.
+//! that exists is complete; no byte of a model is copied to deploy it. When the blobs live in a
+//! bucket, `blobs/` is their local cache: a snapshot first fetches what it lacks there.
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -26,6 +27,11 @@ impl BlobStore {
         if target.is_dir() {
             return Ok(target);
         }
+        if let Some(bucket) = &self.bucket {
+            let mut seen = std::collections::HashSet::new();
+            let digests: Vec<Digest> = files.iter().map(|(_, digest)| *digest).filter(|d| seen.insert(*d)).collect();
+            self.fill_cache(bucket, &digests).await?;
+        }
         let staging = self.tmp_dir.join(format!("snapshot-{}", uuid::Uuid::new_v4()));
         let blobs = self.root.join("blobs");
         let built = target.clone();
@@ -40,6 +46,13 @@ impl BlobStore {
                 // benches/deploy.sh alike.
                 let took_ms = started.elapsed().as_secs_f64() * 1000.0;
                 tracing::info!(%model, %version, files = count, took_ms, "built snapshot");
+                if let Some(bucket) = &self.bucket {
+                    // The new snapshot links its blobs, so trimming cannot take them.
+                    let removed = self.trim_cache(bucket).await?;
+                    if removed > 0 {
+                        tracing::info!(removed, "removed least recently used blobs from the local cache");
+                    }
+                }
                 Ok(target)
             }
         }

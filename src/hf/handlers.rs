@@ -171,7 +171,8 @@ pub async fn refs(pool: web::Data<SqlitePool>, caller: Caller, req: HttpRequest)
 
 /// `GET`/`HEAD /hf/{repo}/resolve/{rev}/{path}`: the file, or the one range asked for,
 /// streamed from the blob store, with the headers `hf_hub_download` reads: `X-Repo-Commit`,
-/// `ETag` and `X-Linked-Etag` (the quoted sha256), `X-Linked-Size` and `Content-Length`.
+/// `ETag` and `X-Linked-Etag` (the quoted sha256), `X-Linked-Size` and `Content-Length`. With
+/// `presign_downloads`, a `GET` is redirected to the file's presigned URL in the bucket.
 pub async fn resolve(
     pool: web::Data<SqlitePool>,
     blobs: web::Data<BlobStore>,
@@ -191,6 +192,19 @@ pub async fn resolve(
     };
     let size = u64::try_from(file.size).map_err(ApiError::internal)?;
     let etag = format!("\"{}\"", file.digest.hex());
+    if req.method() == Method::GET
+        && let Some(url) = blobs.download_url(&file.digest).await.map_err(ApiError::from)?
+    {
+        // As the Hub redirects a large file to its CDN: the client follows it with its Range.
+        return Ok(HttpResponse::Found()
+            .insert_header((header::LOCATION, url.as_str()))
+            .insert_header((header::ETAG, etag.clone()))
+            .insert_header(("X-Linked-Etag", etag))
+            .insert_header(("X-Linked-Size", size.to_string()))
+            .insert_header(("X-Repo-Commit", commit_id(&version)))
+            .insert_header((header::CACHE_CONTROL, "no-store"))
+            .finish());
+    }
     let header_str = |name| req.headers().get(name).and_then(|v| v.to_str().ok());
     // A range is honoured only if the client's copy is still this file (If-Range).
     let range_header = match header_str(header::IF_RANGE) {

@@ -242,8 +242,14 @@ pub fn hangar_command() -> Command {
     // The test's own reqwest clients need the process's rustls provider too.
     hangar::tls::install_provider();
     let mut command = Command::new(env!("CARGO_BIN_EXE_hangar"));
-    for var in ["HANGAR_LISTEN", "HANGAR_DATA_DIR", "HANGAR_CONFIG", "HANGAR_BOOTSTRAP_TOKEN", "HANGAR_ADMIN_PASSWORD"]
-    {
+    for var in [
+        "HANGAR_LISTEN",
+        "HANGAR_DATA_DIR",
+        "HANGAR_CONFIG",
+        "HANGAR_BOOTSTRAP_TOKEN",
+        "HANGAR_ADMIN_PASSWORD",
+        "HANGAR_BLOB_STORE",
+    ] {
         command.env_remove(var);
     }
     command

@@ -154,3 +154,31 @@ fn on_path(command: &str) -> bool {
 fn running_as_root() -> bool {
     Command::new("id").arg("-u").output().is_ok_and(|o| o.stdout.trim_ascii() == b"0")
 }
+
+/// The s3s-fs release the S3 tests run; `.ci/run` installs the same one.
+pub const S3S_FS_VERSION: &str = "0.14.1";
+
+/// The S3-compatible server of the S3 tests: s3s-fs (the s3s project's filesystem-backed
+/// server), installed from crates.io into a folder named by its version under /var/tmp, as
+/// `.ci/run` installs it, when it is not there yet (about 8 minutes on 2 cores).
+pub fn s3s_fs() -> PathBuf {
+    static INSTALLED: OnceLock<PathBuf> = OnceLock::new();
+    INSTALLED
+        .get_or_init(|| {
+            let root = PathBuf::from(format!("/var/tmp/s3-server-s3s-fs-{S3S_FS_VERSION}"));
+            let binary = root.join("bin/s3s-fs");
+            if !binary.is_file() {
+                eprintln!("installing s3s-fs {S3S_FS_VERSION} into {} for the S3 tests", root.display());
+                let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+                assert!(
+                    run(Command::new(cargo)
+                        .args(["install", "--locked", "--features", "binary", "--root"])
+                        .arg(&root)
+                        .arg(format!("s3s-fs@{S3S_FS_VERSION}"))),
+                    "cargo install s3s-fs@{S3S_FS_VERSION} failed (crates.io must be reachable)"
+                );
+            }
+            binary
+        })
+        .clone()
+}

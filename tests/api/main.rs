@@ -26,6 +26,7 @@ mod models;
 mod openapi;
 mod proxy;
 mod route_table;
+mod s3;
 mod scope;
 mod serve;
 mod tls;
