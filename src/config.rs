@@ -18,6 +18,9 @@ use crate::runtime::{GpuConfig, GpuMode};
 pub struct Settings {
     pub listen: SocketAddr,
     pub data_dir: PathBuf,
+    /// `postgres://…`: the catalog lives in that Postgres database instead of the SQLite file
+    /// in the data dir. Redacted: it may hold a password.
+    pub database_url: Option<Redacted>,
     /// Unreferenced blobs younger than this are kept: an upload may be about to name them.
     pub gc_grace_secs: u64,
     /// An upload session not completed within this many seconds is removed with its parts.
@@ -105,6 +108,7 @@ impl Default for Settings {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             data_dir: PathBuf::from("./hangar-data"),
+            database_url: None,
             gc_grace_secs: 3600,
             upload_session_ttl_secs: 7 * 24 * 3600,
             usage_raw_retention_hours: 24,
@@ -143,6 +147,7 @@ impl Default for Settings {
 struct FileSettings {
     listen: Option<String>,
     data_dir: Option<PathBuf>,
+    database_url: Option<String>,
     gc_grace_secs: Option<u64>,
     upload_session_ttl_secs: Option<u64>,
     usage_raw_retention_hours: Option<u64>,
@@ -180,6 +185,10 @@ pub struct Overrides {
     /// Where the database, blobs and snapshots live.
     #[arg(long, env = "HANGAR_DATA_DIR", value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
+    /// `postgres://USER:PASSWORD@HOST:PORT/DB`: keep the catalog in Postgres (default: SQLite
+    /// in the data dir).
+    #[arg(long, env = "HANGAR_DATABASE_URL", value_name = "URL", hide_env_values = true)]
+    pub database_url: Option<String>,
     /// A TOML file of settings (keys as the flags, with '_' for '-').
     #[arg(long, env = "HANGAR_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
@@ -233,6 +242,7 @@ impl Settings {
         if let Some(dir) = file.data_dir {
             settings.data_dir = dir;
         }
+        settings.database_url = file.database_url.map(Redacted);
         if let Some(secs) = file.gc_grace_secs {
             settings.gc_grace_secs = secs;
         }
@@ -327,6 +337,9 @@ impl Settings {
         }
         if let Some(on) = overrides.metrics_public {
             settings.metrics_public = on;
+        }
+        if let Some(url) = &overrides.database_url {
+            settings.database_url = Some(Redacted(url.clone()));
         }
         if let Some(network) = &overrides.docker_network {
             settings.docker_network = Some(network.clone());

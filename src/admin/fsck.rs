@@ -11,8 +11,8 @@ use std::collections::{BTreeMap, HashSet};
 use std::io::Read as _;
 use std::path::Path;
 
+use crate::catalog::Db;
 use sha2::{Digest as _, Sha256};
-use sqlx::SqlitePool;
 
 use super::backup::blob_path;
 use crate::blobs::BlobStore;
@@ -64,12 +64,7 @@ pub struct Options {
 }
 
 /// Checks `data_dir`; `server_running` when another process holds its lock.
-pub async fn check(
-    pool: &SqlitePool,
-    data_dir: &Path,
-    options: Options,
-    server_running: bool,
-) -> anyhow::Result<Vec<Finding>> {
+pub async fn check(pool: &Db, data_dir: &Path, options: Options, server_running: bool) -> anyhow::Result<Vec<Finding>> {
     anyhow::ensure!(
         !(options.repair && server_running),
         "a server holds {}; stop it before --repair (checking alone works while it runs)",
@@ -153,7 +148,7 @@ fn row_problem(kind: Kind, digest: &Digest, what: &str) -> Finding {
 /// file of their version or hold one of the wrong size (said, not removed: a container may
 /// mount it).
 async fn snapshots(
-    pool: &SqlitePool,
+    pool: &Db,
     store: &BlobStore,
     data_dir: &Path,
     options: Options,

@@ -2,11 +2,11 @@
 //! stream), a form to create one, start/stop/restart, and a page per deployment with its
 //! events and the tail of its log.
 
+use crate::catalog::Db;
 use actix_web::http::header;
 use actix_web::{HttpResponse, web};
 use askama::Template;
 use serde::Deserialize;
-use sqlx::SqlitePool;
 
 use super::Notice;
 use crate::catalog::deployments::{self, Deployment};
@@ -170,7 +170,7 @@ fn redirect(to: &str, notice: &str) -> HttpResponse {
 }
 
 pub async fn list(
-    pool: web::Data<SqlitePool>,
+    pool: web::Data<Db>,
     gateway: web::Data<Gateway>,
     cache: web::Data<PageCache<(), DeploymentsData>>,
     caller: WebCaller,
@@ -198,7 +198,7 @@ pub async fn list(
     )
 }
 
-async fn load_list(pool: &SqlitePool) -> Result<DeploymentsData, WebError> {
+async fn load_list(pool: &Db) -> Result<DeploymentsData, WebError> {
     let mut runtimes: Vec<String> = PRESET_NAMES.iter().map(|s| (*s).to_owned()).collect();
     for (name, _) in crate::catalog::runtimes::list(pool).await? {
         if !runtimes.contains(&name) {
@@ -210,7 +210,7 @@ async fn load_list(pool: &SqlitePool) -> Result<DeploymentsData, WebError> {
 }
 
 pub async fn show(
-    pool: web::Data<SqlitePool>,
+    pool: web::Data<Db>,
     supervisor: web::Data<Supervisor>,
     caller: WebCaller,
     name: web::Path<String>,
@@ -287,7 +287,7 @@ pub async fn create(
 
 /// Start, stop or restart from a button.
 pub async fn act(
-    pool: web::Data<SqlitePool>,
+    pool: web::Data<Db>,
     supervisor: web::Data<Supervisor>,
     caller: WebCaller,
     path: web::Path<ActionPath>,

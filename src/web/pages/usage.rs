@@ -3,11 +3,11 @@
 //! of the same figures; and, for admins, the fair-use limits in force. What a caller sees is
 //! `ops::usage`'s rule, the API's.
 
+use crate::catalog::Db;
 use actix_web::http::header;
 use actix_web::{HttpResponse, web};
 use askama::Template;
 use serde::Deserialize;
-use sqlx::SqlitePool;
 
 use super::deployments::number;
 use crate::catalog::usage::{By, Point, Series as UsageSeries};
@@ -82,7 +82,7 @@ pub struct LimitForm {
 
 /// `POST /usage/limits`: an admin sets or removes a subject's limits, as the API does.
 pub async fn limits(
-    pool: web::Data<SqlitePool>,
+    pool: web::Data<Db>,
     caller: WebCaller,
     form: web::Form<LimitForm>,
 ) -> Result<HttpResponse, WebError> {
@@ -105,7 +105,7 @@ pub async fn limits(
 }
 
 pub async fn show(
-    pool: web::Data<SqlitePool>,
+    pool: web::Data<Db>,
     caller: WebCaller,
     query: web::Query<UsagePageQuery>,
 ) -> Result<HttpResponse, WebError> {
@@ -252,7 +252,7 @@ const TRAFFIC_ROWS: usize = 12;
 /// The last hour (by the minute) and the last day (by the hour) of `deployment`'s traffic
 /// through the gateway, from the usage rollups, as `caller` may see it.
 pub async fn deployment_traffic(
-    pool: &SqlitePool,
+    pool: &Db,
     caller: &crate::auth::Caller,
     deployment: &str,
 ) -> Result<Vec<TrafficView>, WebError> {
