@@ -7,6 +7,7 @@
 #   tests/with-postgres.sh cargo test --test api
 #
 # Needs Postgres' server binaries (Debian: postgresql-15); PG_BIN names their directory.
+# PG_SETTINGS replaces the server settings below that trade durability for speed.
 set -euo pipefail
 
 PG_BIN="${PG_BIN:-$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n1)}"
@@ -30,8 +31,9 @@ trap stop EXIT
 "${as_owner[@]}" "$PG_BIN/initdb" -D "$dir/data" -U hangar --auth=trust -E UTF8 --locale=C.UTF-8 >"$dir/initdb.log" 2>&1 \
     || { cat "$dir/initdb.log" >&2; exit 1; }
 # Durability is not under test here; fsync off keeps hundreds of CREATE DATABASEs quick.
+settings="${PG_SETTINGS--c fsync=off -c synchronous_commit=off -c full_page_writes=off}"
 "${as_owner[@]}" "$PG_BIN/pg_ctl" -D "$dir/data" -l "$dir/postgres.log" -w \
-    -o "-p $port -k $dir -c listen_addresses=127.0.0.1 -c max_connections=300 -c fsync=off -c synchronous_commit=off -c full_page_writes=off" \
+    -o "-p $port -k $dir -c listen_addresses=127.0.0.1 -c max_connections=300 $settings" \
     start >/dev/null || { cat "$dir/postgres.log" >&2; exit 1; }
 
 export HANGAR_TEST_DATABASE_URL="postgres://hangar@127.0.0.1:$port"

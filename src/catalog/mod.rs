@@ -598,6 +598,22 @@ mod tests {
         assert_eq!(row, ("ba".to_owned(), "a".to_owned()), "numbered, reused, out of order");
     }
 
+    #[tokio::test]
+    async fn a_locked_sqlite_file_or_no_connection_is_transient_and_a_bad_query_is_not() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("hangar.db");
+        let db = Db::Sqlite(open(&path).await.expect("open"));
+        let options = SqliteConnectOptions::new().filename(&path).busy_timeout(Duration::ZERO);
+        let mut other = SqliteConnection::connect_with(&options).await.expect("second connection");
+        let _held = begin_write(&db).await.expect("write lock");
+        let busy = sqlx::query("BEGIN IMMEDIATE").execute(&mut other).await.expect_err("the file is locked");
+        assert!(is_transient(&busy), "{busy:?}");
+        assert!(is_transient(&sqlx::Error::PoolTimedOut));
+        let bad = on_db!(&db, |pool| sqlx::query("SELECT * FROM nowhere").execute(pool).await.map(drop))
+            .expect_err("no such table");
+        assert!(!is_transient(&bad), "{bad:?}");
+    }
+
     #[test]
     fn like_pattern_escapes_wildcards() {
         assert_eq!(like_pattern("a%b_c\\"), "%a\\%b\\_c\\\\%");
