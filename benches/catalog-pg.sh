@@ -80,7 +80,7 @@ seed
 measure postgres
 stop_server
 
-PG_VERSION=$("$PG_BIN/postgres" --version | awk '{ print $NF }')
+PG_VERSION=$("$PG_BIN/postgres" --version | awk '{ print $3 }')
 header "catalog on Postgres" "Postgres $PG_VERSION on this machine (synchronous_commit off), $NMODELS models"
 printf '%-40s %14s %14s %8s %s\n' "figure" "postgres" "sqlite (ref)" "ratio" "verdict"
 line() {

@@ -194,6 +194,9 @@ pub async fn connect(url: Option<&str>, path: &Path) -> anyhow::Result<Db> {
 async fn open_postgres(url: &str) -> anyhow::Result<PgPool> {
     let options: PgConnectOptions = url.parse().context("database_url is not a postgres:// URL sqlx reads")?;
     let shown = format!("{}:{}/{}", options.get_host(), options.get_port(), options.get_database().unwrap_or(""));
+    // As SQLite's busy timeout: a writer that waits longer than this for the write lock (or
+    // any row lock) gives up with `lock_not_available`, answered 503, instead of waiting on.
+    let options = options.options([("lock_timeout", "10s")]);
     let pool = PgPoolOptions::new()
         .max_connections(8)
         .connect_with(options)
