@@ -22,6 +22,9 @@ pub struct Settings {
     /// `blob_store = "s3://bucket/prefix"`: the blobs live in that bucket, the data dir keeping
     /// a local cache of those deployments use. `None` (`"local"`, the default): in the data dir.
     pub blob_store: Option<BucketSettings>,
+    /// `postgres://…`: the catalog lives in that Postgres database instead of the SQLite file
+    /// in the data dir. Redacted: it may hold a password.
+    pub database_url: Option<Redacted>,
     /// Unreferenced blobs younger than this are kept: an upload may be about to name them.
     pub gc_grace_secs: u64,
     /// An upload session not completed within this many seconds is removed with its parts.
@@ -110,6 +113,7 @@ impl Default for Settings {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             data_dir: PathBuf::from("./hangar-data"),
             blob_store: None,
+            database_url: None,
             gc_grace_secs: 3600,
             upload_session_ttl_secs: 7 * 24 * 3600,
             usage_raw_retention_hours: 24,
@@ -153,6 +157,7 @@ struct FileSettings {
     presign_downloads: Option<bool>,
     /// `object_store` S3 settings over the `AWS_*` environment (`endpoint`, `region`, …).
     s3: Option<std::collections::BTreeMap<String, String>>,
+    database_url: Option<String>,
     gc_grace_secs: Option<u64>,
     upload_session_ttl_secs: Option<u64>,
     usage_raw_retention_hours: Option<u64>,
@@ -194,6 +199,10 @@ pub struct Overrides {
     /// credentials from the AWS_* environment and the config file's [s3] table).
     #[arg(long, env = "HANGAR_BLOB_STORE", value_name = "URL")]
     pub blob_store: Option<String>,
+    /// `postgres://USER:PASSWORD@HOST:PORT/DB`: keep the catalog in Postgres (default: SQLite
+    /// in the data dir).
+    #[arg(long, env = "HANGAR_DATABASE_URL", value_name = "URL", hide_env_values = true)]
+    pub database_url: Option<String>,
     /// A TOML file of settings (keys as the flags, with '_' for '-').
     #[arg(long, env = "HANGAR_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
@@ -247,6 +256,7 @@ impl Settings {
         if let Some(dir) = file.data_dir {
             settings.data_dir = dir;
         }
+        settings.database_url = file.database_url.map(Redacted);
         if let Some(secs) = file.gc_grace_secs {
             settings.gc_grace_secs = secs;
         }
@@ -347,6 +357,9 @@ impl Settings {
         }
         if let Some(on) = overrides.metrics_public {
             settings.metrics_public = on;
+        }
+        if let Some(url) = &overrides.database_url {
+            settings.database_url = Some(Redacted(url.clone()));
         }
         if let Some(network) = &overrides.docker_network {
             settings.docker_network = Some(network.clone());

@@ -163,6 +163,12 @@ impl From<CatalogError> for ApiError {
                     "the data dir's disk is full, so nothing was changed; free some space and try again".into(),
                 )
             }
+            CatalogError::Db { source, at } if crate::catalog::is_transient(&source) => {
+                tracing::warn!(error = %source, %at, "a catalog call gave up on a busy or unreachable database");
+                Self::Unavailable(
+                    "the catalog's database is busy or unreachable; nothing was changed, try again".into(),
+                )
+            }
             CatalogError::Db { source, at } => {
                 Self::Internal(anyhow::Error::new(source).context(format!("database error at {at}")))
             }

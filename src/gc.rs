@@ -3,7 +3,7 @@
 
 use std::collections::HashSet;
 
-use sqlx::SqlitePool;
+use crate::catalog::Db;
 
 use crate::blobs::BlobStore;
 use crate::catalog;
@@ -26,7 +26,7 @@ pub struct Swept {
 /// Deletes snapshots of deleted versions, then blobs that no file refers to and that are
 /// older than `grace_secs`. Holds the
 /// store's GC lock throughout, so no upload commits a blob while it is being judged.
-pub async fn sweep(pool: &SqlitePool, blobs: &BlobStore, grace_secs: u64) -> anyhow::Result<Swept> {
+pub async fn sweep(pool: &Db, blobs: &BlobStore, grace_secs: u64) -> anyhow::Result<Swept> {
     let _exclusive = blobs.lock_for_gc().await;
     let mut swept = Swept::default();
     let versions = catalog::versions::all_names(pool).await?;

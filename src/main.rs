@@ -21,10 +21,19 @@ enum Command {
     /// Run the server: catalog, blob store and REST API.
     Serve(Overrides),
     /// Manage users and tokens directly on a data dir, without a server.
-    #[command(subcommand)]
-    Admin(AdminCommand),
+    Admin(AdminArgs),
     #[command(flatten)]
     Client(ClientCommand),
+}
+
+#[derive(clap::Args)]
+struct AdminArgs {
+    /// The server's `database_url`, when its catalog is in Postgres: users and tokens are
+    /// managed there. Backup, restore and fsck work on a data dir's `hangar.db` only.
+    #[arg(long, env = "HANGAR_DATABASE_URL", global = true, value_name = "URL", hide_env_values = true)]
+    database_url: Option<String>,
+    #[command(subcommand)]
+    command: AdminCommand,
 }
 
 #[tokio::main]
@@ -39,7 +48,7 @@ async fn main() -> ExitCode {
     }
     let result = match cli.command {
         Command::Serve(overrides) => serve(&overrides).await,
-        Command::Admin(command) => hangar::admin::run(command).await,
+        Command::Admin(AdminArgs { database_url, command }) => hangar::admin::run(command, database_url).await,
         // Exit codes of their own: 3 not found, 4 conflict, 5 auth.
         Command::Client(command) => return hangar::client::run(command).await,
     };

@@ -10,11 +10,11 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::catalog::Db;
 use actix_web::dev::Server;
 use actix_web::middleware::{DefaultHeaders, from_fn};
 use actix_web::{App, HttpServer, web};
 use anyhow::Context as _;
-use sqlx::SqlitePool;
 
 use crate::auth::{self, Authenticator, Bootstrapped, LoginLimiter};
 use crate::blobs::BlobStore;
@@ -36,7 +36,7 @@ const GC_INTERVAL: Duration = Duration::from_secs(15 * 60);
 pub struct Application {
     port: u16,
     server: Server,
-    pool: SqlitePool,
+    pool: Db,
     blobs: BlobStore,
     bootstrapped: Bootstrapped,
     tasks: Tasks,
@@ -54,7 +54,8 @@ impl Application {
             TcpListener::bind(settings.listen).with_context(|| format!("cannot listen on {}", settings.listen))?;
         let port = listener.local_addr()?.port();
         let lock = prepare_data_dir(&settings.data_dir)?;
-        let pool = catalog::open(&settings.data_dir.join("hangar.db")).await?;
+        let database_url = settings.database_url.as_ref().map(|url| url.0.as_str());
+        let pool = catalog::connect(database_url, &settings.data_dir.join("hangar.db")).await?;
         let blobs = BlobStore::open_with(&settings.data_dir, settings.blob_store.as_ref())
             .with_context(|| format!("cannot open the blob store in {}", settings.data_dir.display()))?;
         if let Some(bucket) = &settings.blob_store {
@@ -150,12 +151,12 @@ impl Application {
     }
 }
 
-/// What every worker's `App` shares, made once by [`Application::build`].
 /// How long an idle client connection stays open.
 const KEEP_ALIVE: Duration = Duration::from_secs(75);
 
+/// What every worker's `App` shares, made once by [`Application::build`].
 struct Shared {
-    pool: SqlitePool,
+    pool: Db,
     blobs: BlobStore,
     supervisor: Arc<Supervisor>,
     traffic: Arc<Traffic>,
@@ -309,7 +310,7 @@ fn tighten(path: &Path, private: u32) -> std::io::Result<()> {
 /// Connects to Docker (lazily: Hangar starts without it) and loads the GPU inventory.
 async fn start_supervisor(
     settings: &Settings,
-    pool: SqlitePool,
+    pool: Db,
     blobs: BlobStore,
     traffic: Arc<Traffic>,
 ) -> anyhow::Result<Arc<Supervisor>> {
@@ -353,7 +354,7 @@ fn installation_id(data_dir: &Path) -> anyhow::Result<String> {
     }
 }
 
-async fn gc_loop(pool: SqlitePool, blobs: BlobStore, grace_secs: u64) {
+async fn gc_loop(pool: Db, blobs: BlobStore, grace_secs: u64) {
     let mut ticks = tokio::time::interval(GC_INTERVAL);
     ticks.tick().await;
     loop {

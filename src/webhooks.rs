@@ -22,11 +22,11 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use crate::catalog::Db;
 use hmac::{Hmac, KeyInit as _, Mac as _};
 use rand_core::{OsRng, RngCore as _};
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 use sha2::Sha256;
-use sqlx::SqlitePool;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::catalog::CatalogError;
@@ -67,7 +67,7 @@ pub struct DeliverySettings {
 }
 
 pub struct Deliverer {
-    pool: SqlitePool,
+    pool: Db,
     client: reqwest::Client,
     settings: DeliverySettings,
     /// Webhooks with an attempt in flight.
@@ -76,7 +76,7 @@ pub struct Deliverer {
 }
 
 impl Deliverer {
-    pub fn new(pool: SqlitePool, settings: DeliverySettings) -> anyhow::Result<Arc<Self>> {
+    pub fn new(pool: Db, settings: DeliverySettings) -> anyhow::Result<Arc<Self>> {
         let mut client = reqwest::Client::builder();
         if !settings.allow_private {
             client = client.dns_resolver(PublicOnly);

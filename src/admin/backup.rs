@@ -53,7 +53,7 @@ pub async fn copy_data_dir(source: &Path, dest: &Path) -> anyhow::Result<Copied>
     if id.is_file() {
         copy_private(&id, &dest.join("installation-id"))?;
     }
-    let pool = catalog::open(&dest_db).await.context("cannot open the copied database")?;
+    let pool = catalog::open(&dest_db).await.map(catalog::Db::Sqlite).context("cannot open the copied database")?;
     let blobs = catalog::blobs::sizes(&pool).await?;
     pool.close().await;
     let (source, dest) = (source.to_owned(), dest.to_owned());

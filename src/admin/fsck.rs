@@ -10,8 +10,8 @@
 use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
 
+use crate::catalog::Db;
 use sha2::{Digest as _, Sha256};
-use sqlx::SqlitePool;
 
 use crate::blobs::{BlobStore, BucketSettings};
 use crate::catalog;
@@ -64,7 +64,7 @@ pub struct Options {
 /// Checks `data_dir` (and `bucket`, where its blobs live there); `server_running` when another
 /// process holds its lock.
 pub async fn check(
-    pool: &SqlitePool,
+    pool: &Db,
     data_dir: &Path,
     bucket: Option<&BucketSettings>,
     options: Options,
@@ -149,7 +149,7 @@ fn row_problem(kind: Kind, digest: &Digest, what: &str) -> Finding {
 /// file of their version or hold one of the wrong size (said, not removed: a container may
 /// mount it).
 async fn snapshots(
-    pool: &SqlitePool,
+    pool: &Db,
     store: &BlobStore,
     data_dir: &Path,
     options: Options,

@@ -9,8 +9,8 @@ mod fsck;
 use std::io::BufRead as _;
 use std::path::Path;
 
+use crate::catalog::Db;
 use anyhow::Context as _;
-use sqlx::SqlitePool;
 
 use crate::auth::token::{Secret, parse_lifetime};
 use crate::auth::{now_unix, password};
@@ -133,11 +133,14 @@ pub enum UserCommand {
     },
 }
 
-pub async fn run(command: AdminCommand) -> anyhow::Result<()> {
+/// Runs `command`; with `database_url`, users and tokens are managed in that Postgres
+/// database instead of the data dir's `hangar.db`.
+pub async fn run(command: AdminCommand, database_url: Option<String>) -> anyhow::Result<()> {
+    let url = database_url.as_deref();
     let actor = Actor { user: Some("admin-cli".into()), ..Actor::default() };
     match command {
         AdminCommand::Token(TokenCommand::Create { data_dir, role, name, user, expires, models }) => {
-            let pool = open(&data_dir).await?;
+            let pool = open(&data_dir, url).await?;
             let role = Role::parse(&role)?;
             let user = UserName::parse(&user)?;
             let models = models.iter().map(|g| Glob::parse(g)).collect::<Result<Vec<_>, _>>()?;
@@ -158,7 +161,7 @@ pub async fn run(command: AdminCommand) -> anyhow::Result<()> {
             catalog::tokens::create(&pool, &actor, new).await.map_err(describe)?;
             println!("{}", secret.expose());
         }
-        AdminCommand::User(command) => user(command, &actor).await?,
+        AdminCommand::User(command) => user(command, url, &actor).await?,
         AdminCommand::Backup { data_dir, dest } => {
             let copied = backup::copy_data_dir(&data_dir, &dest).await?;
             println!("backed up {copied} to {}", dest.display());
@@ -170,9 +173,9 @@ pub async fn run(command: AdminCommand) -> anyhow::Result<()> {
         AdminCommand::Fsck { data_dir, full, repair, grace_secs, blob_store } => {
             let bucket = match blob_store.as_deref() {
                 None | Some("local") => None,
-                Some(url) => Some(BucketSettings::parse(url).map_err(anyhow::Error::msg)?),
+                Some(store) => Some(BucketSettings::parse(store).map_err(anyhow::Error::msg)?),
             };
-            let pool = open(&data_dir).await?;
+            let pool = open(&data_dir, url).await?;
             // Held until fsck ends, so no server starts on the dir while it repairs.
             let lock = std::fs::File::open(data_dir.join("hangar.lock")).ok();
             let server_running = lock.as_ref().is_some_and(|file| file.try_lock().is_err());
@@ -187,10 +190,10 @@ pub async fn run(command: AdminCommand) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn user(command: UserCommand, actor: &Actor) -> anyhow::Result<()> {
+async fn user(command: UserCommand, url: Option<&str>, actor: &Actor) -> anyhow::Result<()> {
     match command {
         UserCommand::Create { data_dir, name, role, password_stdin } => {
-            let pool = open(&data_dir).await?;
+            let pool = open(&data_dir, url).await?;
             let (name, role) = (UserName::parse(&name)?, Role::parse(&role)?);
             let (password, generated) = password_from(password_stdin)?;
             let hash = password::hash(password.clone()).await?;
@@ -202,23 +205,23 @@ async fn user(command: UserCommand, actor: &Actor) -> anyhow::Result<()> {
             }
         }
         UserCommand::List { data_dir } => {
-            let pool = open(&data_dir).await?;
+            let pool = open(&data_dir, url).await?;
             for user in catalog::users::list(&pool).await.map_err(describe)? {
                 let state = if user.disabled { "disabled" } else { "enabled" };
                 println!("{}\t{}\t{state}", user.name, user.role);
             }
         }
         UserCommand::SetRole { data_dir, name, role } => {
-            let pool = open(&data_dir).await?;
+            let pool = open(&data_dir, url).await?;
             let user = catalog::users::update(&pool, actor, &UserName::parse(&name)?, Some(Role::parse(&role)?), None)
                 .await
                 .map_err(describe)?;
             println!("{} is now {}", user.name, user.role);
         }
-        UserCommand::Disable { data_dir, name } => set_disabled(&data_dir, actor, &name, true).await?,
-        UserCommand::Enable { data_dir, name } => set_disabled(&data_dir, actor, &name, false).await?,
+        UserCommand::Disable { data_dir, name } => set_disabled(&data_dir, url, actor, &name, true).await?,
+        UserCommand::Enable { data_dir, name } => set_disabled(&data_dir, url, actor, &name, false).await?,
         UserCommand::ResetPassword { data_dir, name, password_stdin, keep_tokens } => {
-            let pool = open(&data_dir).await?;
+            let pool = open(&data_dir, url).await?;
             let name = UserName::parse(&name)?;
             let (password, generated) = password_from(password_stdin)?;
             let hash = password::hash(password.clone()).await?;
@@ -233,19 +236,29 @@ async fn user(command: UserCommand, actor: &Actor) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn set_disabled(data_dir: &Path, actor: &Actor, name: &str, disabled: bool) -> anyhow::Result<()> {
-    let pool = open(data_dir).await?;
+async fn set_disabled(
+    data_dir: &Path,
+    url: Option<&str>,
+    actor: &Actor,
+    name: &str,
+    disabled: bool,
+) -> anyhow::Result<()> {
+    let pool = open(data_dir, url).await?;
     let user =
         catalog::users::update(&pool, actor, &UserName::parse(name)?, None, Some(disabled)).await.map_err(describe)?;
     println!("{} is {}", user.name, if user.disabled { "disabled" } else { "enabled" });
     Ok(())
 }
 
-/// Opens an existing data dir's database; a missing one is an error, not a new catalog.
-async fn open(data_dir: &Path) -> anyhow::Result<SqlitePool> {
+/// Opens the catalog: the Postgres database `url` names, or an existing data dir's database
+/// (a missing one is an error, not a new catalog).
+async fn open(data_dir: &Path, url: Option<&str>) -> anyhow::Result<Db> {
+    if let Some(url) = url {
+        return catalog::connect(Some(url), data_dir).await.context("cannot open the catalog");
+    }
     let db = data_dir.join("hangar.db");
     anyhow::ensure!(db.is_file(), "no Hangar database at {}; start `hangar serve` on it once first", db.display());
-    catalog::open(&db).await.context("cannot open the catalog")
+    catalog::open(&db).await.map(Db::Sqlite).context("cannot open the catalog")
 }
 
 fn password_from(stdin: bool) -> anyhow::Result<(String, bool)> {

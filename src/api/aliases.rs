@@ -1,8 +1,8 @@
 //! `/api/v1/models/{model}/aliases…`: movable names that point at ready versions.
 
+use crate::catalog::Db;
 use actix_web::{HttpResponse, web};
 use serde::{Deserialize, Serialize};
-use sqlx::SqlitePool;
 use utoipa::ToSchema;
 
 use super::openapi::{BadRequest, Conflict, Forbidden, NotFound, PayloadTooLarge, Unauthorized, UnsupportedMediaType};
@@ -53,7 +53,7 @@ pub struct SetAlias {
     ),
 )]
 pub async fn set_alias(
-    pool: web::Data<SqlitePool>,
+    pool: web::Data<Db>,
     caller: Caller,
     settings: web::Data<Settings>,
     supervisor: web::Data<Supervisor>,
@@ -78,7 +78,7 @@ pub async fn set_alias(
     responses((status = 200, description = "The alias", body = AliasView), BadRequest, Unauthorized, Forbidden, NotFound),
 )]
 pub async fn get_alias(
-    pool: web::Data<SqlitePool>,
+    pool: web::Data<Db>,
     caller: Caller,
     path: web::Path<AliasPath>,
 ) -> Result<HttpResponse, ApiError> {
@@ -96,7 +96,7 @@ pub async fn get_alias(
     responses((status = 200, description = "The aliases", body = Items<AliasView>), BadRequest, Unauthorized, Forbidden, NotFound),
 )]
 pub async fn list_aliases(
-    pool: web::Data<SqlitePool>,
+    pool: web::Data<Db>,
     caller: Caller,
     path: web::Path<ModelPath>,
 ) -> Result<HttpResponse, ApiError> {
@@ -115,7 +115,7 @@ pub async fn list_aliases(
     responses((status = 204, description = "Removed"), BadRequest, Unauthorized, Forbidden, NotFound, Conflict),
 )]
 pub async fn delete_alias(
-    pool: web::Data<SqlitePool>,
+    pool: web::Data<Db>,
     caller: Caller,
     settings: web::Data<Settings>,
     path: web::Path<AliasPath>,

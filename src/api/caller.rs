@@ -3,11 +3,11 @@
 //! CSRF token in `X-CSRF-Token`. Without credentials, a request is refused with 401,
 //! unless it only reads and `anonymous_read` is on.
 
+use crate::catalog::Db;
 use actix_web::dev::Payload;
 use actix_web::http::{Method, header};
 use actix_web::{FromRequest, HttpRequest, web};
 use futures_util::future::LocalBoxFuture;
-use sqlx::SqlitePool;
 
 use crate::auth::{Authenticator, Caller, session};
 use crate::config::Settings;
@@ -21,7 +21,7 @@ impl FromRequest for Caller {
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
         let authenticator = req.app_data::<web::Data<Authenticator>>().cloned();
-        let pool = req.app_data::<web::Data<SqlitePool>>().cloned();
+        let pool = req.app_data::<web::Data<Db>>().cloned();
         let anonymous_read = req.app_data::<web::Data<Settings>>().is_some_and(|s| s.anonymous_read);
         let reads_only = matches!(*req.method(), Method::GET | Method::HEAD);
         let remote_addr = crate::forwarded::client_origin(req).addr_string();

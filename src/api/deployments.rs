@@ -4,10 +4,10 @@
 
 use std::collections::BTreeMap;
 
+use crate::catalog::Db;
 use actix_web::{HttpResponse, web};
 use futures_util::StreamExt as _;
 use serde::{Deserialize, Serialize};
-use sqlx::SqlitePool;
 use utoipa::{IntoParams, ToSchema};
 
 use super::openapi::{
@@ -208,18 +208,13 @@ pub async fn create_deployment(
     path = "/api/v1/deployments",
     responses((status = 200, description = "The deployments", body = Items<DeploymentView>), Unauthorized, Forbidden),
 )]
-pub async fn list_deployments(pool: web::Data<SqlitePool>, caller: Caller) -> Result<HttpResponse, ApiError> {
+pub async fn list_deployments(pool: web::Data<Db>, caller: Caller) -> Result<HttpResponse, ApiError> {
     let visible = ops::deployments::list(&pool, &caller).await?;
     Ok(HttpResponse::Ok().json(Items::new(visible, DeploymentView::from)))
 }
 
 /// Looks a deployment up and checks the caller has `role` on its model.
-async fn authorized(
-    pool: &SqlitePool,
-    caller: &Caller,
-    role: Role,
-    path: &DeploymentPath,
-) -> Result<Deployment, ApiError> {
+async fn authorized(pool: &Db, caller: &Caller, role: Role, path: &DeploymentPath) -> Result<Deployment, ApiError> {
     Ok(ops::deployments::find(pool, caller, role, &DeploymentName::parse(&path.name)?).await?)
 }
 
@@ -231,7 +226,7 @@ async fn authorized(
     responses((status = 200, description = "The deployment", body = DeploymentView), BadRequest, Unauthorized, Forbidden, NotFound),
 )]
 pub async fn get_deployment(
-    pool: web::Data<SqlitePool>,
+    pool: web::Data<Db>,
     caller: Caller,
     path: web::Path<DeploymentPath>,
 ) -> Result<HttpResponse, ApiError> {
@@ -248,7 +243,7 @@ pub async fn get_deployment(
     responses((status = 204, description = "Deleted"), BadRequest, Unauthorized, Forbidden, NotFound, Unavailable),
 )]
 pub async fn delete_deployment(
-    pool: web::Data<SqlitePool>,
+    pool: web::Data<Db>,
     supervisor: web::Data<Supervisor>,
     caller: Caller,
     path: web::Path<DeploymentPath>,
@@ -268,7 +263,7 @@ pub async fn delete_deployment(
     ),
 )]
 pub async fn start_deployment(
-    pool: web::Data<SqlitePool>,
+    pool: web::Data<Db>,
     supervisor: web::Data<Supervisor>,
     caller: Caller,
     path: web::Path<DeploymentPath>,
@@ -289,7 +284,7 @@ pub async fn start_deployment(
     ),
 )]
 pub async fn stop_deployment(
-    pool: web::Data<SqlitePool>,
+    pool: web::Data<Db>,
     supervisor: web::Data<Supervisor>,
     caller: Caller,
     path: web::Path<DeploymentPath>,
@@ -310,7 +305,7 @@ pub async fn stop_deployment(
     ),
 )]
 pub async fn restart_deployment(
-    pool: web::Data<SqlitePool>,
+    pool: web::Data<Db>,
     supervisor: web::Data<Supervisor>,
     caller: Caller,
     path: web::Path<DeploymentPath>,
@@ -332,7 +327,7 @@ pub async fn restart_deployment(
     ),
 )]
 pub async fn deployment_logs(
-    pool: web::Data<SqlitePool>,
+    pool: web::Data<Db>,
     supervisor: web::Data<Supervisor>,
     caller: Caller,
     path: web::Path<DeploymentPath>,

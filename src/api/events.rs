@@ -4,11 +4,11 @@
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
+use crate::catalog::Db;
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
-use sqlx::SqlitePool;
 use utoipa::{IntoParams, ToSchema};
 
 use super::openapi::{BadRequest, Forbidden, Unauthorized};
@@ -79,7 +79,7 @@ impl EventQuery {
     responses((status = 200, description = "A page of events", body = EventPage), BadRequest, Unauthorized, Forbidden),
 )]
 pub async fn list_events(
-    pool: web::Data<SqlitePool>,
+    pool: web::Data<Db>,
     caller: Caller,
     query: web::Query<EventQuery>,
 ) -> Result<HttpResponse, ApiError> {
@@ -103,7 +103,7 @@ pub async fn list_events(
     ),
 )]
 pub async fn stream_events(
-    pool: web::Data<SqlitePool>,
+    pool: web::Data<Db>,
     caller: Caller,
     req: HttpRequest,
     query: web::Query<EventQuery>,
@@ -133,7 +133,7 @@ pub async fn stream_events(
 }
 
 struct Tail {
-    pool: std::sync::Arc<SqlitePool>,
+    pool: std::sync::Arc<Db>,
     filter: EventFilter,
     pending: VecDeque<Event>,
     last_sent: Instant,

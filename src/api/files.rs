@@ -1,12 +1,12 @@
 //! Files of a version, and blobs by digest: streamed upload (PUT), link by digest (POST),
 //! ranged download (GET/HEAD), delete, list; and `HEAD /api/v1/blobs/sha256:<hex>`.
 
+use crate::catalog::Db;
 use actix_web::body::SizedStream;
 use actix_web::http::{Method, StatusCode, header};
 use actix_web::{HttpRequest, HttpResponse, web};
 use base64::Engine as _;
 use serde::{Deserialize, Serialize};
-use sqlx::SqlitePool;
 use utoipa::{IntoParams, ToSchema};
 
 use super::openapi::{
@@ -143,7 +143,7 @@ pub(super) fn put_response(put: Put, view: FileView) -> HttpResponse {
     ),
 )]
 pub async fn upload_file(
-    pool: web::Data<SqlitePool>,
+    pool: web::Data<Db>,
     caller: Caller,
     blobs: web::Data<BlobStore>,
     path: web::Path<FilePath>,
@@ -173,7 +173,7 @@ pub async fn upload_file(
     ),
 )]
 pub async fn link_file(
-    pool: web::Data<SqlitePool>,
+    pool: web::Data<Db>,
     caller: Caller,
     path: web::Path<FilePath>,
     body: web::Json<LinkFile>,
@@ -208,7 +208,7 @@ pub async fn link_file(
     ),
 )]
 pub async fn download_file(
-    pool: web::Data<SqlitePool>,
+    pool: web::Data<Db>,
     caller: Caller,
     blobs: web::Data<BlobStore>,
     path: web::Path<FilePath>,
@@ -289,7 +289,7 @@ pub async fn download_file(
     ),
 )]
 pub async fn head_file(
-    pool: web::Data<SqlitePool>,
+    pool: web::Data<Db>,
     caller: Caller,
     blobs: web::Data<BlobStore>,
     path: web::Path<FilePath>,
@@ -306,7 +306,7 @@ pub async fn head_file(
     responses((status = 204, description = "Removed"), BadRequest, Unauthorized, Forbidden, NotFound, Conflict),
 )]
 pub async fn delete_file(
-    pool: web::Data<SqlitePool>,
+    pool: web::Data<Db>,
     caller: Caller,
     path: web::Path<FilePath>,
 ) -> Result<HttpResponse, ApiError> {
@@ -323,7 +323,7 @@ pub async fn delete_file(
     responses((status = 200, description = "The files", body = Items<FileView>), BadRequest, Unauthorized, Forbidden, NotFound),
 )]
 pub async fn list_files(
-    pool: web::Data<SqlitePool>,
+    pool: web::Data<Db>,
     caller: Caller,
     path: web::Path<VersionPath>,
 ) -> Result<HttpResponse, ApiError> {
@@ -335,7 +335,7 @@ pub async fn list_files(
 
 /// The size of a blob the caller may see, or 404: lets a client skip uploading bytes the
 /// store has. A blob held only by versions the caller may not read is answered as not stored.
-async fn stored_blob(pool: &SqlitePool, caller: &Caller, digest: &str) -> Result<(Digest, u64), ApiError> {
+async fn stored_blob(pool: &Db, caller: &Caller, digest: &str) -> Result<(Digest, u64), ApiError> {
     let digest = Digest::parse(digest)?;
     let size = ops::files::blob_size(pool, caller, &digest).await?;
     Ok((digest, size))
@@ -356,7 +356,7 @@ async fn stored_blob(pool: &SqlitePool, caller: &Caller, digest: &str) -> Result
     ),
 )]
 pub async fn head_blob(
-    pool: web::Data<SqlitePool>,
+    pool: web::Data<Db>,
     caller: Caller,
     digest: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
@@ -373,7 +373,7 @@ pub async fn head_blob(
     responses((status = 200, description = "Stored", body = BlobView), BadRequest, Unauthorized, Forbidden, NotFound),
 )]
 pub async fn get_blob(
-    pool: web::Data<SqlitePool>,
+    pool: web::Data<Db>,
     caller: Caller,
     digest: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {

@@ -1,7 +1,7 @@
 //! `/api/v1/limits`: fair-use limits on the gateway per user or token, set by admins.
 
+use crate::catalog::Db;
 use actix_web::{HttpResponse, web};
-use sqlx::SqlitePool;
 use utoipa::IntoParams;
 
 use super::openapi::{BadRequest, Forbidden, NotFound, PayloadTooLarge, Unauthorized, UnsupportedMediaType};
@@ -25,7 +25,7 @@ pub struct LimitPath {
     path = "/api/v1/limits",
     responses((status = 200, description = "Every limit", body = [LimitView]), Unauthorized, Forbidden),
 )]
-pub async fn list_limits(pool: web::Data<SqlitePool>, caller: Caller) -> Result<HttpResponse, ApiError> {
+pub async fn list_limits(pool: web::Data<Db>, caller: Caller) -> Result<HttpResponse, ApiError> {
     Ok(HttpResponse::Ok().json(ops::limits::list(&pool, &caller).await?))
 }
 
@@ -41,7 +41,7 @@ pub async fn list_limits(pool: web::Data<SqlitePool>, caller: Caller) -> Result<
     ),
 )]
 pub async fn set_limits(
-    pool: web::Data<SqlitePool>,
+    pool: web::Data<Db>,
     caller: Caller,
     path: web::Path<LimitPath>,
     body: web::Json<Limits>,
@@ -57,7 +57,7 @@ pub async fn set_limits(
     responses((status = 204, description = "Removed"), BadRequest, Unauthorized, Forbidden, NotFound),
 )]
 pub async fn delete_limits(
-    pool: web::Data<SqlitePool>,
+    pool: web::Data<Db>,
     caller: Caller,
     path: web::Path<LimitPath>,
 ) -> Result<HttpResponse, ApiError> {

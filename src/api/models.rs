@@ -1,8 +1,8 @@
 //! `/api/v1/models` and `/api/v1/models/{model}`.
 
+use crate::catalog::Db;
 use actix_web::{HttpResponse, web};
 use serde::{Deserialize, Serialize};
-use sqlx::SqlitePool;
 use utoipa::ToSchema;
 
 use super::ModelPath;
@@ -102,7 +102,7 @@ fn parse_tags(mut tags: Vec<String>) -> Result<Vec<String>, ApiError> {
     ),
 )]
 pub async fn create_model(
-    pool: web::Data<SqlitePool>,
+    pool: web::Data<Db>,
     caller: Caller,
     body: web::Json<CreateModel>,
 ) -> Result<HttpResponse, ApiError> {
@@ -125,7 +125,7 @@ pub async fn create_model(
     responses((status = 200, description = "A page of models", body = PageView<ModelView>), BadRequest, Unauthorized, Forbidden),
 )]
 pub async fn list_models(
-    pool: web::Data<SqlitePool>,
+    pool: web::Data<Db>,
     caller: Caller,
     query: web::Query<PageQuery>,
 ) -> Result<HttpResponse, ApiError> {
@@ -144,7 +144,7 @@ pub async fn list_models(
     responses((status = 200, description = "The model", body = ModelView), BadRequest, Unauthorized, Forbidden, NotFound),
 )]
 pub async fn get_model(
-    pool: web::Data<SqlitePool>,
+    pool: web::Data<Db>,
     caller: Caller,
     path: web::Path<ModelPath>,
 ) -> Result<HttpResponse, ApiError> {
@@ -166,7 +166,7 @@ pub async fn get_model(
     ),
 )]
 pub async fn update_model(
-    pool: web::Data<SqlitePool>,
+    pool: web::Data<Db>,
     caller: Caller,
     path: web::Path<ModelPath>,
     body: web::Json<UpdateModel>,
@@ -191,7 +191,7 @@ pub async fn update_model(
     responses((status = 204, description = "Deleted"), BadRequest, Unauthorized, Forbidden, NotFound, Conflict),
 )]
 pub async fn delete_model(
-    pool: web::Data<SqlitePool>,
+    pool: web::Data<Db>,
     caller: Caller,
     path: web::Path<ModelPath>,
 ) -> Result<HttpResponse, ApiError> {

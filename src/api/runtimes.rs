@@ -4,9 +4,9 @@
 
 use std::collections::BTreeMap;
 
+use crate::catalog::Db;
 use actix_web::{HttpResponse, web};
 use serde::Serialize;
-use sqlx::SqlitePool;
 use utoipa::{IntoParams, ToSchema};
 
 use super::openapi::{BadRequest, Conflict, Forbidden, NotFound, PayloadTooLarge, Unauthorized, UnsupportedMediaType};
@@ -167,7 +167,7 @@ fn load(name: &str, json: &str) -> Result<Runtime, ApiError> {
     path = "/api/v1/runtimes",
     responses((status = 200, description = "The runtimes, by name", body = Items<RuntimeView>), Unauthorized, Forbidden),
 )]
-pub async fn list_runtimes(pool: web::Data<SqlitePool>, caller: Caller) -> Result<HttpResponse, ApiError> {
+pub async fn list_runtimes(pool: web::Data<Db>, caller: Caller) -> Result<HttpResponse, ApiError> {
     caller.require(Role::Viewer)?;
     let stored = catalog::runtimes::list(&pool).await?;
     let mut items = Vec::new();
@@ -191,7 +191,7 @@ pub async fn list_runtimes(pool: web::Data<SqlitePool>, caller: Caller) -> Resul
     responses((status = 200, description = "The runtime", body = RuntimeView), Unauthorized, Forbidden, NotFound),
 )]
 pub async fn get_runtime(
-    pool: web::Data<SqlitePool>,
+    pool: web::Data<Db>,
     caller: Caller,
     path: web::Path<RuntimePath>,
 ) -> Result<HttpResponse, ApiError> {
@@ -219,7 +219,7 @@ pub async fn get_runtime(
     ),
 )]
 pub async fn put_runtime(
-    pool: web::Data<SqlitePool>,
+    pool: web::Data<Db>,
     caller: Caller,
     path: web::Path<RuntimePath>,
     body: web::Json<RuntimeDefinition>,
@@ -239,7 +239,7 @@ pub async fn put_runtime(
     responses((status = 204, description = "Deleted"), Unauthorized, Forbidden, NotFound, Conflict),
 )]
 pub async fn delete_runtime(
-    pool: web::Data<SqlitePool>,
+    pool: web::Data<Db>,
     caller: Caller,
     path: web::Path<RuntimePath>,
 ) -> Result<HttpResponse, ApiError> {

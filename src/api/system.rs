@@ -2,9 +2,9 @@
 
 use std::fmt::Write as _;
 
+use crate::catalog::Db;
 use actix_web::{HttpResponse, web};
 use serde::Serialize;
-use sqlx::SqlitePool;
 use utoipa::ToSchema;
 
 use super::openapi::{Forbidden, Unauthorized};
@@ -134,7 +134,7 @@ pub struct DiskView {
     responses((status = 200, description = "The server's state", body = SystemView), Unauthorized, Forbidden),
 )]
 pub async fn get_system(
-    pool: web::Data<SqlitePool>,
+    pool: web::Data<Db>,
     supervisor: web::Data<Supervisor>,
     caller: Caller,
     blobs: web::Data<BlobStore>,
@@ -207,7 +207,7 @@ fn disk_usage(data_dir: &std::path::Path) -> std::io::Result<DiskView> {
     ),
 )]
 pub async fn get_metrics(
-    pool: web::Data<SqlitePool>,
+    pool: web::Data<Db>,
     blobs: web::Data<BlobStore>,
     settings: web::Data<Settings>,
     gateway: web::Data<Gateway>,
@@ -286,8 +286,8 @@ pub async fn healthz() -> HttpResponse {
             example = json!({"status": "database unavailable"})),
     ),
 )]
-pub async fn readyz(pool: web::Data<SqlitePool>, blobs: web::Data<BlobStore>) -> HttpResponse {
-    if let Err(e) = sqlx::query("SELECT 1").execute(pool.get_ref()).await {
+pub async fn readyz(pool: web::Data<Db>, blobs: web::Data<BlobStore>) -> HttpResponse {
+    if let Err(e) = pool.ping().await {
         tracing::warn!(error = %e, "readiness check failed");
         return HttpResponse::ServiceUnavailable().json(HealthView { status: "database unavailable" });
     }

@@ -1,9 +1,9 @@
 //! `/api/v1/tokens` and `/api/v1/login`: API tokens. A token's secret is in the creation
 //! response and nowhere else, ever.
 
+use crate::catalog::Db;
 use actix_web::{HttpResponse, web};
 use serde::{Deserialize, Serialize};
-use sqlx::SqlitePool;
 use utoipa::ToSchema;
 
 use super::openapi::{
@@ -112,7 +112,7 @@ fn created(token: Token, secret: &Secret) -> HttpResponse {
     ),
 )]
 pub async fn create_token(
-    pool: web::Data<SqlitePool>,
+    pool: web::Data<Db>,
     caller: Caller,
     body: web::Json<CreateToken>,
 ) -> Result<HttpResponse, ApiError> {
@@ -128,7 +128,7 @@ pub async fn create_token(
     path = "/api/v1/tokens",
     responses((status = 200, description = "The tokens", body = Items<TokenView>), Unauthorized),
 )]
-pub async fn list_tokens(pool: web::Data<SqlitePool>, caller: Caller) -> Result<HttpResponse, ApiError> {
+pub async fn list_tokens(pool: web::Data<Db>, caller: Caller) -> Result<HttpResponse, ApiError> {
     let tokens = ops::tokens::list(&pool, &caller).await?;
     Ok(HttpResponse::Ok().json(Items::new(tokens, TokenView::from)))
 }
@@ -142,7 +142,7 @@ pub async fn list_tokens(pool: web::Data<SqlitePool>, caller: Caller) -> Result<
     responses((status = 204, description = "Revoked"), BadRequest, Unauthorized, Forbidden, NotFound),
 )]
 pub async fn revoke_token(
-    pool: web::Data<SqlitePool>,
+    pool: web::Data<Db>,
     authenticator: web::Data<Authenticator>,
     caller: Caller,
     id: web::Path<String>,
@@ -165,7 +165,7 @@ pub async fn revoke_token(
     ),
 )]
 pub async fn login(
-    pool: web::Data<SqlitePool>,
+    pool: web::Data<Db>,
     limiter: web::Data<LoginLimiter>,
     req: actix_web::HttpRequest,
     body: web::Json<Login>,

@@ -4,9 +4,9 @@
 //! `Content-Digest` to have each verified), `POST …/complete`: the whole is hashed once and
 //! named in the draft as a streamed upload is.
 
+use crate::catalog::Db;
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde::{Deserialize, Serialize};
-use sqlx::SqlitePool;
 use utoipa::{IntoParams, ToSchema};
 
 use super::VersionPath;
@@ -122,7 +122,7 @@ pub struct PartPath {
     ),
 )]
 pub async fn create_upload(
-    pool: web::Data<SqlitePool>,
+    pool: web::Data<Db>,
     blobs: web::Data<BlobStore>,
     settings: web::Data<Settings>,
     caller: Caller,
@@ -246,7 +246,7 @@ pub async fn put_part(
     ),
 )]
 pub async fn complete_upload(
-    pool: web::Data<SqlitePool>,
+    pool: web::Data<Db>,
     blobs: web::Data<BlobStore>,
     caller: Caller,
     path: web::Path<UploadPath>,

@@ -1,8 +1,8 @@
 //! `GET /api/v1/usage`: requests and tokens through the gateway, by user, token, deployment
 //! or model, per time step. Who sees what is `ops::usage`'s rule.
 
+use crate::catalog::Db;
 use actix_web::{HttpResponse, web};
-use sqlx::SqlitePool;
 
 use super::openapi::{BadRequest, Forbidden, Unauthorized};
 use crate::auth::Caller;
@@ -20,7 +20,7 @@ use crate::ops::usage::{Usage, UsageQuery};
     ),
 )]
 pub async fn get_usage(
-    pool: web::Data<SqlitePool>,
+    pool: web::Data<Db>,
     caller: Caller,
     query: web::Query<UsageQuery>,
 ) -> Result<HttpResponse, ApiError> {

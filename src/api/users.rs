@@ -1,8 +1,8 @@
 //! `/api/v1/users` (admins without model globs) and `/api/v1/me`.
 
+use crate::catalog::Db;
 use actix_web::{HttpResponse, web};
 use serde::{Deserialize, Serialize};
-use sqlx::SqlitePool;
 use utoipa::{IntoParams, ToSchema};
 
 use super::openapi::{BadRequest, Conflict, Forbidden, NotFound, PayloadTooLarge, Unauthorized, UnsupportedMediaType};
@@ -107,7 +107,7 @@ pub struct UserPath {
     ),
 )]
 pub async fn create_user(
-    pool: web::Data<SqlitePool>,
+    pool: web::Data<Db>,
     caller: Caller,
     body: web::Json<CreateUser>,
 ) -> Result<HttpResponse, ApiError> {
@@ -125,7 +125,7 @@ pub async fn create_user(
     path = "/api/v1/users",
     responses((status = 200, description = "The users", body = Items<UserView>), Unauthorized, Forbidden),
 )]
-pub async fn list_users(pool: web::Data<SqlitePool>, caller: Caller) -> Result<HttpResponse, ApiError> {
+pub async fn list_users(pool: web::Data<Db>, caller: Caller) -> Result<HttpResponse, ApiError> {
     let users = ops::users::list(&pool, &caller).await?;
     Ok(HttpResponse::Ok().json(Items::new(users, UserView::from)))
 }
@@ -138,7 +138,7 @@ pub async fn list_users(pool: web::Data<SqlitePool>, caller: Caller) -> Result<H
     responses((status = 200, description = "The user", body = UserView), BadRequest, Unauthorized, Forbidden, NotFound),
 )]
 pub async fn get_user(
-    pool: web::Data<SqlitePool>,
+    pool: web::Data<Db>,
     caller: Caller,
     path: web::Path<UserPath>,
 ) -> Result<HttpResponse, ApiError> {
@@ -159,7 +159,7 @@ pub async fn get_user(
     ),
 )]
 pub async fn update_user(
-    pool: web::Data<SqlitePool>,
+    pool: web::Data<Db>,
     authenticator: web::Data<Authenticator>,
     caller: Caller,
     path: web::Path<UserPath>,
@@ -185,7 +185,7 @@ pub async fn update_user(
     ),
 )]
 pub async fn reset_password(
-    pool: web::Data<SqlitePool>,
+    pool: web::Data<Db>,
     authenticator: web::Data<Authenticator>,
     caller: Caller,
     path: web::Path<UserPath>,

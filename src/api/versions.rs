@@ -1,9 +1,9 @@
 //! `/api/v1/models/{model}/versions…`: create, list, read, change (drafts only), publish
 //! and delete versions.
 
+use crate::catalog::Db;
 use actix_web::{HttpResponse, web};
 use serde::{Deserialize, Serialize};
-use sqlx::SqlitePool;
 use utoipa::ToSchema;
 
 use super::openapi::{BadRequest, Conflict, Forbidden, NotFound, PayloadTooLarge, Unauthorized, UnsupportedMediaType};
@@ -113,7 +113,7 @@ fn description(raw: &str) -> Result<String, ApiError> {
     ),
 )]
 pub async fn create_version(
-    pool: web::Data<SqlitePool>,
+    pool: web::Data<Db>,
     caller: Caller,
     path: web::Path<ModelPath>,
     body: web::Json<CreateVersion>,
@@ -147,7 +147,7 @@ pub async fn create_version(
     ),
 )]
 pub async fn list_versions(
-    pool: web::Data<SqlitePool>,
+    pool: web::Data<Db>,
     caller: Caller,
     path: web::Path<ModelPath>,
     query: web::Query<PageQuery>,
@@ -174,7 +174,7 @@ pub async fn list_versions(
     responses((status = 200, description = "The version", body = VersionView), BadRequest, Unauthorized, Forbidden, NotFound),
 )]
 pub async fn get_version(
-    pool: web::Data<SqlitePool>,
+    pool: web::Data<Db>,
     caller: Caller,
     path: web::Path<VersionPath>,
 ) -> Result<HttpResponse, ApiError> {
@@ -196,7 +196,7 @@ pub async fn get_version(
     ),
 )]
 pub async fn update_version(
-    pool: web::Data<SqlitePool>,
+    pool: web::Data<Db>,
     caller: Caller,
     path: web::Path<VersionPath>,
     body: web::Json<UpdateVersion>,
@@ -224,7 +224,7 @@ pub async fn update_version(
     ),
 )]
 pub async fn publish_version(
-    pool: web::Data<SqlitePool>,
+    pool: web::Data<Db>,
     caller: Caller,
     path: web::Path<VersionPath>,
 ) -> Result<HttpResponse, ApiError> {
@@ -241,7 +241,7 @@ pub async fn publish_version(
     responses((status = 204, description = "Deleted"), BadRequest, Unauthorized, Forbidden, NotFound, Conflict),
 )]
 pub async fn delete_version(
-    pool: web::Data<SqlitePool>,
+    pool: web::Data<Db>,
     caller: Caller,
     path: web::Path<VersionPath>,
 ) -> Result<HttpResponse, ApiError> {

@@ -2,9 +2,9 @@
 //! A webhook's secret is write-only: set at creation (or generated and returned that once)
 //! and by PATCH, otherwise shown only as a hint of its last four characters.
 
+use crate::catalog::Db;
 use actix_web::{HttpResponse, web};
 use serde::{Deserialize, Serialize};
-use sqlx::SqlitePool;
 use utoipa::{IntoParams, ToSchema};
 
 use super::openapi::{BadRequest, Forbidden, NotFound, PayloadTooLarge, Unauthorized, UnsupportedMediaType};
@@ -156,7 +156,7 @@ fn description(raw: Option<String>) -> Result<Option<String>, ApiError> {
     tag = "webhooks",
     responses((status = 200, description = "Every webhook", body = Items<WebhookView>), Unauthorized, Forbidden),
 )]
-pub async fn list_webhooks(pool: web::Data<SqlitePool>, caller: Caller) -> Result<HttpResponse, ApiError> {
+pub async fn list_webhooks(pool: web::Data<Db>, caller: Caller) -> Result<HttpResponse, ApiError> {
     require_admin(&caller)?;
     let webhooks = catalog::webhooks::list(&pool).await?;
     Ok(HttpResponse::Ok().json(Items::new(webhooks, WebhookView::from)))
@@ -174,7 +174,7 @@ pub async fn list_webhooks(pool: web::Data<SqlitePool>, caller: Caller) -> Resul
     ),
 )]
 pub async fn create_webhook(
-    pool: web::Data<SqlitePool>,
+    pool: web::Data<Db>,
     settings: web::Data<Settings>,
     caller: Caller,
     body: web::Json<CreateWebhook>,
@@ -209,7 +209,7 @@ pub async fn create_webhook(
     responses((status = 200, description = "The webhook", body = WebhookView), BadRequest, Unauthorized, Forbidden, NotFound),
 )]
 pub async fn get_webhook(
-    pool: web::Data<SqlitePool>,
+    pool: web::Data<Db>,
     caller: Caller,
     path: web::Path<WebhookPath>,
 ) -> Result<HttpResponse, ApiError> {
@@ -231,7 +231,7 @@ pub async fn get_webhook(
     ),
 )]
 pub async fn update_webhook(
-    pool: web::Data<SqlitePool>,
+    pool: web::Data<Db>,
     settings: web::Data<Settings>,
     caller: Caller,
     path: web::Path<WebhookPath>,
@@ -266,7 +266,7 @@ pub async fn update_webhook(
     responses((status = 204, description = "Deleted"), BadRequest, Unauthorized, Forbidden, NotFound),
 )]
 pub async fn delete_webhook(
-    pool: web::Data<SqlitePool>,
+    pool: web::Data<Db>,
     caller: Caller,
     path: web::Path<WebhookPath>,
 ) -> Result<HttpResponse, ApiError> {
@@ -287,7 +287,7 @@ pub async fn delete_webhook(
     ),
 )]
 pub async fn list_deliveries(
-    pool: web::Data<SqlitePool>,
+    pool: web::Data<Db>,
     caller: Caller,
     path: web::Path<WebhookPath>,
     query: web::Query<DeliveryQuery>,
@@ -315,7 +315,7 @@ pub async fn list_deliveries(
     ),
 )]
 pub async fn ping_webhook(
-    pool: web::Data<SqlitePool>,
+    pool: web::Data<Db>,
     caller: Caller,
     path: web::Path<WebhookPath>,
 ) -> Result<HttpResponse, ApiError> {

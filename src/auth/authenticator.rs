@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use sqlx::SqlitePool;
+use crate::catalog::Db;
 use subtle::ConstantTimeEq as _;
 
 use super::token::Secret;
@@ -21,13 +21,13 @@ const CACHE_MAX: usize = 10_000;
 const TOUCH_EVERY: Duration = Duration::from_secs(60);
 
 pub struct Authenticator {
-    pool: SqlitePool,
+    pool: Db,
     cache: Mutex<HashMap<String, (Instant, TokenAuth)>>,
     touched: Mutex<HashMap<i64, Instant>>,
 }
 
 impl Authenticator {
-    pub fn new(pool: SqlitePool) -> Self {
+    pub fn new(pool: Db) -> Self {
         Self { pool, cache: Mutex::new(HashMap::new()), touched: Mutex::new(HashMap::new()) }
     }
 

@@ -5,8 +5,8 @@ use std::io::Write as _;
 use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::{Path, PathBuf};
 
+use crate::catalog::Db;
 use anyhow::Context as _;
-use sqlx::SqlitePool;
 
 use super::password;
 use super::token::Secret;
@@ -23,7 +23,7 @@ pub struct Bootstrapped {
 }
 
 pub async fn bootstrap(
-    pool: &SqlitePool,
+    pool: &Db,
     data_dir: &Path,
     admin_password: Option<&str>,
     bootstrap_token: Option<&str>,

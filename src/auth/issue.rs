@@ -1,7 +1,7 @@
 //! Issuing API tokens: names, lifetimes, and storing a new token with its secret, which is
 //! returned once, here, and never stored. The capping rules live in `ops::tokens`.
 
-use sqlx::SqlitePool;
+use crate::catalog::Db;
 
 use super::now_unix;
 use super::token::{Secret, parse_lifetime};
@@ -54,7 +54,7 @@ pub fn expiry(expires_in: Option<&str>) -> Result<Option<i64>, IssueError> {
 
 /// Stores a new token for `user` and returns it with its secret.
 pub async fn issue(
-    pool: &SqlitePool,
+    pool: &Db,
     actor: &Actor,
     user: &UserName,
     name: &str,

@@ -5,7 +5,7 @@
 
 use std::sync::LazyLock;
 
-use sqlx::SqlitePool;
+use crate::catalog::Db;
 
 use super::{AuthError, LoginLimiter, password};
 use crate::catalog::{self, CatalogError, users::User};
@@ -34,7 +34,7 @@ pub enum LoginError {
 
 /// Checks `user`'s `password`, counting a failure against the user and `remote_addr`.
 pub async fn sign_in(
-    pool: &SqlitePool,
+    pool: &Db,
     limiter: &LoginLimiter,
     user: &str,
     password: String,

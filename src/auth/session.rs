@@ -1,10 +1,10 @@
 //! Dashboard sessions: a random cookie value (only its sha256 is stored) and a per-session
 //! CSRF token that every form and unsafe API call from the browser must send back.
 
+use crate::catalog::Db;
 use base64::Engine as _;
 use rand_core::{OsRng, RngCore as _};
 use sha2::{Digest as _, Sha256};
-use sqlx::SqlitePool;
 use subtle::ConstantTimeEq as _;
 
 use super::{Caller, now_unix};
@@ -25,19 +25,19 @@ fn hash(cookie: &str) -> String {
 }
 
 /// Starts a session for `user_id`; returns the cookie value to set.
-pub async fn start(pool: &SqlitePool, user_id: i64) -> Result<String, CatalogError> {
+pub async fn start(pool: &Db, user_id: i64) -> Result<String, CatalogError> {
     let cookie = random();
     catalog::sessions::create(pool, &hash(&cookie), user_id, &random(), now_unix() + LIFETIME_SECS).await?;
     Ok(cookie)
 }
 
-pub async fn end(pool: &SqlitePool, cookie: &str) -> Result<(), CatalogError> {
+pub async fn end(pool: &Db, cookie: &str) -> Result<(), CatalogError> {
     catalog::sessions::delete(pool, &hash(cookie)).await
 }
 
 /// The caller a session cookie stands for, with the session's CSRF token.
 pub async fn resume(
-    pool: &SqlitePool,
+    pool: &Db,
     cookie: &str,
     remote_addr: Option<String>,
 ) -> Result<Option<(Caller, String)>, CatalogError> {

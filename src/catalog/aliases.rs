@@ -1,9 +1,7 @@
 //! Aliases: movable names (`prod`, `staging`) that point at a ready version of a model.
 
-use sqlx::SqlitePool;
-
 use super::events::{self, Actor};
-use super::{CatalogError, Result, begin_write, corrupt, models, versions};
+use super::{CatalogError, Db, Result, begin_write, corrupt, models, now, on_conn, on_db, versions};
 use crate::domain::{AliasName, ModelName, VersionName};
 
 #[derive(Debug, Clone)]
@@ -31,7 +29,7 @@ fn to_alias((name, version, updated_at, updated_by): AliasRow) -> Result<Alias> 
 
 /// Points `alias` at a ready `version`; returns the version it pointed at before, if any.
 pub async fn set(
-    pool: &SqlitePool,
+    pool: &Db,
     actor: &Actor,
     model: &ModelName,
     alias: &AliasName,
@@ -44,41 +42,43 @@ pub async fn set(
             "version '{version}' of '{model}' is a draft; publish it before pointing '{alias}' at it"
         )));
     }
-    let previous: Option<String> = sqlx::query_scalar(
+    let previous: Option<String> = on_conn!(&mut tx, |tx| sqlx::query_scalar(
         "SELECT v.name FROM aliases a JOIN versions v ON v.id = a.version_id
-          WHERE a.model_id = (SELECT model_id FROM versions WHERE id = ?1) AND a.name = ?2",
+          WHERE a.model_id = (SELECT model_id FROM versions WHERE id = $1) AND a.name = $2",
     )
     .bind(version_id)
     .bind(alias.as_str())
     .fetch_optional(&mut *tx)
-    .await?;
-    sqlx::query(
+    .await)?;
+    on_conn!(&mut tx, |tx| sqlx::query(
         "INSERT INTO aliases (model_id, name, version_id, updated_by)
-         VALUES ((SELECT model_id FROM versions WHERE id = ?1), ?2, ?1, ?3)
+         VALUES ((SELECT model_id FROM versions WHERE id = $1), $2, $1, $3)
          ON CONFLICT (model_id, name) DO UPDATE SET version_id = excluded.version_id,
-             updated_by = excluded.updated_by, updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')",
+             updated_by = excluded.updated_by, updated_at = $4",
     )
     .bind(version_id)
     .bind(alias.as_str())
     .bind(actor.name())
+    .bind(now())
     .execute(&mut *tx)
-    .await?;
+    .await
+    .map(drop))?;
     let details = serde_json::json!({ "alias": alias, "from": previous, "to": version });
     events::record(&mut tx, actor, "alias.moved", Some(model.as_str()), &format!("{model}@{alias}"), details).await?;
     tx.commit().await?;
     previous.map(|v| VersionName::parse(&v).map_err(corrupt)).transpose()
 }
 
-pub async fn get(pool: &SqlitePool, model: &ModelName, alias: &AliasName) -> Result<Alias> {
-    let row: Option<AliasRow> = sqlx::query_as(
+pub async fn get(pool: &Db, model: &ModelName, alias: &AliasName) -> Result<Alias> {
+    let row: Option<AliasRow> = on_db!(pool, |pool| sqlx::query_as(
         "SELECT a.name, v.name, a.updated_at, a.updated_by FROM aliases a
            JOIN models m ON m.id = a.model_id JOIN versions v ON v.id = a.version_id
-          WHERE m.name = ? AND a.name = ?",
+          WHERE m.name = $1 AND a.name = $2",
     )
     .bind(model.as_str())
     .bind(alias.as_str())
     .fetch_optional(pool)
-    .await?;
+    .await)?;
     match row {
         Some(row) => to_alias(row),
         None => {
@@ -88,14 +88,14 @@ pub async fn get(pool: &SqlitePool, model: &ModelName, alias: &AliasName) -> Res
     }
 }
 
-pub async fn list(pool: &SqlitePool, model: &ModelName) -> Result<Vec<Alias>> {
-    let rows: Vec<AliasRow> = sqlx::query_as(
+pub async fn list(pool: &Db, model: &ModelName) -> Result<Vec<Alias>> {
+    let rows: Vec<AliasRow> = on_db!(pool, |pool| sqlx::query_as(
         "SELECT a.name, v.name, a.updated_at, a.updated_by FROM aliases a JOIN versions v ON v.id = a.version_id
-          WHERE a.model_id = (SELECT id FROM models WHERE name = ?) ORDER BY a.name",
+          WHERE a.model_id = (SELECT id FROM models WHERE name = $1) ORDER BY a.name",
     )
     .bind(model.as_str())
     .fetch_all(pool)
-    .await?;
+    .await)?;
     if rows.is_empty() {
         // Tell a model without aliases apart from one that does not exist.
         models::id_of(pool, model).await?;
@@ -103,29 +103,31 @@ pub async fn list(pool: &SqlitePool, model: &ModelName) -> Result<Vec<Alias>> {
     rows.into_iter().map(to_alias).collect()
 }
 
-pub async fn delete(pool: &SqlitePool, actor: &Actor, model: &ModelName, alias: &AliasName) -> Result<()> {
+pub async fn delete(pool: &Db, actor: &Actor, model: &ModelName, alias: &AliasName) -> Result<()> {
     let mut tx = begin_write(pool).await?;
-    let following: Vec<String> = sqlx::query_scalar(
-        "SELECT d.name FROM deployments d JOIN models m ON m.id = d.model_id WHERE m.name = ? AND d.alias = ? ORDER BY d.name",
+    let following: Vec<String> = on_conn!(&mut tx, |tx| {
+        sqlx::query_scalar(
+        "SELECT d.name FROM deployments d JOIN models m ON m.id = d.model_id WHERE m.name = $1 AND d.alias = $2 ORDER BY d.name",
     )
     .bind(model.as_str())
     .bind(alias.as_str())
     .fetch_all(&mut *tx)
-    .await?;
+    .await
+    })?;
     if !following.is_empty() {
         return Err(CatalogError::Conflict(format!(
             "deployment(s) {} follow '{model}@{alias}'; delete them or point them elsewhere first",
             following.join(", ")
         )));
     }
-    let previous: Option<String> = sqlx::query_scalar(
-        "DELETE FROM aliases WHERE model_id = (SELECT id FROM models WHERE name = ?) AND name = ?
+    let previous: Option<String> = on_conn!(&mut tx, |tx| sqlx::query_scalar(
+        "DELETE FROM aliases WHERE model_id = (SELECT id FROM models WHERE name = $1) AND name = $2
          RETURNING (SELECT name FROM versions WHERE id = aliases.version_id)",
     )
     .bind(model.as_str())
     .bind(alias.as_str())
     .fetch_optional(&mut *tx)
-    .await?;
+    .await)?;
     let Some(previous) = previous else {
         drop(tx);
         models::id_of(pool, model).await?;

@@ -3,14 +3,15 @@
 //! supervisor). GPU requests and allocations are stored as the runtime module's JSON.
 
 use std::collections::BTreeMap;
-use std::sync::LazyLock;
 
-use sqlx::SqlitePool;
 use sqlx::types::Json;
 
 use super::events::{self, Actor};
 use super::versions::{self, VersionState};
-use super::{CatalogError, Result, begin_write, bool_from_int, corrupt, is_unique_violation, json_list_sql, models};
+use super::{
+    CatalogError, ConnMut, Db, JsonList, Result, begin_write, bool_from_int, corrupt, is_unique_violation, models, now,
+    on_conn, on_db,
+};
 use crate::domain::{AliasName, DeploymentName, Digest, GpuAllocation, GpuRequest, ModelName, RelPath, VersionName};
 
 /// What a deployment serves: a pinned version, or whatever an alias points at.
@@ -180,37 +181,35 @@ macro_rules! select_deployment {
 }
 
 /// Every deployment, by name, as one JSON row (see `json_list_sql`).
-static LIST: LazyLock<String> = LazyLock::new(|| {
-    json_list_sql(
-        select_deployment!(""),
-        &[
-            "id",
-            "name",
-            "model",
-            "version",
-            "alias",
-            "runtime",
-            "gpu_request",
-            "env",
-            "args",
-            "autostart",
-            "idle_timeout_secs",
-            "desired",
-            "state",
-            "reason",
-            "serving_version",
-            "container_id",
-            "address",
-            "gpu_allocation",
-            "started_at",
-            "restarts",
-            "created_by",
-            "created_at",
-            "updated_at",
-        ],
+static LIST: JsonList = JsonList::new(
+    select_deployment!(""),
+    &[
+        "id",
         "name",
-    )
-});
+        "model",
+        "version",
+        "alias",
+        "runtime",
+        "gpu_request",
+        "env",
+        "args",
+        "autostart",
+        "idle_timeout_secs",
+        "desired",
+        "state",
+        "reason",
+        "serving_version",
+        "container_id",
+        "address",
+        "gpu_allocation",
+        "started_at",
+        "restarts",
+        "created_by",
+        "created_at",
+        "updated_at",
+    ],
+    "name",
+);
 
 fn not_found(name: &DeploymentName) -> CatalogError {
     CatalogError::NotFound(format!("deployment '{name}' does not exist"))
@@ -232,7 +231,7 @@ pub struct NewDeployment {
 }
 
 /// Creates a deployment after checking its target names a ready version now.
-pub async fn create(pool: &SqlitePool, actor: &Actor, new: &NewDeployment) -> Result<Deployment> {
+pub async fn create(pool: &Db, actor: &Actor, new: &NewDeployment) -> Result<Deployment> {
     let env = serde_json::to_string(&new.env).map_err(corrupt)?;
     let args = serde_json::to_string(&new.args).map_err(corrupt)?;
     let gpu_request = new.gpu_request.as_ref().map(serde_json::to_string).transpose().map_err(corrupt)?;
@@ -242,10 +241,10 @@ pub async fn create(pool: &SqlitePool, actor: &Actor, new: &NewDeployment) -> Re
         Target::Version(v) => (Some(v.as_str()), None),
         Target::Alias(a) => (None, Some(a.as_str())),
     };
-    let inserted = sqlx::query(
+    let inserted = on_conn!(&mut tx, |tx| sqlx::query(
         "INSERT INTO deployments (name, model_id, version, alias, runtime, gpu_request, env, args, autostart,
                                   idle_timeout_secs, desired, created_by)
-         VALUES (?, (SELECT id FROM models WHERE name = ?), ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+         VALUES ($1, (SELECT id FROM models WHERE name = $2), $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
     )
     .bind(new.name.as_str())
     .bind(new.model.as_str())
@@ -260,7 +259,8 @@ pub async fn create(pool: &SqlitePool, actor: &Actor, new: &NewDeployment) -> Re
     .bind(if new.desired == Desired::Running { "running" } else { "stopped" })
     .bind(actor.name())
     .execute(&mut *tx)
-    .await;
+    .await
+    .map(|done| done.rows_affected()));
     match inserted {
         Err(e) if is_unique_violation(&e) => {
             return Err(CatalogError::Conflict(format!("deployment '{}' already exists; pick another name", new.name)));
@@ -276,34 +276,33 @@ pub async fn create(pool: &SqlitePool, actor: &Actor, new: &NewDeployment) -> Re
     get(pool, &new.name).await
 }
 
-pub async fn get(pool: &SqlitePool, name: &DeploymentName) -> Result<Deployment> {
-    let row: Option<DeploymentRow> =
-        sqlx::query_as(select_deployment!("WHERE d.name = ?")).bind(name.as_str()).fetch_optional(pool).await?;
+pub async fn get(pool: &Db, name: &DeploymentName) -> Result<Deployment> {
+    let row: Option<DeploymentRow> = on_db!(pool, |pool| sqlx::query_as(select_deployment!("WHERE d.name = $1"))
+        .bind(name.as_str())
+        .fetch_optional(pool)
+        .await)?;
     row.ok_or_else(|| not_found(name))?.try_into()
 }
 
-pub async fn list(pool: &SqlitePool) -> Result<Vec<Deployment>> {
+pub async fn list(pool: &Db) -> Result<Vec<Deployment>> {
+    let sql = LIST.sql(pool.dialect());
     let rows: Vec<DeploymentRow> =
-        sqlx::query_scalar::<_, Json<Vec<DeploymentRow>>>(LIST.as_str()).fetch_one(pool).await?.0;
+        on_db!(pool, |pool| sqlx::query_scalar::<_, Json<Vec<DeploymentRow>>>(sql).fetch_one(pool).await)?.0;
     rows.into_iter().map(Deployment::try_from).collect()
 }
 
 /// Sets what should happen (`running` or `stopped`); the supervisor converges.
-pub async fn set_desired(
-    pool: &SqlitePool,
-    actor: &Actor,
-    name: &DeploymentName,
-    desired: Desired,
-) -> Result<Deployment> {
+pub async fn set_desired(pool: &Db, actor: &Actor, name: &DeploymentName, desired: Desired) -> Result<Deployment> {
     let mut tx = begin_write(pool).await?;
-    let model: Option<String> = sqlx::query_scalar(
-        "UPDATE deployments SET desired = ?, updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')
-          WHERE name = ? RETURNING (SELECT name FROM models WHERE id = deployments.model_id)",
+    let model: Option<String> = on_conn!(&mut tx, |tx| sqlx::query_scalar(
+        "UPDATE deployments SET desired = $1, updated_at = $3
+          WHERE name = $2 RETURNING (SELECT name FROM models WHERE id = deployments.model_id)",
     )
     .bind(if desired == Desired::Running { "running" } else { "stopped" })
     .bind(name.as_str())
+    .bind(now())
     .fetch_optional(&mut *tx)
-    .await?;
+    .await)?;
     let Some(model) = model else { return Err(not_found(name)) };
     let action = if desired == Desired::Running { "deployment.start" } else { "deployment.stop" };
     events::record(&mut tx, actor, action, Some(&model), name.as_str(), serde_json::json!({})).await?;
@@ -312,14 +311,16 @@ pub async fn set_desired(
 }
 
 /// Deletes a deployment the supervisor has already stopped (its container gone).
-pub async fn delete(pool: &SqlitePool, actor: &Actor, name: &DeploymentName) -> Result<()> {
+pub async fn delete(pool: &Db, actor: &Actor, name: &DeploymentName) -> Result<()> {
     let mut tx = begin_write(pool).await?;
-    let model: Option<String> = sqlx::query_scalar(
-        "DELETE FROM deployments WHERE name = ? RETURNING (SELECT name FROM models WHERE id = deployments.model_id)",
+    let model: Option<String> = on_conn!(&mut tx, |tx| {
+        sqlx::query_scalar(
+        "DELETE FROM deployments WHERE name = $1 RETURNING (SELECT name FROM models WHERE id = deployments.model_id)",
     )
     .bind(name.as_str())
     .fetch_optional(&mut *tx)
-    .await?;
+    .await
+    })?;
     let Some(model) = model else { return Err(not_found(name)) };
     events::record(&mut tx, actor, "deployment.deleted", Some(&model), name.as_str(), serde_json::json!({})).await?;
     tx.commit().await?;
@@ -328,19 +329,20 @@ pub async fn delete(pool: &SqlitePool, actor: &Actor, name: &DeploymentName) -> 
 
 /// Records what the supervisor observed. A change of state is an event
 /// (`deployment.running`, `deployment.failed`, …); the rest is bookkeeping.
-pub async fn observe(pool: &SqlitePool, name: &DeploymentName, observed: &Observed) -> Result<()> {
+pub async fn observe(pool: &Db, name: &DeploymentName, observed: &Observed) -> Result<()> {
     let gpu_allocation = observed.gpu_allocation.as_ref().map(serde_json::to_string).transpose().map_err(corrupt)?;
     let mut tx = begin_write(pool).await?;
-    let previous: Option<(String, String)> =
-        sqlx::query_as("SELECT d.state, m.name FROM deployments d JOIN models m ON m.id = d.model_id WHERE d.name = ?")
-            .bind(name.as_str())
-            .fetch_optional(&mut *tx)
-            .await?;
+    let previous: Option<(String, String)> = on_conn!(&mut tx, |tx| sqlx::query_as(
+        "SELECT d.state, m.name FROM deployments d JOIN models m ON m.id = d.model_id WHERE d.name = $1"
+    )
+    .bind(name.as_str())
+    .fetch_optional(&mut *tx)
+    .await)?;
     let Some((previous, model)) = previous else { return Err(not_found(name)) };
-    sqlx::query(
-        "UPDATE deployments SET state = ?, reason = ?, serving_version = ?, container_id = ?, address = ?,
-                gpu_allocation = ?, started_at = ?, restarts = ?, updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')
-          WHERE name = ?",
+    on_conn!(&mut tx, |tx| sqlx::query(
+        "UPDATE deployments SET state = $1, reason = $2, serving_version = $3, container_id = $4, address = $5,
+                gpu_allocation = $6, started_at = $7, restarts = $8, updated_at = $10
+          WHERE name = $9",
     )
     .bind(observed.state.as_str())
     .bind(observed.reason.as_deref())
@@ -351,8 +353,10 @@ pub async fn observe(pool: &SqlitePool, name: &DeploymentName, observed: &Observ
     .bind(observed.started_at.as_deref())
     .bind(observed.restarts)
     .bind(name.as_str())
+    .bind(now())
     .execute(&mut *tx)
-    .await?;
+    .await
+    .map(|done| done.rows_affected()))?;
     if previous != observed.state.as_str() {
         let details = serde_json::json!({
             "from": previous, "reason": observed.reason, "version": observed.serving_version,
@@ -366,13 +370,14 @@ pub async fn observe(pool: &SqlitePool, name: &DeploymentName, observed: &Observ
 }
 
 /// Records an event about a deployment that is not a state change (a rollout).
-pub async fn note(pool: &SqlitePool, name: &DeploymentName, action: &str, details: serde_json::Value) -> Result<()> {
+pub async fn note(pool: &Db, name: &DeploymentName, action: &str, details: serde_json::Value) -> Result<()> {
     let mut tx = begin_write(pool).await?;
-    let model: Option<String> =
-        sqlx::query_scalar("SELECT m.name FROM deployments d JOIN models m ON m.id = d.model_id WHERE d.name = ?")
-            .bind(name.as_str())
-            .fetch_optional(&mut *tx)
-            .await?;
+    let model: Option<String> = on_conn!(&mut tx, |tx| sqlx::query_scalar(
+        "SELECT m.name FROM deployments d JOIN models m ON m.id = d.model_id WHERE d.name = $1"
+    )
+    .bind(name.as_str())
+    .fetch_optional(&mut *tx)
+    .await)?;
     let Some(model) = model else { return Err(not_found(name)) };
     events::record(&mut tx, &Actor::system(), action, Some(&model), name.as_str(), details).await?;
     tx.commit().await?;
@@ -380,18 +385,15 @@ pub async fn note(pool: &SqlitePool, name: &DeploymentName, action: &str, detail
 }
 
 /// The ready version a target names now, with its files: what a deployment would serve.
-pub async fn resolve(
-    pool: &SqlitePool,
-    model: &ModelName,
-    target: &Target,
-) -> Result<(VersionName, Vec<(RelPath, Digest)>)> {
+pub async fn resolve(pool: &Db, model: &ModelName, target: &Target) -> Result<(VersionName, Vec<(RelPath, Digest)>)> {
     let mut conn = pool.acquire().await?;
     let version = resolve_in(&mut conn, model, target).await?;
     let files = super::files::list(pool, model, &version).await?;
     Ok((version, files.into_iter().map(|f| (f.path, f.digest)).collect()))
 }
 
-async fn resolve_in(conn: &mut sqlx::SqliteConnection, model: &ModelName, target: &Target) -> Result<VersionName> {
+async fn resolve_in(conn: impl Into<ConnMut<'_>>, model: &ModelName, target: &Target) -> Result<VersionName> {
+    let mut conn: ConnMut<'_> = conn.into();
     match target {
         Target::Version(version) => match versions::locate(conn, model, version).await? {
             (_, VersionState::Ready) => Ok(version.clone()),
@@ -400,21 +402,24 @@ async fn resolve_in(conn: &mut sqlx::SqliteConnection, model: &ModelName, target
             ))),
         },
         Target::Alias(alias) => {
-            let version: Option<String> = sqlx::query_scalar(
+            let version: Option<String> = on_conn!(&mut conn, |conn| {
+                sqlx::query_scalar(
                 "SELECT v.name FROM aliases a JOIN models m ON m.id = a.model_id JOIN versions v ON v.id = a.version_id
-                  WHERE m.name = ? AND a.name = ?",
+                  WHERE m.name = $1 AND a.name = $2",
             )
             .bind(model.as_str())
             .bind(alias.as_str())
             .fetch_optional(&mut *conn)
-            .await?;
+            .await
+            })?;
             match version {
                 Some(v) => VersionName::parse(&v).map_err(corrupt),
                 None => {
-                    let exists: Option<i64> = sqlx::query_scalar("SELECT id FROM models WHERE name = ?")
-                        .bind(model.as_str())
-                        .fetch_optional(&mut *conn)
-                        .await?;
+                    let exists: Option<i64> =
+                        on_conn!(&mut conn, |conn| sqlx::query_scalar("SELECT id FROM models WHERE name = $1")
+                            .bind(model.as_str())
+                            .fetch_optional(&mut *conn)
+                            .await)?;
                     Err(match exists {
                         Some(_) => CatalogError::NotFound(format!("model '{model}' has no alias '{alias}'")),
                         None => models::not_found(model),
@@ -426,13 +431,14 @@ async fn resolve_in(conn: &mut sqlx::SqliteConnection, model: &ModelName, target
 }
 
 /// Names of the deployments of a model, to refuse deleting what is deployed.
-pub(crate) async fn names_for_model(conn: &mut sqlx::SqliteConnection, model: &ModelName) -> Result<Vec<String>> {
-    Ok(sqlx::query_scalar(
-        "SELECT d.name FROM deployments d JOIN models m ON m.id = d.model_id WHERE m.name = ? ORDER BY d.name",
+pub(crate) async fn names_for_model(conn: impl Into<ConnMut<'_>>, model: &ModelName) -> Result<Vec<String>> {
+    let mut conn: ConnMut<'_> = conn.into();
+    Ok(on_conn!(&mut conn, |conn| sqlx::query_scalar(
+        "SELECT d.name FROM deployments d JOIN models m ON m.id = d.model_id WHERE m.name = $1 ORDER BY d.name",
     )
     .bind(model.as_str())
     .fetch_all(&mut *conn)
-    .await?)
+    .await)?)
 }
 
 #[cfg(test)]
@@ -441,20 +447,20 @@ mod tests {
 
     /// A catalog with one model and the raw row `(gpu_request, gpu_allocation)` of a
     /// deployment `d`, as an earlier release (or a damaged file) left them.
-    async fn with_row(request: &str, allocation: &str) -> (tempfile::TempDir, SqlitePool) {
+    async fn with_row(request: &str, allocation: &str) -> (tempfile::TempDir, Db) {
         let dir = tempfile::tempdir().expect("tempdir");
         let pool = super::super::open(&dir.path().join("hangar.db")).await.expect("open");
         sqlx::query("INSERT INTO models (name) VALUES ('m')").execute(&pool).await.expect("model");
         sqlx::query(
             "INSERT INTO deployments (name, model_id, version, runtime, gpu_request, gpu_allocation, desired)
-             VALUES ('d', (SELECT id FROM models), '1', 'vllm', ?, ?, 'running')",
+             VALUES ('d', (SELECT id FROM models), '1', 'vllm', $1, $2, 'running')",
         )
         .bind(request)
         .bind(allocation)
         .execute(&pool)
         .await
         .expect("deployment");
-        (dir, pool)
+        (dir, Db::Sqlite(pool))
     }
 
     #[tokio::test]
@@ -471,7 +477,8 @@ mod tests {
 
         observe(&pool, &name, &d.observed).await.expect("observe");
         let (stored,): (String,) =
-            sqlx::query_as("SELECT gpu_allocation FROM deployments").fetch_one(&pool).await.expect("row");
+            on_db!(&pool, |pool| sqlx::query_as("SELECT gpu_allocation FROM deployments").fetch_one(pool).await)
+                .expect("row");
         assert_eq!(
             serde_json::from_str::<serde_json::Value>(&stored).expect("json"),
             serde_json::from_str::<serde_json::Value>(allocation).expect("json")

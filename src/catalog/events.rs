@@ -1,12 +1,9 @@
 //! The audit log: every mutation, with who made it, recorded in the same transaction as
 //! the change itself, so the log and the catalog never disagree.
 
-use std::sync::LazyLock;
-
 use sqlx::types::Json;
-use sqlx::{SqliteConnection, SqlitePool};
 
-use super::{Result, corrupt, json_list_sql};
+use super::{ConnMut, Db, JsonList, Result, any_glob, corrupt, globs_param, on_conn, on_db};
 use crate::domain::{EVENT_ACTIONS, Glob};
 
 /// Who is making a change. Built from the authenticated caller at the HTTP edge, or
@@ -62,20 +59,21 @@ struct EventRow {
 
 /// Appends one event inside the caller's transaction.
 pub(crate) async fn record(
-    conn: &mut SqliteConnection,
+    conn: impl Into<ConnMut<'_>>,
     actor: &Actor,
     action: &str,
     model: Option<&str>,
     target: &str,
     details: serde_json::Value,
 ) -> Result<()> {
+    let mut conn: ConnMut<'_> = conn.into();
     debug_assert!(
         EVENT_ACTIONS.contains(&action),
         "event action {action:?} is missing from domain::EVENT_ACTIONS; add it there so webhooks can subscribe to it"
     );
-    sqlx::query(
+    on_conn!(&mut conn, |conn| sqlx::query(
         "INSERT INTO events (actor, actor_id, token_id, remote_addr, action, model, target, details)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
     )
     .bind(actor.user.as_deref())
     .bind(actor.user_id)
@@ -85,14 +83,15 @@ pub(crate) async fn record(
     .bind(model)
     .bind(target)
     .bind(details.to_string())
-    .execute(conn)
-    .await?;
+    .execute(&mut *conn)
+    .await
+    .map(drop))?;
     Ok(())
 }
 
 /// The id of the newest event, 0 when there is none.
-pub async fn latest_id(pool: &SqlitePool) -> Result<i64> {
-    Ok(sqlx::query_scalar("SELECT COALESCE(MAX(id), 0) FROM events").fetch_one(pool).await?)
+pub async fn latest_id(pool: &Db) -> Result<i64> {
+    Ok(on_db!(pool, |pool| sqlx::query_scalar("SELECT COALESCE(MAX(id), 0) FROM events").fetch_one(pool).await)?)
 }
 
 /// Which events to list; every field narrows.
@@ -111,81 +110,82 @@ pub struct EventFilter {
 
 /// The one SELECT of events under a filter, ordered by `$order` (a string literal).
 macro_rules! select_events {
-    ($order:literal) => {
+    ($d:ident, $order:literal) => {
         concat!(
             "SELECT id, at, actor, token_id, remote_addr, action, model, target, details FROM events
-              WHERE id > ?1 AND id < ?7
-                AND (?2 IS NULL OR model = ?2)
-                AND (?3 IS NULL OR actor = ?3)
-                AND (?4 IS NULL OR action = ?4 OR action LIKE ?4 || '.%')
-                AND (?5 IS NULL OR EXISTS (SELECT 1 FROM json_each(?5) g WHERE model GLOB g.value))
-                AND (?8 = 0 OR model IS NOT NULL)
+              WHERE id > $1 AND id < $7
+                AND ($2 IS NULL OR model = $2)
+                AND ($3 IS NULL OR actor = $3)
+                AND ($4 IS NULL OR action = $4 OR action LIKE $4 || '.%')
+                AND ($5 IS NULL OR ",
+            any_glob!($d, "model", "$5"),
+            ")
+                AND (NOT $8 OR model IS NOT NULL)
               ORDER BY id ",
             $order,
-            " LIMIT ?6"
+            " LIMIT $6"
         )
     };
 }
 
 const COLUMNS: &[&str] = &["id", "at", "actor", "token_id", "remote_addr", "action", "model", "target", "details"];
-static OLDEST_FIRST: LazyLock<String> = LazyLock::new(|| json_list_sql(select_events!("ASC"), COLUMNS, "id"));
-static NEWEST_FIRST: LazyLock<String> = LazyLock::new(|| json_list_sql(select_events!("DESC"), COLUMNS, "id DESC"));
-static ABOUT: LazyLock<String> = LazyLock::new(|| {
-    json_list_sql(
-        "SELECT id, at, actor, token_id, remote_addr, action, model, target, details FROM events
-          WHERE model = ?1 AND target = ?2 ORDER BY id DESC LIMIT ?3",
-        COLUMNS,
-        "id DESC",
-    )
-});
+static OLDEST_FIRST: JsonList =
+    JsonList::per_dialect(select_events!(sqlite, "ASC"), select_events!(postgres, "ASC"), COLUMNS, "id");
+static NEWEST_FIRST: JsonList =
+    JsonList::per_dialect(select_events!(sqlite, "DESC"), select_events!(postgres, "DESC"), COLUMNS, "id DESC");
+static ABOUT: JsonList = JsonList::new(
+    "SELECT id, at, actor, token_id, remote_addr, action, model, target, details FROM events
+      WHERE model = $1 AND target = $2 ORDER BY id DESC LIMIT $3",
+    COLUMNS,
+    "id DESC",
+);
 
 /// Events in order of id, oldest first, after `filter.after`.
-pub async fn list(pool: &SqlitePool, filter: &EventFilter) -> Result<Vec<Event>> {
-    fetch(pool, filter, None, OLDEST_FIRST.as_str()).await
+pub async fn list(pool: &Db, filter: &EventFilter) -> Result<Vec<Event>> {
+    fetch(&mut pool.acquire().await?, filter, None, &OLDEST_FIRST).await
 }
 
 /// The newest events that match, newest first (for people reading the log).
-pub async fn recent(pool: &SqlitePool, filter: &EventFilter) -> Result<Vec<Event>> {
-    fetch(pool, filter, None, NEWEST_FIRST.as_str()).await
+pub async fn recent(pool: &Db, filter: &EventFilter) -> Result<Vec<Event>> {
+    fetch(&mut pool.acquire().await?, filter, None, &NEWEST_FIRST).await
 }
 
 /// Up to `limit` events after `after`, oldest first, read inside the caller's transaction.
-pub(crate) async fn after_in(conn: &mut SqliteConnection, after: i64, limit: u32) -> Result<Vec<Event>> {
+pub(crate) async fn after_in(conn: impl Into<ConnMut<'_>>, after: i64, limit: u32) -> Result<Vec<Event>> {
     let filter = EventFilter { after: Some(after), limit, ..EventFilter::default() };
-    fetch(conn, &filter, None, OLDEST_FIRST.as_str()).await
+    fetch(conn, &filter, None, &OLDEST_FIRST).await
 }
 
 /// As `recent`, among the events older than the event `before`: the next page back.
-pub async fn recent_before(pool: &SqlitePool, filter: &EventFilter, before: i64) -> Result<Vec<Event>> {
-    fetch(pool, filter, Some(before), NEWEST_FIRST.as_str()).await
+pub async fn recent_before(pool: &Db, filter: &EventFilter, before: i64) -> Result<Vec<Event>> {
+    fetch(&mut pool.acquire().await?, filter, Some(before), &NEWEST_FIRST).await
 }
 
 /// The newest events about one target of a model (say, a deployment's transitions), newest
 /// first.
-pub async fn recent_about(pool: &SqlitePool, model: &str, target: &str, limit: u32) -> Result<Vec<Event>> {
-    let rows: Vec<EventRow> = sqlx::query_scalar::<_, Json<Vec<EventRow>>>(ABOUT.as_str())
+pub async fn recent_about(pool: &Db, model: &str, target: &str, limit: u32) -> Result<Vec<Event>> {
+    let sql = ABOUT.sql(pool.dialect());
+    let rows: Vec<EventRow> = on_db!(pool, |pool| sqlx::query_scalar::<_, Json<Vec<EventRow>>>(sql)
         .bind(model)
         .bind(target)
         .bind(i64::from(limit))
         .fetch_one(pool)
-        .await?
-        .0;
+        .await)?
+    .0;
     rows.into_iter().map(Event::try_from).collect()
 }
 
-async fn fetch<'e>(
-    executor: impl sqlx::SqliteExecutor<'e>,
+async fn fetch(
+    conn: impl Into<ConnMut<'_>>,
     filter: &EventFilter,
     before: Option<i64>,
-    sql: &'static str,
+    list: &'static JsonList,
 ) -> Result<Vec<Event>> {
-    let globs = filter
-        .model_globs
-        .as_ref()
-        .map(|g| serde_json::to_string(&g.iter().map(Glob::as_str).collect::<Vec<_>>()))
-        .transpose()
-        .map_err(corrupt)?;
-    let rows: Vec<EventRow> = sqlx::query_scalar::<_, Json<Vec<EventRow>>>(sql)
+    let mut conn: ConnMut<'_> = conn.into();
+    let dialect = conn.dialect();
+    let globs = globs_param(dialect, filter.model_globs.as_deref())?;
+    let sql = list.sql(dialect);
+    let rows: Vec<EventRow> = on_conn!(&mut conn, |conn| sqlx::query_scalar::<_, Json<Vec<EventRow>>>(sql)
         .bind(filter.after.unwrap_or(0))
         .bind(filter.model.as_deref())
         .bind(filter.actor.as_deref())
@@ -194,9 +194,9 @@ async fn fetch<'e>(
         .bind(i64::from(filter.limit))
         .bind(before.unwrap_or(i64::MAX))
         .bind(filter.hide_instance_wide)
-        .fetch_one(executor)
-        .await?
-        .0;
+        .fetch_one(&mut *conn)
+        .await)?
+    .0;
     rows.into_iter().map(Event::try_from).collect()
 }
 

@@ -1,13 +1,10 @@
 //! Files of a version: a path mapped to a blob. Rows are written only for blobs that are
 //! already durable on disk, and only while the version is a draft.
 
-use std::sync::LazyLock;
-
-use sqlx::SqlitePool;
 use sqlx::types::Json;
 
 use super::events::{self, Actor};
-use super::{CatalogError, Result, begin_write, blobs, corrupt, json_list_sql, versions};
+use super::{CatalogError, ConnMut, Db, JsonList, Result, begin_write, blobs, corrupt, now, on_conn, on_db, versions};
 use crate::domain::{Digest, ModelName, RelPath, VersionName};
 
 #[derive(Debug, Clone)]
@@ -47,7 +44,7 @@ pub enum Put {
 }
 
 /// Checks that a version exists and is a draft, before a client sends any bytes.
-pub async fn ensure_draft(pool: &SqlitePool, model: &ModelName, version: &VersionName) -> Result<()> {
+pub async fn ensure_draft(pool: &Db, model: &ModelName, version: &VersionName) -> Result<()> {
     let mut conn = pool.acquire().await?;
     versions::locate_draft(&mut conn, model, version).await.map(drop)
 }
@@ -55,7 +52,7 @@ pub async fn ensure_draft(pool: &SqlitePool, model: &ModelName, version: &Versio
 /// Records `path` → a blob in a draft, with the blob's row if it is new. The caller holds the
 /// blob durable on disk (and safe from garbage collection) until this returns.
 pub async fn put(
-    pool: &SqlitePool,
+    pool: &Db,
     actor: &Actor,
     model: &ModelName,
     version: &VersionName,
@@ -66,11 +63,14 @@ pub async fn put(
     let size = i64::try_from(size).map_err(corrupt)?;
     let mut tx = begin_write(pool).await?;
     let version_id = versions::locate_draft(&mut tx, model, version).await?;
-    sqlx::query("INSERT INTO blobs (digest, size) VALUES (?, ?) ON CONFLICT (digest) DO NOTHING")
-        .bind(digest.to_string())
-        .bind(size)
-        .execute(&mut *tx)
-        .await?;
+    on_conn!(&mut tx, |tx| sqlx::query(
+        "INSERT INTO blobs (digest, size) VALUES ($1, $2) ON CONFLICT (digest) DO NOTHING"
+    )
+    .bind(digest.to_string())
+    .bind(size)
+    .execute(&mut *tx)
+    .await
+    .map(drop))?;
     let put = upsert(&mut tx, version_id, path, digest, size).await?;
     record(&mut tx, actor, "file.uploaded", model, version, path, digest, size, put).await?;
     tx.commit().await?;
@@ -82,7 +82,7 @@ pub async fn put(
 /// other is answered as not stored (see [`blobs::visible_size`]).
 #[expect(clippy::too_many_arguments, reason = "the link, and who may see which blobs")]
 pub async fn link(
-    pool: &SqlitePool,
+    pool: &Db,
     actor: &Actor,
     model: &ModelName,
     version: &VersionName,
@@ -113,7 +113,7 @@ pub async fn link(
 
 #[expect(clippy::too_many_arguments, reason = "one audit record, every field of it")]
 async fn record(
-    tx: &mut sqlx::SqliteConnection,
+    tx: impl Into<ConnMut<'_>>,
     actor: &Actor,
     action: &str,
     model: &ModelName,
@@ -130,46 +130,51 @@ async fn record(
 }
 
 async fn upsert(
-    tx: &mut sqlx::SqliteConnection,
+    tx: impl Into<ConnMut<'_>>,
     version_id: i64,
     path: &RelPath,
     digest: &Digest,
     size: i64,
 ) -> Result<Put> {
-    refuse_file_folder_clash(tx, version_id, path).await?;
-    let existed: Option<i64> = sqlx::query_scalar("SELECT 1 FROM files WHERE version_id = ? AND path = ?")
-        .bind(version_id)
-        .bind(path.as_str())
-        .fetch_optional(&mut *tx)
-        .await?;
-    sqlx::query(
-        "INSERT INTO files (version_id, path, digest, size) VALUES (?, ?, ?, ?)
+    let mut tx: ConnMut<'_> = tx.into();
+    refuse_file_folder_clash(&mut tx, version_id, path).await?;
+    let existed: Option<i64> =
+        on_conn!(&mut tx, |tx| sqlx::query_scalar("SELECT size FROM files WHERE version_id = $1 AND path = $2")
+            .bind(version_id)
+            .bind(path.as_str())
+            .fetch_optional(&mut *tx)
+            .await)?;
+    on_conn!(&mut tx, |tx| sqlx::query(
+        "INSERT INTO files (version_id, path, digest, size) VALUES ($1, $2, $3, $4)
          ON CONFLICT (version_id, path) DO UPDATE SET digest = excluded.digest, size = excluded.size,
-             created_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')",
+             created_at = $5",
     )
     .bind(version_id)
     .bind(path.as_str())
     .bind(digest.to_string())
     .bind(size)
+    .bind(now())
     .execute(&mut *tx)
-    .await?;
+    .await
+    .map(drop))?;
     Ok(if existed.is_some() { Put::Replaced } else { Put::Created })
 }
 
 /// A version is laid out as a folder tree (snapshots, pulls): `a` cannot be a file and a
 /// folder of `a/b` at once. Refuses `path` when a file of the version is one of its folders,
 /// or when it is a folder of a file already there.
-async fn refuse_file_folder_clash(tx: &mut sqlx::SqliteConnection, version_id: i64, path: &RelPath) -> Result<()> {
-    let clash: Option<String> = sqlx::query_scalar(
+async fn refuse_file_folder_clash(tx: impl Into<ConnMut<'_>>, version_id: i64, path: &RelPath) -> Result<()> {
+    let mut tx: ConnMut<'_> = tx.into();
+    let clash: Option<String> = on_conn!(&mut tx, |tx| sqlx::query_scalar(
         "SELECT path FROM files
-          WHERE version_id = ?1
-            AND (substr(?2, 1, length(path) + 1) = path || '/' OR substr(path, 1, length(?2) + 1) = ?2 || '/')
+          WHERE version_id = $1
+            AND (substr($2, 1, length(path) + 1) = path || '/' OR substr(path, 1, length($2) + 1) = $2 || '/')
           ORDER BY path LIMIT 1",
     )
     .bind(version_id)
     .bind(path.as_str())
     .fetch_optional(&mut *tx)
-    .await?;
+    .await)?;
     match clash {
         Some(first) if path.as_str().starts_with(&format!("{first}/")) => Err(CatalogError::Conflict(format!(
             "'{path}' would put a file inside '{first}', which is a file of this version; delete '{first}' first or choose another path"
@@ -182,23 +187,22 @@ async fn refuse_file_folder_clash(tx: &mut sqlx::SqliteConnection, version_id: i
 }
 
 /// The files of version `?2` of model `?1`, by path, as one JSON row.
-static LIST: LazyLock<String> = LazyLock::new(|| {
-    json_list_sql(
-        "SELECT f.path, f.digest, f.size, f.created_at
+static LIST: JsonList = JsonList::new(
+    "SELECT f.path, f.digest, f.size, f.created_at
            FROM files f JOIN versions v ON v.id = f.version_id JOIN models m ON m.id = v.model_id
-          WHERE m.name = ?1 AND v.name = ?2",
-        &["path", "digest", "size", "created_at"],
-        "path",
-    )
-});
+          WHERE m.name = $1 AND v.name = $2",
+    &["path", "digest", "size", "created_at"],
+    "path",
+);
 
-pub async fn list(pool: &SqlitePool, model: &ModelName, version: &VersionName) -> Result<Vec<File>> {
-    let rows: Vec<FileRow> = sqlx::query_scalar::<_, Json<Vec<FileRow>>>(LIST.as_str())
+pub async fn list(pool: &Db, model: &ModelName, version: &VersionName) -> Result<Vec<File>> {
+    let sql = LIST.sql(pool.dialect());
+    let rows: Vec<FileRow> = on_db!(pool, |pool| sqlx::query_scalar::<_, Json<Vec<FileRow>>>(sql)
         .bind(model.as_str())
         .bind(version.as_str())
         .fetch_one(pool)
-        .await?
-        .0;
+        .await)?
+    .0;
     if rows.is_empty() {
         // Tell an empty draft apart from a version that does not exist.
         versions::get(pool, model, version).await?;
@@ -206,17 +210,17 @@ pub async fn list(pool: &SqlitePool, model: &ModelName, version: &VersionName) -
     rows.into_iter().map(File::try_from).collect()
 }
 
-pub async fn get(pool: &SqlitePool, model: &ModelName, version: &VersionName, path: &RelPath) -> Result<File> {
-    let row: Option<FileRow> = sqlx::query_as(
+pub async fn get(pool: &Db, model: &ModelName, version: &VersionName, path: &RelPath) -> Result<File> {
+    let row: Option<FileRow> = on_db!(pool, |pool| sqlx::query_as(
         "SELECT f.path, f.digest, f.size, f.created_at
            FROM files f JOIN versions v ON v.id = f.version_id JOIN models m ON m.id = v.model_id
-          WHERE m.name = ? AND v.name = ? AND f.path = ?",
+          WHERE m.name = $1 AND v.name = $2 AND f.path = $3",
     )
     .bind(model.as_str())
     .bind(version.as_str())
     .bind(path.as_str())
     .fetch_optional(pool)
-    .await?;
+    .await)?;
     match row {
         Some(row) => row.try_into(),
         None => {
@@ -226,21 +230,16 @@ pub async fn get(pool: &SqlitePool, model: &ModelName, version: &VersionName, pa
     }
 }
 
-pub async fn delete(
-    pool: &SqlitePool,
-    actor: &Actor,
-    model: &ModelName,
-    version: &VersionName,
-    path: &RelPath,
-) -> Result<()> {
+pub async fn delete(pool: &Db, actor: &Actor, model: &ModelName, version: &VersionName, path: &RelPath) -> Result<()> {
     let mut tx = begin_write(pool).await?;
     let version_id = versions::locate_draft(&mut tx, model, version).await?;
-    let deleted = sqlx::query("DELETE FROM files WHERE version_id = ? AND path = ?")
+    let deleted = on_conn!(&mut tx, |tx| sqlx::query("DELETE FROM files WHERE version_id = $1 AND path = $2")
         .bind(version_id)
         .bind(path.as_str())
         .execute(&mut *tx)
-        .await?;
-    if deleted.rows_affected() == 0 {
+        .await
+        .map(|done| done.rows_affected()))?;
+    if deleted == 0 {
         return Err(CatalogError::NotFound(format!("version '{version}' of '{model}' has no file '{path}'")));
     }
     let details = serde_json::json!({ "version": version, "path": path });

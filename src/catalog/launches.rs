@@ -6,11 +6,10 @@
 
 use std::collections::BTreeMap;
 
-use sqlx::SqlitePool;
 use sqlx::types::Json;
 
 use super::events::{self, Actor};
-use super::{Result, begin_write, corrupt};
+use super::{Db, Result, begin_write, corrupt, on_conn, on_db};
 use crate::domain::DeploymentName;
 
 /// Launches kept per deployment: a crash loop must not grow the table without bound.
@@ -74,27 +73,28 @@ impl TryFrom<LaunchRow> for Launch {
 
 /// Records a start of `name` and its `deployment.launched` event; returns the previous
 /// start's image digest when it differs from this one's.
-pub async fn record(pool: &SqlitePool, name: &DeploymentName, launch: &Launch) -> Result<Option<String>> {
+pub async fn record(pool: &Db, name: &DeploymentName, launch: &Launch) -> Result<Option<String>> {
     let mut tx = begin_write(pool).await?;
-    let found: Option<(i64, String)> =
-        sqlx::query_as("SELECT d.id, m.name FROM deployments d JOIN models m ON m.id = d.model_id WHERE d.name = ?")
-            .bind(name.as_str())
-            .fetch_optional(&mut *tx)
-            .await?;
+    let found: Option<(i64, String)> = on_conn!(&mut tx, |tx| sqlx::query_as(
+        "SELECT d.id, m.name FROM deployments d JOIN models m ON m.id = d.model_id WHERE d.name = $1"
+    )
+    .bind(name.as_str())
+    .fetch_optional(&mut *tx)
+    .await)?;
     let Some((deployment_id, model)) = found else {
         return Err(super::CatalogError::NotFound(format!("deployment '{name}' does not exist")));
     };
-    let previous: Option<Option<String>> = sqlx::query_scalar(
-        "SELECT image_digest FROM deployment_launches WHERE deployment_id = ? ORDER BY id DESC LIMIT 1",
+    let previous: Option<Option<String>> = on_conn!(&mut tx, |tx| sqlx::query_scalar(
+        "SELECT image_digest FROM deployment_launches WHERE deployment_id = $1 ORDER BY id DESC LIMIT 1",
     )
     .bind(deployment_id)
     .fetch_optional(&mut *tx)
-    .await?;
+    .await)?;
     let runtime = serde_json::to_string(&launch.runtime).map_err(corrupt)?;
-    sqlx::query(
+    on_conn!(&mut tx, |tx| sqlx::query(
         "INSERT INTO deployment_launches
              (deployment_id, container_id, image, image_digest, argv, env, version, manifest_digest, runtime)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
     )
     .bind(deployment_id)
     .bind(&launch.container_id)
@@ -106,15 +106,17 @@ pub async fn record(pool: &SqlitePool, name: &DeploymentName, launch: &Launch) -
     .bind(launch.manifest_digest.as_deref())
     .bind(runtime)
     .execute(&mut *tx)
-    .await?;
-    sqlx::query(
-        "DELETE FROM deployment_launches WHERE deployment_id = ?1 AND id NOT IN
-             (SELECT id FROM deployment_launches WHERE deployment_id = ?1 ORDER BY id DESC LIMIT ?2)",
+    .await
+    .map(drop))?;
+    on_conn!(&mut tx, |tx| sqlx::query(
+        "DELETE FROM deployment_launches WHERE deployment_id = $1 AND id NOT IN
+             (SELECT id FROM deployment_launches WHERE deployment_id = $1 ORDER BY id DESC LIMIT $2)",
     )
     .bind(deployment_id)
     .bind(KEPT)
     .execute(&mut *tx)
-    .await?;
+    .await
+    .map(drop))?;
     // Only a digest known on both sides can be said to have changed.
     let changed_from = match (previous.flatten(), &launch.image_digest) {
         (Some(before), Some(now)) if before != *now => Some(before),
@@ -140,15 +142,15 @@ pub async fn record(pool: &SqlitePool, name: &DeploymentName, launch: &Launch) -
 }
 
 /// The newest start of `name`; `None` before its first.
-pub async fn latest(pool: &SqlitePool, name: &DeploymentName) -> Result<Option<Launch>> {
-    let row: Option<LaunchRow> = sqlx::query_as(
+pub async fn latest(pool: &Db, name: &DeploymentName) -> Result<Option<Launch>> {
+    let row: Option<LaunchRow> = on_db!(pool, |pool| sqlx::query_as(
         "SELECT l.container_id, l.image, l.image_digest, l.argv, l.env, l.version, l.manifest_digest, l.runtime,
                 l.started_at
            FROM deployment_launches l JOIN deployments d ON d.id = l.deployment_id
-          WHERE d.name = ? ORDER BY l.id DESC LIMIT 1",
+          WHERE d.name = $1 ORDER BY l.id DESC LIMIT 1",
     )
     .bind(name.as_str())
     .fetch_optional(pool)
-    .await?;
+    .await)?;
     row.map(Launch::try_from).transpose()
 }

@@ -2,10 +2,8 @@
 //! change is audited and moves the catalog's write count, which is what tells the gateway to
 //! read them again.
 
-use sqlx::SqlitePool;
-
 use super::events::{self, Actor};
-use super::{CatalogError, Result, begin_write, corrupt};
+use super::{CatalogError, Db, Result, begin_write, corrupt, now, on_conn, on_db};
 use crate::domain::{Limits, Subject};
 
 #[derive(sqlx::FromRow)]
@@ -25,11 +23,12 @@ fn signed(v: Option<u64>) -> Option<i64> {
 }
 
 /// Every limit, by subject.
-pub async fn list(pool: &SqlitePool) -> Result<Vec<(Subject, Limits)>> {
-    let rows: Vec<Row> =
-        sqlx::query_as("SELECT subject, requests_per_minute, tokens_per_day, concurrent FROM limits ORDER BY subject")
-            .fetch_all(pool)
-            .await?;
+pub async fn list(pool: &Db) -> Result<Vec<(Subject, Limits)>> {
+    let rows: Vec<Row> = on_db!(pool, |pool| sqlx::query_as(
+        "SELECT subject, requests_per_minute, tokens_per_day, concurrent FROM limits ORDER BY subject"
+    )
+    .fetch_all(pool)
+    .await)?;
     rows.into_iter()
         .map(|r| {
             let subject = Subject::parse(&r.subject).map_err(corrupt)?;
@@ -44,21 +43,24 @@ pub async fn list(pool: &SqlitePool) -> Result<Vec<(Subject, Limits)>> {
 }
 
 /// Sets (or replaces) the limits of `subject`.
-pub async fn set(pool: &SqlitePool, actor: &Actor, subject: &Subject, limits: Limits) -> Result<()> {
+pub async fn set(pool: &Db, actor: &Actor, subject: &Subject, limits: Limits) -> Result<()> {
     let mut tx = begin_write(pool).await?;
-    sqlx::query(
-        "INSERT INTO limits (subject, requests_per_minute, tokens_per_day, concurrent, updated_by) VALUES (?, ?, ?, ?, ?)
+    on_conn!(&mut tx, |tx| {
+        sqlx::query(
+        "INSERT INTO limits (subject, requests_per_minute, tokens_per_day, concurrent, updated_by) VALUES ($1, $2, $3, $4, $5)
          ON CONFLICT (subject) DO UPDATE SET requests_per_minute = excluded.requests_per_minute,
              tokens_per_day = excluded.tokens_per_day, concurrent = excluded.concurrent,
-             updated_by = excluded.updated_by, updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')",
+             updated_by = excluded.updated_by, updated_at = $6",
     )
     .bind(subject.to_string())
     .bind(signed(limits.requests_per_minute))
     .bind(signed(limits.tokens_per_day))
     .bind(signed(limits.concurrent))
     .bind(actor.name())
+        .bind(now())
     .execute(&mut *tx)
-    .await?;
+    .await.map(|done| done.rows_affected())
+    })?;
     let details = serde_json::to_value(limits).map_err(corrupt)?;
     events::record(&mut tx, actor, "limits.set", None, &subject.to_string(), details).await?;
     tx.commit().await?;
@@ -66,10 +68,14 @@ pub async fn set(pool: &SqlitePool, actor: &Actor, subject: &Subject, limits: Li
 }
 
 /// Removes the limits of `subject`.
-pub async fn delete(pool: &SqlitePool, actor: &Actor, subject: &Subject) -> Result<()> {
+pub async fn delete(pool: &Db, actor: &Actor, subject: &Subject) -> Result<()> {
     let mut tx = begin_write(pool).await?;
-    let done = sqlx::query("DELETE FROM limits WHERE subject = ?").bind(subject.to_string()).execute(&mut *tx).await?;
-    if done.rows_affected() == 0 {
+    let done = on_conn!(&mut tx, |tx| sqlx::query("DELETE FROM limits WHERE subject = $1")
+        .bind(subject.to_string())
+        .execute(&mut *tx)
+        .await
+        .map(|done| done.rows_affected()))?;
+    if done == 0 {
         return Err(CatalogError::NotFound(format!("{subject} has no limits")));
     }
     events::record(&mut tx, actor, "limits.removed", None, &subject.to_string(), serde_json::json!({})).await?;
@@ -79,19 +85,19 @@ pub async fn delete(pool: &SqlitePool, actor: &Actor, subject: &Subject) -> Resu
 
 /// Tokens `subject` used today (UTC), from the usage rollups: where a restarted gateway
 /// picks its daily count up again.
-pub async fn tokens_since(pool: &SqlitePool, subject: &Subject, from_minute: i64) -> Result<u64> {
+pub async fn tokens_since(pool: &Db, subject: &Subject, from_minute: i64) -> Result<u64> {
     let (user, token) = match subject {
         Subject::User(name) => (Some(name.to_string()), None),
         Subject::Token(id) => (None, Some(*id)),
     };
-    let used: Option<i64> = sqlx::query_scalar(
-        "SELECT SUM(prompt_tokens + completion_tokens) FROM usage_minutes
-         WHERE minute >= ?1 AND (?2 IS NULL OR user = ?2) AND (?3 IS NULL OR token_id = ?3)",
+    let used: Option<i64> = on_db!(pool, |pool| sqlx::query_scalar(
+        r#"SELECT CAST(SUM(prompt_tokens + completion_tokens) AS BIGINT) FROM usage_minutes
+         WHERE minute >= $1 AND ($2 IS NULL OR "user" = $2) AND ($3 IS NULL OR token_id = $3)"#,
     )
     .bind(from_minute)
     .bind(user)
     .bind(token)
     .fetch_one(pool)
-    .await?;
+    .await)?;
     Ok(unsigned(used).unwrap_or(0))
 }

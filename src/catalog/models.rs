@@ -1,12 +1,12 @@
 //! Models: a name, a description and tags.
 
-use std::sync::LazyLock;
-
-use sqlx::SqlitePool;
 use sqlx::types::Json;
 
 use super::events::{self, Actor};
-use super::{CatalogError, Page, Result, begin_write, corrupt, is_unique_violation, json_list_sql, like_pattern};
+use super::{
+    CatalogError, Db, JsonList, Page, Result, any_glob, begin_write, corrupt, globs_param, is_unique_violation,
+    like_pattern, now, on_conn, on_db,
+};
 use crate::domain::{Glob, ModelName};
 
 /// A model as the catalog knows it, with a summary of its versions and aliases.
@@ -71,17 +71,17 @@ impl TryFrom<ModelRow> for Model {
 
 /// The one SELECT of a model, with `$tail` (a string literal) appended.
 macro_rules! select_model {
-    ($tail:literal) => {
+    ($tail:expr) => {
         concat!(
             "SELECT m.id, m.name, m.description, m.tags, m.created_at, m.updated_at, m.created_by,
                     m.version_count,
                     (SELECT v.name FROM versions v WHERE v.model_id = m.id AND v.state = 'ready'
                       ORDER BY v.published_at DESC, v.id DESC LIMIT 1) AS latest_version,
-                    (SELECT COALESCE(SUM(f.size), 0) FROM files f WHERE f.version_id =
+                    (SELECT CAST(COALESCE(SUM(f.size), 0) AS BIGINT) FROM files f WHERE f.version_id =
                        (SELECT v.id FROM versions v WHERE v.model_id = m.id AND v.state = 'ready'
                          ORDER BY v.published_at DESC, v.id DESC LIMIT 1)) AS latest_size,
-                    (SELECT group_concat(a.name, ', ') FROM aliases a WHERE a.model_id = m.id) AS aliases,
-                    (SELECT group_concat(d.name || ' ' || d.state, ', ') FROM deployments d WHERE d.model_id = m.id)
+                    (SELECT string_agg(a.name, ', ') FROM aliases a WHERE a.model_id = m.id) AS aliases,
+                    (SELECT string_agg(d.name || ' ' || d.state, ', ') FROM deployments d WHERE d.model_id = m.id)
                       AS deployments
                FROM models m ",
             $tail
@@ -105,20 +105,32 @@ const COLUMNS: &[&str] = &[
     "deployments",
 ];
 
-/// Models ordered by name after `?1`, matching `?2` (a LIKE pattern) and `?4` (JSON globs),
-/// at most `?3`.
-static LIST: LazyLock<String> = LazyLock::new(|| {
-    json_list_sql(
-        select_model!(
-            "WHERE m.name > ?1
-               AND (?2 IS NULL OR m.name LIKE ?2 ESCAPE '\\' OR m.description LIKE ?2 ESCAPE '\\')
-               AND (?4 IS NULL OR EXISTS (SELECT 1 FROM json_each(?4) g WHERE m.name GLOB g.value))
-             ORDER BY m.name LIMIT ?3"
-        ),
-        COLUMNS,
-        "name",
-    )
-});
+/// Models ordered by name after `$1`, matching `$2` (a LIKE pattern, ignoring ASCII case as
+/// SQLite's LIKE does) and `$4` (JSON globs), at most `$3`, in dialect `$d`.
+macro_rules! list_models {
+    (sqlite) => {
+        list_models!(sqlite, "LIKE")
+    };
+    (postgres) => {
+        list_models!(postgres, "ILIKE")
+    };
+    ($d:ident, $like:literal) => {
+        select_model!(concat!(
+            "WHERE m.name > $1
+               AND ($2 IS NULL OR m.name ",
+            $like,
+            " $2 ESCAPE '\\' OR m.description ",
+            $like,
+            " $2 ESCAPE '\\')
+               AND ($4 IS NULL OR ",
+            any_glob!($d, "m.name", "$4"),
+            ")
+             ORDER BY m.name LIMIT $3"
+        ))
+    };
+}
+
+static LIST: JsonList = JsonList::per_dialect(list_models!(sqlite), list_models!(postgres), COLUMNS, "name");
 
 /// What a client may set on a model.
 #[derive(Debug, Default)]
@@ -131,22 +143,19 @@ pub fn not_found(name: &ModelName) -> CatalogError {
     CatalogError::NotFound(format!("model '{name}' does not exist"))
 }
 
-pub async fn create(
-    pool: &SqlitePool,
-    actor: &Actor,
-    name: &ModelName,
-    description: &str,
-    tags: &[String],
-) -> Result<Model> {
+pub async fn create(pool: &Db, actor: &Actor, name: &ModelName, description: &str, tags: &[String]) -> Result<Model> {
     let tags_json = serde_json::to_string(tags).map_err(corrupt)?;
     let mut tx = begin_write(pool).await?;
-    let inserted = sqlx::query("INSERT INTO models (name, description, tags, created_by) VALUES (?, ?, ?, ?)")
-        .bind(name.as_str())
-        .bind(description)
-        .bind(&tags_json)
-        .bind(actor.name())
-        .execute(&mut *tx)
-        .await;
+    let inserted = on_conn!(&mut tx, |tx| sqlx::query(
+        "INSERT INTO models (name, description, tags, created_by) VALUES ($1, $2, $3, $4)"
+    )
+    .bind(name.as_str())
+    .bind(description)
+    .bind(&tags_json)
+    .bind(actor.name())
+    .execute(&mut *tx)
+    .await
+    .map(|done| done.rows_affected()));
     match inserted {
         Err(e) if is_unique_violation(&e) => {
             return Err(CatalogError::Conflict(format!("model '{name}' already exists")));
@@ -159,42 +168,42 @@ pub async fn create(
     get(pool, name).await
 }
 
-pub async fn get(pool: &SqlitePool, name: &ModelName) -> Result<Model> {
-    let row: Option<ModelRow> =
-        sqlx::query_as(select_model!("WHERE m.name = ?")).bind(name.as_str()).fetch_optional(pool).await?;
+pub async fn get(pool: &Db, name: &ModelName) -> Result<Model> {
+    let row: Option<ModelRow> = on_db!(pool, |pool| sqlx::query_as(select_model!("WHERE m.name = $1"))
+        .bind(name.as_str())
+        .fetch_optional(pool)
+        .await)?;
     row.ok_or_else(|| not_found(name))?.try_into()
 }
 
 /// Looks up only the id, for calls that need nothing else.
-pub async fn id_of(pool: &SqlitePool, name: &ModelName) -> Result<i64> {
-    sqlx::query_scalar("SELECT id FROM models WHERE name = ?")
+pub async fn id_of(pool: &Db, name: &ModelName) -> Result<i64> {
+    on_db!(pool, |pool| sqlx::query_scalar("SELECT id FROM models WHERE name = $1")
         .bind(name.as_str())
         .fetch_optional(pool)
-        .await?
-        .ok_or_else(|| not_found(name))
+        .await)?
+    .ok_or_else(|| not_found(name))
 }
 
 /// Models ordered by name, after `cursor` (the last name of the previous page), whose name
 /// or description contains `q` and whose name one of `globs` matches (all, without globs).
 pub async fn list(
-    pool: &SqlitePool,
+    pool: &Db,
     q: Option<&str>,
     globs: Option<&[Glob]>,
     cursor: Option<&str>,
     limit: u32,
 ) -> Result<Page<Model>> {
-    let globs = globs
-        .map(|g| serde_json::to_string(&g.iter().map(Glob::as_str).collect::<Vec<_>>()))
-        .transpose()
-        .map_err(corrupt)?;
-    let rows: Vec<ModelRow> = sqlx::query_scalar::<_, Json<Vec<ModelRow>>>(LIST.as_str())
+    let globs = globs_param(pool.dialect(), globs)?;
+    let sql = LIST.sql(pool.dialect());
+    let rows: Vec<ModelRow> = on_db!(pool, |pool| sqlx::query_scalar::<_, Json<Vec<ModelRow>>>(sql)
         .bind(cursor.unwrap_or(""))
         .bind(q.map(like_pattern))
         .bind(i64::from(limit) + 1)
         .bind(globs)
         .fetch_one(pool)
-        .await?
-        .0;
+        .await)?
+    .0;
     let mut items = rows.into_iter().map(Model::try_from).collect::<Result<Vec<_>>>()?;
     let next = if items.len() > limit as usize {
         items.truncate(limit as usize);
@@ -205,20 +214,22 @@ pub async fn list(
     Ok(Page { items, next })
 }
 
-pub async fn update(pool: &SqlitePool, actor: &Actor, name: &ModelName, changes: ModelChanges) -> Result<Model> {
+pub async fn update(pool: &Db, actor: &Actor, name: &ModelName, changes: ModelChanges) -> Result<Model> {
     let tags_json = changes.tags.as_ref().map(serde_json::to_string).transpose().map_err(corrupt)?;
     let mut tx = begin_write(pool).await?;
-    let updated = sqlx::query(
-        "UPDATE models SET description = COALESCE(?, description), tags = COALESCE(?, tags),
-                updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')
-          WHERE name = ?",
+    let updated = on_conn!(&mut tx, |tx| sqlx::query(
+        "UPDATE models SET description = COALESCE($1, description), tags = COALESCE($2, tags),
+                updated_at = $4
+          WHERE name = $3",
     )
     .bind(changes.description.as_deref())
     .bind(tags_json)
     .bind(name.as_str())
+    .bind(now())
     .execute(&mut *tx)
-    .await?;
-    if updated.rows_affected() == 0 {
+    .await
+    .map(|done| done.rows_affected()))?;
+    if updated == 0 {
         return Err(not_found(name));
     }
     let details = serde_json::json!({ "description": changes.description, "tags": changes.tags });
@@ -229,7 +240,7 @@ pub async fn update(pool: &SqlitePool, actor: &Actor, name: &ModelName, changes:
 
 /// Deletes a model with its versions, files and aliases. Blobs stay until garbage collection
 /// finds nothing refers to them.
-pub async fn delete(pool: &SqlitePool, actor: &Actor, name: &ModelName) -> Result<()> {
+pub async fn delete(pool: &Db, actor: &Actor, name: &ModelName) -> Result<()> {
     let mut tx = begin_write(pool).await?;
     let deployed = super::deployments::names_for_model(&mut tx, name).await?;
     if !deployed.is_empty() {
@@ -238,8 +249,12 @@ pub async fn delete(pool: &SqlitePool, actor: &Actor, name: &ModelName) -> Resul
             deployed.join(", ")
         )));
     }
-    let deleted = sqlx::query("DELETE FROM models WHERE name = ?").bind(name.as_str()).execute(&mut *tx).await?;
-    if deleted.rows_affected() == 0 {
+    let deleted = on_conn!(&mut tx, |tx| sqlx::query("DELETE FROM models WHERE name = $1")
+        .bind(name.as_str())
+        .execute(&mut *tx)
+        .await
+        .map(|done| done.rows_affected()))?;
+    if deleted == 0 {
         return Err(not_found(name));
     }
     events::record(&mut tx, actor, "model.deleted", Some(name.as_str()), name.as_str(), serde_json::json!({})).await?;

@@ -1,10 +1,8 @@
 //! API tokens. Only a sha256 of each token is stored, with a short prefix to find it by
 //! and to show in lists; the secret itself exists only in the creation response.
 
-use sqlx::SqlitePool;
-
 use super::events::{self, Actor};
-use super::{CatalogError, Result, begin_write, corrupt};
+use super::{CatalogError, Db, Result, begin_write, corrupt, now, on_conn, on_db};
 use crate::domain::{Glob, Role, UserName};
 
 /// A token as listed: everything but the secret.
@@ -86,10 +84,10 @@ impl TryFrom<TokenRow> for TokenAuth {
 macro_rules! select_token {
     ($tail:literal) => {
         concat!(
-            "SELECT t.id, t.user_id, u.name AS user, t.name, t.prefix, t.secret_hash, t.role, t.models,
+            r#"SELECT t.id, t.user_id, u.name AS "user", t.name, t.prefix, t.secret_hash, t.role, t.models,
                     t.expires_at, t.last_used_at, t.revoked_at, t.created_at,
                     u.role AS user_role, u.disabled AS user_disabled
-               FROM tokens t JOIN users u ON u.id = t.user_id ",
+               FROM tokens t JOIN users u ON u.id = t.user_id "#,
             $tail
         )
     };
@@ -107,17 +105,18 @@ pub struct NewToken<'a> {
     pub expires_at: Option<i64>,
 }
 
-pub async fn create(pool: &SqlitePool, actor: &Actor, new: NewToken<'_>) -> Result<Token> {
+pub async fn create(pool: &Db, actor: &Actor, new: NewToken<'_>) -> Result<Token> {
     let models = new
         .models
         .map(|m| serde_json::to_string(&m.iter().map(Glob::as_str).collect::<Vec<_>>()))
         .transpose()
         .map_err(corrupt)?;
     let mut tx = begin_write(pool).await?;
-    let user: Option<(i64, String)> = sqlx::query_as("SELECT id, role FROM users WHERE name = ?")
-        .bind(new.user.as_str())
-        .fetch_optional(&mut *tx)
-        .await?;
+    let user: Option<(i64, String)> =
+        on_conn!(&mut tx, |tx| sqlx::query_as("SELECT id, role FROM users WHERE name = $1")
+            .bind(new.user.as_str())
+            .fetch_optional(&mut *tx)
+            .await)?;
     let Some((user_id, user_role)) = user else {
         return Err(CatalogError::NotFound(format!("user '{}' does not exist", new.user)));
     };
@@ -128,9 +127,9 @@ pub async fn create(pool: &SqlitePool, actor: &Actor, new: NewToken<'_>) -> Resu
             new.user, new.role
         )));
     }
-    let id: i64 = sqlx::query_scalar(
+    let id: i64 = on_conn!(&mut tx, |tx| sqlx::query_scalar(
         "INSERT INTO tokens (user_id, name, prefix, secret_hash, role, models, expires_at)
-         VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id",
+         VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
     )
     .bind(user_id)
     .bind(new.name)
@@ -140,54 +139,59 @@ pub async fn create(pool: &SqlitePool, actor: &Actor, new: NewToken<'_>) -> Resu
     .bind(models)
     .bind(new.expires_at)
     .fetch_one(&mut *tx)
-    .await?;
+    .await)?;
     let details = serde_json::json!({ "id": id, "name": new.name, "role": new.role, "user": new.user });
     events::record(&mut tx, actor, "token.created", None, &format!("token/{id}"), details).await?;
     tx.commit().await?;
     Ok(get(pool, id).await?.token)
 }
 
-pub async fn get(pool: &SqlitePool, id: i64) -> Result<TokenAuth> {
-    let row: Option<TokenRow> = sqlx::query_as(select_token!("WHERE t.id = ?")).bind(id).fetch_optional(pool).await?;
+pub async fn get(pool: &Db, id: i64) -> Result<TokenAuth> {
+    let row: Option<TokenRow> =
+        on_db!(pool, |pool| sqlx::query_as(select_token!("WHERE t.id = $1")).bind(id).fetch_optional(pool).await)?;
     row.ok_or_else(|| CatalogError::NotFound(format!("token {id} does not exist")))?.try_into()
 }
 
 /// Tokens whose prefix is `prefix`: usually one, compared in full by the caller.
-pub async fn find_by_prefix(pool: &SqlitePool, prefix: &str) -> Result<Vec<TokenAuth>> {
-    let rows: Vec<TokenRow> = sqlx::query_as(select_token!("WHERE t.prefix = ?")).bind(prefix).fetch_all(pool).await?;
+pub async fn find_by_prefix(pool: &Db, prefix: &str) -> Result<Vec<TokenAuth>> {
+    let rows: Vec<TokenRow> =
+        on_db!(pool, |pool| sqlx::query_as(select_token!("WHERE t.prefix = $1")).bind(prefix).fetch_all(pool).await)?;
     rows.into_iter().map(TokenAuth::try_from).collect()
 }
 
 /// Whether a token with this hash exists (revoked or not).
-pub async fn hash_exists(pool: &SqlitePool, secret_hash: &str) -> Result<bool> {
-    let found: Option<i64> = sqlx::query_scalar("SELECT id FROM tokens WHERE secret_hash = ?")
+pub async fn hash_exists(pool: &Db, secret_hash: &str) -> Result<bool> {
+    let found: Option<i64> = on_db!(pool, |pool| sqlx::query_scalar("SELECT id FROM tokens WHERE secret_hash = $1")
         .bind(secret_hash)
         .fetch_optional(pool)
-        .await?;
+        .await)?;
     Ok(found.is_some())
 }
 
 /// Tokens of one user, or of everyone; newest first.
-pub async fn list(pool: &SqlitePool, user: Option<&UserName>) -> Result<Vec<Token>> {
-    let rows: Vec<TokenRow> = sqlx::query_as(select_token!("WHERE ?1 IS NULL OR u.name = ?1 ORDER BY t.id DESC"))
-        .bind(user.map(UserName::as_str))
-        .fetch_all(pool)
-        .await?;
+pub async fn list(pool: &Db, user: Option<&UserName>) -> Result<Vec<Token>> {
+    let rows: Vec<TokenRow> =
+        on_db!(pool, |pool| sqlx::query_as(select_token!("WHERE $1 IS NULL OR u.name = $1 ORDER BY t.id DESC"))
+            .bind(user.map(UserName::as_str))
+            .fetch_all(pool)
+            .await)?;
     rows.into_iter().map(|r| TokenAuth::try_from(r).map(|t| t.token)).collect()
 }
 
 /// Revokes a token; with `owner`, only one of theirs.
-pub async fn revoke(pool: &SqlitePool, actor: &Actor, id: i64, owner: Option<&UserName>) -> Result<()> {
+pub async fn revoke(pool: &Db, actor: &Actor, id: i64, owner: Option<&UserName>) -> Result<()> {
     let mut tx = begin_write(pool).await?;
-    let updated = sqlx::query(
-        "UPDATE tokens SET revoked_at = COALESCE(revoked_at, strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
-          WHERE id = ?1 AND (?2 IS NULL OR user_id = (SELECT id FROM users WHERE name = ?2))",
+    let updated = on_conn!(&mut tx, |tx| sqlx::query(
+        "UPDATE tokens SET revoked_at = COALESCE(revoked_at, $3)
+          WHERE id = $1 AND ($2 IS NULL OR user_id = (SELECT id FROM users WHERE name = $2))",
     )
     .bind(id)
     .bind(owner.map(UserName::as_str))
+    .bind(now())
     .execute(&mut *tx)
-    .await?;
-    if updated.rows_affected() == 0 {
+    .await
+    .map(|done| done.rows_affected()))?;
+    if updated == 0 {
         return Err(CatalogError::NotFound(format!("token {id} does not exist, or is not yours")));
     }
     events::record(&mut tx, actor, "token.revoked", None, &format!("token/{id}"), serde_json::json!({ "id": id }))
@@ -197,10 +201,12 @@ pub async fn revoke(pool: &SqlitePool, actor: &Actor, id: i64, owner: Option<&Us
 }
 
 /// Notes that a token was just used. Not audited: it is not a change anyone made.
-pub async fn touch(pool: &SqlitePool, id: i64) -> Result<()> {
-    sqlx::query("UPDATE tokens SET last_used_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') WHERE id = ?")
+pub async fn touch(pool: &Db, id: i64) -> Result<()> {
+    on_db!(pool, |pool| sqlx::query("UPDATE tokens SET last_used_at = $2 WHERE id = $1")
         .bind(id)
+        .bind(now())
         .execute(pool)
-        .await?;
+        .await
+        .map(drop))?;
     Ok(())
 }

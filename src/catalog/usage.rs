@@ -4,11 +4,11 @@
 //! they must not move the catalog's write count (the gateway's routing table would be read
 //! again after every request otherwise).
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 
-use sqlx::{QueryBuilder, Sqlite, SqlitePool};
+use sqlx::QueryBuilder;
 
-use super::Result;
+use super::{Db, Result, any_glob, globs_param, on_db};
 use crate::domain::Glob;
 use crate::domain::latency::Histogram;
 
@@ -60,9 +60,11 @@ struct Minute {
 /// Writes `records` and adds them to their minutes, in one transaction: the rows in
 /// multi-row INSERTs, the minutes summed here first, so a second of a busy gateway is a
 /// handful of statements, not two per request.
-pub async fn record(pool: &SqlitePool, records: &[Record]) -> Result<()> {
-    let mut minutes: HashMap<(i64, &str, &str, &str, &str, i64), Minute> = HashMap::new();
-    let mut latency: HashMap<(i64, &str, &str, i64), Histogram> = HashMap::new();
+pub async fn record(pool: &Db, records: &[Record]) -> Result<()> {
+    // In key order: two nodes adding to the same minutes lock their rows in the same order,
+    // so Postgres never has to break a deadlock between them.
+    let mut minutes: BTreeMap<(i64, &str, &str, &str, &str, i64), Minute> = BTreeMap::new();
+    let mut latency: BTreeMap<(i64, &str, &str, i64), Histogram> = BTreeMap::new();
     for r in records {
         let key = (
             r.at_ms.div_euclid(60_000),
@@ -89,80 +91,87 @@ pub async fn record(pool: &SqlitePool, records: &[Record]) -> Result<()> {
             latency.entry((minute, deployment, model, TTFT)).or_default().record(ttft);
         }
     }
-    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
-    for chunk in records.chunks(ROWS_PER_INSERT) {
-        let mut insert = QueryBuilder::<Sqlite>::new(
-            "INSERT INTO usage_requests (at_ms, deployment, model, version, user, token_id, status, prompt_tokens,
-             completion_tokens, ttft_ms, total_ms) ",
-        );
-        insert.push_values(chunk, |mut row, r| {
-            row.push_bind(r.at_ms)
-                .push_bind(r.deployment.as_str())
-                .push_bind(r.model.as_str())
-                .push_bind(r.version.as_str())
-                .push_bind(r.user.as_str())
-                .push_bind(r.token_id.unwrap_or(0))
-                .push_bind(i64::from(r.status))
-                .push_bind(r.tokens.map(|t| clamp(t.prompt)))
-                .push_bind(r.tokens.map(|t| clamp(t.completion)))
-                .push_bind(r.ttft_ms)
-                .push_bind(r.total_ms);
-        });
-        insert.build().execute(&mut *tx).await?;
-    }
-    for ((minute, deployment, model, version, user, token_id), m) in &minutes {
-        sqlx::query(
-            "INSERT INTO usage_minutes (minute, deployment, model, version, user, token_id, requests, errors, unmetered,
-             prompt_tokens, completion_tokens, total_ms, ttft_ms, ttft_count)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-             ON CONFLICT (minute, deployment, model, version, user, token_id) DO UPDATE SET
-               requests = requests + excluded.requests, errors = errors + excluded.errors,
-               unmetered = unmetered + excluded.unmetered, prompt_tokens = prompt_tokens + excluded.prompt_tokens,
-               completion_tokens = completion_tokens + excluded.completion_tokens,
-               total_ms = total_ms + excluded.total_ms, ttft_ms = ttft_ms + excluded.ttft_ms,
-               ttft_count = ttft_count + excluded.ttft_count",
-        )
-        .bind(minute)
-        .bind(deployment)
-        .bind(model)
-        .bind(version)
-        .bind(user)
-        .bind(token_id)
-        .bind(m.requests)
-        .bind(m.errors)
-        .bind(m.unmetered)
-        .bind(m.prompt)
-        .bind(m.completion)
-        .bind(m.total_ms)
-        .bind(m.ttft_ms)
-        .bind(m.ttft_count)
-        .execute(&mut *tx)
-        .await?;
-    }
-    let buckets: Vec<_> = latency
-        .iter()
-        .flat_map(|(&(minute, deployment, model, measure), h)| {
-            h.buckets().map(move |(bucket, n)| (minute, deployment, model, measure, bucket, n))
-        })
-        .collect();
-    for chunk in buckets.chunks(ROWS_PER_INSERT) {
-        let mut insert = QueryBuilder::<Sqlite>::new(
-            "INSERT INTO usage_latency (minute, deployment, model, measure, bucket, requests) ",
-        );
-        insert.push_values(chunk, |mut row, &(minute, deployment, model, measure, bucket, n)| {
-            row.push_bind(minute)
-                .push_bind(deployment)
-                .push_bind(model)
-                .push_bind(measure)
-                .push_bind(bucket)
-                .push_bind(clamp(n));
-        });
-        insert.push(
-            " ON CONFLICT (minute, deployment, model, measure, bucket) DO UPDATE SET requests = requests + excluded.requests",
-        );
-        insert.build().execute(&mut *tx).await?;
-    }
-    tx.commit().await?;
+    // Outside `begin_write`: this write must not move the catalog's write count.
+    let begin = pool.dialect().pick("BEGIN IMMEDIATE", "BEGIN");
+    on_db!(pool, |pool| {
+        let mut tx = pool.begin_with(begin).await?;
+        for chunk in records.chunks(ROWS_PER_INSERT) {
+            let mut insert = QueryBuilder::new(
+                r#"INSERT INTO usage_requests (at_ms, deployment, model, version, "user", token_id, status, prompt_tokens,
+                 completion_tokens, ttft_ms, total_ms) "#,
+            );
+            insert.push_values(chunk, |mut row, r| {
+                row.push_bind(r.at_ms)
+                    .push_bind(r.deployment.as_str())
+                    .push_bind(r.model.as_str())
+                    .push_bind(r.version.as_str())
+                    .push_bind(r.user.as_str())
+                    .push_bind(r.token_id.unwrap_or(0))
+                    .push_bind(i64::from(r.status))
+                    .push_bind(r.tokens.map(|t| clamp(t.prompt)))
+                    .push_bind(r.tokens.map(|t| clamp(t.completion)))
+                    .push_bind(r.ttft_ms)
+                    .push_bind(r.total_ms);
+            });
+            insert.build().execute(&mut *tx).await?;
+        }
+        for ((minute, deployment, model, version, user, token_id), m) in &minutes {
+            sqlx::query(
+                r#"INSERT INTO usage_minutes (minute, deployment, model, version, "user", token_id, requests, errors,
+                 unmetered, prompt_tokens, completion_tokens, total_ms, ttft_ms, ttft_count)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
+                 ON CONFLICT (minute, deployment, model, version, "user", token_id) DO UPDATE SET
+                   requests = usage_minutes.requests + excluded.requests,
+                   errors = usage_minutes.errors + excluded.errors,
+                   unmetered = usage_minutes.unmetered + excluded.unmetered,
+                   prompt_tokens = usage_minutes.prompt_tokens + excluded.prompt_tokens,
+                   completion_tokens = usage_minutes.completion_tokens + excluded.completion_tokens,
+                   total_ms = usage_minutes.total_ms + excluded.total_ms,
+                   ttft_ms = usage_minutes.ttft_ms + excluded.ttft_ms,
+                   ttft_count = usage_minutes.ttft_count + excluded.ttft_count"#,
+            )
+            .bind(minute)
+            .bind(deployment)
+            .bind(model)
+            .bind(version)
+            .bind(user)
+            .bind(token_id)
+            .bind(m.requests)
+            .bind(m.errors)
+            .bind(m.unmetered)
+            .bind(m.prompt)
+            .bind(m.completion)
+            .bind(m.total_ms)
+            .bind(m.ttft_ms)
+            .bind(m.ttft_count)
+            .execute(&mut *tx)
+            .await?;
+        }
+        let buckets: Vec<_> = latency
+            .iter()
+            .flat_map(|(&(minute, deployment, model, measure), h)| {
+                h.buckets().map(move |(bucket, n)| (minute, deployment, model, measure, bucket, n))
+            })
+            .collect();
+        for chunk in buckets.chunks(ROWS_PER_INSERT) {
+            let mut insert =
+                QueryBuilder::new("INSERT INTO usage_latency (minute, deployment, model, measure, bucket, requests) ");
+            insert.push_values(chunk, |mut row, &(minute, deployment, model, measure, bucket, n)| {
+                row.push_bind(minute)
+                    .push_bind(deployment)
+                    .push_bind(model)
+                    .push_bind(measure)
+                    .push_bind(bucket)
+                    .push_bind(clamp(n));
+            });
+            insert.push(
+                " ON CONFLICT (minute, deployment, model, measure, bucket) DO UPDATE SET
+                   requests = usage_latency.requests + excluded.requests",
+            );
+            insert.build().execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+    });
     Ok(())
 }
 
@@ -171,9 +180,13 @@ fn clamp(n: u64) -> i64 {
 }
 
 /// Removes the per-request rows older than `before_ms`; the minutes stay.
-pub async fn prune(pool: &SqlitePool, before_ms: i64) -> Result<u64> {
-    let done = sqlx::query("DELETE FROM usage_requests WHERE at_ms < ?").bind(before_ms).execute(pool).await?;
-    Ok(done.rows_affected())
+pub async fn prune(pool: &Db, before_ms: i64) -> Result<u64> {
+    let done = on_db!(pool, |pool| sqlx::query("DELETE FROM usage_requests WHERE at_ms < $1")
+        .bind(before_ms)
+        .execute(pool)
+        .await
+        .map(|done| done.rows_affected()))?;
+    Ok(done)
 }
 
 /// What usage is grouped by.
@@ -284,41 +297,43 @@ struct Row {
     ttft_count: i64,
 }
 
-/// The one SELECT of usage grouped by `$key` (a fixed column expression).
+/// The one SELECT of usage grouped by `$key` (a fixed column expression), in dialect `$d`.
 macro_rules! usage_by {
-    ($key:literal) => {
+    ($d:ident, $key:literal) => {
         concat!(
-            "SELECT (minute - ?1) / ?2 AS bucket, ",
+            "SELECT (minute - $1) / $2 AS bucket, ",
             $key,
-            " AS key, SUM(requests) AS requests, SUM(errors) AS errors, SUM(unmetered) AS unmetered,
-                SUM(prompt_tokens) AS prompt_tokens, SUM(completion_tokens) AS completion_tokens,
-                SUM(total_ms) AS total_ms, SUM(ttft_ms) AS ttft_ms, SUM(ttft_count) AS ttft_count
+            r#" AS key, CAST(SUM(requests) AS BIGINT) AS requests, CAST(SUM(errors) AS BIGINT) AS errors,
+                CAST(SUM(unmetered) AS BIGINT) AS unmetered, CAST(SUM(prompt_tokens) AS BIGINT) AS prompt_tokens,
+                CAST(SUM(completion_tokens) AS BIGINT) AS completion_tokens,
+                SUM(total_ms) AS total_ms, SUM(ttft_ms) AS ttft_ms, CAST(SUM(ttft_count) AS BIGINT) AS ttft_count
              FROM usage_minutes
-             WHERE minute >= ?1 AND minute < ?3 AND (?4 IS NULL OR user = ?4)
-               AND (?5 IS NULL OR EXISTS (SELECT 1 FROM json_each(?5) g WHERE model GLOB g.value))
-               AND (?6 IS NULL OR deployment = ?6)
+             WHERE minute >= $1 AND minute < $3 AND ($4 IS NULL OR "user" = $4)
+               AND ($5 IS NULL OR "#,
+            any_glob!($d, "model", "$5"),
+            ")
+               AND ($6 IS NULL OR deployment = $6)
              GROUP BY bucket, key
              ORDER BY bucket"
         )
     };
+    ($key:literal) => {
+        [usage_by!(sqlite, $key), usage_by!(postgres, $key)]
+    };
 }
 
 /// Usage in `window` grouped `by`, of what `visible` allows, largest total first.
-pub async fn query(pool: &SqlitePool, by: By, window: Window, visible: &Visible) -> Result<Vec<Series>> {
-    let sql = match by {
-        By::User => usage_by!("user"),
+pub async fn query(pool: &Db, by: By, window: Window, visible: &Visible) -> Result<Vec<Series>> {
+    let [sqlite, postgres] = match by {
+        By::User => usage_by!(r#""user""#),
         By::Token => usage_by!("CAST(token_id AS TEXT)"),
         By::Deployment => usage_by!("deployment"),
         By::Model => usage_by!("model"),
     };
-    let globs: Option<String> = visible
-        .models
-        .as_ref()
-        .map(|globs| serde_json::to_string(&globs.iter().map(Glob::as_str).collect::<Vec<_>>()))
-        .transpose()
-        .map_err(super::corrupt)?;
+    let sql = pool.dialect().pick(sqlite, postgres);
+    let globs = globs_param(pool.dialect(), visible.models.as_deref())?;
     let step = window.step_minutes.max(1);
-    let rows: Vec<Row> = sqlx::query_as(sql)
+    let rows: Vec<Row> = on_db!(pool, |pool| sqlx::query_as(sql)
         .bind(window.from_minute)
         .bind(step)
         .bind(window.to_minute)
@@ -326,7 +341,7 @@ pub async fn query(pool: &SqlitePool, by: By, window: Window, visible: &Visible)
         .bind(globs.as_deref())
         .bind(visible.deployment.as_deref())
         .fetch_all(pool)
-        .await?;
+        .await)?;
     let mut series: Vec<Series> = Vec::new();
     for row in rows {
         let start = (window.from_minute + row.bucket * step) * 60;
@@ -380,31 +395,39 @@ struct LatencyRow {
     requests: i64,
 }
 
+/// The latency histograms' SELECT, in dialect `$d`.
+macro_rules! latency_by_deployment {
+    ($d:ident) => {
+        concat!(
+            "SELECT (minute - $1) / $2 AS step, deployment, measure, bucket, CAST(SUM(requests) AS BIGINT) AS requests
+             FROM usage_latency
+             WHERE minute >= $1 AND minute < $3 AND ($4 IS NULL OR ",
+            any_glob!($d, "model", "$4"),
+            ") AND ($5 IS NULL OR deployment = $5)
+             GROUP BY step, deployment, measure, bucket"
+        )
+    };
+}
+
 /// Adds the latency histograms of `window` to usage by deployment, to each point and total.
 /// A viewer limited to their own requests gets none: the histograms hold everyone's.
 async fn add_latency(
-    pool: &SqlitePool,
+    pool: &Db,
     window: Window,
     visible: &Visible,
     globs: Option<&str>,
     series: &mut [Series],
 ) -> Result<()> {
     let step = window.step_minutes.max(1);
-    let rows: Vec<LatencyRow> = sqlx::query_as(
-        "SELECT (minute - ?1) / ?2 AS step, deployment, measure, bucket, SUM(requests) AS requests
-         FROM usage_latency
-         WHERE minute >= ?1 AND minute < ?3
-           AND (?4 IS NULL OR EXISTS (SELECT 1 FROM json_each(?4) g WHERE model GLOB g.value))
-           AND (?5 IS NULL OR deployment = ?5)
-         GROUP BY step, deployment, measure, bucket",
-    )
-    .bind(window.from_minute)
-    .bind(step)
-    .bind(window.to_minute)
-    .bind(globs)
-    .bind(visible.deployment.as_deref())
-    .fetch_all(pool)
-    .await?;
+    let sql = pool.dialect().pick(latency_by_deployment!(sqlite), latency_by_deployment!(postgres));
+    let rows: Vec<LatencyRow> = on_db!(pool, |pool| sqlx::query_as(sql)
+        .bind(window.from_minute)
+        .bind(step)
+        .bind(window.to_minute)
+        .bind(globs)
+        .bind(visible.deployment.as_deref())
+        .fetch_all(pool)
+        .await)?;
     for row in rows {
         let (Some(s), Ok(measure)) =
             (series.iter_mut().find(|s| s.key == row.deployment), usize::try_from(row.measure))
@@ -445,7 +468,7 @@ mod tests {
     #[tokio::test]
     async fn percentiles_by_deployment_come_from_every_minute_and_batch_of_the_window() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let pool = super::super::open(&dir.path().join("hangar.db")).await.expect("open");
+        let pool = Db::Sqlite(super::super::open(&dir.path().join("hangar.db")).await.expect("open"));
         // 1..=200 ms over two minutes and two batches (the second minute's rows are merged
         // into what the first batch wrote); streamed ones have a ttft of a tenth.
         let minute = 29_000_000_i64;

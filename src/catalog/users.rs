@@ -1,9 +1,7 @@
 //! Users: a name, a role, an argon2id password hash, and whether they are disabled.
 
-use sqlx::SqlitePool;
-
 use super::events::{self, Actor};
-use super::{CatalogError, Result, begin_write, corrupt, is_unique_violation};
+use super::{CatalogError, ConnMut, Db, Result, begin_write, corrupt, is_unique_violation, now, on_conn, on_db};
 use crate::domain::{Role, UserName};
 
 #[derive(Debug, Clone)]
@@ -45,24 +43,20 @@ fn not_found(name: &UserName) -> CatalogError {
     CatalogError::NotFound(format!("user '{name}' does not exist"))
 }
 
-pub async fn count(pool: &SqlitePool) -> Result<i64> {
-    Ok(sqlx::query_scalar("SELECT COUNT(*) FROM users").fetch_one(pool).await?)
+pub async fn count(pool: &Db) -> Result<i64> {
+    Ok(on_db!(pool, |pool| sqlx::query_scalar("SELECT COUNT(*) FROM users").fetch_one(pool).await)?)
 }
 
-pub async fn create(
-    pool: &SqlitePool,
-    actor: &Actor,
-    name: &UserName,
-    role: Role,
-    password_hash: &str,
-) -> Result<User> {
+pub async fn create(pool: &Db, actor: &Actor, name: &UserName, role: Role, password_hash: &str) -> Result<User> {
     let mut tx = begin_write(pool).await?;
-    let inserted = sqlx::query("INSERT INTO users (name, role, password_hash) VALUES (?, ?, ?)")
-        .bind(name.as_str())
-        .bind(role.as_str())
-        .bind(password_hash)
-        .execute(&mut *tx)
-        .await;
+    let inserted =
+        on_conn!(&mut tx, |tx| sqlx::query("INSERT INTO users (name, role, password_hash) VALUES ($1, $2, $3)")
+            .bind(name.as_str())
+            .bind(role.as_str())
+            .bind(password_hash)
+            .execute(&mut *tx)
+            .await
+            .map(drop));
     match inserted {
         Err(e) if is_unique_violation(&e) => {
             return Err(CatalogError::Conflict(format!("user '{name}' already exists")));
@@ -74,31 +68,33 @@ pub async fn create(
     get(pool, name).await
 }
 
-pub async fn get(pool: &SqlitePool, name: &UserName) -> Result<User> {
-    let row: Option<UserRow> =
-        sqlx::query_as("SELECT id, name, role, disabled, created_at, updated_at FROM users WHERE name = ?")
-            .bind(name.as_str())
-            .fetch_optional(pool)
-            .await?;
+pub async fn get(pool: &Db, name: &UserName) -> Result<User> {
+    let row: Option<UserRow> = on_db!(pool, |pool| sqlx::query_as(
+        "SELECT id, name, role, disabled, created_at, updated_at FROM users WHERE name = $1"
+    )
+    .bind(name.as_str())
+    .fetch_optional(pool)
+    .await)?;
     row.ok_or_else(|| not_found(name))?.try_into()
 }
 
-pub async fn list(pool: &SqlitePool) -> Result<Vec<User>> {
-    let rows: Vec<UserRow> =
-        sqlx::query_as("SELECT id, name, role, disabled, created_at, updated_at FROM users ORDER BY name")
-            .fetch_all(pool)
-            .await?;
+pub async fn list(pool: &Db) -> Result<Vec<User>> {
+    let rows: Vec<UserRow> = on_db!(pool, |pool| sqlx::query_as(
+        "SELECT id, name, role, disabled, created_at, updated_at FROM users ORDER BY name"
+    )
+    .fetch_all(pool)
+    .await)?;
     rows.into_iter().map(User::try_from).collect()
 }
 
 /// The user and their password hash, for a login attempt.
-pub async fn credentials(pool: &SqlitePool, name: &UserName) -> Result<Option<(User, String)>> {
-    let row: Option<(i64, String, String, bool, String, String, String)> = sqlx::query_as(
-        "SELECT id, name, role, disabled, created_at, updated_at, password_hash FROM users WHERE name = ?",
+pub async fn credentials(pool: &Db, name: &UserName) -> Result<Option<(User, String)>> {
+    let row: Option<(i64, String, String, bool, String, String, String)> = on_db!(pool, |pool| sqlx::query_as(
+        "SELECT id, name, role, disabled, created_at, updated_at, password_hash FROM users WHERE name = $1",
     )
     .bind(name.as_str())
     .fetch_optional(pool)
-    .await?;
+    .await)?;
     row.map(|(id, name, role, disabled, created_at, updated_at, hash)| {
         Ok((User::try_from(UserRow { id, name, role, disabled, created_at, updated_at })?, hash))
     })
@@ -107,29 +103,32 @@ pub async fn credentials(pool: &SqlitePool, name: &UserName) -> Result<Option<(U
 
 /// Changes a user's role or disables them; refuses to leave the hub without an admin.
 pub async fn update(
-    pool: &SqlitePool,
+    pool: &Db,
     actor: &Actor,
     name: &UserName,
     role: Option<Role>,
     disabled: Option<bool>,
 ) -> Result<User> {
     let mut tx = begin_write(pool).await?;
-    let updated = sqlx::query(
-        "UPDATE users SET role = COALESCE(?, role), disabled = COALESCE(?, disabled),
-                updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')
-          WHERE name = ?",
+    let updated = on_conn!(&mut tx, |tx| sqlx::query(
+        "UPDATE users SET role = COALESCE($1, role), disabled = COALESCE($2, disabled),
+                updated_at = $4
+          WHERE name = $3",
     )
     .bind(role.map(Role::as_str))
     .bind(disabled)
     .bind(name.as_str())
+    .bind(now())
     .execute(&mut *tx)
-    .await?;
-    if updated.rows_affected() == 0 {
+    .await
+    .map(|done| done.rows_affected()))?;
+    if updated == 0 {
         return Err(not_found(name));
     }
-    let admins: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM users WHERE role = 'admin' AND disabled = 0")
-        .fetch_one(&mut *tx)
-        .await?;
+    let admins: i64 =
+        on_conn!(&mut tx, |tx| sqlx::query_scalar("SELECT COUNT(*) FROM users WHERE role = 'admin' AND NOT disabled")
+            .fetch_one(&mut *tx)
+            .await)?;
     if admins == 0 {
         return Err(CatalogError::Conflict(format!(
             "this would leave no enabled admin; make another user admin before changing '{name}'"
@@ -146,33 +145,35 @@ pub async fn update(
 /// Sets a user's password and ends their dashboard sessions; with `revoke_tokens`, their
 /// API tokens stop working too. One transaction, one `user.password_reset` event.
 pub async fn set_password(
-    pool: &SqlitePool,
+    pool: &Db,
     actor: &Actor,
     name: &UserName,
     password_hash: &str,
     revoke_tokens: bool,
 ) -> Result<()> {
     let mut tx = begin_write(pool).await?;
-    let updated = sqlx::query(
-        "UPDATE users SET password_hash = ?, updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') WHERE name = ?",
-    )
-    .bind(password_hash)
-    .bind(name.as_str())
-    .execute(&mut *tx)
-    .await?;
-    if updated.rows_affected() == 0 {
+    let updated =
+        on_conn!(&mut tx, |tx| sqlx::query("UPDATE users SET password_hash = $1, updated_at = $3 WHERE name = $2",)
+            .bind(password_hash)
+            .bind(name.as_str())
+            .bind(now())
+            .execute(&mut *tx)
+            .await
+            .map(|done| done.rows_affected()))?;
+    if updated == 0 {
         return Err(not_found(name));
     }
     let sessions_ended = end_sessions(&mut tx, name).await?;
     let tokens_revoked = if revoke_tokens {
-        sqlx::query(
-            "UPDATE tokens SET revoked_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')
-              WHERE revoked_at IS NULL AND user_id = (SELECT id FROM users WHERE name = ?)",
+        on_conn!(&mut tx, |tx| sqlx::query(
+            "UPDATE tokens SET revoked_at = $2
+              WHERE revoked_at IS NULL AND user_id = (SELECT id FROM users WHERE name = $1)",
         )
         .bind(name.as_str())
+        .bind(now())
         .execute(&mut *tx)
-        .await?
-        .rows_affected()
+        .await
+        .map(|done| done.rows_affected()))?
     } else {
         0
     };
@@ -183,10 +184,14 @@ pub async fn set_password(
 }
 
 /// Deletes every dashboard session of a user; how many there were.
-async fn end_sessions(conn: &mut sqlx::SqliteConnection, name: &UserName) -> Result<u64> {
-    let ended = sqlx::query("DELETE FROM sessions WHERE user_id = (SELECT id FROM users WHERE name = ?)")
-        .bind(name.as_str())
-        .execute(conn)
-        .await?;
-    Ok(ended.rows_affected())
+async fn end_sessions(conn: impl Into<ConnMut<'_>>, name: &UserName) -> Result<u64> {
+    let mut conn: ConnMut<'_> = conn.into();
+    let ended = on_conn!(&mut conn, |conn| sqlx::query(
+        "DELETE FROM sessions WHERE user_id = (SELECT id FROM users WHERE name = $1)"
+    )
+    .bind(name.as_str())
+    .execute(&mut *conn)
+    .await
+    .map(|done| done.rows_affected()))?;
+    Ok(ended)
 }

@@ -1,14 +1,14 @@
 //! Versions of a model: `draft` while files are added, then `ready` (published) and
 //! immutable, with a manifest digest fixed at publish.
 
-use std::sync::LazyLock;
-
 use sha2::{Digest as _, Sha256};
-use sqlx::SqlitePool;
 use sqlx::types::Json;
 
 use super::events::{self, Actor};
-use super::{CatalogError, Page, Result, begin_write, corrupt, is_unique_violation, json_list_sql, models};
+use super::{
+    CatalogError, ConnMut, Db, JsonList, Page, Result, begin_write, corrupt, is_unique_violation, models, now, on_conn,
+    on_db,
+};
 use crate::domain::{Digest, ModelName, VersionName};
 
 /// `draft`: files may be added and removed; `ready`: published, immutable.
@@ -92,8 +92,8 @@ macro_rules! select_version {
             "SELECT v.id, v.model_id, m.name AS model, v.name, v.state, v.description, v.metadata,
                     v.manifest_digest, v.created_at, v.published_at, v.created_by, v.published_by,
                     (SELECT COUNT(*) FROM files f WHERE f.version_id = v.id) AS file_count,
-                    (SELECT COALESCE(SUM(f.size), 0) FROM files f WHERE f.version_id = v.id) AS size,
-                    (SELECT group_concat(a.name) FROM aliases a WHERE a.version_id = v.id) AS aliases
+                    (SELECT CAST(COALESCE(SUM(f.size), 0) AS BIGINT) FROM files f WHERE f.version_id = v.id) AS size,
+                    (SELECT string_agg(a.name, ',') FROM aliases a WHERE a.version_id = v.id) AS aliases
                FROM versions v JOIN models m ON m.id = v.model_id ",
             $tail
         )
@@ -120,15 +120,13 @@ const COLUMNS: &[&str] = &[
 ];
 
 /// Versions of the model named `?1` with an id below `?2`, newest first, at most `?3`.
-static LIST: LazyLock<String> = LazyLock::new(|| {
-    json_list_sql(
-        select_version!(
-            "WHERE v.model_id = (SELECT id FROM models WHERE name = ?1) AND v.id < ?2 ORDER BY v.id DESC LIMIT ?3"
-        ),
-        COLUMNS,
-        "id DESC",
-    )
-});
+static LIST: JsonList = JsonList::new(
+    select_version!(
+        "WHERE v.model_id = (SELECT id FROM models WHERE name = $1) AND v.id < $2 ORDER BY v.id DESC LIMIT $3"
+    ),
+    COLUMNS,
+    "id DESC",
+);
 
 pub fn not_found(model: &ModelName, version: &VersionName) -> CatalogError {
     CatalogError::NotFound(format!("model '{model}' has no version '{version}'"))
@@ -149,37 +147,40 @@ pub struct NewVersion {
     pub metadata: serde_json::Map<String, serde_json::Value>,
 }
 
-pub async fn create(pool: &SqlitePool, actor: &Actor, model: &ModelName, new: NewVersion) -> Result<Version> {
+pub async fn create(pool: &Db, actor: &Actor, model: &ModelName, new: NewVersion) -> Result<Version> {
     let metadata = serde_json::to_string(&new.metadata).map_err(corrupt)?;
     let mut tx = begin_write(pool).await?;
-    let model_id: i64 = sqlx::query_scalar("SELECT id FROM models WHERE name = ?")
+    let model_id: i64 = on_conn!(&mut tx, |tx| sqlx::query_scalar("SELECT id FROM models WHERE name = $1")
         .bind(model.as_str())
         .fetch_optional(&mut *tx)
-        .await?
-        .ok_or_else(|| models::not_found(model))?;
+        .await)?
+    .ok_or_else(|| models::not_found(model))?;
     let name = match new.name {
         Some(name) => name,
         None => {
             // Inside the write transaction, so two clients never get the same number.
-            let highest: i64 = sqlx::query_scalar(
+            let sql = tx.dialect().pick(
                 "SELECT COALESCE(MAX(CAST(name AS INTEGER)), 0) FROM versions
-                  WHERE model_id = ? AND name NOT GLOB '*[^0-9]*' AND length(name) < 19",
-            )
-            .bind(model_id)
-            .fetch_one(&mut *tx)
-            .await?;
+                      WHERE model_id = $1 AND name NOT GLOB '*[^0-9]*' AND length(name) < 19",
+                "SELECT COALESCE(MAX(CAST(name AS BIGINT)), 0) FROM versions
+                      WHERE model_id = $1 AND name ~ '^[0-9]+$' AND length(name) < 19",
+            );
+            let highest: i64 =
+                on_conn!(&mut tx, |tx| sqlx::query_scalar(sql).bind(model_id).fetch_one(&mut *tx).await)?;
             VersionName::numbered(highest + 1)
         }
     };
-    let inserted =
-        sqlx::query("INSERT INTO versions (model_id, name, description, metadata, created_by) VALUES (?, ?, ?, ?, ?)")
-            .bind(model_id)
-            .bind(name.as_str())
-            .bind(&new.description)
-            .bind(&metadata)
-            .bind(actor.name())
-            .execute(&mut *tx)
-            .await;
+    let inserted = on_conn!(&mut tx, |tx| sqlx::query(
+        "INSERT INTO versions (model_id, name, description, metadata, created_by) VALUES ($1, $2, $3, $4, $5)"
+    )
+    .bind(model_id)
+    .bind(name.as_str())
+    .bind(&new.description)
+    .bind(&metadata)
+    .bind(actor.name())
+    .execute(&mut *tx)
+    .await
+    .map(|done| done.rows_affected()));
     match inserted {
         Err(e) if is_unique_violation(&e) => {
             return Err(CatalogError::Conflict(format!("model '{model}' already has a version '{name}'")));
@@ -193,12 +194,13 @@ pub async fn create(pool: &SqlitePool, actor: &Actor, model: &ModelName, new: Ne
     get(pool, model, &name).await
 }
 
-pub async fn get(pool: &SqlitePool, model: &ModelName, version: &VersionName) -> Result<Version> {
-    let row: Option<VersionRow> = sqlx::query_as(select_version!("WHERE m.name = ? AND v.name = ?"))
-        .bind(model.as_str())
-        .bind(version.as_str())
-        .fetch_optional(pool)
-        .await?;
+pub async fn get(pool: &Db, model: &ModelName, version: &VersionName) -> Result<Version> {
+    let row: Option<VersionRow> =
+        on_db!(pool, |pool| sqlx::query_as(select_version!("WHERE m.name = $1 AND v.name = $2"))
+            .bind(model.as_str())
+            .bind(version.as_str())
+            .fetch_optional(pool)
+            .await)?;
     match row {
         Some(row) => row.try_into(),
         None => {
@@ -209,14 +211,15 @@ pub async fn get(pool: &SqlitePool, model: &ModelName, version: &VersionName) ->
 }
 
 /// Versions of a model, newest first; `cursor` is the id after which to continue.
-pub async fn list(pool: &SqlitePool, model: &ModelName, cursor: Option<i64>, limit: u32) -> Result<Page<Version>> {
-    let rows: Vec<VersionRow> = sqlx::query_scalar::<_, Json<Vec<VersionRow>>>(LIST.as_str())
+pub async fn list(pool: &Db, model: &ModelName, cursor: Option<i64>, limit: u32) -> Result<Page<Version>> {
+    let sql = LIST.sql(pool.dialect());
+    let rows: Vec<VersionRow> = on_db!(pool, |pool| sqlx::query_scalar::<_, Json<Vec<VersionRow>>>(sql)
         .bind(model.as_str())
         .bind(cursor.unwrap_or(i64::MAX))
         .bind(i64::from(limit) + 1)
         .fetch_one(pool)
-        .await?
-        .0;
+        .await)?
+    .0;
     if rows.is_empty() {
         // Tell a model without versions apart from one that does not exist.
         models::id_of(pool, model).await?;
@@ -233,19 +236,27 @@ pub async fn list(pool: &SqlitePool, model: &ModelName, cursor: Option<i64>, lim
 
 /// The names of a model's newest `limit` versions, newest first: for pickers, without the
 /// sizes and counts of `list`.
-pub async fn names(pool: &SqlitePool, model: &ModelName, limit: u32) -> Result<Vec<VersionName>> {
-    let names: Json<Vec<String>> = sqlx::query_scalar(
-        "SELECT json_group_array(name ORDER BY id DESC) FROM
-           (SELECT id, name FROM versions WHERE model_id = (SELECT id FROM models WHERE name = ?) ORDER BY id DESC LIMIT ?)",
-    )
-    .bind(model.as_str())
-    .bind(i64::from(limit))
-    .fetch_one(pool)
-    .await?;
+pub async fn names(pool: &Db, model: &ModelName, limit: u32) -> Result<Vec<VersionName>> {
+    static NAMES: JsonList = JsonList::new(
+        "SELECT id, name FROM versions WHERE model_id = (SELECT id FROM models WHERE name = $1)
+          ORDER BY id DESC LIMIT $2",
+        &["name"],
+        "id DESC",
+    );
+    #[derive(serde::Deserialize)]
+    struct Name {
+        name: String,
+    }
+    let sql = NAMES.sql(pool.dialect());
+    let names: Json<Vec<Name>> = on_db!(pool, |pool| sqlx::query_scalar(sql,)
+        .bind(model.as_str())
+        .bind(i64::from(limit))
+        .fetch_one(pool)
+        .await)?;
     if names.0.is_empty() {
         models::id_of(pool, model).await?;
     }
-    names.0.iter().map(|name| VersionName::parse(name).map_err(corrupt)).collect()
+    names.0.iter().map(|row| VersionName::parse(&row.name).map_err(corrupt)).collect()
 }
 
 /// What a client may change on a draft.
@@ -256,7 +267,7 @@ pub struct VersionChanges {
 }
 
 pub async fn update(
-    pool: &SqlitePool,
+    pool: &Db,
     actor: &Actor,
     model: &ModelName,
     version: &VersionName,
@@ -268,14 +279,15 @@ pub async fn update(
     if state == VersionState::Ready {
         return Err(is_ready(model, version));
     }
-    sqlx::query(
-        "UPDATE versions SET description = COALESCE(?, description), metadata = COALESCE(?, metadata) WHERE id = ?",
+    on_conn!(&mut tx, |tx| sqlx::query(
+        "UPDATE versions SET description = COALESCE($1, description), metadata = COALESCE($2, metadata) WHERE id = $3",
     )
     .bind(changes.description.as_deref())
     .bind(metadata)
     .bind(id)
     .execute(&mut *tx)
-    .await?;
+    .await
+    .map(|done| done.rows_affected()))?;
     let details = serde_json::json!({ "description": changes.description, "metadata": changes.metadata });
     events::record(&mut tx, actor, "version.updated", Some(model.as_str()), &format!("{model}:{version}"), details)
         .await?;
@@ -284,33 +296,36 @@ pub async fn update(
 }
 
 /// Publishes a draft: fixes its manifest digest and makes it immutable.
-pub async fn publish(pool: &SqlitePool, actor: &Actor, model: &ModelName, version: &VersionName) -> Result<Version> {
+pub async fn publish(pool: &Db, actor: &Actor, model: &ModelName, version: &VersionName) -> Result<Version> {
     let mut tx = begin_write(pool).await?;
     let (id, state) = locate(&mut tx, model, version).await?;
     if state == VersionState::Ready {
         return Err(CatalogError::Conflict(format!("version '{version}' of '{model}' is already published")));
     }
-    let files: Vec<(String, String, i64)> =
-        sqlx::query_as("SELECT path, digest, size FROM files WHERE version_id = ? ORDER BY path")
-            .bind(id)
-            .fetch_all(&mut *tx)
-            .await?;
+    let files: Vec<(String, String, i64)> = on_conn!(&mut tx, |tx| sqlx::query_as(
+        "SELECT path, digest, size FROM files WHERE version_id = $1 ORDER BY path"
+    )
+    .bind(id)
+    .fetch_all(&mut *tx)
+    .await)?;
     if files.is_empty() {
         return Err(CatalogError::Conflict(format!(
             "version '{version}' of '{model}' has no files; upload at least one before publishing"
         )));
     }
     let manifest = manifest_digest(files.iter().map(|(p, d, s)| (p.as_str(), d.as_str(), *s)));
-    sqlx::query(
-        "UPDATE versions SET state = 'ready', manifest_digest = ?, published_by = ?,
-                published_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')
-          WHERE id = ?",
+    on_conn!(&mut tx, |tx| sqlx::query(
+        "UPDATE versions SET state = 'ready', manifest_digest = $1, published_by = $2,
+                published_at = $4
+          WHERE id = $3",
     )
     .bind(manifest.to_string())
     .bind(actor.name())
     .bind(id)
+    .bind(now())
     .execute(&mut *tx)
-    .await?;
+    .await
+    .map(|done| done.rows_affected()))?;
     let details = serde_json::json!({ "version": version, "manifest_digest": manifest, "files": files.len() });
     events::record(&mut tx, actor, "version.published", Some(model.as_str()), &format!("{model}:{version}"), details)
         .await?;
@@ -319,33 +334,40 @@ pub async fn publish(pool: &SqlitePool, actor: &Actor, model: &ModelName, versio
 }
 
 /// Deletes a version. Refused while an alias points at it, so no alias ever dangles.
-pub async fn delete(pool: &SqlitePool, actor: &Actor, model: &ModelName, version: &VersionName) -> Result<()> {
+pub async fn delete(pool: &Db, actor: &Actor, model: &ModelName, version: &VersionName) -> Result<()> {
     let mut tx = begin_write(pool).await?;
     let (id, _) = locate(&mut tx, model, version).await?;
-    let aliases: Vec<String> = sqlx::query_scalar("SELECT name FROM aliases WHERE version_id = ? ORDER BY name")
-        .bind(id)
-        .fetch_all(&mut *tx)
-        .await?;
+    let aliases: Vec<String> =
+        on_conn!(&mut tx, |tx| sqlx::query_scalar("SELECT name FROM aliases WHERE version_id = $1 ORDER BY name")
+            .bind(id)
+            .fetch_all(&mut *tx)
+            .await)?;
     if !aliases.is_empty() {
         return Err(CatalogError::Conflict(format!(
             "version '{version}' of '{model}' is what alias(es) {} point at; move or delete them first",
             aliases.join(", ")
         )));
     }
-    let pinned: Vec<String> = sqlx::query_scalar(
-        "SELECT name FROM deployments WHERE model_id = (SELECT model_id FROM versions WHERE id = ?) AND version = ?",
+    let pinned: Vec<String> = on_conn!(&mut tx, |tx| {
+        sqlx::query_scalar(
+        "SELECT name FROM deployments WHERE model_id = (SELECT model_id FROM versions WHERE id = $1) AND version = $2",
     )
     .bind(id)
     .bind(version.as_str())
     .fetch_all(&mut *tx)
-    .await?;
+    .await
+    })?;
     if !pinned.is_empty() {
         return Err(CatalogError::Conflict(format!(
             "version '{version}' of '{model}' is deployed as {}; delete those deployments first",
             pinned.join(", ")
         )));
     }
-    sqlx::query("DELETE FROM versions WHERE id = ?").bind(id).execute(&mut *tx).await?;
+    on_conn!(&mut tx, |tx| sqlx::query("DELETE FROM versions WHERE id = $1")
+        .bind(id)
+        .execute(&mut *tx)
+        .await
+        .map(|done| done.rows_affected()))?;
     let details = serde_json::json!({ "version": version });
     events::record(&mut tx, actor, "version.deleted", Some(model.as_str()), &format!("{model}:{version}"), details)
         .await?;
@@ -354,34 +376,37 @@ pub async fn delete(pool: &SqlitePool, actor: &Actor, model: &ModelName, version
 }
 
 /// Every (model, version) pair, to tell live snapshots from stale ones.
-pub async fn all_names(pool: &SqlitePool) -> Result<std::collections::HashSet<(String, String)>> {
-    let rows: Vec<(String, String)> =
-        sqlx::query_as("SELECT m.name, v.name FROM versions v JOIN models m ON m.id = v.model_id")
-            .fetch_all(pool)
-            .await?;
+pub async fn all_names(pool: &Db) -> Result<std::collections::HashSet<(String, String)>> {
+    let rows: Vec<(String, String)> = on_db!(pool, |pool| sqlx::query_as(
+        "SELECT m.name, v.name FROM versions v JOIN models m ON m.id = v.model_id"
+    )
+    .fetch_all(pool)
+    .await)?;
     Ok(rows.into_iter().collect())
 }
 
 /// Finds a version's id and state inside a write transaction.
 pub(crate) async fn locate(
-    tx: &mut sqlx::SqliteConnection,
+    tx: impl Into<ConnMut<'_>>,
     model: &ModelName,
     version: &VersionName,
 ) -> Result<(i64, VersionState)> {
-    let row: Option<(i64, String)> = sqlx::query_as(
-        "SELECT v.id, v.state FROM versions v JOIN models m ON m.id = v.model_id WHERE m.name = ? AND v.name = ?",
+    let mut tx: ConnMut<'_> = tx.into();
+    let row: Option<(i64, String)> = on_conn!(&mut tx, |tx| sqlx::query_as(
+        "SELECT v.id, v.state FROM versions v JOIN models m ON m.id = v.model_id WHERE m.name = $1 AND v.name = $2",
     )
     .bind(model.as_str())
     .bind(version.as_str())
     .fetch_optional(&mut *tx)
-    .await?;
+    .await)?;
     match row {
         Some((id, state)) => Ok((id, if state == "ready" { VersionState::Ready } else { VersionState::Draft })),
         None => {
-            let model_exists: Option<i64> = sqlx::query_scalar("SELECT id FROM models WHERE name = ?")
-                .bind(model.as_str())
-                .fetch_optional(&mut *tx)
-                .await?;
+            let model_exists: Option<i64> =
+                on_conn!(&mut tx, |tx| sqlx::query_scalar("SELECT id FROM models WHERE name = $1")
+                    .bind(model.as_str())
+                    .fetch_optional(&mut *tx)
+                    .await)?;
             Err(match model_exists {
                 Some(_) => not_found(model, version),
                 None => models::not_found(model),
@@ -391,11 +416,7 @@ pub(crate) async fn locate(
 }
 
 /// Finds a draft inside a write transaction, or says why files cannot change.
-pub(crate) async fn locate_draft(
-    tx: &mut sqlx::SqliteConnection,
-    model: &ModelName,
-    version: &VersionName,
-) -> Result<i64> {
+pub(crate) async fn locate_draft(tx: impl Into<ConnMut<'_>>, model: &ModelName, version: &VersionName) -> Result<i64> {
     match locate(tx, model, version).await? {
         (id, VersionState::Draft) => Ok(id),
         (_, VersionState::Ready) => Err(is_ready(model, version)),

@@ -4,12 +4,10 @@
 //! `finish_attempt`. A delivery's body is fixed when it is made, so every attempt sends,
 //! and signs, the same bytes.
 
-use std::time::Duration;
-
-use sqlx::SqlitePool;
+use std::time::{Duration, SystemTime};
 
 use super::events::{self, Actor, Event};
-use super::{CatalogError, Result, begin_write, corrupt};
+use super::{CatalogError, ConnMut, Db, Result, begin_write, corrupt, json_each, now, on_conn, on_db};
 use crate::domain::{DeliveryStatus, EventTypes, WebhookSecret, WebhookUrl};
 
 /// A webhook as the API shows it: everything but the secret, of which only a hint is read.
@@ -62,10 +60,45 @@ impl TryFrom<WebhookRow> for Webhook {
 macro_rules! select_webhook {
     ($tail:literal) => {
         concat!(
-            "SELECT id, url, events, description, active, substr(secret, -4) AS secret_tail, created_by,
+            "SELECT id, url, events, description, active, substr(secret, length(secret) - 3) AS secret_tail, created_by,
                     created_at, updated_at
                FROM webhooks ",
             $tail
+        )
+    };
+}
+
+/// The SELECT of due deliveries in dialect `$d`: `$1` the JSON array of busy webhooks, `$2`
+/// the limit, `$3` the time now.
+macro_rules! due_sql {
+    ($d:ident) => {
+        concat!(
+            "SELECT d.id, d.uuid, d.webhook_id, d.action, d.body, d.attempts, w.url, w.secret
+               FROM webhook_deliveries d JOIN webhooks w ON w.id = d.webhook_id
+              WHERE d.status = 'pending' AND d.next_attempt_at <= $3
+                AND w.active
+                AND d.webhook_id NOT IN (SELECT CAST(b.value AS BIGINT) FROM ",
+            json_each!($d, "$1", "b"),
+            ")
+                AND d.id = (SELECT MIN(o.id) FROM webhook_deliveries o
+                             WHERE o.webhook_id = d.webhook_id AND o.status = 'pending'
+                               AND o.next_attempt_at <= $3)
+              ORDER BY d.id
+              LIMIT $2"
+        )
+    };
+}
+
+/// Active webhooks subscribed to action `$2` that were made before event `$1`, in `$d`.
+macro_rules! subscribers_sql {
+    ($d:ident) => {
+        concat!(
+            "SELECT id FROM webhooks
+              WHERE active AND since_event_id < $1
+                AND EXISTS (SELECT 1 FROM ",
+            json_each!($d, "webhooks.events", "e"),
+            " WHERE e.value IN ('*', $2))
+              ORDER BY id"
         )
     };
 }
@@ -89,11 +122,11 @@ pub struct NewWebhook<'a> {
 }
 
 /// Registers a webhook. It is told of events recorded after this one, never of older ones.
-pub async fn create(pool: &SqlitePool, actor: &Actor, new: NewWebhook<'_>) -> Result<Webhook> {
+pub async fn create(pool: &Db, actor: &Actor, new: NewWebhook<'_>) -> Result<Webhook> {
     let mut tx = begin_write(pool).await?;
-    let id: i64 = sqlx::query_scalar(
+    let id: i64 = on_conn!(&mut tx, |tx| sqlx::query_scalar(
         "INSERT INTO webhooks (url, secret, events, description, active, since_event_id, created_by)
-         VALUES (?, ?, ?, ?, ?, 0, ?) RETURNING id",
+         VALUES ($1, $2, $3, $4, $5, 0, $6) RETURNING id",
     )
     .bind(new.url.as_str())
     .bind(new.secret.expose())
@@ -102,27 +135,32 @@ pub async fn create(pool: &SqlitePool, actor: &Actor, new: NewWebhook<'_>) -> Re
     .bind(new.active)
     .bind(actor.name())
     .fetch_one(&mut *tx)
-    .await?;
+    .await)?;
     // The audit log keeps the host only: a receiver's path often holds its own secret.
     let details = serde_json::json!({
         "id": id, "host": new.url.host(), "events": new.events, "active": new.active,
     });
     events::record(&mut tx, actor, "webhook.created", None, &format!("webhook/{id}"), details).await?;
-    sqlx::query("UPDATE webhooks SET since_event_id = (SELECT COALESCE(MAX(id), 0) FROM events) WHERE id = ?")
-        .bind(id)
-        .execute(&mut *tx)
-        .await?;
+    on_conn!(&mut tx, |tx| sqlx::query(
+        "UPDATE webhooks SET since_event_id = (SELECT COALESCE(MAX(id), 0) FROM events) WHERE id = $1"
+    )
+    .bind(id)
+    .execute(&mut *tx)
+    .await
+    .map(drop))?;
     tx.commit().await?;
     get(pool, id).await
 }
 
-pub async fn list(pool: &SqlitePool) -> Result<Vec<Webhook>> {
-    let rows: Vec<WebhookRow> = sqlx::query_as(select_webhook!("ORDER BY id")).fetch_all(pool).await?;
+pub async fn list(pool: &Db) -> Result<Vec<Webhook>> {
+    let rows: Vec<WebhookRow> =
+        on_db!(pool, |pool| sqlx::query_as(select_webhook!("ORDER BY id")).fetch_all(pool).await)?;
     rows.into_iter().map(Webhook::try_from).collect()
 }
 
-pub async fn get(pool: &SqlitePool, id: i64) -> Result<Webhook> {
-    let row: Option<WebhookRow> = sqlx::query_as(select_webhook!("WHERE id = ?")).bind(id).fetch_optional(pool).await?;
+pub async fn get(pool: &Db, id: i64) -> Result<Webhook> {
+    let row: Option<WebhookRow> =
+        on_db!(pool, |pool| sqlx::query_as(select_webhook!("WHERE id = $1")).bind(id).fetch_optional(pool).await)?;
     row.ok_or_else(|| not_found(id))?.try_into()
 }
 
@@ -136,13 +174,13 @@ pub struct WebhookChange<'a> {
     pub active: Option<bool>,
 }
 
-pub async fn update(pool: &SqlitePool, actor: &Actor, id: i64, change: WebhookChange<'_>) -> Result<Webhook> {
+pub async fn update(pool: &Db, actor: &Actor, id: i64, change: WebhookChange<'_>) -> Result<Webhook> {
     let mut tx = begin_write(pool).await?;
-    let updated = sqlx::query(
-        "UPDATE webhooks SET url = COALESCE(?, url), events = COALESCE(?, events), secret = COALESCE(?, secret),
-                description = COALESCE(?, description), active = COALESCE(?, active),
-                updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')
-          WHERE id = ?",
+    let updated = on_conn!(&mut tx, |tx| sqlx::query(
+        "UPDATE webhooks SET url = COALESCE($1, url), events = COALESCE($2, events), secret = COALESCE($3, secret),
+                description = COALESCE($4, description), active = COALESCE($5, active),
+                updated_at = $7
+          WHERE id = $6",
     )
     .bind(change.url.map(WebhookUrl::as_str))
     .bind(change.events.map(events_json).transpose()?)
@@ -150,9 +188,11 @@ pub async fn update(pool: &SqlitePool, actor: &Actor, id: i64, change: WebhookCh
     .bind(change.description)
     .bind(change.active)
     .bind(id)
+    .bind(now())
     .execute(&mut *tx)
-    .await?;
-    if updated.rows_affected() == 0 {
+    .await
+    .map(|done| done.rows_affected()))?;
+    if updated == 0 {
         return Err(not_found(id));
     }
     let details = serde_json::json!({
@@ -168,10 +208,14 @@ pub async fn update(pool: &SqlitePool, actor: &Actor, id: i64, change: WebhookCh
 }
 
 /// Deletes a webhook and its deliveries, pending ones included.
-pub async fn delete(pool: &SqlitePool, actor: &Actor, id: i64) -> Result<()> {
+pub async fn delete(pool: &Db, actor: &Actor, id: i64) -> Result<()> {
     let mut tx = begin_write(pool).await?;
-    let deleted = sqlx::query("DELETE FROM webhooks WHERE id = ?").bind(id).execute(&mut *tx).await?;
-    if deleted.rows_affected() == 0 {
+    let deleted = on_conn!(&mut tx, |tx| sqlx::query("DELETE FROM webhooks WHERE id = $1")
+        .bind(id)
+        .execute(&mut *tx)
+        .await
+        .map(|done| done.rows_affected()))?;
+    if deleted == 0 {
         return Err(not_found(id));
     }
     events::record(&mut tx, actor, "webhook.deleted", None, &format!("webhook/{id}"), serde_json::json!({ "id": id }))
@@ -250,37 +294,39 @@ macro_rules! select_delivery {
 
 /// A webhook's deliveries, newest first, optionally only those in one status.
 pub async fn deliveries(
-    pool: &SqlitePool,
+    pool: &Db,
     webhook_id: i64,
     status: Option<DeliveryStatus>,
     limit: u32,
 ) -> Result<Vec<Delivery>> {
-    let exists: Option<i64> =
-        sqlx::query_scalar("SELECT id FROM webhooks WHERE id = ?").bind(webhook_id).fetch_optional(pool).await?;
+    let exists: Option<i64> = on_db!(pool, |pool| sqlx::query_scalar("SELECT id FROM webhooks WHERE id = $1")
+        .bind(webhook_id)
+        .fetch_optional(pool)
+        .await)?;
     if exists.is_none() {
         return Err(not_found(webhook_id));
     }
-    let rows: Vec<DeliveryRow> = sqlx::query_as(select_delivery!(
-        "WHERE webhook_id = ?1 AND (?2 IS NULL OR status = ?2) ORDER BY id DESC LIMIT ?3"
+    let rows: Vec<DeliveryRow> = on_db!(pool, |pool| sqlx::query_as(select_delivery!(
+        "WHERE webhook_id = $1 AND ($2 IS NULL OR status = $2) ORDER BY id DESC LIMIT $3"
     ))
     .bind(webhook_id)
     .bind(status.map(DeliveryStatus::as_str))
     .bind(i64::from(limit))
     .fetch_all(pool)
-    .await?;
+    .await)?;
     rows.into_iter().map(Delivery::try_from).collect()
 }
 
 /// Queues a `ping` to one webhook, whatever it subscribes to: an event-shaped body with id
 /// 0 (no event in the log has it), for checking a receiver and its signature check.
-pub async fn ping(pool: &SqlitePool, actor: &Actor, id: i64) -> Result<Delivery> {
+pub async fn ping(pool: &Db, actor: &Actor, id: i64) -> Result<Delivery> {
     let mut tx = begin_write(pool).await?;
-    let found: Option<(String, bool, String)> =
-        sqlx::query_as("SELECT events, active, strftime('%Y-%m-%dT%H:%M:%fZ', 'now') FROM webhooks WHERE id = ?")
+    let found: Option<(String, bool)> =
+        on_conn!(&mut tx, |tx| sqlx::query_as("SELECT events, active FROM webhooks WHERE id = $1")
             .bind(id)
             .fetch_optional(&mut *tx)
-            .await?;
-    let Some((subscribed, active, now)) = found else { return Err(not_found(id)) };
+            .await)?;
+    let Some((subscribed, active)) = found else { return Err(not_found(id)) };
     if !active {
         return Err(CatalogError::Conflict(format!(
             "webhook {id} is inactive, so nothing would be sent; PATCH it with {{\"active\": true}} first"
@@ -289,7 +335,7 @@ pub async fn ping(pool: &SqlitePool, actor: &Actor, id: i64) -> Result<Delivery>
     let subscribed: serde_json::Value = serde_json::from_str(&subscribed).map_err(corrupt)?;
     let event = Event {
         id: 0,
-        at: now,
+        at: now(),
         actor: actor.user.clone(),
         token_id: actor.token_id,
         remote_addr: actor.remote_addr.clone(),
@@ -301,19 +347,22 @@ pub async fn ping(pool: &SqlitePool, actor: &Actor, id: i64) -> Result<Delivery>
     let body = serde_json::to_string(&event).map_err(corrupt)?;
     let delivery_id = insert_delivery(&mut tx, id, None, "ping", &body).await?;
     tx.commit().await?;
-    let row: DeliveryRow = sqlx::query_as(select_delivery!("WHERE id = ?")).bind(delivery_id).fetch_one(pool).await?;
+    let row: DeliveryRow =
+        on_db!(pool, |pool| sqlx::query_as(select_delivery!("WHERE id = $1")).bind(delivery_id).fetch_one(pool).await)?;
     row.try_into()
 }
 
 async fn insert_delivery(
-    conn: &mut sqlx::SqliteConnection,
+    conn: impl Into<ConnMut<'_>>,
     webhook_id: i64,
     event_id: Option<i64>,
     action: &str,
     body: &str,
 ) -> Result<i64> {
-    Ok(sqlx::query_scalar(
-        "INSERT INTO webhook_deliveries (webhook_id, uuid, event_id, action, body) VALUES (?, ?, ?, ?, ?) RETURNING id",
+    let mut conn: ConnMut<'_> = conn.into();
+    Ok(on_conn!(&mut conn, |conn| {
+        sqlx::query_scalar(
+        "INSERT INTO webhook_deliveries (webhook_id, uuid, event_id, action, body) VALUES ($1, $2, $3, $4, $5) RETURNING id",
     )
     .bind(webhook_id)
     .bind(uuid::Uuid::new_v4().to_string())
@@ -321,37 +370,36 @@ async fn insert_delivery(
     .bind(action)
     .bind(body)
     .fetch_one(&mut *conn)
-    .await?)
+    .await
+    })?)
 }
 
 /// Turns up to `limit` events after the cursor into deliveries, one per active webhook that
 /// subscribes to the event's action, and moves the cursor past them, in one transaction.
 /// Returns how many events were read; fewer than `limit` means it has caught up.
-pub async fn fan_out(pool: &SqlitePool, limit: u32) -> Result<usize> {
+pub async fn fan_out(pool: &Db, limit: u32) -> Result<usize> {
     // Read-only first: an idle server should not take the write lock on every tick.
-    let newer: bool = sqlx::query_scalar(
+    let newer: bool = on_db!(pool, |pool| sqlx::query_scalar(
         "SELECT EXISTS (SELECT 1 FROM events WHERE id > (SELECT last_event_id FROM webhook_cursor WHERE id = 1))",
     )
     .fetch_one(pool)
-    .await?;
+    .await)?;
     if !newer {
         return Ok(0);
     }
     let mut tx = begin_write(pool).await?;
     let cursor: i64 =
-        sqlx::query_scalar("SELECT last_event_id FROM webhook_cursor WHERE id = 1").fetch_one(&mut *tx).await?;
+        on_conn!(&mut tx, |tx| sqlx::query_scalar("SELECT last_event_id FROM webhook_cursor WHERE id = 1")
+            .fetch_one(&mut *tx)
+            .await)?;
     let batch = events::after_in(&mut tx, cursor, limit).await?;
+    let subscribers = tx.dialect().pick(subscribers_sql!(sqlite), subscribers_sql!(postgres));
     for event in &batch {
-        let webhooks: Vec<i64> = sqlx::query_scalar(
-            "SELECT id FROM webhooks
-              WHERE active = 1 AND since_event_id < ?1
-                AND EXISTS (SELECT 1 FROM json_each(webhooks.events) e WHERE e.value IN ('*', ?2))
-              ORDER BY id",
-        )
-        .bind(event.id)
-        .bind(&event.action)
-        .fetch_all(&mut *tx)
-        .await?;
+        let webhooks: Vec<i64> = on_conn!(&mut tx, |tx| sqlx::query_scalar(subscribers)
+            .bind(event.id)
+            .bind(&event.action)
+            .fetch_all(&mut *tx)
+            .await)?;
         if webhooks.is_empty() {
             continue;
         }
@@ -362,7 +410,11 @@ pub async fn fan_out(pool: &SqlitePool, limit: u32) -> Result<usize> {
         }
     }
     if let Some(last) = batch.last() {
-        sqlx::query("UPDATE webhook_cursor SET last_event_id = ? WHERE id = 1").bind(last.id).execute(&mut *tx).await?;
+        on_conn!(&mut tx, |tx| sqlx::query("UPDATE webhook_cursor SET last_event_id = $1 WHERE id = 1")
+            .bind(last.id)
+            .execute(&mut *tx)
+            .await
+            .map(drop))?;
     }
     tx.commit().await?;
     Ok(batch.len())
@@ -396,24 +448,11 @@ struct JobRow {
 
 /// The oldest due delivery of each active webhook not in `busy`, at most `limit` of them:
 /// one at a time per webhook, so a receiver that is down holds up only its own deliveries.
-pub async fn due(pool: &SqlitePool, busy: &[i64], limit: u32) -> Result<Vec<DeliveryJob>> {
+pub async fn due(pool: &Db, busy: &[i64], limit: u32) -> Result<Vec<DeliveryJob>> {
     let busy = serde_json::to_string(busy).map_err(corrupt)?;
-    let rows: Vec<JobRow> = sqlx::query_as(
-        "SELECT d.id, d.uuid, d.webhook_id, d.action, d.body, d.attempts, w.url, w.secret
-           FROM webhook_deliveries d JOIN webhooks w ON w.id = d.webhook_id
-          WHERE d.status = 'pending' AND d.next_attempt_at <= strftime('%Y-%m-%dT%H:%M:%fZ', 'now')
-            AND w.active = 1
-            AND d.webhook_id NOT IN (SELECT value FROM json_each(?1))
-            AND d.id = (SELECT MIN(o.id) FROM webhook_deliveries o
-                         WHERE o.webhook_id = d.webhook_id AND o.status = 'pending'
-                           AND o.next_attempt_at <= strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
-          ORDER BY d.id
-          LIMIT ?2",
-    )
-    .bind(busy)
-    .bind(i64::from(limit))
-    .fetch_all(pool)
-    .await?;
+    let sql = pool.dialect().pick(due_sql!(sqlite), due_sql!(postgres));
+    let rows: Vec<JobRow> =
+        on_db!(pool, |pool| sqlx::query_as(sql).bind(busy).bind(i64::from(limit)).bind(now()).fetch_all(pool).await)?;
     rows.into_iter()
         .map(|row| {
             Ok(DeliveryJob {
@@ -442,24 +481,21 @@ pub enum AttemptOutcome {
 }
 
 /// Records attempt number `attempts` of delivery `id`.
-pub async fn finish_attempt(pool: &SqlitePool, id: i64, attempts: u32, outcome: &AttemptOutcome) -> Result<()> {
+pub async fn finish_attempt(pool: &Db, id: i64, attempts: u32, outcome: &AttemptOutcome) -> Result<()> {
     let (status, response_status, error, retry_in) = match outcome {
         AttemptOutcome::Delivered { status } => (DeliveryStatus::Delivered, Some(*status), None, None),
-        AttemptOutcome::Retry { status, error, after } => (
-            DeliveryStatus::Pending,
-            *status,
-            Some(error.as_str()),
-            Some(format!("+{:.3} seconds", after.as_secs_f64())),
-        ),
+        AttemptOutcome::Retry { status, error, after } => {
+            (DeliveryStatus::Pending, *status, Some(error.as_str()), Some(super::timestamp(SystemTime::now() + *after)))
+        }
         AttemptOutcome::Failed { status, error } => (DeliveryStatus::Failed, *status, Some(error.as_str()), None),
     };
-    sqlx::query(
+    on_db!(pool, |pool| sqlx::query(
         "UPDATE webhook_deliveries
-            SET status = ?1, attempts = ?2, response_status = ?3, error = ?4,
-                next_attempt_at = CASE WHEN ?5 IS NULL THEN NULL ELSE strftime('%Y-%m-%dT%H:%M:%fZ', 'now', ?5) END,
-                last_attempt_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now'),
-                delivered_at = CASE WHEN ?1 = 'delivered' THEN strftime('%Y-%m-%dT%H:%M:%fZ', 'now') END
-          WHERE id = ?6 AND status = 'pending'",
+            SET status = $1, attempts = $2, response_status = $3, error = $4,
+                next_attempt_at = $5,
+                last_attempt_at = $7,
+                delivered_at = CASE WHEN $1 = 'delivered' THEN $7 END
+          WHERE id = $6 AND status = 'pending'",
     )
     .bind(status.as_str())
     .bind(i64::from(attempts))
@@ -467,8 +503,10 @@ pub async fn finish_attempt(pool: &SqlitePool, id: i64, attempts: u32, outcome: 
     .bind(error)
     .bind(retry_in)
     .bind(id)
+    .bind(now())
     .execute(pool)
-    .await?;
+    .await
+    .map(drop))?;
     Ok(())
 }
 

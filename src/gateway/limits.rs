@@ -12,7 +12,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 
-use sqlx::SqlitePool;
+use crate::catalog::Db;
 
 use super::OpenAiError;
 use crate::auth::Caller;
@@ -73,7 +73,7 @@ impl Drop for Permit {
 }
 
 impl Limiter {
-    async fn table(&self, pool: &SqlitePool) -> Result<Arc<Table>, OpenAiError> {
+    async fn table(&self, pool: &Db) -> Result<Arc<Table>, OpenAiError> {
         let generation = crate::catalog::generation();
         if let Some((seen, table)) = &*self.table.lock().unwrap_or_else(PoisonError::into_inner)
             && *seen == generation
@@ -95,7 +95,7 @@ impl Limiter {
     }
 
     /// Lets `caller`'s request through at `now` (Unix seconds), or refuses it with 429.
-    pub async fn admit(self: &Arc<Self>, pool: &SqlitePool, caller: &Caller, now: i64) -> Result<Permit, OpenAiError> {
+    pub async fn admit(self: &Arc<Self>, pool: &Db, caller: &Caller, now: i64) -> Result<Permit, OpenAiError> {
         let table = self.table(pool).await?;
         let mut bound: Vec<(Subject, Limits)> = Vec::new();
         if let Some(user) = &caller.user

@@ -15,11 +15,11 @@ use std::borrow::Cow;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
+use crate::catalog::Db;
 use actix_web::ResponseError as _;
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 use futures_util::StreamExt as _;
-use sqlx::SqlitePool;
 
 use crate::auth::Caller;
 use crate::catalog::deployments::{self, Deployment, State};
@@ -95,7 +95,7 @@ impl Gateway {
     }
 
     /// Every deployment, from the copy unless the table changed since it was taken.
-    async fn deployments(&self, pool: &SqlitePool) -> Result<Arc<Vec<Deployment>>, OpenAiError> {
+    async fn deployments(&self, pool: &Db) -> Result<Arc<Vec<Deployment>>, OpenAiError> {
         let generation = crate::catalog::generation();
         if let Some((seen, list)) = &*self.routes.lock().unwrap_or_else(PoisonError::into_inner)
             && *seen == generation
@@ -141,7 +141,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 
 /// The deployments a caller may use: running, or stopped with autostart.
 async fn list_models(
-    pool: web::Data<SqlitePool>,
+    pool: web::Data<Db>,
     gateway: web::Data<Gateway>,
     caller: Result<Caller, ApiError>,
 ) -> Result<HttpResponse, OpenAiError> {
@@ -170,7 +170,7 @@ async fn list_models(
 /// `POST /v1/…`: finds the deployment for the body's `model` (JSON, or a multipart form's
 /// field) and proxies to it, with `model` rewritten to the name the deployment serves.
 async fn forward(
-    pool: web::Data<SqlitePool>,
+    pool: web::Data<Db>,
     gateway: web::Data<Gateway>,
     supervisor: web::Data<Supervisor>,
     caller: Result<Caller, ApiError>,
@@ -221,7 +221,7 @@ async fn forward(
 
 /// `ANY /deployments/{name}/proxy/{path}`: raw pass-through.
 async fn proxy(
-    pool: web::Data<SqlitePool>,
+    pool: web::Data<Db>,
     gateway: web::Data<Gateway>,
     caller: Result<Caller, ApiError>,
     req: HttpRequest,

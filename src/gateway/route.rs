@@ -1,7 +1,7 @@
 //! Which deployment a request means: a deployment's name, or a model (`m`, `m@alias`,
 //! `m:version`) that exactly one deployment serves.
 
-use sqlx::SqlitePool;
+use crate::catalog::Db;
 
 use super::OpenAiError;
 use crate::auth::Caller;
@@ -62,7 +62,7 @@ pub fn resolve<'a>(
 }
 
 /// A deployment by its name, for the raw proxy.
-pub async fn by_name(pool: &SqlitePool, caller: &Caller, name: &str) -> Result<Deployment, OpenAiError> {
+pub async fn by_name(pool: &Db, caller: &Caller, name: &str) -> Result<Deployment, OpenAiError> {
     caller.require(Role::Viewer).map_err(internal)?;
     let name = crate::domain::DeploymentName::parse(name).map_err(internal)?;
     let deployment = deployments::get(pool, &name).await.map_err(internal)?;

@@ -17,9 +17,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use crate::catalog::Db;
 use actix_web::web::{Bytes, BytesMut};
 use futures_util::Stream;
-use sqlx::SqlitePool;
 use tokio::sync::mpsc;
 
 use crate::catalog::usage::{self, Record, Tokens};
@@ -47,13 +47,13 @@ pub struct Ledger {
 /// The writer's end, taken by [`Ledger::run`].
 pub struct LedgerWriter {
     rx: tokio::sync::Mutex<mpsc::Receiver<Record>>,
-    pool: SqlitePool,
+    pool: Db,
     retention: Duration,
 }
 
 impl Ledger {
     /// A ledger writing to `pool`, keeping per-request rows for `retention`.
-    pub fn new(pool: SqlitePool, retention: Duration) -> (Self, Arc<LedgerWriter>) {
+    pub fn new(pool: Db, retention: Duration) -> (Self, Arc<LedgerWriter>) {
         let (tx, rx) = mpsc::channel(BACKLOG);
         let writer = LedgerWriter { rx: tokio::sync::Mutex::new(rx), pool, retention };
         (Self { tx, dropped: Arc::default() }, Arc::new(writer))
@@ -389,8 +389,10 @@ mod tests {
 
     /// Relays `chunks` through a meter; returns what the client got and what was recorded.
     async fn relay(chunks: &[&str], answer: Answer) -> (String, Record) {
-        let (ledger, writer) =
-            Ledger::new(sqlx::SqlitePool::connect_lazy("sqlite::memory:").expect("pool"), Duration::ZERO);
+        let (ledger, writer) = Ledger::new(
+            crate::catalog::Db::Sqlite(sqlx::SqlitePool::connect_lazy("sqlite::memory:").expect("pool")),
+            Duration::ZERO,
+        );
         let items: Vec<Result<Bytes, std::io::Error>> = chunks.iter().map(|c| Ok(Bytes::from(c.to_string()))).collect();
         let metered =
             Metered::new(futures_util::stream::iter(items), answer, Instant::now(), Some(record()), ledger, |_| {});

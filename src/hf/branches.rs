@@ -8,7 +8,7 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde::Deserialize;
 use serde_json::json;
-use sqlx::SqlitePool;
+use crate::catalog::Db;
 
 use super::revision::{self, HfError, commit_id};
 use super::write::{parse, writable_repo};
@@ -33,7 +33,7 @@ fn branch(req: &HttpRequest) -> Result<AliasName, HfError> {
 
 /// Whether `alias` names a revision of `model` already: an alias, or `main` while the model
 /// has a published version (the Hub's `main` always exists).
-async fn exists(pool: &SqlitePool, model: &ModelName, alias: &AliasName) -> Result<bool, HfError> {
+async fn exists(pool: &Db, model: &ModelName, alias: &AliasName) -> Result<bool, HfError> {
     match catalog::aliases::get(pool, model, alias).await {
         Ok(_) => Ok(true),
         Err(CatalogError::NotFound(_)) if alias.as_str() == "main" => {
@@ -51,7 +51,7 @@ fn refused(status: StatusCode, message: String) -> HfError {
 /// `POST /hf/api/models/{repo}/branch/{branch}`: a new alias at `startingPoint` (default
 /// `main`); 409 if the branch exists, as the Hub answers (`exist_ok` relies on it).
 pub async fn create_branch(
-    pool: web::Data<SqlitePool>,
+    pool: web::Data<Db>,
     settings: web::Data<Settings>,
     supervisor: web::Data<Supervisor>,
     caller: Caller,
@@ -74,7 +74,7 @@ pub async fn create_branch(
 /// `DELETE /hf/api/models/{repo}/branch/{branch}`: removes the alias (the versions stay).
 /// `main` without an alias of that name is the newest version, which cannot be deleted.
 pub async fn delete_branch(
-    pool: web::Data<SqlitePool>,
+    pool: web::Data<Db>,
     settings: web::Data<Settings>,
     caller: Caller,
     req: HttpRequest,

@@ -1,12 +1,12 @@
 //! The handlers: each parses the repo and revision, checks the caller may read the repo
 //! (through [`revision::visible_repo`]), and answers with the Hub's JSON and headers.
 
+use crate::catalog::Db;
 use actix_web::body::SizedStream;
 use actix_web::http::{Method, StatusCode, header};
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use sqlx::SqlitePool;
 
 use super::revision::{self, HfError, commit_id};
 use crate::api::range;
@@ -20,7 +20,7 @@ use crate::error::ApiError;
 const POINTER_SIZE: u64 = 134;
 
 /// The repo of the request (`{team}/{name}` or `{name}`), if the caller may read it.
-async fn repo(pool: &SqlitePool, caller: &Caller, req: &HttpRequest) -> Result<crate::domain::ModelName, HfError> {
+async fn repo(pool: &Db, caller: &Caller, req: &HttpRequest) -> Result<crate::domain::ModelName, HfError> {
     let info = req.match_info();
     let name = info.get("name").ok_or(HfError::Repo)?;
     revision::visible_repo(pool, caller, info.get("team"), name).await
@@ -47,11 +47,7 @@ pub async fn whoami(caller: Caller) -> Result<HttpResponse, HfError> {
 
 /// `GET /hf/api/models/{repo}[/revision/{rev}]`: the version's commit id, and every file as
 /// a sibling with its size and LFS metadata (sent whether or not `blobs=true` asks for them).
-pub async fn model_info(
-    pool: web::Data<SqlitePool>,
-    caller: Caller,
-    req: HttpRequest,
-) -> Result<HttpResponse, HfError> {
+pub async fn model_info(pool: web::Data<Db>, caller: Caller, req: HttpRequest) -> Result<HttpResponse, HfError> {
     let model = repo(&pool, &caller, &req).await?;
     let rev = req.match_info().get("rev").unwrap_or("main");
     let version = revision::resolve(&pool, &model, rev).await?;
@@ -97,7 +93,7 @@ pub struct TreeQuery {
 /// all of them with `recursive=true`, folders first, in pages like the Hub's: while more
 /// follow, `Link: <url>; rel="next"` names the next page.
 pub async fn tree(
-    pool: web::Data<SqlitePool>,
+    pool: web::Data<Db>,
     caller: Caller,
     req: HttpRequest,
     query: web::Query<TreeQuery>,
@@ -150,7 +146,7 @@ pub async fn tree(
 
 /// `GET /hf/api/models/{repo}/refs`: aliases as branches (with `main` the newest version
 /// when no alias is called that), published versions as tags.
-pub async fn refs(pool: web::Data<SqlitePool>, caller: Caller, req: HttpRequest) -> Result<HttpResponse, HfError> {
+pub async fn refs(pool: web::Data<Db>, caller: Caller, req: HttpRequest) -> Result<HttpResponse, HfError> {
     let model = repo(&pool, &caller, &req).await?;
     let published = revision::published(&pool, &model).await?;
     let git_ref = |name: &str, kind: &str, version: &Version| json!({ "name": name, "ref": format!("refs/{kind}/{name}"), "targetCommit": commit_id(version) });
@@ -174,7 +170,7 @@ pub async fn refs(pool: web::Data<SqlitePool>, caller: Caller, req: HttpRequest)
 /// `ETag` and `X-Linked-Etag` (the quoted sha256), `X-Linked-Size` and `Content-Length`. With
 /// `presign_downloads`, a `GET` is redirected to the file's presigned URL in the bucket.
 pub async fn resolve(
-    pool: web::Data<SqlitePool>,
+    pool: web::Data<Db>,
     blobs: web::Data<BlobStore>,
     caller: Caller,
     req: HttpRequest,
@@ -239,7 +235,7 @@ pub async fn resolve(
 
 /// `GET /hf/api/models/{repo}/commits/{rev}`: the published versions up to the revision's,
 /// newest first, one commit each, with the version's description as the message.
-pub async fn commits(pool: web::Data<SqlitePool>, caller: Caller, req: HttpRequest) -> Result<HttpResponse, HfError> {
+pub async fn commits(pool: web::Data<Db>, caller: Caller, req: HttpRequest) -> Result<HttpResponse, HfError> {
     let model = repo(&pool, &caller, &req).await?;
     let rev = req.match_info().get("rev").unwrap_or("main");
     let version = revision::resolve(&pool, &model, rev).await?;

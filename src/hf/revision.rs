@@ -2,10 +2,10 @@
 //! errors: a repo, revision or file that is missing — or that the caller may not see —
 //! answers 404 with the `X-Error-Code` the client maps to its own exception.
 
+use crate::catalog::Db;
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
 use sha2::{Digest as _, Sha256};
-use sqlx::SqlitePool;
 
 use crate::auth::Caller;
 use crate::catalog::{self, CatalogError, versions::Version, versions::VersionState};
@@ -80,12 +80,7 @@ impl ResponseError for HfError {
 }
 
 /// The repo `team/name` or `name` of a request, if the caller may read it; else [`HfError::Repo`].
-pub async fn visible_repo(
-    pool: &SqlitePool,
-    caller: &Caller,
-    team: Option<&str>,
-    name: &str,
-) -> Result<ModelName, HfError> {
+pub async fn visible_repo(pool: &Db, caller: &Caller, team: Option<&str>, name: &str) -> Result<ModelName, HfError> {
     let raw = match team {
         Some(team) => format!("{team}/{name}"),
         None => name.to_owned(),
@@ -109,7 +104,7 @@ pub fn commit_id(version: &Version) -> String {
 }
 
 /// The published versions of `model`, newest first.
-pub async fn published(pool: &SqlitePool, model: &ModelName) -> Result<Vec<Version>, HfError> {
+pub async fn published(pool: &Db, model: &ModelName) -> Result<Vec<Version>, HfError> {
     let mut all = Vec::new();
     let mut cursor = None;
     loop {
@@ -124,7 +119,7 @@ pub async fn published(pool: &SqlitePool, model: &ModelName) -> Result<Vec<Versi
 
 /// The published version `rev` names: an alias, `main` (the newest published version
 /// unless an alias is called that), a version's name, or a commit id.
-pub async fn resolve(pool: &SqlitePool, model: &ModelName, rev: &str) -> Result<Version, HfError> {
+pub async fn resolve(pool: &Db, model: &ModelName, rev: &str) -> Result<Version, HfError> {
     let missing = || HfError::Revision(format!("model '{model}' has no published revision '{rev}'"));
     if let Ok(alias) = AliasName::parse(rev) {
         match catalog::aliases::get(pool, model, &alias).await {

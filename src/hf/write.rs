@@ -8,12 +8,12 @@
 //! an empty file inline whatever we answer). Upload URLs carry a signed [`Ticket`], since the
 //! client sends no credential with them; verify is called with the client's token.
 
+use crate::catalog::Db;
 use actix_web::http::{StatusCode, header};
 use actix_web::{HttpRequest, HttpResponse, web};
 use base64::Engine as _;
 use serde::Deserialize;
 use serde_json::{Value, json};
-use sqlx::SqlitePool;
 
 use super::revision::{self, HfError, commit_id};
 use super::ticket::{Ticket, TicketKey};
@@ -43,7 +43,7 @@ fn endpoint(req: &HttpRequest) -> String {
 
 /// The repo of the request (`{team}/{name}` or `{name}`), if the caller may read it, and the
 /// caller may write it: a reader who may not write is refused 403, as the Hub does.
-pub(super) async fn writable_repo(pool: &SqlitePool, caller: &Caller, req: &HttpRequest) -> Result<ModelName, HfError> {
+pub(super) async fn writable_repo(pool: &Db, caller: &Caller, req: &HttpRequest) -> Result<ModelName, HfError> {
     let info = req.match_info();
     let name = info.get("name").ok_or(HfError::Repo)?;
     let model = revision::visible_repo(pool, caller, info.get("team"), name).await?;
@@ -72,7 +72,7 @@ pub struct CreateRepo {
 
 /// `POST /hf/api/repos/create`: a model named `organization/name` (or `name`).
 pub async fn create_repo(
-    pool: web::Data<SqlitePool>,
+    pool: web::Data<Db>,
     caller: Caller,
     req: HttpRequest,
     body: web::Bytes,
@@ -118,7 +118,7 @@ const EMPTY_GIT_BLOB: &str = "e69de29bb2d1d6434b8b29ae775ad8c2e48c5391";
 /// (sha256) of the file at that path in the revision, so the client skips unchanged files
 /// (for an empty file, which it sends inline, the oid it compares is the git blob id).
 pub async fn preupload_files(
-    pool: web::Data<SqlitePool>,
+    pool: web::Data<Db>,
     caller: Caller,
     req: HttpRequest,
     body: web::Bytes,
@@ -171,7 +171,7 @@ fn part_size(size: u64) -> u64 {
 /// already get no action; others an upload URL (one `PUT`, or parts and a completion `POST`
 /// when the client takes `multipart` and the object is bigger than a part) and a verify URL.
 pub async fn batch_objects(
-    pool: web::Data<SqlitePool>,
+    pool: web::Data<Db>,
     blobs: web::Data<BlobStore>,
     settings: web::Data<Settings>,
     key: web::Data<TicketKey>,
@@ -268,7 +268,7 @@ fn ticket_model(ticket: &Ticket) -> Result<(ModelName, Digest), HfError> {
 /// `PUT /hf/lfs/objects/{oid}?ticket=…` (basic transfer): the object's bytes, stored if
 /// their sha256 is the oid; else 400 naming it, and nothing stored.
 pub async fn put_object(
-    pool: web::Data<SqlitePool>,
+    pool: web::Data<Db>,
     blobs: web::Data<BlobStore>,
     key: web::Data<TicketKey>,
     req: HttpRequest,
@@ -323,7 +323,7 @@ pub async fn put_part(
 /// `POST /hf/lfs/sessions/{id}/complete?ticket=…`: every part is in; the whole is hashed
 /// once against the oid and stored.
 pub async fn complete_parts(
-    pool: web::Data<SqlitePool>,
+    pool: web::Data<Db>,
     blobs: web::Data<BlobStore>,
     key: web::Data<TicketKey>,
     req: HttpRequest,
@@ -341,7 +341,7 @@ pub async fn complete_parts(
 /// `POST /hf/{repo}.git/info/lfs/objects/verify` `{oid, size}`: 200 once the object is
 /// stored for this commit to name, 404 before.
 pub async fn verify_object(
-    pool: web::Data<SqlitePool>,
+    pool: web::Data<Db>,
     caller: Caller,
     req: HttpRequest,
     body: web::Bytes,
@@ -392,7 +392,7 @@ enum Line {
 /// `POST /hf/api/models/{repo}/commit/{rev}` (NDJSON): a new published version from the
 /// revision's files and the changes; an alias as the revision is moved to it.
 pub async fn create_commit(
-    pool: web::Data<SqlitePool>,
+    pool: web::Data<Db>,
     blobs: web::Data<BlobStore>,
     settings: web::Data<Settings>,
     supervisor: web::Data<Supervisor>,

@@ -2,7 +2,7 @@
 //! protected alias (`protected_aliases`). Moving one wakes the supervisor so deployments
 //! that follow it roll out now.
 
-use sqlx::SqlitePool;
+use crate::catalog::Db;
 
 use super::error::OpsError;
 use crate::auth::{AuthError, Caller};
@@ -40,7 +40,7 @@ pub fn authorize_change(
 /// Points `alias` at a ready version, creating or moving it, and wakes the supervisor so the
 /// deployments that follow it roll out.
 pub async fn set(
-    pool: &SqlitePool,
+    pool: &Db,
     settings: &Settings,
     supervisor: &Supervisor,
     caller: &Caller,
@@ -57,7 +57,7 @@ pub async fn set(
 
 /// Removes an alias (the version stays); refused while deployments follow it.
 pub async fn delete(
-    pool: &SqlitePool,
+    pool: &Db,
     settings: &Settings,
     caller: &Caller,
     model: &ModelName,

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use sqlx::SqlitePool;
+use crate::catalog::Db;
 
 use super::error::OpsError;
 use crate::auth::Caller;
@@ -82,19 +82,14 @@ pub async fn create(
 }
 
 /// The deployments of the models the caller may read.
-pub async fn list(pool: &SqlitePool, caller: &Caller) -> Result<Vec<Deployment>, OpsError> {
+pub async fn list(pool: &Db, caller: &Caller) -> Result<Vec<Deployment>, OpsError> {
     caller.require(Role::Viewer)?;
     let all = deployments::list(pool).await?;
     Ok(all.into_iter().filter(|d| caller.require_on(Role::Viewer, &d.model).is_ok()).collect())
 }
 
 /// A deployment, if the caller has `role` on its model.
-pub async fn find(
-    pool: &SqlitePool,
-    caller: &Caller,
-    role: Role,
-    name: &DeploymentName,
-) -> Result<Deployment, OpsError> {
+pub async fn find(pool: &Db, caller: &Caller, role: Role, name: &DeploymentName) -> Result<Deployment, OpsError> {
     caller.require(role)?;
     let deployment = deployments::get(pool, name).await?;
     caller.require_on(role, &deployment.model)?;
@@ -103,7 +98,7 @@ pub async fn find(
 
 /// Starts, stops or restarts a deployment; starting and restarting need Docker to answer.
 pub async fn act(
-    pool: &SqlitePool,
+    pool: &Db,
     supervisor: &Supervisor,
     caller: &Caller,
     name: &DeploymentName,
@@ -126,7 +121,7 @@ pub async fn act(
 
 /// Stops the container, frees its GPUs and deletes the deployment.
 pub async fn delete(
-    pool: &SqlitePool,
+    pool: &Db,
     supervisor: &Supervisor,
     caller: &Caller,
     name: &DeploymentName,

@@ -2,9 +2,9 @@
 //! caller may see. A blob is visible, and linkable, only to a caller who may read some
 //! version that holds it; to anyone else it answers exactly as a blob that is not stored.
 
+use crate::catalog::Db;
 use bytes::Bytes;
 use futures_util::Stream;
-use sqlx::SqlitePool;
 
 use super::error::OpsError;
 use crate::auth::Caller;
@@ -23,7 +23,7 @@ fn may_read(caller: &Caller) -> impl Fn(&ModelName) -> bool + '_ {
 /// is read.
 #[expect(clippy::too_many_arguments, reason = "the file's place, its bytes, and who sends them")]
 pub async fn upload<S, E>(
-    pool: &SqlitePool,
+    pool: &Db,
     blobs: &BlobStore,
     caller: &Caller,
     model: &ModelName,
@@ -50,7 +50,7 @@ where
 
 /// Names a blob the caller may see at `path` in a draft, without its bytes being sent again.
 pub async fn link(
-    pool: &SqlitePool,
+    pool: &Db,
     caller: &Caller,
     model: &ModelName,
     version: &VersionName,
@@ -65,7 +65,7 @@ pub async fn link(
 
 /// Removes a path from a draft.
 pub async fn delete(
-    pool: &SqlitePool,
+    pool: &Db,
     caller: &Caller,
     model: &ModelName,
     version: &VersionName,
@@ -76,7 +76,7 @@ pub async fn delete(
 }
 
 /// The size of a blob the caller may see; any other, stored or not, is "not stored".
-pub async fn blob_size(pool: &SqlitePool, caller: &Caller, digest: &Digest) -> Result<u64, OpsError> {
+pub async fn blob_size(pool: &Db, caller: &Caller, digest: &Digest) -> Result<u64, OpsError> {
     caller.require(Role::Viewer)?;
     let mut conn = pool.acquire().await.map_err(catalog::CatalogError::from)?;
     catalog::blobs::visible_size(&mut conn, digest, may_read(caller))

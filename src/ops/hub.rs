@@ -9,9 +9,9 @@
 
 use std::collections::BTreeMap;
 
+use crate::catalog::Db;
 use bytes::Bytes;
 use futures_util::Stream;
-use sqlx::SqlitePool;
 
 use super::error::OpsError;
 use crate::auth::{Caller, now_unix};
@@ -22,7 +22,7 @@ use crate::domain::{AliasName, Digest, ModelName, RelPath, Role};
 use crate::runtime::supervisor::Supervisor;
 
 /// Creates a model for `create_repo`: a maintainer within the token's globs.
-pub async fn create_repo(pool: &SqlitePool, caller: &Caller, name: &ModelName) -> Result<Model, OpsError> {
+pub async fn create_repo(pool: &Db, caller: &Caller, name: &ModelName) -> Result<Model, OpsError> {
     caller.require_on(Role::Maintainer, name)?;
     Ok(catalog::models::create(pool, &caller.actor(), name, "", &[]).await?)
 }
@@ -44,12 +44,7 @@ impl Known {
 }
 
 /// Whether a commit to `model` by `caller` may name `digest` (see the module's rule).
-async fn known(
-    pool: &SqlitePool,
-    caller: &Caller,
-    model: &ModelName,
-    digest: &Digest,
-) -> Result<Option<Known>, OpsError> {
+async fn known(pool: &Db, caller: &Caller, model: &ModelName, digest: &Digest) -> Result<Option<Known>, OpsError> {
     let mut conn = pool.acquire().await.map_err(CatalogError::from)?;
     let may_read = |m: &ModelName| caller.require_on(Role::Viewer, m).is_ok();
     if let Some(size) = catalog::blobs::visible_size(&mut conn, digest, may_read).await? {
@@ -62,7 +57,7 @@ async fn known(
 /// The size of a blob a commit to `model` by `caller` may name without its bytes being sent
 /// (see the module's rule); `None` when they must be sent.
 pub async fn known_blob(
-    pool: &SqlitePool,
+    pool: &Db,
     caller: &Caller,
     model: &ModelName,
     digest: &Digest,
@@ -73,7 +68,7 @@ pub async fn known_blob(
 /// Stores the bytes of one LFS object sent for `model` in one request, verified against
 /// its oid and size, and records them for the commit that follows.
 pub async fn store_object<S, E>(
-    pool: &SqlitePool,
+    pool: &Db,
     blobs: &BlobStore,
     actor: &Actor,
     model: &ModelName,
@@ -167,7 +162,7 @@ where
 
 /// Hashes the whole of an LFS session once, stores it under its oid and records it.
 pub async fn complete_parts(
-    pool: &SqlitePool,
+    pool: &Db,
     blobs: &BlobStore,
     actor: &Actor,
     id: uuid::Uuid,
@@ -229,7 +224,7 @@ enum Source {
 /// nothing; then a draft with the parent's files and the changes, published with the
 /// commit's message as its description, and the alias moved through `ops::aliases::set`.
 pub async fn commit(
-    pool: &SqlitePool,
+    pool: &Db,
     blobs: &BlobStore,
     settings: &Settings,
     supervisor: &Supervisor,
@@ -323,7 +318,7 @@ pub async fn commit(
 
 /// Names every file of the new version in its draft.
 async fn fill(
-    pool: &SqlitePool,
+    pool: &Db,
     blobs: &BlobStore,
     caller: &Caller,
     actor: &Actor,

@@ -1,7 +1,7 @@
 //! Fair-use limits are instance-wide: only an admin without model globs lists, sets or
 //! removes them (a limit on one user touches every model they use).
 
-use sqlx::SqlitePool;
+use crate::catalog::Db;
 
 use super::error::OpsError;
 use crate::auth::Caller;
@@ -17,13 +17,13 @@ pub struct LimitView {
     pub limits: Limits,
 }
 
-pub async fn list(pool: &SqlitePool, caller: &Caller) -> Result<Vec<LimitView>, OpsError> {
+pub async fn list(pool: &Db, caller: &Caller) -> Result<Vec<LimitView>, OpsError> {
     caller.require_instance_admin("see usage limits")?;
     let all = catalog::limits::list(pool).await?;
     Ok(all.into_iter().map(|(subject, limits)| LimitView { subject: subject.to_string(), limits }).collect())
 }
 
-pub async fn set(pool: &SqlitePool, caller: &Caller, subject: &str, limits: Limits) -> Result<LimitView, OpsError> {
+pub async fn set(pool: &Db, caller: &Caller, subject: &str, limits: Limits) -> Result<LimitView, OpsError> {
     caller.require_instance_admin("set usage limits")?;
     let subject = Subject::parse(subject)?;
     let limits = limits.checked()?;
@@ -31,7 +31,7 @@ pub async fn set(pool: &SqlitePool, caller: &Caller, subject: &str, limits: Limi
     Ok(LimitView { subject: subject.to_string(), limits })
 }
 
-pub async fn remove(pool: &SqlitePool, caller: &Caller, subject: &str) -> Result<(), OpsError> {
+pub async fn remove(pool: &Db, caller: &Caller, subject: &str) -> Result<(), OpsError> {
     caller.require_instance_admin("remove usage limits")?;
     let subject = Subject::parse(subject)?;
     Ok(catalog::limits::delete(pool, &caller.actor(), &subject).await?)

@@ -2,7 +2,7 @@
 //! over every model (counts, storage, Prometheus series) only without model globs; the
 //! GPUs' holders by name only where the deployment serves a model in the caller's scope.
 
-use sqlx::SqlitePool;
+use crate::catalog::Db;
 
 use crate::auth::Caller;
 use crate::catalog;
@@ -25,7 +25,7 @@ pub fn sees_totals(caller: &Caller) -> bool {
 
 /// The GPUs and their holders; a holder outside the caller's models keeps its place (the
 /// GPU is in use) but not its name.
-pub async fn gpu_usage(pool: &SqlitePool, supervisor: &Supervisor, caller: &Caller) -> Result<Vec<GpuUsage>, ApiError> {
+pub async fn gpu_usage(pool: &Db, supervisor: &Supervisor, caller: &Caller) -> Result<Vec<GpuUsage>, ApiError> {
     let mut usage = supervisor.gpu_usage().await?;
     let Some(globs) = &caller.models else {
         return Ok(usage);

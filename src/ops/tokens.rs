@@ -3,7 +3,7 @@
 //! are instance-wide: only an admin without model globs lists or revokes them; anyone else
 //! sees and revokes only their own, and another's answers as if it did not exist.
 
-use sqlx::SqlitePool;
+use crate::catalog::Db;
 
 use crate::auth::issue::{self, IssueError, TokenRequest};
 use crate::auth::token::Secret;
@@ -13,7 +13,7 @@ use crate::domain::{Glob, Role, UserName};
 use crate::error::ApiError;
 
 /// Issues a token for the calling user, within what the caller's own credential allows.
-pub async fn issue(pool: &SqlitePool, caller: &Caller, request: TokenRequest) -> Result<(Token, Secret), ApiError> {
+pub async fn issue(pool: &Db, caller: &Caller, request: TokenRequest) -> Result<(Token, Secret), ApiError> {
     caller.require(Role::Viewer)?;
     let user = caller.user()?.clone();
     let name = issue::token_name(&request.name)?;
@@ -59,18 +59,13 @@ fn owner(caller: &Caller) -> Result<Option<&UserName>, ApiError> {
 }
 
 /// The caller's tokens, newest first; an admin without model globs sees everyone's.
-pub async fn list(pool: &SqlitePool, caller: &Caller) -> Result<Vec<Token>, ApiError> {
+pub async fn list(pool: &Db, caller: &Caller) -> Result<Vec<Token>, ApiError> {
     Ok(catalog::tokens::list(pool, owner(caller)?).await?)
 }
 
 /// Revokes one of the caller's tokens (an admin without model globs: anyone's); effective
 /// on the next request.
-pub async fn revoke(
-    pool: &SqlitePool,
-    authenticator: &Authenticator,
-    caller: &Caller,
-    id: i64,
-) -> Result<(), ApiError> {
+pub async fn revoke(pool: &Db, authenticator: &Authenticator, caller: &Caller, id: i64) -> Result<(), ApiError> {
     catalog::tokens::revoke(pool, &caller.actor(), id, owner(caller)?).await?;
     authenticator.invalidate();
     Ok(())

@@ -6,10 +6,10 @@
 
 use std::time::Duration;
 
+use crate::catalog::Db;
 use bytes::Bytes;
 use futures_util::Stream;
 use serde::{Deserialize, Serialize};
-use sqlx::SqlitePool;
 
 use super::error::OpsError;
 use crate::auth::{Caller, now_unix};
@@ -62,7 +62,7 @@ fn target_of(session: &Session) -> Option<Target> {
 
 /// Opens a session for a file of a draft, after checking the draft and the disk's room.
 pub async fn start(
-    pool: &SqlitePool,
+    pool: &Db,
     blobs: &BlobStore,
     caller: &Caller,
     model: &ModelName,
@@ -156,7 +156,7 @@ where
 
 /// Checks every part is in and the whole file's digest, then names it in the draft.
 pub async fn complete(
-    pool: &SqlitePool,
+    pool: &Db,
     blobs: &BlobStore,
     caller: &Caller,
     model: &ModelName,

@@ -3,7 +3,7 @@
 //! limited to some models sees only those models'. Times are Unix seconds or offsets from now
 //! (`-24h`, `-30m`, `-7d`); steps are whole minutes (`60`, `5m`, `1h`, `1d`).
 
-use sqlx::SqlitePool;
+use crate::catalog::Db;
 
 use super::error::OpsError;
 use crate::auth::Caller;
@@ -42,7 +42,7 @@ pub struct Usage {
 }
 
 /// Usage that `caller` may see, as `query` asks, at `now` (Unix seconds).
-pub async fn usage(pool: &SqlitePool, caller: &Caller, query: &UsageQuery, now: i64) -> Result<Usage, OpsError> {
+pub async fn usage(pool: &Db, caller: &Caller, query: &UsageQuery, now: i64) -> Result<Usage, OpsError> {
     caller.require(Role::Viewer)?;
     let mut visible = visible_to(caller)?;
     visible.deployment = query.deployment.as_deref().map(DeploymentName::parse).transpose()?.map(|d| d.to_string());

@@ -3,7 +3,7 @@
 //! their dashboard sessions at once; a reset also revokes their API tokens unless asked
 //! to keep them.
 
-use sqlx::SqlitePool;
+use crate::catalog::Db;
 
 use crate::auth::{Authenticator, Caller, password};
 use crate::catalog::{self, users::User};
@@ -38,20 +38,20 @@ impl NewPassword {
 }
 
 /// Every user.
-pub async fn list(pool: &SqlitePool, caller: &Caller) -> Result<Vec<User>, ApiError> {
+pub async fn list(pool: &Db, caller: &Caller) -> Result<Vec<User>, ApiError> {
     caller.require_instance_admin(MANAGE_USERS)?;
     Ok(catalog::users::list(pool).await?)
 }
 
 /// One user.
-pub async fn get(pool: &SqlitePool, caller: &Caller, name: &UserName) -> Result<User, ApiError> {
+pub async fn get(pool: &Db, caller: &Caller, name: &UserName) -> Result<User, ApiError> {
     caller.require_instance_admin(MANAGE_USERS)?;
     Ok(catalog::users::get(pool, name).await?)
 }
 
 /// Creates a user with `role` and the password chosen.
 pub async fn create(
-    pool: &SqlitePool,
+    pool: &Db,
     caller: &Caller,
     name: &UserName,
     role: Role,
@@ -65,7 +65,7 @@ pub async fn create(
 /// Changes a user's role and/or disables or enables them; their tokens follow at once, and
 /// a disable ends their sessions. The last enabled admin cannot be demoted or disabled.
 pub async fn update(
-    pool: &SqlitePool,
+    pool: &Db,
     authenticator: &Authenticator,
     caller: &Caller,
     name: &UserName,
@@ -81,7 +81,7 @@ pub async fn update(
 /// Sets a user's password and ends their sessions; unless `keep_tokens`, revokes their
 /// API tokens as well.
 pub async fn reset_password(
-    pool: &SqlitePool,
+    pool: &Db,
     authenticator: &Authenticator,
     caller: &Caller,
     name: &UserName,

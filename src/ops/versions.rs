@@ -1,6 +1,6 @@
 //! Versions: creating a draft and publishing it take a maintainer on the model.
 
-use sqlx::SqlitePool;
+use crate::catalog::Db;
 
 use super::error::OpsError;
 use crate::auth::Caller;
@@ -8,19 +8,14 @@ use crate::catalog::{self, versions::NewVersion, versions::Version};
 use crate::domain::{ModelName, Role, VersionName};
 
 /// Starts a draft of `model`.
-pub async fn create(
-    pool: &SqlitePool,
-    caller: &Caller,
-    model: &ModelName,
-    new: NewVersion,
-) -> Result<Version, OpsError> {
+pub async fn create(pool: &Db, caller: &Caller, model: &ModelName, new: NewVersion) -> Result<Version, OpsError> {
     caller.require_on(Role::Maintainer, model)?;
     Ok(catalog::versions::create(pool, &caller.actor(), model, new).await?)
 }
 
 /// Publishes a draft: from now on it is immutable and aliases may point at it.
 pub async fn publish(
-    pool: &SqlitePool,
+    pool: &Db,
     caller: &Caller,
     model: &ModelName,
     version: &VersionName,

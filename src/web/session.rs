@@ -2,10 +2,10 @@
 //! cookie, with the session's CSRF token for the page's forms. Forms send the token back as
 //! a field, checked by `check_csrf`.
 
+use crate::catalog::Db;
 use actix_web::dev::Payload;
 use actix_web::{FromRequest, HttpRequest, web};
 use futures_util::future::LocalBoxFuture;
-use sqlx::SqlitePool;
 
 use super::WebError;
 use crate::auth::{Caller, session};
@@ -50,7 +50,7 @@ impl FromRequest for WebCaller {
     type Future = LocalBoxFuture<'static, Result<Self, Self::Error>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        let pool = req.app_data::<web::Data<SqlitePool>>().cloned();
+        let pool = req.app_data::<web::Data<Db>>().cloned();
         let cookie = req.cookie(session::COOKIE).map(|c| c.value().to_owned());
         let remote_addr = crate::forwarded::client_origin(req).addr_string();
         let next = req.uri().path_and_query().map_or_else(|| "/".to_owned(), ToString::to_string);

@@ -223,8 +223,7 @@ async fn the_offline_password_reset_revokes_tokens_unless_told_to_keep_them() {
     let data_dir = tempfile::tempdir().expect("tempdir");
     drop(ServerProcess::start(data_dir.path()));
     let run = |args: &[&str]| {
-        let output =
-            crate::helpers::hangar_command().args(args).arg("--data-dir").arg(data_dir.path()).output().expect("run");
+        let output = crate::helpers::admin_command(data_dir.path(), args).output().expect("run");
         assert!(output.status.success(), "{args:?}: {}", String::from_utf8_lossy(&output.stderr));
         String::from_utf8(output.stdout).expect("utf8").trim().to_owned()
     };

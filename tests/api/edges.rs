@@ -8,7 +8,7 @@ use reqwest::StatusCode;
 use reqwest::header::{LOCATION, SET_COOKIE};
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, problem, spawn_app};
+use crate::helpers::{TestApp, catalog_execute, problem, spawn_app};
 
 /// A client that follows no redirects, sending from `source` (any 127.x address reaches the
 /// server), so that each test's failures count against an address of its own.
@@ -159,10 +159,7 @@ async fn every_answer_has_a_request_id_and_a_server_error_shows_only_that_id() {
     assert!(ok.headers().contains_key("x-request-id"), "successes carry one too");
 
     // Break the catalog under the running server: reading models now fails inside it.
-    let db = app.data_dir.path().join("hangar.db");
-    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", db.display())).await.expect("open the catalog");
-    sqlx::query("ALTER TABLE models RENAME TO models_gone").execute(&pool).await.expect("rename");
-    pool.close().await;
+    catalog_execute(app.data_dir.path(), "ALTER TABLE models RENAME TO models_gone").await;
     let failed = app.get("/api/v1/models").await;
     let id = failed.headers()["x-request-id"].to_str().expect("ascii").to_owned();
     let raw = failed.text().await.expect("text");

@@ -52,12 +52,50 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
         bootstrap_token: Some(Redacted(ADMIN_TOKEN.to_owned())),
         ..Settings::default()
     };
+    settings.database_url = test_database_url(data_dir.path()).map(Redacted);
     configure(&mut settings);
     let app = Application::build(settings).await.expect("app builds");
     let port = app.port();
     let blobs = app.blobs().clone();
     tokio::spawn(app.run_until_stopped());
     TestApp { address: format!("http://127.0.0.1:{port}"), port, client: client_with(ADMIN_TOKEN), data_dir, blobs }
+}
+
+/// The catalog database of a server on `data_dir` when the suite runs against Postgres
+/// (`HANGAR_TEST_DATABASE_URL`, which tests/with-postgres.sh sets): one database per data
+/// dir, created on first use, so a server restarted on the same dir finds its catalog again.
+/// `None`: the server keeps its catalog in SQLite, in the data dir.
+pub fn test_database_url(data_dir: &Path) -> Option<String> {
+    let admin = std::env::var("HANGAR_TEST_DATABASE_URL").ok()?;
+    let name = format!("h_{}", &hex::encode(Sha256::digest(data_dir.as_os_str().as_encoded_bytes()))[..24]);
+    let bin = std::env::var("PG_BIN").unwrap_or_else(|_| "/usr/lib/postgresql/15/bin".to_owned());
+    let created = Command::new(format!("{bin}/createdb"))
+        .arg(format!("--maintenance-db={admin}/postgres"))
+        .arg(&name)
+        .output()
+        .expect("run createdb");
+    let stderr = String::from_utf8_lossy(&created.stderr);
+    assert!(created.status.success() || stderr.contains("already exists"), "createdb {name}: {stderr}");
+    Some(format!("{admin}/{name}"))
+}
+
+/// Runs `sql` on the catalog of the server on `data_dir`, behind the server's back (an older
+/// release's rows, a broken table), on whichever database the suite runs against.
+pub async fn catalog_execute(data_dir: &Path, sql: &str) {
+    use sqlx::Connection as _;
+    match test_database_url(data_dir) {
+        Some(url) => {
+            let mut conn = sqlx::PgConnection::connect(&url).await.expect("connect to the catalog");
+            sqlx::raw_sql(sqlx::AssertSqlSafe(sql)).execute(&mut conn).await.expect(sql);
+            conn.close().await.expect("close");
+        }
+        None => {
+            let url = format!("sqlite://{}", data_dir.join("hangar.db").display());
+            let mut conn = sqlx::SqliteConnection::connect(&url).await.expect("open the catalog");
+            sqlx::raw_sql(sqlx::AssertSqlSafe(sql)).execute(&mut conn).await.expect(sql);
+            conn.close().await.expect("close");
+        }
+    }
 }
 
 pub fn sha256_digest(bytes: &[u8]) -> String {
@@ -245,12 +283,24 @@ pub fn hangar_command() -> Command {
     for var in [
         "HANGAR_LISTEN",
         "HANGAR_DATA_DIR",
+        "HANGAR_DATABASE_URL",
         "HANGAR_CONFIG",
         "HANGAR_BOOTSTRAP_TOKEN",
         "HANGAR_ADMIN_PASSWORD",
         "HANGAR_BLOB_STORE",
     ] {
         command.env_remove(var);
+    }
+    command
+}
+
+/// `hangar ARGS --data-dir DIR` (an `admin` command), on the database a server on that dir
+/// uses.
+pub fn admin_command(data_dir: &Path, args: &[&str]) -> Command {
+    let mut command = hangar_command();
+    command.args(args).arg("--data-dir").arg(data_dir);
+    if let Some(url) = test_database_url(data_dir) {
+        command.env("HANGAR_DATABASE_URL", url);
     }
     command
 }
@@ -264,6 +314,9 @@ impl ServerProcess {
     pub fn start_with(data_dir: &Path, extra: &[&str]) -> Self {
         let mut command = hangar_command();
         command.args(["serve", "--listen", "127.0.0.1:0", "--data-dir"]).arg(data_dir).args(extra);
+        if let Some(url) = test_database_url(data_dir) {
+            command.env("HANGAR_DATABASE_URL", url);
+        }
         Self::spawn(command)
     }
 

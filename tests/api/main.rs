@@ -1,4 +1,5 @@
-//! Integration tests: the real server on port 0, real SQLite files in a temp data dir.
+//! Integration tests: the real server on port 0, real SQLite files in a temp data dir, or a
+//! database of its own on a real Postgres server (tests/with-postgres.sh).
 //! One binary with modules, so the whole suite links once.
 
 mod aliases;

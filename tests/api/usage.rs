@@ -131,13 +131,14 @@ async fn tokens_are_counted_from_json_and_streamed_answers_and_each_caller_sees_
         scoped.get(app.url("/api/v1/usage?by=model")).send().await.expect("usage").json().await.expect("json");
     assert_eq!(seen["series"], json!([]), "{seen}");
 
-    // The CLI prints the same numbers.
-    let output = crate::helpers::hangar_command()
+    // The CLI prints the same numbers. Run beside the test's runtime, not on it: the server's
+    // Postgres connections are driven by that runtime, and would stall while it waited.
+    let mut command = crate::helpers::hangar_command();
+    command
         .args(["usage", "--by", "user", "--since", "1h"])
         .env("HANGAR_URL", &app.address)
-        .env("HANGAR_TOKEN", crate::helpers::ADMIN_TOKEN)
-        .output()
-        .expect("hangar usage");
+        .env("HANGAR_TOKEN", crate::helpers::ADMIN_TOKEN);
+    let output = tokio::task::spawn_blocking(move || command.output()).await.expect("join").expect("hangar usage");
     let printed = String::from_utf8_lossy(&output.stdout);
     assert!(output.status.success(), "{printed}{}", String::from_utf8_lossy(&output.stderr));
     assert!(printed.starts_with("USER"), "{printed}");

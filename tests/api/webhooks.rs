@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 use sha2::Sha256;
 
 use crate::helpers::{
-    ADMIN_TOKEN, ServerProcess, TestApp, client_with, problem, spawn_app, spawn_app_with, wait_until,
+    ADMIN_TOKEN, ServerProcess, TestApp, catalog_execute, client_with, problem, spawn_app, spawn_app_with, wait_until,
 };
 
 pub const SECRET: &str = "correct-horse-battery-staple";
@@ -335,11 +335,12 @@ async fn deliveries_survive_a_restart_with_nothing_lost_or_repeated() {
     };
 
     // An event recorded while no server runs.
-    let offline = crate::helpers::hangar_command()
-        .args(["admin", "user", "create", "offline-olga", "--role", "viewer", "--data-dir"])
-        .arg(data_dir.path())
-        .output()
-        .expect("run");
+    let offline = crate::helpers::admin_command(
+        data_dir.path(),
+        &["admin", "user", "create", "offline-olga", "--role", "viewer"],
+    )
+    .output()
+    .expect("run");
     assert!(offline.status.success(), "{}", String::from_utf8_lossy(&offline.stderr));
 
     let server = ServerProcess::start_with(data_dir.path(), &["--config", &config]);
@@ -618,18 +619,11 @@ async fn credentials_stored_in_a_webhook_url_by_an_earlier_version_are_dropped_o
         created.json::<Value>().await.expect("json")["id"].as_i64().expect("id")
     };
     // As an earlier version stored it, before the migration that removes credentials ran.
-    let db = data_dir.path().join("hangar.db");
-    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", db.display())).await.expect("open the catalog");
-    sqlx::query("UPDATE webhooks SET url = 'http://ci:hunter2%40x@ci.example:8080/hook?x=a@b' WHERE id = ?")
-        .bind(hook_id)
-        .execute(&pool)
-        .await
-        .expect("update");
-    sqlx::query("DELETE FROM _sqlx_migrations WHERE description = 'webhook url credentials'")
-        .execute(&pool)
-        .await
-        .expect("forget the migration");
-    pool.close().await;
+    let sql = format!(
+        "UPDATE webhooks SET url = 'http://ci:hunter2%40x@ci.example:8080/hook?x=a@b' WHERE id = {hook_id};
+         DELETE FROM _sqlx_migrations WHERE description = 'webhook url credentials';"
+    );
+    catalog_execute(data_dir.path(), &sql).await;
 
     let server = ServerProcess::start(data_dir.path());
     let listed = admin.get(format!("{}/api/v1/webhooks", server.address)).send().await.expect("list");

@@ -7,8 +7,7 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
 use super::{
-    FAST_PROBE_EVERY, FAST_PROBES, PROBE_EVERY, REASON_LOG_LINES, STABLE_AFTER, Supervisor, SupervisorError,
-    now_rfc3339, quoted,
+    FAST_PROBE_EVERY, FAST_PROBES, PROBE_EVERY, REASON_LOG_LINES, STABLE_AFTER, Supervisor, SupervisorError, quoted,
 };
 use crate::catalog;
 use crate::catalog::deployments::{self, Deployment, Desired, Observed, State};
@@ -71,7 +70,7 @@ impl Supervisor {
             Health::Healthy => {
                 observed.state = State::Running;
                 observed.reason = still_failed;
-                observed.started_at = Some(now_rfc3339());
+                observed.started_at = Some(crate::catalog::now());
                 self.traffic.touch(d.name.as_str());
                 self.observe(&d, observed).await
             }
@@ -214,7 +213,7 @@ impl Supervisor {
         match self.wait_healthy(&c.id, address.as_deref(), runtime.health_path(), runtime.startup_deadline()).await? {
             Health::Healthy => {
                 observed.state = State::Running;
-                observed.started_at.get_or_insert_with(now_rfc3339);
+                observed.started_at.get_or_insert_with(crate::catalog::now);
                 self.observe(&d, observed).await
             }
             Health::Exited(exited) => self.crashed(d, exited).await,

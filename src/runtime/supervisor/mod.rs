@@ -13,8 +13,8 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
+use crate::catalog::Db;
 use futures_util::StreamExt as _;
-use sqlx::SqlitePool;
 use tokio::sync::Notify;
 
 mod lifecycle;
@@ -124,7 +124,7 @@ struct FailedRollout {
 }
 
 pub struct Supervisor {
-    pool: SqlitePool,
+    pool: Db,
     blobs: BlobStore,
     engine: Arc<dyn Engine>,
     inventory: GpuInventory,
@@ -139,7 +139,7 @@ pub struct Supervisor {
 
 impl Supervisor {
     pub fn new(
-        pool: SqlitePool,
+        pool: Db,
         blobs: BlobStore,
         engine: Arc<dyn Engine>,
         inventory: GpuInventory,
@@ -349,29 +349,4 @@ impl Supervisor {
 
 fn quoted(lines: &str) -> String {
     if lines.is_empty() { String::new() } else { format!(". Last output:\n{lines}") }
-}
-
-fn now_rfc3339() -> String {
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
-    // Days since the epoch to a civil date (Howard Hinnant's algorithm), to avoid a
-    // date-time dependency for one timestamp.
-    let secs = now.as_secs();
-    let days = i64::try_from(secs / 86_400).unwrap_or(0);
-    let rem = secs % 86_400;
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60,
-        now.subsec_millis()
-    )
 }

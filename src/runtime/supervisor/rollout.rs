@@ -5,8 +5,7 @@ use std::time::Instant;
 
 use super::lifecycle::{Health, Prepared};
 use super::{
-    DRAIN_AT_MOST, FailedRollout, PROBE_EVERY, REASON_LOG_LINES, Rollout, Supervisor, SupervisorError, now_rfc3339,
-    quoted,
+    DRAIN_AT_MOST, FailedRollout, PROBE_EVERY, REASON_LOG_LINES, Rollout, Supervisor, SupervisorError, quoted,
 };
 use crate::catalog::CatalogError;
 use crate::catalog::deployments::{self, Deployment, Observed, State};
@@ -144,7 +143,7 @@ impl Supervisor {
             container_id: Some(id.clone()),
             address: address.clone(),
             gpu_allocation: allocation.clone(),
-            started_at: Some(now_rfc3339()),
+            started_at: Some(crate::catalog::now()),
             restarts: current.observed.restarts,
         };
         self.observe(&current, switched).await?;

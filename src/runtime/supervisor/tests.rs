@@ -30,7 +30,7 @@ const PATIENCE: Duration = Duration::from_secs(15);
 struct Hub {
     _dir: tempfile::TempDir,
     dir: std::path::PathBuf,
-    pool: sqlx::SqlitePool,
+    pool: catalog::Db,
     blobs: BlobStore,
     engine: Arc<MemoryEngine>,
     traffic: Arc<Traffic>,
@@ -71,7 +71,7 @@ fn fake_runtime(marker: &str) -> String {
 async fn hub(engine: Arc<MemoryEngine>, inventory: GpuInventory) -> Hub {
     let dir = tempfile::tempdir().expect("tempdir");
     let data = dir.path().to_owned();
-    let pool = catalog::open(&data.join("hangar.db")).await.expect("catalog");
+    let pool = catalog::Db::Sqlite(catalog::open(&data.join("hangar.db")).await.expect("catalog"));
     let blobs = BlobStore::open(&data).expect("blob store");
     let actor = Actor::system();
     let model = ModelName::parse("m").expect("name");
@@ -248,7 +248,11 @@ async fn after_a_restart_running_containers_are_adopted_and_strays_removed() {
     hub.looping = None;
     let starting = deployments::Observed { state: State::Starting, ..half_before.observed.clone() };
     deployments::observe(&hub.pool, &half, &starting).await.expect("observe");
-    sqlx::query("DELETE FROM deployments WHERE name = 'chat'").execute(&hub.pool).await.expect("delete");
+    catalog::on_db!(&hub.pool, |pool| sqlx::query("DELETE FROM deployments WHERE name = 'chat'")
+        .execute(pool)
+        .await
+        .map(drop))
+    .expect("delete");
     let creates = hub.engine.creates().len();
 
     hub.restart();

@@ -3,10 +3,10 @@
 
 use std::sync::Arc;
 
+use crate::catalog::Db;
 use actix_web::{HttpResponse, web};
 use askama::Template;
 use serde::Deserialize;
-use sqlx::SqlitePool;
 
 use crate::catalog::events::{self, EventFilter};
 use crate::domain::Role;
@@ -63,7 +63,7 @@ pub struct ActivityQuery {
 }
 
 pub async fn show(
-    pool: web::Data<SqlitePool>,
+    pool: web::Data<Db>,
     cache: web::Data<PageCache<ActivityKey, ActivityData>>,
     caller: WebCaller,
     query: web::Query<ActivityQuery>,
@@ -92,7 +92,7 @@ pub async fn show(
 }
 
 async fn load(
-    pool: &SqlitePool,
+    pool: &Db,
     caller: &WebCaller,
     query: &ActivityQuery,
     before: Option<i64>,

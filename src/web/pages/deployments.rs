@@ -2,11 +2,11 @@
 //! stream), a form to create one, start/stop/restart, and a page per deployment with its
 //! events and the tail of its log.
 
+use crate::catalog::Db;
 use actix_web::http::header;
 use actix_web::{HttpResponse, web};
 use askama::Template;
 use serde::Deserialize;
-use sqlx::SqlitePool;
 
 use super::Notice;
 use crate::catalog::deployments::{self, Deployment};
@@ -177,7 +177,7 @@ fn redirect(to: &str, notice: &str) -> HttpResponse {
 }
 
 pub async fn list(
-    pool: web::Data<SqlitePool>,
+    pool: web::Data<Db>,
     gateway: web::Data<Gateway>,
     cache: web::Data<PageCache<(), DeploymentsData>>,
     caller: WebCaller,
@@ -205,7 +205,7 @@ pub async fn list(
     )
 }
 
-async fn load_list(pool: &SqlitePool) -> Result<DeploymentsData, WebError> {
+async fn load_list(pool: &Db) -> Result<DeploymentsData, WebError> {
     let mut runtimes: Vec<String> = PRESET_NAMES.iter().map(|s| (*s).to_owned()).collect();
     for (name, _) in crate::catalog::runtimes::list(pool).await? {
         if !runtimes.contains(&name) {
@@ -218,7 +218,7 @@ async fn load_list(pool: &SqlitePool) -> Result<DeploymentsData, WebError> {
 
 /// The traffic charts alone, which the page fetches every 30 s to redraw them.
 pub async fn traffic(
-    pool: web::Data<SqlitePool>,
+    pool: web::Data<Db>,
     caller: WebCaller,
     name: web::Path<String>,
 ) -> Result<HttpResponse, WebError> {
@@ -230,7 +230,7 @@ pub async fn traffic(
 }
 
 pub async fn show(
-    pool: web::Data<SqlitePool>,
+    pool: web::Data<Db>,
     supervisor: web::Data<Supervisor>,
     caller: WebCaller,
     name: web::Path<String>,
@@ -307,7 +307,7 @@ pub async fn create(
 
 /// Start, stop or restart from a button.
 pub async fn act(
-    pool: web::Data<SqlitePool>,
+    pool: web::Data<Db>,
     supervisor: web::Data<Supervisor>,
     caller: WebCaller,
     path: web::Path<ActionPath>,

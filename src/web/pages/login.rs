@@ -3,12 +3,12 @@
 //! form is refused when a browser says it was posted from another site (login CSRF), and
 //! `next` is refused unless it is a path on this site (open redirect).
 
+use crate::catalog::Db;
 use actix_web::cookie::{Cookie, SameSite, time::Duration as CookieDuration};
 use actix_web::http::{StatusCode, header};
 use actix_web::{HttpRequest, HttpResponse, web};
 use askama::Template;
 use serde::Deserialize;
-use sqlx::SqlitePool;
 
 use crate::auth::login::{self, LoginError};
 use crate::auth::{LoginLimiter, session};
@@ -93,7 +93,7 @@ pub async fn show(query: web::Query<NextQuery>) -> Result<HttpResponse, WebError
 }
 
 pub async fn sign_in(
-    pool: web::Data<SqlitePool>,
+    pool: web::Data<Db>,
     limiter: web::Data<LoginLimiter>,
     req: HttpRequest,
     form: web::Form<SignIn>,
@@ -128,7 +128,7 @@ pub async fn sign_in(
 }
 
 pub async fn sign_out(
-    pool: web::Data<SqlitePool>,
+    pool: web::Data<Db>,
     caller: WebCaller,
     req: HttpRequest,
     form: web::Form<SignOut>,

@@ -2,12 +2,12 @@
 
 use std::sync::Arc;
 
+use crate::catalog::Db;
 use actix_web::http::header;
 use actix_web::{HttpResponse, web};
 use askama::Template;
 use futures_util::TryStreamExt as _;
 use serde::Deserialize;
-use sqlx::SqlitePool;
 
 use super::human_size;
 use crate::blobs::BlobStore;
@@ -109,7 +109,7 @@ pub struct PromoteForm {
 /// The model card of a version: its README.md, rendered and sanitized (or as rendered
 /// before, for bytes seen before).
 pub async fn card(
-    pool: &SqlitePool,
+    pool: &Db,
     blobs: &BlobStore,
     cards: &CardCache,
     model: &ModelName,
@@ -138,7 +138,7 @@ pub async fn card(
 
 #[expect(clippy::too_many_arguments, reason = "a handler names each thing it uses, one extractor each")]
 pub async fn show(
-    pool: web::Data<SqlitePool>,
+    pool: web::Data<Db>,
     blobs: web::Data<BlobStore>,
     cards: web::Data<CardCache>,
     cache: web::Data<PageCache<ModelKey, ModelData>>,
@@ -171,7 +171,7 @@ pub async fn show(
 }
 
 async fn load(
-    pool: &SqlitePool,
+    pool: &Db,
     blobs: &BlobStore,
     cards: &CardCache,
     settings: &Settings,
@@ -239,7 +239,7 @@ async fn load(
 
 /// Points an alias at a version (protected aliases: admins only), then back to the model.
 pub async fn promote(
-    pool: web::Data<SqlitePool>,
+    pool: web::Data<Db>,
     settings: web::Data<Settings>,
     supervisor: web::Data<crate::runtime::supervisor::Supervisor>,
     caller: WebCaller,

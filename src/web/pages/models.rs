@@ -2,12 +2,12 @@
 
 use std::sync::Arc;
 
+use crate::catalog::Db;
 use actix_web::http::header;
 use actix_web::{HttpResponse, web};
 use askama::Template;
 use base64::Engine as _;
 use serde::Deserialize;
-use sqlx::SqlitePool;
 
 use super::{Notice, human_size};
 use crate::catalog::{self, models::Model};
@@ -83,7 +83,7 @@ pub struct CreateForm {
 }
 
 pub async fn list(
-    pool: web::Data<SqlitePool>,
+    pool: web::Data<Db>,
     cache: web::Data<PageCache<ModelsKey, ModelsData>>,
     caller: WebCaller,
     query: web::Query<ListQuery>,
@@ -122,7 +122,7 @@ pub async fn list(
 }
 
 pub async fn create(
-    pool: web::Data<SqlitePool>,
+    pool: web::Data<Db>,
     caller: WebCaller,
     form: web::Form<CreateForm>,
 ) -> Result<HttpResponse, WebError> {

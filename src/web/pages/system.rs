@@ -5,9 +5,9 @@
 
 use std::sync::Arc;
 
+use crate::catalog::Db;
 use actix_web::{HttpResponse, web};
 use askama::Template;
-use sqlx::SqlitePool;
 
 use super::human_size;
 use crate::catalog;
@@ -196,7 +196,7 @@ pub async fn memory(history: web::Data<MemoryHistory>, caller: WebCaller) -> Res
 }
 
 pub async fn show(
-    pool: web::Data<SqlitePool>,
+    pool: web::Data<Db>,
     settings: web::Data<Settings>,
     supervisor: web::Data<Supervisor>,
     cache: web::Data<PageCache<(), SystemData>>,
@@ -232,7 +232,7 @@ pub async fn show(
     Ok(HttpResponse::Ok().content_type("text/html; charset=utf-8").body(body))
 }
 
-async fn load(pool: &SqlitePool, supervisor: &Supervisor) -> Result<SystemData, WebError> {
+async fn load(pool: &Db, supervisor: &Supervisor) -> Result<SystemData, WebError> {
     let totals = catalog::blobs::totals(pool).await?;
     let usage = supervisor.gpu_usage().await.map_err(ApiError::from)?;
     let pool_row = pool_row(&usage);

@@ -1,10 +1,10 @@
 //! API tokens: create one (its secret is shown once, with a copy button), list, revoke.
 
+use crate::catalog::Db;
 use actix_web::http::header;
 use actix_web::{HttpResponse, web};
 use askama::Template;
 use serde::Deserialize;
-use sqlx::SqlitePool;
 
 use super::Notice;
 use crate::auth::Authenticator;
@@ -59,7 +59,7 @@ pub struct RevokeForm {
 }
 
 async fn render(
-    pool: &SqlitePool,
+    pool: &Db,
     caller: WebCaller,
     notice: Option<String>,
     secret: Option<String>,
@@ -97,7 +97,7 @@ async fn render(
 }
 
 pub async fn list(
-    pool: web::Data<SqlitePool>,
+    pool: web::Data<Db>,
     caller: WebCaller,
     notice: web::Query<Notice>,
 ) -> Result<HttpResponse, WebError> {
@@ -106,7 +106,7 @@ pub async fn list(
 
 /// Creates a token and shows its secret in the answer itself (never in a URL).
 pub async fn create(
-    pool: web::Data<SqlitePool>,
+    pool: web::Data<Db>,
     caller: WebCaller,
     form: web::Form<CreateForm>,
 ) -> Result<HttpResponse, WebError> {
@@ -126,7 +126,7 @@ pub async fn create(
 }
 
 pub async fn revoke(
-    pool: web::Data<SqlitePool>,
+    pool: web::Data<Db>,
     authenticator: web::Data<Authenticator>,
     caller: WebCaller,
     id: web::Path<i64>,

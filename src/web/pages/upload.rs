@@ -2,9 +2,9 @@
 //! slices, linked if the server has its bytes, else streamed with its digest through the
 //! same REST API as any client, with a progress bar, speed and ETA per file.
 
+use crate::catalog::Db;
 use actix_web::{HttpResponse, web};
 use askama::Template;
-use sqlx::SqlitePool;
 
 use crate::catalog;
 use crate::config::Settings;
@@ -24,7 +24,7 @@ struct UploadPage {
 }
 
 pub async fn show(
-    pool: web::Data<SqlitePool>,
+    pool: web::Data<Db>,
     caller: WebCaller,
     path: web::Path<ModelPath>,
 ) -> Result<HttpResponse, WebError> {
@@ -45,7 +45,7 @@ pub async fn show(
 /// order (the CSRF token first), each file streamed straight into the blob store. The
 /// server hashes what arrives; there is no client digest to check it against.
 pub async fn receive(
-    pool: web::Data<SqlitePool>,
+    pool: web::Data<Db>,
     blobs: web::Data<crate::blobs::BlobStore>,
     settings: web::Data<Settings>,
     supervisor: web::Data<Supervisor>,

@@ -3,11 +3,11 @@
 //! of the same figures; and, for admins, the fair-use limits in force. What a caller sees is
 //! `ops::usage`'s rule, the API's.
 
+use crate::catalog::Db;
 use actix_web::http::header;
 use actix_web::{HttpResponse, web};
 use askama::Template;
 use serde::Deserialize;
-use sqlx::SqlitePool;
 
 use super::deployments::number;
 use crate::catalog::usage::{By, Point, Series as UsageSeries};
@@ -95,7 +95,7 @@ pub struct LimitForm {
 
 /// `POST /usage/limits`: an admin sets or removes a subject's limits, as the API does.
 pub async fn limits(
-    pool: web::Data<SqlitePool>,
+    pool: web::Data<Db>,
     caller: WebCaller,
     form: web::Form<LimitForm>,
 ) -> Result<HttpResponse, WebError> {
@@ -118,7 +118,7 @@ pub async fn limits(
 }
 
 pub async fn show(
-    pool: web::Data<SqlitePool>,
+    pool: web::Data<Db>,
     caller: WebCaller,
     query: web::Query<UsagePageQuery>,
 ) -> Result<HttpResponse, WebError> {
@@ -154,7 +154,7 @@ pub async fn show(
 
 /// `GET /usage/view`: the page's chart and table alone, which the page fetches to redraw.
 pub async fn view(
-    pool: web::Data<SqlitePool>,
+    pool: web::Data<Db>,
     caller: WebCaller,
     query: web::Query<UsagePageQuery>,
 ) -> Result<HttpResponse, WebError> {
@@ -162,7 +162,7 @@ pub async fn view(
     Ok(HttpResponse::Ok().content_type("text/html; charset=utf-8").body(body))
 }
 
-async fn load_view(pool: &SqlitePool, caller: &WebCaller, query: &UsagePageQuery) -> Result<UsageView, WebError> {
+async fn load_view(pool: &Db, caller: &WebCaller, query: &UsagePageQuery) -> Result<UsageView, WebError> {
     let (by, by_name) = match query.by.as_deref().unwrap_or("model") {
         "user" => (By::User, "user"),
         "deployment" => (By::Deployment, "deployment"),
@@ -286,7 +286,7 @@ const TRAFFIC_ROWS: usize = 12;
 /// The last hour (by the minute) and the last day (by the hour) of `deployment`'s traffic
 /// through the gateway, from the usage rollups, as `caller` may see it.
 pub async fn deployment_traffic(
-    pool: &SqlitePool,
+    pool: &Db,
     caller: &crate::auth::Caller,
     deployment: &str,
 ) -> Result<Vec<TrafficView>, WebError> {

@@ -1,11 +1,11 @@
 //! Users (admins without model globs): list, create (a generated password is shown once), change role,
 //! disable and enable.
 
+use crate::catalog::Db;
 use actix_web::http::header;
 use actix_web::{HttpResponse, web};
 use askama::Template;
 use serde::Deserialize;
-use sqlx::SqlitePool;
 
 use super::Notice;
 use crate::auth::Authenticator;
@@ -53,7 +53,7 @@ pub struct UpdateForm {
 }
 
 async fn render(
-    pool: &SqlitePool,
+    pool: &Db,
     caller: WebCaller,
     notice: Option<String>,
     password: Option<String>,
@@ -78,7 +78,7 @@ async fn render(
 }
 
 pub async fn list(
-    pool: web::Data<SqlitePool>,
+    pool: web::Data<Db>,
     caller: WebCaller,
     notice: web::Query<Notice>,
 ) -> Result<HttpResponse, WebError> {
@@ -86,7 +86,7 @@ pub async fn list(
 }
 
 pub async fn create(
-    pool: web::Data<SqlitePool>,
+    pool: web::Data<Db>,
     caller: WebCaller,
     form: web::Form<CreateForm>,
 ) -> Result<HttpResponse, WebError> {
@@ -102,7 +102,7 @@ pub async fn create(
 }
 
 pub async fn update(
-    pool: web::Data<SqlitePool>,
+    pool: web::Data<Db>,
     authenticator: web::Data<Authenticator>,
     caller: WebCaller,
     name: web::Path<String>,

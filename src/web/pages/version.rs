@@ -4,10 +4,10 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use crate::catalog::Db;
 use actix_web::{HttpResponse, web};
 use askama::Template;
 use serde::Deserialize;
-use sqlx::SqlitePool;
 
 use super::human_size;
 use crate::blobs::BlobStore;
@@ -76,7 +76,7 @@ pub struct DiffQuery {
 }
 
 pub async fn show(
-    pool: web::Data<SqlitePool>,
+    pool: web::Data<Db>,
     blobs: web::Data<BlobStore>,
     cards: web::Data<CardCache>,
     cache: web::Data<PageCache<VersionKey, VersionData>>,
@@ -95,7 +95,7 @@ pub async fn show(
 }
 
 async fn load(
-    pool: &SqlitePool,
+    pool: &Db,
     blobs: &BlobStore,
     cards: &CardCache,
     model: &ModelName,
