@@ -4,11 +4,11 @@
 //! as in the API (maintainers, protected aliases admin-only, audited, deployments that
 //! follow an alias keep it from being deleted).
 
+use crate::catalog::Db;
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde::Deserialize;
 use serde_json::json;
-use crate::catalog::Db;
 
 use super::revision::{self, HfError, commit_id};
 use super::write::{parse, writable_repo};

@@ -292,7 +292,8 @@ async fn garbage_collection_deletes_from_the_bucket() {
     }
     assert_eq!(server.keys().await.len(), 4);
 
-    let pool = hangar::catalog::open(&app.data_dir.path().join("hangar.db")).await.expect("catalog");
+    let url = crate::helpers::test_database_url(app.data_dir.path());
+    let pool = hangar::catalog::connect(url.as_deref(), &app.data_dir.path().join("hangar.db")).await.expect("catalog");
     tokio::time::sleep(Duration::from_millis(10)).await;
     let swept = hangar::gc::sweep(&pool, &app.blobs, 0).await.expect("sweep");
     assert_eq!((swept.unreferenced, swept.orphaned, swept.bucket_staging), (1, 1, 1), "{swept:?}");
