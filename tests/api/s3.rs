@@ -309,9 +309,8 @@ async fn fsck_checks_the_rows_against_the_bucket() {
     let (gone, damaged, fine) = (pattern(100, 10), pattern(200, 11), pattern(300, 12));
     app.published("m", &[("gone.bin", &gone), ("damaged.bin", &damaged), ("fine.bin", &fine)]).await;
     let fsck = |args: &[&str]| {
-        let output = crate::helpers::hangar_command()
-            .args(["admin", "fsck", "--blob-store", &format!("s3://{BUCKET}/{PREFIX}"), "--data-dir"])
-            .arg(app.data_dir.path())
+        let store = format!("s3://{BUCKET}/{PREFIX}");
+        let output = crate::helpers::admin_command(app.data_dir.path(), &["admin", "fsck", "--blob-store", &store])
             .args(args)
             .env("AWS_ENDPOINT_URL", &server.endpoint)
             .env("AWS_ACCESS_KEY_ID", ACCESS_KEY)
