@@ -204,7 +204,8 @@ fn write_vectored_all(file: &mut File, bufs: &mut Vec<Bytes>) -> io::Result<()> 
     Ok(())
 }
 
-fn hash_all(mut chunks: mpsc::Receiver<Bytes>) -> (Digest, u64) {
+/// Hashes the chunks as they come, on a blocking thread; the digest and the byte count.
+pub(super) fn hash_all(mut chunks: mpsc::Receiver<Bytes>) -> (Digest, u64) {
     let mut hasher = Sha256::new();
     let mut size = 0u64;
     while let Some(chunk) = chunks.blocking_recv() {

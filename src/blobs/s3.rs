@@ -23,6 +23,7 @@ use object_store::{ObjectStore as _, ObjectStoreExt as _, PutPayload, WriteMulti
 use sha2::{Digest as _, Sha256};
 use tokio::sync::mpsc;
 
+use super::ingest::hash_all;
 use super::{BlobError, BlobStore, Ingested};
 use crate::domain::Digest;
 
@@ -511,16 +512,6 @@ impl Staging {
         }
         Ok(())
     }
-}
-
-fn hash_all(mut chunks: mpsc::Receiver<Bytes>) -> (Digest, u64) {
-    let mut hasher = Sha256::new();
-    let mut size = 0u64;
-    while let Some(chunk) = chunks.blocking_recv() {
-        hasher.update(&chunk);
-        size += chunk.len() as u64;
-    }
-    (Digest::from_bytes(hasher.finalize().into()), size)
 }
 
 /// Writes the chunks to a new file at `path`, hashing them on the way, and syncs it. The file
