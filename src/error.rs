@@ -236,6 +236,7 @@ impl From<AuthError> for ApiError {
             AuthError::Unauthenticated(msg) => Self::Unauthorized(msg),
             AuthError::Forbidden(msg) => Self::Forbidden(msg),
             AuthError::TooManyAttempts { retry_after_secs } => Self::TooManyRequests { retry_after_secs },
+            AuthError::Unavailable(msg) => Self::Unavailable(msg),
         }
     }
 }

@@ -29,7 +29,7 @@ enum Command {
 #[derive(clap::Args)]
 struct AdminArgs {
     /// The server's `database_url`, when its catalog is in Postgres: users and tokens are
-    /// managed there. Backup, restore and fsck work on a data dir's `hangar.db` only.
+    /// managed and fsck checks there. Backup and restore copy a data dir's `hangar.db` only.
     #[arg(long, env = "HANGAR_DATABASE_URL", global = true, value_name = "URL", hide_env_values = true)]
     database_url: Option<String>,
     #[command(subcommand)]

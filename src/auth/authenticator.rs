@@ -83,7 +83,9 @@ impl Authenticator {
         }
         let candidates = tokens::find_by_prefix(&self.pool, secret.prefix()).await.map_err(|e| {
             tracing::error!(error = ?e, "token lookup failed");
-            AuthError::Unauthenticated("the token could not be checked; try again".into())
+            AuthError::Unavailable(
+                "the token could not be checked: the catalog's database did not answer; try again".into(),
+            )
         })?;
         // The prefix narrows the search; the full hash decides, compared in constant time.
         let found = candidates.into_iter().find(|c| bool::from(c.secret_hash.as_bytes().ct_eq(hash.as_bytes())));

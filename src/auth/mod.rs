@@ -32,6 +32,10 @@ pub enum AuthError {
     /// Too many failed logins (429).
     #[error("too many failed logins; try again in {retry_after_secs} s")]
     TooManyAttempts { retry_after_secs: u64 },
+    /// The credentials could not be checked: the catalog's database did not answer (503).
+    /// Not a 401, which would tell a client to throw away a token that may be good.
+    #[error("{0}")]
+    Unavailable(String),
 }
 
 /// The authenticated party of one request.

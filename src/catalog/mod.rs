@@ -199,6 +199,9 @@ async fn open_postgres(url: &str) -> anyhow::Result<PgPool> {
     let options = options.options([("lock_timeout", "10s")]);
     let pool = PgPoolOptions::new()
         .max_connections(8)
+        // And a request that finds no connection (Postgres gone, or every connection busy)
+        // waits as long, not sqlx's 30 s, before its 503.
+        .acquire_timeout(Duration::from_secs(10))
         .connect_with(options)
         .await
         .with_context(|| format!("cannot connect to Postgres at {shown}"))?;

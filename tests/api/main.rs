@@ -25,6 +25,7 @@ mod machine;
 mod metrics;
 mod models;
 mod openapi;
+mod postgres;
 mod proxy;
 mod route_table;
 mod s3;
