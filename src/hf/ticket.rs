@@ -143,9 +143,8 @@ mod tests {
 
     #[test]
     fn a_sealed_ticket_opens_to_itself() {
-        let key = TicketKey::random();
-        let sealed = ticket().seal(&key);
-        assert_eq!(Ticket::open(&sealed, &key), Ok(ticket()));
+        let (key, ticket) = (TicketKey::random(), ticket());
+        assert_eq!(Ticket::open(&ticket.seal(&key), &key), Ok(ticket));
     }
 
     #[test]
@@ -166,9 +165,10 @@ mod tests {
     fn the_key_outlives_a_restart_and_is_the_data_dir_s_own() {
         use std::os::unix::fs::PermissionsExt as _;
         let (dir, other) = (tempfile::tempdir().expect("tempdir"), tempfile::tempdir().expect("tempdir"));
-        let sealed = ticket().seal(&TicketKey::load_or_create(dir.path()).expect("made"));
+        let ticket = ticket();
+        let sealed = ticket.seal(&TicketKey::load_or_create(dir.path()).expect("made"));
         let again = TicketKey::load_or_create(dir.path()).expect("read back");
-        assert_eq!(Ticket::open(&sealed, &again), Ok(ticket()), "a ticket from before the restart still opens");
+        assert_eq!(Ticket::open(&sealed, &again), Ok(ticket), "a ticket from before the restart still opens");
         let mode = std::fs::metadata(dir.path().join(TicketKey::FILE)).expect("file").permissions().mode();
         assert_eq!(mode & 0o777, 0o600);
         let elsewhere = TicketKey::load_or_create(other.path()).expect("made");
