@@ -32,6 +32,21 @@ pub async fn visible_size(
     Ok(None)
 }
 
+/// The row of a blob now durable in the store; one already there stays as it is (the
+/// digest names the bytes, so its size cannot differ).
+pub(super) async fn insert(conn: impl Into<ConnMut<'_>>, digest: &Digest, size: i64) -> Result<()> {
+    let mut conn: ConnMut<'_> = conn.into();
+    on_conn!(&mut conn, |conn| sqlx::query(
+        "INSERT INTO blobs (digest, size) VALUES ($1, $2) ON CONFLICT (digest) DO NOTHING"
+    )
+    .bind(digest.to_string())
+    .bind(size)
+    .execute(&mut *conn)
+    .await
+    .map(drop))?;
+    Ok(())
+}
+
 /// Records a blob sent for `model` ahead of a commit that names it (a Hugging Face Git LFS
 /// upload): its row, so garbage collection judges it by age like any unnamed blob, and the
 /// `blob.uploaded` event that [`uploaded_for`] reads. The caller holds the blob durable on
@@ -39,14 +54,7 @@ pub async fn visible_size(
 pub async fn record_upload(pool: &Db, actor: &Actor, model: &ModelName, digest: &Digest, size: u64) -> Result<()> {
     let size = i64::try_from(size).map_err(corrupt)?;
     let mut tx = begin_write(pool).await?;
-    on_conn!(&mut tx, |tx| sqlx::query(
-        "INSERT INTO blobs (digest, size) VALUES ($1, $2) ON CONFLICT (digest) DO NOTHING"
-    )
-    .bind(digest.to_string())
-    .bind(size)
-    .execute(&mut *tx)
-    .await
-    .map(|done| done.rows_affected()))?;
+    insert(&mut tx, digest, size).await?;
     let target = format!("{model}@{digest}");
     events::record(
         &mut tx,

@@ -63,14 +63,7 @@ pub async fn put(
     let size = i64::try_from(size).map_err(corrupt)?;
     let mut tx = begin_write(pool).await?;
     let version_id = versions::locate_draft(&mut tx, model, version).await?;
-    on_conn!(&mut tx, |tx| sqlx::query(
-        "INSERT INTO blobs (digest, size) VALUES ($1, $2) ON CONFLICT (digest) DO NOTHING"
-    )
-    .bind(digest.to_string())
-    .bind(size)
-    .execute(&mut *tx)
-    .await
-    .map(drop))?;
+    blobs::insert(&mut tx, digest, size).await?;
     let put = upsert(&mut tx, version_id, path, digest, size).await?;
     record(&mut tx, actor, "file.uploaded", model, version, path, digest, size, put).await?;
     tx.commit().await?;
