@@ -71,7 +71,7 @@ async fn bad_file_paths_are_refused_and_store_nothing() {
         format!("{base}/a/"),
     ];
     for target in &targets {
-        let (status, body) = app.raw("PUT", target, b"payload");
+        let (status, body) = app.raw("PUT", target, b"payload").await;
         // The router may turn an escape into "no such route" before our parser sees it;
         // either way it is a 4xx that says what was wrong.
         assert!(status == 400 || status == 404, "{target}: {status} {body}");
@@ -95,7 +95,7 @@ async fn every_traversal_the_parser_sees_is_a_400() {
         (format!("{base}/{}", vec!["d"; 40].join("/")), "16 segments"),
         (format!("{base}/a//b"), "empty segment"),
     ] {
-        let (status, body) = app.raw("PUT", &target, b"x");
+        let (status, body) = app.raw("PUT", &target, b"x").await;
         assert_eq!(status, 400, "{target}: {body}");
         assert!(body.contains(why), "{target}: {body}");
     }
@@ -275,7 +275,7 @@ async fn a_file_path_that_is_not_utf8_is_a_400_and_stores_nothing() {
     let before = snapshot(&app).await;
     let base = "/api/v1/models/m/versions/1/files";
     for target in [format!("{base}/%ff%fe"), format!("{base}/w/%fe%ff.bin"), format!("{base}/a%c3")] {
-        let (status, body) = app.raw("PUT", &target, b"payload");
+        let (status, body) = app.raw("PUT", &target, b"payload").await;
         assert_eq!(status, 400, "{target}: {body}");
         assert!(body.contains("UTF-8"), "{target}: {body}");
     }

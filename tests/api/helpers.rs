@@ -199,8 +199,11 @@ impl TestApp {
 
     /// Sends a request byte for byte, for URLs an HTTP client library would normalize
     /// (`..`, `%2e%2e`) before sending.
-    pub fn raw(&self, method: &str, target: &str, body: &[u8]) -> (u16, String) {
-        raw_request(self.port, method, target, body)
+    /// A request sent byte for byte as written, on a blocking thread: blocking the test's own
+    /// runtime would stall the in-process server's Postgres connections, which it drives.
+    pub async fn raw(&self, method: &str, target: &str, body: &[u8]) -> (u16, String) {
+        let (port, method, target, body) = (self.port, method.to_owned(), target.to_owned(), body.to_vec());
+        tokio::task::spawn_blocking(move || raw_request(port, &method, &target, &body)).await.expect("raw request")
     }
 }
 
