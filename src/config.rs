@@ -10,8 +10,9 @@ use serde::Deserialize;
 
 use crate::blobs::{BucketSettings, gib_to_bytes};
 use crate::domain::Glob;
+use crate::domain::NodeName;
 use crate::forwarded::Cidr;
-use crate::runtime::supervisor::Rollout;
+use crate::runtime::supervisor::{DEFAULT_NODE, Rollout};
 use crate::runtime::{GpuConfig, GpuMode};
 
 /// Everything `hangar serve` needs, resolved.
@@ -85,6 +86,13 @@ pub struct Settings {
     /// A PEM CA (or bundle) that outgoing HTTPS (webhook deliveries) trusts besides the
     /// system's roots: for receivers whose certificates a private CA signed. Read at start.
     pub ca_cert: Option<PathBuf>,
+    /// This server's node name, when several share one Postgres catalog (`local` by default).
+    pub node: NodeName,
+    /// Where the other nodes reach this one (`http://HOST:PORT`); by default the listen
+    /// address, which must then not be a wildcard for other boxes to use it.
+    pub node_url: Option<String>,
+    /// A node whose last heartbeat is older than this many seconds is down.
+    pub node_down_after_secs: u64,
 }
 
 /// PEM files, re-read on SIGHUP so a renewed certificate needs no restart.
@@ -141,6 +149,9 @@ impl Default for Settings {
             tls: None,
             trusted_proxies: Vec::new(),
             ca_cert: None,
+            node: NodeName::parse(DEFAULT_NODE).expect("the default node name is valid"),
+            node_url: None,
+            node_down_after_secs: 30,
         }
     }
 }
@@ -184,6 +195,9 @@ struct FileSettings {
     tls_key: Option<PathBuf>,
     trusted_proxies: Option<Vec<String>>,
     ca_cert: Option<PathBuf>,
+    node: Option<String>,
+    node_url: Option<String>,
+    node_down_after_secs: Option<u64>,
 }
 
 /// Values from the environment or flags; `None` where neither was given.
@@ -240,6 +254,12 @@ pub struct Overrides {
     /// besides the system's; the same variable as the CLI's --ca-cert.
     #[arg(long, env = "HANGAR_CA_CERT", value_name = "FILE")]
     pub ca_cert: Option<PathBuf>,
+    /// This server's node name, when several servers share one Postgres catalog.
+    #[arg(long, env = "HANGAR_NODE", value_name = "NAME")]
+    pub node: Option<String>,
+    /// Where the other nodes reach this server, http://HOST:PORT (default: the listen address).
+    #[arg(long, env = "HANGAR_NODE_URL", value_name = "URL")]
+    pub node_url: Option<String>,
 }
 
 impl Settings {
@@ -343,6 +363,16 @@ impl Settings {
             settings.trusted_proxies = parse_cidrs(&list, "trusted_proxies in the config file")?;
         }
         settings.ca_cert = file.ca_cert;
+        if let Some(secs) = file.node_down_after_secs {
+            anyhow::ensure!(secs >= 3, "node_down_after_secs in the config file must be at least 3");
+            settings.node_down_after_secs = secs;
+        }
+        if let Some(name) = overrides.node.as_ref().or(file.node.as_ref()) {
+            settings.node = NodeName::parse(name).map_err(|e| anyhow::anyhow!("node (--node / HANGAR_NODE): {e}"))?;
+        }
+        if let Some(url) = overrides.node_url.clone().or(file.node_url) {
+            settings.node_url = Some(parse_node_url(&url)?);
+        }
         if let Some(listen) = &overrides.listen {
             settings.listen = parse_listen(listen, "--listen / HANGAR_LISTEN")?;
         }
@@ -431,6 +461,18 @@ fn blob_store(
     }
     bucket.presign_downloads = presign.unwrap_or(false);
     Ok(Some(bucket))
+}
+
+/// A node's URL: `http(s)://HOST[:PORT]`, kept without a trailing `/` (paths are appended).
+fn parse_node_url(raw: &str) -> anyhow::Result<String> {
+    let source = "node_url (--node-url / HANGAR_NODE_URL)";
+    let url = reqwest::Url::parse(raw)
+        .map_err(|e| anyhow::anyhow!("{source}: {raw:?} is not a URL ({e}); expected http://HOST:PORT"))?;
+    anyhow::ensure!(
+        matches!(url.scheme(), "http" | "https") && url.host().is_some() && url.path() == "/" && url.query().is_none(),
+        "{source}: {raw:?} must be http://HOST:PORT or https://HOST:PORT, without a path"
+    );
+    Ok(raw.trim_end_matches('/').to_owned())
 }
 
 fn parse_cidrs(list: &[String], source: &str) -> anyhow::Result<Vec<Cidr>> {
@@ -537,6 +579,33 @@ mod tests {
         std::fs::write(&path, "blob_store = \"s3://b\"\n[s3]\nendpiont = \"x\"\n").expect("write");
         let err = Settings::load(&Overrides { config: Some(path), ..Default::default() }).expect_err("a typo");
         assert!(err.to_string().contains("\"endpiont\" is not an S3 setting"), "{err}");
+    }
+
+    #[test]
+    fn a_node_is_named_and_reached_as_configured() {
+        let defaults = Settings::load(&Overrides::default()).expect("load");
+        assert_eq!((defaults.node.as_str(), defaults.node_url, defaults.node_down_after_secs), ("local", None, 30));
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("hangar.toml");
+        std::fs::write(&path, "node = \"spark-1\"\nnode_url = \"http://10.0.0.1:8080/\"\nnode_down_after_secs = 10\n")
+            .expect("write");
+        let from_file = Settings::load(&Overrides { config: Some(path.clone()), ..Default::default() }).expect("load");
+        assert_eq!(from_file.node.as_str(), "spark-1");
+        assert_eq!(from_file.node_url.as_deref(), Some("http://10.0.0.1:8080"));
+        assert_eq!(from_file.node_down_after_secs, 10);
+        let flagged = Overrides { config: Some(path), node: Some("spark-2".into()), ..Default::default() };
+        assert_eq!(Settings::load(&flagged).expect("load").node.as_str(), "spark-2");
+
+        for (node, url, expected) in [
+            (Some("Spark 1"), None, "node (--node / HANGAR_NODE)"),
+            (None, Some("10.0.0.1:8080"), "node_url (--node-url / HANGAR_NODE_URL)"),
+            (None, Some("http://10.0.0.1:8080/v1"), "without a path"),
+            (None, Some("ftp://10.0.0.1"), "http://HOST:PORT"),
+        ] {
+            let bad = Overrides { node: node.map(Into::into), node_url: url.map(Into::into), ..Default::default() };
+            let err = Settings::load(&bad).expect_err("refused");
+            assert!(err.to_string().contains(expected), "{node:?} {url:?}: {err}");
+        }
     }
 
     #[test]

@@ -205,6 +205,7 @@ impl From<SupervisorError> for ApiError {
             SupervisorError::Catalog(e) => e.into(),
             SupervisorError::Admission(e) => Self::Conflict(e.to_string()),
             SupervisorError::Invalid(msg) => Self::BadRequest(msg),
+            SupervisorError::NodeDown(msg) => Self::Conflict(msg),
         }
     }
 }

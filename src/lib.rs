@@ -14,6 +14,7 @@ pub mod gateway;
 pub mod gc;
 pub mod hf;
 pub mod metrics;
+pub mod nodes;
 pub mod ops;
 pub mod request_id;
 pub mod runtime;

@@ -20,6 +20,7 @@ use crate::auth::{self, Authenticator, Bootstrapped, LoginLimiter};
 use crate::blobs::BlobStore;
 use crate::config::Settings;
 use crate::gateway::{Gateway, Ledger};
+use crate::nodes::{Nodes, Relay};
 use crate::runtime::docker::DockerClient;
 use crate::runtime::supervisor::{Supervisor, SupervisorSettings};
 use crate::runtime::traffic::Traffic;
@@ -79,6 +80,30 @@ impl Application {
         let mut tasks = Tasks::default();
         let traffic = Arc::new(Traffic::default());
         let supervisor = start_supervisor(&settings, pool.clone(), blobs.clone(), Arc::clone(&traffic)).await?;
+        // Before the supervisor's first pass: it converges this node's deployments only, and
+        // those made before nodes existed become this node's here.
+        let relay = Relay::new(&settings.node, Duration::from_secs(settings.upstream_timeout_secs))?;
+        let nodes = Nodes::join(
+            &pool,
+            database_url,
+            settings.node.clone(),
+            node_url(&settings, port),
+            supervisor.inventory(),
+            Duration::from_secs(settings.node_down_after_secs),
+            relay,
+        )
+        .await?;
+        let (beating, beat_pool) = (Arc::clone(&nodes), pool.clone());
+        tasks.spawn("node heartbeat", move || Arc::clone(&beating).run(beat_pool.clone()));
+        if let Db::Postgres(_) = &pool {
+            // Other nodes' writes move this process's generation count (and wake its
+            // supervisor), as its own writes do.
+            let (watched, woken) = (pool.clone(), Arc::clone(&supervisor));
+            tasks.spawn("catalog changes", move || {
+                let woken = Arc::clone(&woken);
+                catalog::follow_other_writers(watched.clone(), move || woken.wake())
+            });
+        }
         let looping = Arc::clone(&supervisor);
         tasks.spawn("supervisor", move || Arc::clone(&looping).run());
         let (gc_pool, gc_blobs, grace) = (pool.clone(), blobs.clone(), settings.gc_grace_secs);
@@ -117,7 +142,7 @@ impl Application {
         let retention = Duration::from_secs(settings.usage_raw_retention_hours.saturating_mul(3600));
         let (ledger, ledger_writer) = Ledger::new(pool.clone(), retention);
         tasks.spawn("usage ledger", move || Arc::clone(&ledger_writer).run());
-        let shared = Shared { pool: pool.clone(), blobs: blobs.clone(), supervisor, traffic, history, ledger };
+        let shared = Shared { pool: pool.clone(), blobs: blobs.clone(), supervisor, traffic, history, ledger, nodes };
         let server = serve(listener, tls, shared, settings)?;
         Ok(Self { port, server, pool, blobs, bootstrapped, tasks, _lock: lock })
     }
@@ -162,6 +187,7 @@ struct Shared {
     traffic: Arc<Traffic>,
     history: Arc<MemoryHistory>,
     ledger: Ledger,
+    nodes: Arc<Nodes>,
 }
 
 fn serve(
@@ -170,7 +196,8 @@ fn serve(
     shared: Shared,
     settings: Settings,
 ) -> anyhow::Result<Server> {
-    let Shared { pool, blobs, supervisor, traffic, history, ledger } = shared;
+    let Shared { pool, blobs, supervisor, traffic, history, ledger, nodes } = shared;
+    let nodes = web::Data::from(nodes);
     let (json, query, path) = api::extractor_configs(settings.json_limit);
     let authenticator = web::Data::new(Authenticator::new(pool.clone()));
     let limiter = web::Data::new(LoginLimiter::default());
@@ -204,6 +231,7 @@ fn serve(
             .app_data(http_metrics.clone())
             .app_data(history.clone())
             .app_data(supervisor.clone())
+            .app_data(nodes.clone())
             .app_data(ticket_key.clone())
             .app_data(web::Data::new(gateway.for_worker()))
             // The gateway's routes first: `/v1/…` is the hot path, and actix tries routes in
@@ -328,10 +356,28 @@ async fn start_supervisor(
         max_restarts: settings.max_restarts,
         backoff_base: Duration::from_millis(settings.restart_backoff_ms),
         rollout: settings.rollout,
+        node: settings.node.clone(),
+        node_down_after: Duration::from_secs(settings.node_down_after_secs),
         ..SupervisorSettings::default()
     };
     let data_dir = std::path::absolute(&settings.data_dir)?;
     Ok(Supervisor::new(pool, blobs, engine, inventory, supervisor_settings, data_dir, traffic))
+}
+
+/// Where the other nodes reach this one: `node_url`, else the address it listens on (its
+/// host name when that is a wildcard address).
+fn node_url(settings: &Settings, port: u16) -> String {
+    if let Some(url) = &settings.node_url {
+        return url.clone();
+    }
+    let scheme = if settings.tls.is_some() { "https" } else { "http" };
+    let ip = settings.listen.ip();
+    if ip.is_unspecified() {
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+        let host = host.trim();
+        return format!("{scheme}://{}:{port}", if host.is_empty() { "localhost" } else { host });
+    }
+    format!("{scheme}://{}", std::net::SocketAddr::new(ip, port))
 }
 
 /// This installation's id, made at first start: the owner label of its containers.

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use crate::catalog::Db;
-use actix_web::{HttpResponse, web};
+use actix_web::{HttpRequest, HttpResponse, web};
 use futures_util::StreamExt as _;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -17,8 +17,9 @@ use super::page::Items;
 use crate::auth::Caller;
 use crate::catalog::deployments::{Deployment, Desired, State, Target};
 use crate::catalog::launches::{self, Launch};
-use crate::domain::{AliasName, DeploymentName, ModelName, ModelRef, Role, VersionName};
+use crate::domain::{AliasName, DeploymentName, ModelName, ModelRef, NodeName, Role, VersionName};
 use crate::error::ApiError;
+use crate::nodes::{Location, Nodes, Relay};
 use crate::ops::{self, deployments::Action, deployments::DeploymentRequest};
 use crate::runtime::supervisor::Supervisor;
 use crate::runtime::{GpuAllocation, GpuRequest};
@@ -41,7 +42,10 @@ pub struct DeploymentView {
     autostart: bool,
     idle_timeout_secs: Option<i64>,
     desired: Desired,
+    /// `unknown` while the node that runs it is down.
     state: State,
+    /// The node that runs it.
+    node: Option<NodeName>,
     /// Why it failed, or what it waits for.
     reason: Option<String>,
     /// The version it serves now.
@@ -62,8 +66,10 @@ pub struct DeploymentView {
     launch: Option<Launch>,
 }
 
-impl From<Deployment> for DeploymentView {
-    fn from(d: Deployment) -> Self {
+impl DeploymentView {
+    /// The view of `d`, its state `unknown` when its node is down.
+    fn new(d: Deployment, nodes: &Nodes) -> Self {
+        let known = nodes.is_known(&d);
         Self {
             target: format!("{}{}", d.model, d.target),
             name: d.name,
@@ -75,7 +81,8 @@ impl From<Deployment> for DeploymentView {
             autostart: d.autostart,
             idle_timeout_secs: d.idle_timeout_secs,
             desired: d.desired,
-            state: d.observed.state,
+            state: if known { d.observed.state } else { State::Unknown },
+            node: d.node,
             reason: d.observed.reason,
             version: d.observed.serving_version,
             container_id: d.observed.container_id,
@@ -128,6 +135,18 @@ pub struct CreateDeployment {
     idle_timeout_secs: Option<u32>,
     /// Start now (default), or only create it stopped.
     start: Option<bool>,
+    /// The node to run it on (`GET /api/v1/nodes`); by default this node when its GPUs fit,
+    /// else the first other node that is up and has room.
+    #[schema(value_type = Option<NodeName>)]
+    node: Option<String>,
+}
+
+/// Where to move a deployment.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MoveDeployment {
+    #[schema(value_type = NodeName)]
+    node: String,
 }
 
 #[derive(Deserialize, IntoParams)]
@@ -178,6 +197,7 @@ fn parse_target(body: &CreateDeployment) -> Result<(ModelName, Target), ApiError
 )]
 pub async fn create_deployment(
     supervisor: web::Data<Supervisor>,
+    nodes: web::Data<Nodes>,
     caller: Caller,
     body: web::Json<CreateDeployment>,
 ) -> Result<HttpResponse, ApiError> {
@@ -195,11 +215,12 @@ pub async fn create_deployment(
         autostart: body.autostart,
         idle_timeout_secs: body.idle_timeout_secs.map(i64::from),
         start: body.start.unwrap_or(true),
+        node: body.node.as_deref().map(NodeName::parse).transpose()?,
     };
     let deployment = ops::deployments::create(&supervisor, &caller, request).await?;
     Ok(HttpResponse::Accepted()
         .insert_header(("Location", format!("/api/v1/deployments/{}", deployment.name)))
-        .json(DeploymentView::from(deployment)))
+        .json(DeploymentView::new(deployment, &nodes)))
 }
 
 /// Every deployment of a model the caller may see.
@@ -208,9 +229,13 @@ pub async fn create_deployment(
     path = "/api/v1/deployments",
     responses((status = 200, description = "The deployments", body = Items<DeploymentView>), Unauthorized, Forbidden),
 )]
-pub async fn list_deployments(pool: web::Data<Db>, caller: Caller) -> Result<HttpResponse, ApiError> {
+pub async fn list_deployments(
+    pool: web::Data<Db>,
+    nodes: web::Data<Nodes>,
+    caller: Caller,
+) -> Result<HttpResponse, ApiError> {
     let visible = ops::deployments::list(&pool, &caller).await?;
-    Ok(HttpResponse::Ok().json(Items::new(visible, DeploymentView::from)))
+    Ok(HttpResponse::Ok().json(Items::new(visible, |d| DeploymentView::new(d, &nodes))))
 }
 
 /// Looks a deployment up and checks the caller has `role` on its model.
@@ -227,12 +252,60 @@ async fn authorized(pool: &Db, caller: &Caller, role: Role, path: &DeploymentPat
 )]
 pub async fn get_deployment(
     pool: web::Data<Db>,
+    nodes: web::Data<Nodes>,
     caller: Caller,
     path: web::Path<DeploymentPath>,
 ) -> Result<HttpResponse, ApiError> {
     let deployment = authorized(&pool, &caller, Role::Viewer, &path).await?;
     let launch = launches::latest(&pool, &deployment.name).await?;
-    Ok(HttpResponse::Ok().json(DeploymentView { launch, ..DeploymentView::from(deployment) }))
+    Ok(HttpResponse::Ok().json(DeploymentView { launch, ..DeploymentView::new(deployment, &nodes) }))
+}
+
+/// When `d` runs on another node, that node's answer to this same request (the container
+/// and its engine are there); a 409 when that node is down.
+async fn on_its_node(nodes: &Nodes, req: &HttpRequest, d: &Deployment) -> Result<Option<HttpResponse>, ApiError> {
+    match nodes.locate(d) {
+        Location::Here => Ok(None),
+        Location::There { node, .. } if Relay::relayed(req) => Err(ApiError::Unavailable(format!(
+            "deployment '{}' runs on node '{node}', not on the node this was relayed to; try again",
+            d.name
+        ))),
+        Location::There { node, url } => match nodes.relay().forward(req, &url, web::Bytes::new()).await {
+            Ok(answer) => Ok(Some(answer)),
+            Err(e) => {
+                tracing::warn!(%node, %url, error = %e, "could not relay a deployment call to its node");
+                Err(ApiError::Unavailable(format!("node '{node}', which runs deployment '{}', did not answer", d.name)))
+            }
+        },
+        Location::Down { node } => Err(ApiError::Conflict(nodes.down_message(d, &node))),
+    }
+}
+
+/// Moves it to another node: placed there first (409 if it does not fit or the node is
+/// down), then the node it leaves stops its container and the new one starts it. Works when
+/// the node it leaves is down: that node removes the container when it is back.
+#[utoipa::path(
+    post,
+    path = "/api/v1/deployments/{name}/move",
+    params(DeploymentPath),
+    request_body = MoveDeployment,
+    responses(
+        (status = 202, description = "Moving", body = DeploymentView),
+        BadRequest, Unauthorized, Forbidden, NotFound, Conflict, PayloadTooLarge, UnsupportedMediaType,
+    ),
+)]
+pub async fn move_deployment(
+    pool: web::Data<Db>,
+    supervisor: web::Data<Supervisor>,
+    nodes: web::Data<Nodes>,
+    caller: Caller,
+    path: web::Path<DeploymentPath>,
+    body: web::Json<MoveDeployment>,
+) -> Result<HttpResponse, ApiError> {
+    let name = DeploymentName::parse(&path.name)?;
+    let node = NodeName::parse(&body.node)?;
+    let moved = ops::deployments::move_to(&pool, &supervisor, &caller, &name, &node).await?;
+    Ok(HttpResponse::Accepted().json(DeploymentView::new(moved, &nodes)))
 }
 
 /// Stops the container (SIGTERM, grace period, removal), frees its GPUs, deletes it.
@@ -240,15 +313,21 @@ pub async fn get_deployment(
     delete,
     path = "/api/v1/deployments/{name}",
     params(DeploymentPath),
-    responses((status = 204, description = "Deleted"), BadRequest, Unauthorized, Forbidden, NotFound, Unavailable),
+    responses((status = 204, description = "Deleted"), BadRequest, Unauthorized, Forbidden, NotFound, Conflict, Unavailable),
 )]
 pub async fn delete_deployment(
     pool: web::Data<Db>,
     supervisor: web::Data<Supervisor>,
+    nodes: web::Data<Nodes>,
     caller: Caller,
+    req: HttpRequest,
     path: web::Path<DeploymentPath>,
 ) -> Result<HttpResponse, ApiError> {
-    ops::deployments::delete(&pool, &supervisor, &caller, &DeploymentName::parse(&path.name)?).await?;
+    let deployment = authorized(&pool, &caller, Role::Maintainer, &path).await?;
+    if let Some(answer) = on_its_node(&nodes, &req, &deployment).await? {
+        return Ok(answer);
+    }
+    ops::deployments::delete(&pool, &supervisor, &caller, &deployment.name).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -265,12 +344,17 @@ pub async fn delete_deployment(
 pub async fn start_deployment(
     pool: web::Data<Db>,
     supervisor: web::Data<Supervisor>,
+    nodes: web::Data<Nodes>,
     caller: Caller,
+    req: HttpRequest,
     path: web::Path<DeploymentPath>,
 ) -> Result<HttpResponse, ApiError> {
-    let name = DeploymentName::parse(&path.name)?;
-    let deployment = ops::deployments::act(&pool, &supervisor, &caller, &name, Action::Start).await?;
-    Ok(HttpResponse::Accepted().json(DeploymentView::from(deployment)))
+    let found = authorized(&pool, &caller, Role::Maintainer, &path).await?;
+    if let Some(answer) = on_its_node(&nodes, &req, &found).await? {
+        return Ok(answer);
+    }
+    let deployment = ops::deployments::act(&pool, &supervisor, &caller, &found.name, Action::Start).await?;
+    Ok(HttpResponse::Accepted().json(DeploymentView::new(deployment, &nodes)))
 }
 
 /// Asks for it to stop; its GPUs are freed once the container is gone.
@@ -280,18 +364,23 @@ pub async fn start_deployment(
     params(DeploymentPath),
     responses(
         (status = 202, description = "Stopping", body = DeploymentView),
-        BadRequest, Unauthorized, Forbidden, NotFound, Unavailable,
+        BadRequest, Unauthorized, Forbidden, NotFound, Conflict, Unavailable,
     ),
 )]
 pub async fn stop_deployment(
     pool: web::Data<Db>,
     supervisor: web::Data<Supervisor>,
+    nodes: web::Data<Nodes>,
     caller: Caller,
+    req: HttpRequest,
     path: web::Path<DeploymentPath>,
 ) -> Result<HttpResponse, ApiError> {
-    let name = DeploymentName::parse(&path.name)?;
-    let deployment = ops::deployments::act(&pool, &supervisor, &caller, &name, Action::Stop).await?;
-    Ok(HttpResponse::Accepted().json(DeploymentView::from(deployment)))
+    let found = authorized(&pool, &caller, Role::Maintainer, &path).await?;
+    if let Some(answer) = on_its_node(&nodes, &req, &found).await? {
+        return Ok(answer);
+    }
+    let deployment = ops::deployments::act(&pool, &supervisor, &caller, &found.name, Action::Stop).await?;
+    Ok(HttpResponse::Accepted().json(DeploymentView::new(deployment, &nodes)))
 }
 
 /// Replaces its container with a fresh one.
@@ -307,12 +396,17 @@ pub async fn stop_deployment(
 pub async fn restart_deployment(
     pool: web::Data<Db>,
     supervisor: web::Data<Supervisor>,
+    nodes: web::Data<Nodes>,
     caller: Caller,
+    req: HttpRequest,
     path: web::Path<DeploymentPath>,
 ) -> Result<HttpResponse, ApiError> {
-    let name = DeploymentName::parse(&path.name)?;
-    let deployment = ops::deployments::act(&pool, &supervisor, &caller, &name, Action::Restart).await?;
-    Ok(HttpResponse::Accepted().json(DeploymentView::from(deployment)))
+    let found = authorized(&pool, &caller, Role::Maintainer, &path).await?;
+    if let Some(answer) = on_its_node(&nodes, &req, &found).await? {
+        return Ok(answer);
+    }
+    let deployment = ops::deployments::act(&pool, &supervisor, &caller, &found.name, Action::Restart).await?;
+    Ok(HttpResponse::Accepted().json(DeploymentView::new(deployment, &nodes)))
 }
 
 /// The container's output: the last `tail` lines, then with `follow=true` what it prints
@@ -329,11 +423,16 @@ pub async fn restart_deployment(
 pub async fn deployment_logs(
     pool: web::Data<Db>,
     supervisor: web::Data<Supervisor>,
+    nodes: web::Data<Nodes>,
     caller: Caller,
+    req: HttpRequest,
     path: web::Path<DeploymentPath>,
     query: web::Query<LogsQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let deployment = authorized(&pool, &caller, Role::Viewer, &path).await?;
+    if let Some(answer) = on_its_node(&nodes, &req, &deployment).await? {
+        return Ok(answer);
+    }
     let Some(container) = deployment.observed.container_id else {
         return Err(ApiError::Conflict(format!(
             "deployment '{}' has no container now (it is {}); start it to see its logs",
@@ -370,6 +469,7 @@ mod tests {
             autostart: false,
             idle_timeout_secs: None,
             start: None,
+            node: None,
         }
     }
 

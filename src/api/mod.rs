@@ -11,6 +11,7 @@ mod events;
 mod files;
 mod limits;
 mod models;
+mod nodes;
 pub mod openapi;
 mod page;
 pub(crate) mod range;
@@ -94,6 +95,8 @@ routes! {
     "/api/v1/deployments/{name}/stop" => { post: deployments::stop_deployment }
     "/api/v1/deployments/{name}/restart" => { post: deployments::restart_deployment }
     "/api/v1/deployments/{name}/logs" => { get: deployments::deployment_logs }
+    "/api/v1/deployments/{name}/move" => { post: deployments::move_deployment }
+    "/api/v1/nodes" => { get: nodes::list_nodes }
     "/api/v1/runtimes" => { get: runtimes::list_runtimes }
     "/api/v1/runtimes/{name}" => {
         get: runtimes::get_runtime,

@@ -14,8 +14,8 @@ use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder
 use utoipa::{IntoResponses, OpenApi, ToSchema};
 
 use super::{
-    aliases, deployments, events, files, limits, models, runtimes, system, tokens, uploads, usage, users, versions,
-    webhooks,
+    aliases, deployments, events, files, limits, models, nodes, runtimes, system, tokens, uploads, usage, users,
+    versions, webhooks,
 };
 use crate::auth::session;
 use crate::error::{ApiError, Problem};
@@ -43,7 +43,8 @@ use crate::error::{ApiError, Problem};
         aliases::list_aliases, aliases::set_alias, aliases::get_alias, aliases::delete_alias,
         deployments::list_deployments, deployments::create_deployment, deployments::get_deployment,
         deployments::delete_deployment, deployments::start_deployment, deployments::stop_deployment,
-        deployments::restart_deployment, deployments::deployment_logs,
+        deployments::restart_deployment, deployments::deployment_logs, deployments::move_deployment,
+        nodes::list_nodes,
         runtimes::list_runtimes, runtimes::get_runtime, runtimes::put_runtime, runtimes::delete_runtime,
         events::list_events, events::stream_events,
         tokens::login, tokens::list_tokens, tokens::create_token, tokens::revoke_token,

@@ -88,12 +88,18 @@ pub struct SharedHolderView {
 
 impl From<GpuUsage> for GpuUsageView {
     fn from(usage: GpuUsage) -> Self {
-        let GpuUsage { gpu: Gpu { id, index, uuid, name, memory_gib, unified, .. }, exclusive, shared } = usage;
+        let GpuUsage { gpu, exclusive, shared } = usage;
         let shared = shared
             .into_iter()
             .map(|SharedHolder { deployment, memory_gib }| SharedHolderView { deployment, memory_gib })
             .collect();
-        Self { gpu: GpuView { id, index, uuid, name, memory_gib, unified }, exclusive, shared }
+        Self { gpu: gpu.into(), exclusive, shared }
+    }
+}
+
+impl From<Gpu> for GpuView {
+    fn from(Gpu { id, index, uuid, name, memory_gib, unified, .. }: Gpu) -> Self {
+        Self { id, index, uuid, name, memory_gib, unified }
     }
 }
 

@@ -12,7 +12,9 @@ use super::{
     CatalogError, ConnMut, Db, JsonList, Result, begin_write, bool_from_int, corrupt, is_unique_violation, models, now,
     on_conn, on_db,
 };
-use crate::domain::{AliasName, DeploymentName, Digest, GpuAllocation, GpuRequest, ModelName, RelPath, VersionName};
+use crate::domain::{
+    AliasName, DeploymentName, Digest, GpuAllocation, GpuRequest, ModelName, NodeName, RelPath, VersionName,
+};
 
 /// What a deployment serves: a pinned version, or whatever an alias points at.
 pub use crate::domain::Target;
@@ -38,10 +40,13 @@ pub enum State {
     Stopping,
     Stopped,
     Failed,
+    /// Shown, never stored: the node that runs it stopped heartbeating, so what it does now
+    /// is not known.
+    Unknown,
 }
 
 impl State {
-    /// Every state; each change into one is recorded as the event `deployment.<state>`.
+    /// Every stored state; each change into one is recorded as the event `deployment.<state>`.
     pub const ALL: [Self; 6] =
         [Self::Pending, Self::Starting, Self::Running, Self::Stopping, Self::Stopped, Self::Failed];
 
@@ -65,6 +70,7 @@ impl State {
             Self::Stopping => "stopping",
             Self::Stopped => "stopped",
             Self::Failed => "failed",
+            Self::Unknown => "unknown",
         }
     }
 }
@@ -83,6 +89,9 @@ pub struct Deployment {
     pub idle_timeout_secs: Option<i64>,
     pub desired: Desired,
     pub observed: Observed,
+    /// The node that runs it; `None` only for a deployment made before nodes, until a node
+    /// starts and takes it.
+    pub node: Option<NodeName>,
     pub created_by: Option<String>,
     pub created_at: String,
     pub updated_at: String,
@@ -124,6 +133,7 @@ struct DeploymentRow {
     gpu_allocation: Option<String>,
     started_at: Option<String>,
     restarts: i64,
+    node: Option<String>,
     created_by: Option<String>,
     created_at: String,
     updated_at: String,
@@ -160,6 +170,7 @@ impl TryFrom<DeploymentRow> for Deployment {
                 started_at: row.started_at,
                 restarts: row.restarts,
             },
+            node: row.node.as_deref().map(NodeName::parse).transpose().map_err(corrupt)?,
             created_by: row.created_by,
             created_at: row.created_at,
             updated_at: row.updated_at,
@@ -172,7 +183,7 @@ macro_rules! select_deployment {
         concat!(
             "SELECT d.id, d.name, m.name AS model, d.version, d.alias, d.runtime, d.gpu_request, d.env, d.args,
                     d.autostart, d.idle_timeout_secs, d.desired, d.state, d.reason, d.serving_version,
-                    d.container_id, d.address, d.gpu_allocation, d.started_at, d.restarts,
+                    d.container_id, d.address, d.gpu_allocation, d.started_at, d.restarts, d.node,
                     d.created_by, d.created_at, d.updated_at
                FROM deployments d JOIN models m ON m.id = d.model_id ",
             $tail
@@ -204,6 +215,7 @@ static LIST: JsonList = JsonList::new(
         "gpu_allocation",
         "started_at",
         "restarts",
+        "node",
         "created_by",
         "created_at",
         "updated_at",
@@ -228,6 +240,8 @@ pub struct NewDeployment {
     pub autostart: bool,
     pub idle_timeout_secs: Option<i64>,
     pub desired: Desired,
+    /// Where it runs: the node the request named, or (`None`) the one placement chooses.
+    pub node: Option<NodeName>,
 }
 
 /// Creates a deployment after checking its target names a ready version now.
@@ -243,8 +257,8 @@ pub async fn create(pool: &Db, actor: &Actor, new: &NewDeployment) -> Result<Dep
     };
     let inserted = on_conn!(&mut tx, |tx| sqlx::query(
         "INSERT INTO deployments (name, model_id, version, alias, runtime, gpu_request, env, args, autostart,
-                                  idle_timeout_secs, desired, created_by)
-         VALUES ($1, (SELECT id FROM models WHERE name = $2), $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+                                  idle_timeout_secs, desired, created_by, node)
+         VALUES ($1, (SELECT id FROM models WHERE name = $2), $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
     )
     .bind(new.name.as_str())
     .bind(new.model.as_str())
@@ -258,6 +272,7 @@ pub async fn create(pool: &Db, actor: &Actor, new: &NewDeployment) -> Result<Dep
     .bind(new.idle_timeout_secs)
     .bind(if new.desired == Desired::Running { "running" } else { "stopped" })
     .bind(actor.name())
+    .bind(new.node.as_ref().map(NodeName::as_str))
     .execute(&mut *tx)
     .await
     .map(|done| done.rows_affected()));
@@ -269,7 +284,7 @@ pub async fn create(pool: &Db, actor: &Actor, new: &NewDeployment) -> Result<Dep
     };
     let details = serde_json::json!({
         "model": new.model, "target": new.target.to_string(), "version": resolved, "runtime": new.runtime,
-        "gpu_request": new.gpu_request, "desired": new.desired,
+        "gpu_request": new.gpu_request, "desired": new.desired, "node": new.node,
     });
     events::record(&mut tx, actor, "deployment.created", Some(new.model.as_str()), new.name.as_str(), details).await?;
     tx.commit().await?;
@@ -367,6 +382,45 @@ pub async fn observe(pool: &Db, name: &DeploymentName, observed: &Observed) -> R
     }
     tx.commit().await?;
     Ok(())
+}
+
+/// Hands a deployment to another node with what placement gave it there: it is pending
+/// there, with no container; the node it leaves removes its container as one no deployment
+/// of its own wants. Audited as `deployment.moved`.
+pub async fn move_to(
+    pool: &Db,
+    actor: &Actor,
+    name: &DeploymentName,
+    node: &NodeName,
+    gpu_allocation: Option<&GpuAllocation>,
+) -> Result<Deployment> {
+    let allocation = gpu_allocation.map(serde_json::to_string).transpose().map_err(corrupt)?;
+    let mut tx = begin_write(pool).await?;
+    let before: Option<(Option<String>, String)> = on_conn!(&mut tx, |tx| sqlx::query_as(
+        "SELECT d.node, m.name FROM deployments d JOIN models m ON m.id = d.model_id WHERE d.name = $1"
+    )
+    .bind(name.as_str())
+    .fetch_optional(&mut *tx)
+    .await)?;
+    let Some((from, model)) = before else { return Err(not_found(name)) };
+    on_conn!(&mut tx, |tx| sqlx::query(
+        "UPDATE deployments
+            SET node = $1, state = 'pending', reason = $2, container_id = NULL, address = NULL,
+                gpu_allocation = $3, started_at = NULL, restarts = 0, updated_at = $4
+          WHERE name = $5",
+    )
+    .bind(node.as_str())
+    .bind(format!("moving to node '{node}'"))
+    .bind(allocation.as_deref())
+    .bind(now())
+    .bind(name.as_str())
+    .execute(&mut *tx)
+    .await
+    .map(|done| done.rows_affected()))?;
+    let details = serde_json::json!({ "from": from, "to": node, "gpus": gpu_allocation });
+    events::record(&mut tx, actor, "deployment.moved", Some(&model), name.as_str(), details).await?;
+    tx.commit().await?;
+    get(pool, name).await
 }
 
 /// Records an event about a deployment that is not a state change (a rollout).

@@ -14,6 +14,7 @@ pub mod files;
 pub mod launches;
 pub mod limits;
 pub mod models;
+pub mod nodes;
 pub mod runtimes;
 pub mod sessions;
 pub mod tokens;
@@ -301,6 +302,39 @@ pub fn generation() -> u64 {
     GENERATION.load(Ordering::Acquire)
 }
 
+/// The channel every Postgres write transaction notifies at its commit (`WriteTx::commit`
+/// spells it out: NOTIFY takes no bind parameter).
+const CHANGES_CHANNEL: &str = "hangar_catalog";
+
+/// Moves [`generation`] (and calls `changed`) whenever any node commits a write to the
+/// Postgres catalog, so what this process keeps from the catalog (the gateway's routes, the
+/// page cache) is as fresh as after its own writes, and its supervisor wakes for another
+/// node's deployment calls. Runs until the process ends; a lost connection is reopened, the
+/// count moved then too, since what was said meanwhile is unknown.
+pub async fn follow_other_writers(db: Db, changed: impl Fn() + Send + 'static) {
+    let Db::Postgres(pool) = db else { return };
+    loop {
+        if let Err(e) = listen(&pool, &changed).await {
+            tracing::warn!(error = %e, "lost the catalog's change notifications; listening again");
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+/// Listens until the connection fails, counting a change once listening starts (what came
+/// before it is unknown) and at each notification.
+async fn listen(pool: &PgPool, changed: &impl Fn()) -> Result<(), sqlx::Error> {
+    let mut listener = sqlx::postgres::PgListener::connect_with(pool).await?;
+    listener.listen(CHANGES_CHANNEL).await?;
+    loop {
+        GENERATION.fetch_add(1, Ordering::AcqRel);
+        changed();
+        // `None`: the connection was lost and is reopened; what was said meanwhile is
+        // unknown, so that counts as a change too.
+        listener.try_recv().await?;
+    }
+}
+
 /// A write transaction: a connection holding SQLite's write lock, or Postgres' catalog
 /// write lock, whose commit moves [`generation`]. Dropped without a commit, it rolls back.
 pub(crate) enum WriteTx {
@@ -317,7 +351,11 @@ impl WriteTx {
     pub(crate) async fn commit(self) -> Result<(), sqlx::Error> {
         match self {
             Self::Sqlite(tx) => tx.commit().await?,
-            Self::Postgres(tx) => tx.commit().await?,
+            Self::Postgres(mut tx) => {
+                // Delivered at commit to every node listening (`follow_other_writers`).
+                sqlx::query("NOTIFY hangar_catalog").execute(&mut *tx).await?;
+                tx.commit().await?
+            }
         }
         GENERATION.fetch_add(1, Ordering::AcqRel);
         Ok(())

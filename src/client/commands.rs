@@ -15,7 +15,7 @@ use super::http::{Client, model_path};
 use super::output::{Output, field, size_field, table};
 use super::pull::resolve;
 use super::target::{Selector, Target};
-use crate::domain::{AliasName, DeploymentName, ModelName, VersionName};
+use crate::domain::{AliasName, DeploymentName, ModelName, NodeName, VersionName};
 
 /// How often `--wait` looks at a deployment.
 const POLL: Duration = Duration::from_millis(250);
@@ -188,11 +188,19 @@ pub async fn alias(client: &Client, args: &AliasArgs, out: Output) -> Result<()>
 
 #[derive(Debug, clap::Args)]
 pub struct DeployArgs {
-    /// MODEL@ALIAS (follows the alias) or MODEL:VERSION (pinned).
+    /// MODEL@ALIAS (follows the alias) or MODEL:VERSION (pinned); with --move-to, the
+    /// deployment's name.
     pub target: String,
     /// How to serve it: a runtime preset (vllm, llama-cpp, …) or one an admin added.
-    #[arg(long)]
-    pub runtime: String,
+    #[arg(long, required_unless_present = "move_to")]
+    pub runtime: Option<String>,
+    /// The node to run it on (hangar nodes); default: this server's node when its GPUs
+    /// fit, else the first node with room.
+    #[arg(long, value_name = "NODE")]
+    pub node: Option<String>,
+    /// Move the deployment TARGET to another node: it stops where it runs and starts there.
+    #[arg(long, value_name = "NODE", conflicts_with_all = ["runtime", "gpus", "gpu_memory", "name", "node"])]
+    pub move_to: Option<String>,
     /// Whole GPUs, for this deployment alone.
     #[arg(long, conflicts_with = "gpu_memory")]
     pub gpus: Option<u32>,
@@ -213,6 +221,15 @@ pub struct DeployArgs {
 }
 
 pub async fn deploy(client: &Client, args: &DeployArgs, out: Output) -> Result<()> {
+    if let Some(node) = &args.move_to {
+        let name = DeploymentName::parse(&args.target).map_err(usage)?;
+        let node = NodeName::parse(node).map_err(usage)?;
+        let path = ["api", "v1", "deployments", name.as_str(), "move"];
+        let moved: Value = client.post(&path, &json!({ "node": node })).await?;
+        let last = if args.wait { wait_for(client, name.as_str(), "running", args.timeout).await? } else { moved };
+        out.emit(&last, || deployment_line(&last));
+        return Ok(());
+    }
     let target = Target::parse(&args.target)?;
     if target.selector == Selector::Latest {
         return Err(ClientError::Usage(format!(
@@ -230,6 +247,9 @@ pub async fn deploy(client: &Client, args: &DeployArgs, out: Output) -> Result<(
     if let Some(gib) = args.gpu_memory {
         body["gpu_memory_gib"] = json!(gib);
     }
+    if let Some(node) = &args.node {
+        body["node"] = json!(NodeName::parse(node).map_err(usage)?);
+    }
     let created: Value = client.post(&["api", "v1", "deployments"], &body).await?;
     let name = created["name"].as_str().unwrap_or_default().to_owned();
     let last = if args.wait { wait_for(client, &name, "running", args.timeout).await? } else { created };
@@ -245,6 +265,9 @@ fn deployment_line(d: &Value) -> String {
         field(d, "target"),
         field(d, "runtime")
     );
+    if let Some(node) = d["node"].as_str() {
+        line.push_str(&format!(", node {node}"));
+    }
     if let Some(address) = d["address"].as_str() {
         line.push_str(&format!(", at {address}"));
     }
@@ -456,6 +479,45 @@ pub async fn token(client: &Client, args: &TokenArgs, out: Output) -> Result<()>
             out.emit(&json!({ "revoked": id }), || format!("revoked token {id}"));
         }
     }
+    Ok(())
+}
+
+#[derive(Debug, clap::Args)]
+pub struct NodesArgs {
+    #[command(flatten)]
+    pub remote: super::Remote,
+}
+
+pub async fn nodes(client: &Client, out: Output) -> Result<()> {
+    let listed: Value = client.get(&["api", "v1", "nodes"]).await?;
+    out.emit(&listed, || {
+        let rows = listed["items"].as_array().map(Vec::as_slice).unwrap_or_default();
+        let lines: Vec<String> = rows
+            .iter()
+            .map(|n| {
+                let names = |key: &str| {
+                    let list: Vec<&str> = n[key]
+                        .as_array()
+                        .map(Vec::as_slice)
+                        .unwrap_or_default()
+                        .iter()
+                        .filter_map(Value::as_str)
+                        .collect();
+                    if list.is_empty() { "-".to_owned() } else { list.join(",") }
+                };
+                let gpus = n["gpus"].as_array().map_or(0, Vec::len);
+                format!(
+                    "{}{}\t{}\t{}\t{gpus} GPU(s)\t{}",
+                    field(n, "name"),
+                    if n["this"].as_bool() == Some(true) { " (this)" } else { "" },
+                    if n["up"].as_bool() == Some(true) { "up" } else { "down" },
+                    field(n, "url"),
+                    names("deployments")
+                )
+            })
+            .collect();
+        lines.join("\n")
+    });
     Ok(())
 }
 

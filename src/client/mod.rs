@@ -62,6 +62,8 @@ pub enum ClientCommand {
     Events(commands::EventsArgs),
     /// Print requests and tokens through the gateway, by deployment, model, user or token.
     Usage(commands::UsageArgs),
+    /// List the nodes sharing the catalog: up or down, GPUs, deployments.
+    Nodes(commands::NodesArgs),
 }
 
 impl ClientCommand {
@@ -78,6 +80,7 @@ impl ClientCommand {
             Self::Token(a) => &a.remote,
             Self::Events(a) => &a.remote,
             Self::Usage(a) => &a.remote,
+            Self::Nodes(a) => &a.remote,
         }
     }
 }
@@ -112,5 +115,6 @@ async fn dispatch(command: &ClientCommand, out: Output) -> Result<(), ClientErro
         ClientCommand::Token(args) => commands::token(&client, args, out).await,
         ClientCommand::Events(args) => commands::events(&client, args, out).await,
         ClientCommand::Usage(args) => commands::usage_report(&client, args, out).await,
+        ClientCommand::Nodes(_) => commands::nodes(&client, out).await,
     }
 }

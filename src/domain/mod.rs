@@ -20,7 +20,7 @@ pub(crate) use gpu::gib_text;
 pub use gpu::{GpuAllocation, GpuRequest};
 pub use limits::{LimitError, Limits, Subject};
 pub use model_ref::{ModelRef, Target};
-pub use names::{AliasName, DeploymentName, ModelName, NameError, UserName, VersionName};
+pub use names::{AliasName, DeploymentName, ModelName, NameError, NodeName, UserName, VersionName};
 pub use rel_path::{RelPath, RelPathError};
 pub use role::{Role, RoleError};
 pub use text::{FreeText, Lines, TextError};

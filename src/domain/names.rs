@@ -173,6 +173,24 @@ impl DeploymentName {
     }
 }
 
+/// A node: one Hangar server with its own Docker engine and GPUs, sharing the catalog with
+/// the others. Named in its settings (`node`); deployments carry the name of the node that
+/// runs them.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+#[serde(transparent)]
+pub struct NodeName(String);
+
+impl NodeName {
+    pub fn parse(raw: &str) -> Result<Self, NameError> {
+        check_segment(raw).map_err(|reason| NameError::new("node", raw, reason))?;
+        Ok(Self(raw.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
 macro_rules! display_as_str {
     ($($ty:ty),*) => {$(
         impl fmt::Display for $ty {
@@ -182,7 +200,7 @@ macro_rules! display_as_str {
         }
     )*};
 }
-display_as_str!(ModelName, VersionName, AliasName, UserName, DeploymentName);
+display_as_str!(ModelName, VersionName, AliasName, UserName, DeploymentName, NodeName);
 
 #[cfg(test)]
 mod tests {

@@ -9,7 +9,7 @@ use std::borrow::Cow;
 use utoipa::openapi::RefOr;
 use utoipa::openapi::schema::{ObjectBuilder, Schema, Type};
 
-use super::{AliasName, DeploymentName, Digest, Glob, ModelName, RelPath, UserName, VersionName};
+use super::{AliasName, DeploymentName, Digest, Glob, ModelName, NodeName, RelPath, UserName, VersionName};
 
 /// One lowercase name segment: models (each side of `team/name`), users, deployments.
 const SEGMENT: &str = "[a-z0-9][a-z0-9._-]{0,62}";
@@ -84,6 +84,13 @@ string_schema! {
         description: "A deployment: its route name in the gateway and its container's name (`hangar-<name>`); \
                       1-63 lowercase letters, digits, `.`, `_` or `-`, starting with a letter or digit.",
         examples: &["demo"],
+        max_length: Some(63),
+    };
+    NodeName => StringSchema {
+        pattern: format!("^{SEGMENT}$"),
+        description: "A node: one Hangar server with its own Docker engine and GPUs, named in its settings; \
+                      1-63 lowercase letters, digits, `.`, `_` or `-`, starting with a letter or digit.",
+        examples: &["spark-1"],
         max_length: Some(63),
     };
     RelPath => StringSchema {

@@ -15,6 +15,7 @@ pub const EVENT_ACTIONS: &[&str] = &[
     "deployment.deleted",
     "deployment.failed",
     "deployment.launched",
+    "deployment.moved",
     "deployment.pending",
     "deployment.rolled_out",
     "deployment.rollout_failed",

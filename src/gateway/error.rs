@@ -67,6 +67,7 @@ impl OpenAiError {
         match err {
             SupervisorError::Admission(_)
             | SupervisorError::Invalid(_)
+            | SupervisorError::NodeDown(_)
             | SupervisorError::Engine(EngineError::ImageMissing(_)) => {
                 Self::unavailable(format!("could not start deployment '{deployment}': {err}"))
             }

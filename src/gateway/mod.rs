@@ -25,6 +25,7 @@ use crate::auth::Caller;
 use crate::catalog::deployments::{self, Deployment, State};
 use crate::domain::Role;
 use crate::error::ApiError;
+use crate::nodes::{Location, Nodes, Relay};
 use crate::runtime::supervisor::Supervisor;
 use crate::runtime::traffic::{InFlight, Traffic};
 pub use error::OpenAiError;
@@ -169,10 +170,12 @@ async fn list_models(
 
 /// `POST /v1/…`: finds the deployment for the body's `model` (JSON, or a multipart form's
 /// field) and proxies to it, with `model` rewritten to the name the deployment serves.
+#[expect(clippy::too_many_arguments, reason = "actix extractors, one per argument")]
 async fn forward(
     pool: web::Data<Db>,
     gateway: web::Data<Gateway>,
     supervisor: web::Data<Supervisor>,
+    nodes: web::Data<Nodes>,
     caller: Result<Caller, ApiError>,
     req: HttpRequest,
     tail: web::Path<String>,
@@ -186,6 +189,12 @@ async fn forward(
     let routes = gateway.deployments(&pool).await?;
     let deployment = route::resolve(&routes, &caller, request.model())?;
     let name = deployment.name.as_str();
+    if let Some(url) = elsewhere(&nodes, &req, deployment)? {
+        // The node that runs it meters, limits and accounts the request; the body goes as
+        // it came, but for the model it names, resolved here.
+        let body = request.with_model(body, name).map_err(|e| OpenAiError::from(ApiError::internal(e)))?;
+        return nodes.relay().forward(&req, &url, body).await.map_err(|e| OpenAiError::upstream(&deployment.name, &e));
+    }
     let streamed = request.ask_usage(tail.as_str());
     let body = request.with_model(body, name).map_err(|e| OpenAiError::from(ApiError::internal(e)))?;
     let record = |d: &Deployment, status: u16| Record {
@@ -223,6 +232,7 @@ async fn forward(
 async fn proxy(
     pool: web::Data<Db>,
     gateway: web::Data<Gateway>,
+    nodes: web::Data<Nodes>,
     caller: Result<Caller, ApiError>,
     req: HttpRequest,
     path: web::Path<(String, String)>,
@@ -232,6 +242,9 @@ async fn proxy(
     let (name, rest) = path.into_inner();
     let started = Instant::now();
     let deployment = route::by_name(&pool, &caller, &name).await?;
+    if let Some(url) = elsewhere(&nodes, &req, &deployment)? {
+        return nodes.relay().forward(&req, &url, body).await.map_err(|e| OpenAiError::upstream(&deployment.name, &e));
+    }
     let address = serving_address(&deployment)?;
     let method = reqwest::Method::from_bytes(req.method().as_str().as_bytes())
         .map_err(|_| OpenAiError::invalid_request(format!("method {} cannot be proxied", req.method())))?;
@@ -264,6 +277,21 @@ async fn autostart<'a>(
         metrics.cold_start(deployment.name.as_str(), waited.elapsed());
     }
     Ok(Cow::Owned(running))
+}
+
+/// The URL of the node to relay to when `d` runs on another node; an error when that node is
+/// down, or when this request was relayed here and the deployment is not here either (it
+/// moved meanwhile: the client retries, instead of nodes relaying in a loop).
+fn elsewhere(nodes: &Nodes, req: &HttpRequest, d: &Deployment) -> Result<Option<String>, OpenAiError> {
+    match nodes.locate(d) {
+        Location::Here => Ok(None),
+        Location::There { node, .. } if Relay::relayed(req) => Err(OpenAiError::unavailable(format!(
+            "deployment '{}' runs on node '{node}', not on the node this was relayed to; try again",
+            d.name
+        ))),
+        Location::There { url, .. } => Ok(Some(url)),
+        Location::Down { node } => Err(OpenAiError::unavailable(nodes.down_message(d, &node))),
+    }
 }
 
 /// Where a deployment answers, or why it cannot answer now.

@@ -9,7 +9,7 @@ use crate::catalog::Db;
 use super::error::OpsError;
 use crate::auth::Caller;
 use crate::catalog::deployments::{self, Deployment, Desired, NewDeployment, Target};
-use crate::domain::{DeploymentName, ModelName, Role};
+use crate::domain::{DeploymentName, ModelName, NodeName, Role};
 use crate::runtime::supervisor::Supervisor;
 use crate::runtime::{GpuRequest, Overrides};
 
@@ -32,6 +32,8 @@ pub struct DeploymentRequest {
     pub idle_timeout_secs: Option<i64>,
     /// Start now, or only create it stopped.
     pub start: bool,
+    /// The node to run it on; `None`: placement chooses (this node when it has room).
+    pub node: Option<NodeName>,
 }
 
 /// What a caller may do with a deployment it found.
@@ -65,7 +67,9 @@ pub async fn create(
             ));
         }
     };
-    docker_answers(supervisor).await?;
+    if request.node.as_ref().is_none_or(|node| node == supervisor.node()) {
+        docker_answers(supervisor).await?;
+    }
     let new = NewDeployment {
         name,
         model: request.model,
@@ -77,6 +81,7 @@ pub async fn create(
         autostart: request.autostart,
         idle_timeout_secs: request.idle_timeout_secs,
         desired: if request.start { Desired::Running } else { Desired::Stopped },
+        node: request.node,
     };
     Ok(supervisor.create(&caller.actor(), new).await?)
 }
@@ -106,10 +111,23 @@ pub async fn act(
 ) -> Result<Deployment, OpsError> {
     let deployment = find(pool, caller, Role::Maintainer, name).await?;
     let actor = caller.actor();
+    let here = supervisor.owns(&deployment);
     Ok(match action {
+        // Start and stop are wishes in the catalog, which the node that runs it acts on.
         Action::Start => {
-            docker_answers(supervisor).await?;
+            if here {
+                docker_answers(supervisor).await?;
+            }
             supervisor.start(&actor, &deployment.name).await?
+        }
+        Action::Restart if !here => {
+            return Err(OpsError::Invalid(format!(
+                "deployment '{}' runs on node '{}'; restart it there, or with POST \
+                 /api/v1/deployments/{}/restart on any node",
+                deployment.name,
+                deployment.node.as_ref().map_or("?", |n| n.as_str()),
+                deployment.name
+            )));
         }
         Action::Stop => supervisor.stop(&actor, &deployment.name).await?,
         Action::Restart => {
@@ -117,6 +135,19 @@ pub async fn act(
             supervisor.restart(&actor, &deployment.name).await?
         }
     })
+}
+
+/// Moves a deployment to another node (its GPUs placed there first); the node it leaves
+/// stops its container, the new one starts it.
+pub async fn move_to(
+    pool: &Db,
+    supervisor: &Supervisor,
+    caller: &Caller,
+    name: &DeploymentName,
+    node: &NodeName,
+) -> Result<Deployment, OpsError> {
+    let deployment = find(pool, caller, Role::Maintainer, name).await?;
+    Ok(supervisor.move_to(&caller.actor(), &deployment.name, node).await?)
 }
 
 /// Stops the container, frees its GPUs and deletes the deployment.

@@ -24,6 +24,7 @@ mod llama;
 mod machine;
 mod metrics;
 mod models;
+mod nodes;
 mod openapi;
 mod postgres;
 mod proxy;

@@ -13,14 +13,15 @@ use serde_json::{Value, json};
 use crate::helpers::{ADMIN_TOKEN, ServerProcess, client_with, hangar_command};
 
 /// A throwaway Postgres cluster on a free port; stopped and removed on drop.
-struct Cluster {
+pub struct Cluster {
     dir: tempfile::TempDir,
     bin: PathBuf,
     port: u16,
 }
 
 impl Cluster {
-    fn new() -> Option<Self> {
+    /// `None` where Postgres' server binaries are not installed.
+    pub fn new() -> Option<Self> {
         let bin = std::fs::read_dir("/usr/lib/postgresql")
             .ok()?
             .filter_map(|e| e.ok().map(|e| e.path().join("bin")))
@@ -43,7 +44,7 @@ impl Cluster {
         self.dir.path().join("data").display().to_string()
     }
 
-    fn url(&self) -> String {
+    pub fn url(&self) -> String {
         format!("postgres://postgres@127.0.0.1:{}/hangar", self.port)
     }
 

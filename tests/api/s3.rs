@@ -28,14 +28,14 @@ const PREFIX: &str = "team-hangar";
 const MIB: usize = 1 << 20;
 
 /// An s3s-fs process serving `BUCKET` from a temp dir; killed when dropped.
-struct S3Server {
+pub struct S3Server {
     child: Child,
     root: tempfile::TempDir,
     endpoint: String,
 }
 
 impl S3Server {
-    async fn start() -> Self {
+    pub async fn start() -> Self {
         let binary = machine::s3s_fs();
         let root = tempfile::tempdir().expect("server root");
         // s3s-fs serves each folder of its root as a bucket.
@@ -71,6 +71,15 @@ impl S3Server {
             .fold(BucketSettings::parse(&format!("s3://{BUCKET}/{PREFIX}")).expect("url"), |bucket, (key, value)| {
                 bucket.with_option(key, value.to_owned()).expect("an S3 setting")
             })
+    }
+
+    /// The bucket's lines of a `hangar.toml`, for a server run as a process.
+    pub fn config_toml(&self) -> String {
+        format!(
+            "blob_store = \"s3://{BUCKET}/{PREFIX}\"\n[s3]\nendpoint = \"{}\"\naccess_key_id = \"{ACCESS_KEY}\"\n\
+             secret_access_key = \"{SECRET_KEY}\"\nregion = \"us-east-1\"\nallow_http = \"true\"\n",
+            self.endpoint
+        )
     }
 
     fn client(&self) -> object_store::aws::AmazonS3 {

@@ -6,7 +6,7 @@ use super::memory::MemInfo;
 const BYTES_PER_GIB: f64 = (1u64 << 30) as f64;
 
 /// One GPU. Its `id` is what Docker is given: the index when known, else the UUID.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Gpu {
     pub id: String,
     pub index: Option<u32>,
@@ -19,11 +19,11 @@ pub struct Gpu {
     pub memory_gib: Option<f64>,
     /// The device's total as CUDA reports it, which servers take fractions of; `None`:
     /// the pool is taken for it.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub device_gib: Option<f64>,
     /// Unified memory (GB10): the GPU's memory is the host's, so a memory request must also
     /// fit in the host's MemAvailable.
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub unified: bool,
 }
 
@@ -52,15 +52,16 @@ pub struct GpuConfigError {
 }
 
 /// Where the inventory came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum InventorySource {
     Nvml,
     Config,
 }
 
-/// The GPUs Hangar may hand out.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+/// The GPUs Hangar may hand out. Stored as JSON in the catalog's `nodes` row, where the
+/// other nodes read it to place deployments here.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct GpuInventory {
     pub gpus: Vec<Gpu>,
     pub source: InventorySource,

@@ -37,7 +37,7 @@ impl Supervisor {
     pub(super) async fn start_instance(self: Arc<Self>, d: Deployment) -> Result<(), SupervisorError> {
         // The pass that spawned this may have read a state that has changed since.
         let d = deployments::get(&self.pool, &d.name).await?;
-        if d.desired != Desired::Running || d.observed.state == State::Failed {
+        if d.desired != Desired::Running || d.observed.state == State::Failed || !self.owns(&d) {
             return Ok(());
         }
         let starting = Observed { state: State::Starting, reason: None, ..d.observed.clone() };
@@ -95,7 +95,7 @@ impl Supervisor {
         let allocation = match &d.observed.gpu_allocation {
             Some(held) => Some(held.clone()),
             None => {
-                let _placing = self.admission.lock().await;
+                let _placing = self.placing().await?;
                 match self.place(d.name.as_str(), d.gpu_request).await {
                     Ok(allocation) => allocation,
                     Err(e) => return Ok(Err(format!("no GPU free: {e}"))),

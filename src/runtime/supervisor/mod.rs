@@ -32,7 +32,7 @@ use super::traffic::Traffic;
 use crate::blobs::BlobStore;
 use crate::catalog::deployments::{self, Deployment, Desired, NewDeployment, Observed, State};
 use crate::catalog::{self, Actor, CatalogError};
-use crate::domain::DeploymentName;
+use crate::domain::{DeploymentName, NodeName};
 
 /// How often the loop runs without being woken.
 const RECONCILE_EVERY: Duration = Duration::from_secs(2);
@@ -62,6 +62,10 @@ pub struct SupervisorSettings {
     pub backoff_base: Duration,
     /// How an alias move reaches the deployments that follow it.
     pub rollout: Rollout,
+    /// This node: the supervisor converges the deployments that name it, and only those.
+    pub node: NodeName,
+    /// A node whose last heartbeat is older than this is down (placement skips it).
+    pub node_down_after: Duration,
 }
 
 /// How a deployment that follows an alias moves to the alias's new version.
@@ -85,9 +89,14 @@ impl Default for SupervisorSettings {
             max_restarts: 5,
             backoff_base: Duration::from_secs(1),
             rollout: Rollout::default(),
+            node: NodeName::parse(DEFAULT_NODE).expect("the default node name is valid"),
+            node_down_after: Duration::from_secs(30),
         }
     }
 }
+
+/// The node name of a server that was given none: a one-box appliance's.
+pub const DEFAULT_NODE: &str = "local";
 
 #[derive(Debug, thiserror::Error)]
 pub enum SupervisorError {
@@ -99,6 +108,9 @@ pub enum SupervisorError {
     Admission(#[from] AdmissionError),
     #[error("{0}")]
     Invalid(String),
+    /// The node a deployment is on or is asked to go to has stopped heartbeating.
+    #[error("{0}")]
+    NodeDown(String),
 }
 
 /// Per-deployment memory of the loop: crash count and backoff, and whether a task is busy.
@@ -169,6 +181,16 @@ impl Supervisor {
         &self.inventory
     }
 
+    /// The node this supervisor runs.
+    pub fn node(&self) -> &NodeName {
+        &self.settings.node
+    }
+
+    /// Whether `d` is this node's to converge.
+    pub fn owns(&self, d: &Deployment) -> bool {
+        d.node.as_ref() == Some(&self.settings.node)
+    }
+
     /// Asks for a reconcile pass now.
     pub fn wake(&self) {
         self.wake.notify_one();
@@ -204,12 +226,12 @@ impl Supervisor {
         Ok(gpu::usage(&self.inventory, &self.allocations(None).await?))
     }
 
-    /// Creates a deployment, its GPUs reserved at once: a request that does not fit is
-    /// refused here and never reaches Docker.
+    /// Creates a deployment on the node it names or placement chooses, its GPUs reserved at
+    /// once: a request that does not fit is refused here and never reaches Docker.
     pub async fn create(&self, actor: &Actor, new: NewDeployment) -> Result<Deployment, SupervisorError> {
-        let _placing = self.admission.lock().await;
-        let allocation =
-            if new.desired == Desired::Running { self.place(new.name.as_str(), new.gpu_request).await? } else { None };
+        let _placing = self.placing().await?;
+        let (node, allocation) = self.choose_node(&new).await?;
+        let new = NewDeployment { node: Some(node), ..new };
         let created = deployments::create(&self.pool, actor, &new).await?;
         if let Some(allocation) = allocation {
             let observed = Observed { gpu_allocation: Some(allocation), ..created.observed.clone() };

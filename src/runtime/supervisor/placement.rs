@@ -1,31 +1,147 @@
-//! GPU placement: where a start's GPUs come from, and evicting idle deployments to make room.
+//! GPU placement: which node a deployment runs on, where a start's GPUs come from, and
+//! evicting idle deployments to make room. Each node's GPUs are placed against what the
+//! deployments on that node hold; placement holds a lock every node shares.
 
 use std::collections::BTreeMap;
 
 use super::{Supervisor, SupervisorError, Track};
 use crate::catalog::Actor;
-use crate::catalog::deployments::{self, Deployment, Desired, Observed, State};
-use crate::domain::DeploymentName;
-use crate::runtime::gpu::{self, AdmissionError, GpuAllocation, GpuRequest};
+use crate::catalog::deployments::{self, Deployment, Desired, NewDeployment, Observed, State};
+use crate::catalog::nodes::{self, PlacementLock};
+use crate::domain::{DeploymentName, NodeName};
+use crate::runtime::gpu::{self, AdmissionError, GpuAllocation, GpuInventory, GpuRequest};
 
 impl Supervisor {
-    /// What every deployment but `except` holds now.
+    /// Both placement locks: this process's, then the catalog's, which the other nodes take.
+    pub(super) async fn placing(&self) -> Result<(tokio::sync::MutexGuard<'_, ()>, PlacementLock), SupervisorError> {
+        let local = self.admission.lock().await;
+        Ok((local, nodes::placement_lock(&self.pool).await?))
+    }
+
+    /// What every deployment on this node but `except` holds now.
     pub(super) async fn allocations(
         &self,
         except: Option<&str>,
     ) -> Result<BTreeMap<String, GpuAllocation>, SupervisorError> {
-        Ok(held_by(&deployments::list(&self.pool).await?, except))
+        self.allocations_on(&self.settings.node, except).await
     }
 
-    /// Places a deployment's GPU request against what the others hold.
+    async fn allocations_on(
+        &self,
+        node: &NodeName,
+        except: Option<&str>,
+    ) -> Result<BTreeMap<String, GpuAllocation>, SupervisorError> {
+        let on_node: Vec<Deployment> =
+            deployments::list(&self.pool).await?.into_iter().filter(|d| d.node.as_ref() == Some(node)).collect();
+        Ok(held_by(&on_node, except))
+    }
+
+    /// Places a deployment's GPU request on this node against what the others hold.
     pub(super) async fn place(
         &self,
         deployment: &str,
         request: Option<GpuRequest>,
     ) -> Result<Option<GpuAllocation>, SupervisorError> {
+        self.place_on(&self.settings.node.clone(), deployment, request).await
+    }
+
+    /// Places a deployment's GPU request on `node`, against its inventory as it registered
+    /// it and what the deployments there hold. Another node's host memory is not known
+    /// here: that node checks it when it starts the container.
+    async fn place_on(
+        &self,
+        node: &NodeName,
+        deployment: &str,
+        request: Option<GpuRequest>,
+    ) -> Result<Option<GpuAllocation>, SupervisorError> {
         let Some(request) = request else { return Ok(None) };
-        let held = self.allocations(Some(deployment)).await?;
-        Ok(Some(gpu::admit(&self.inventory, &held, request)?))
+        let held = self.allocations_on(node, Some(deployment)).await?;
+        if *node == self.settings.node {
+            return Ok(Some(gpu::admit(&self.inventory, &held, request)?));
+        }
+        let inventory = self.inventory_of(node).await?;
+        Ok(Some(gpu::admit_on_host(&inventory, &held, request, None)?))
+    }
+
+    /// Another node's GPUs, if it is up.
+    async fn inventory_of(&self, node: &NodeName) -> Result<GpuInventory, SupervisorError> {
+        let all = nodes::list(&self.pool).await?;
+        let Some(found) = all.iter().find(|n| n.name == *node) else {
+            let names: Vec<&str> = all.iter().map(|n| n.name.as_str()).collect();
+            return Err(SupervisorError::Invalid(format!(
+                "there is no node '{node}'; the nodes are {}",
+                names.join(", ")
+            )));
+        };
+        if !found.is_up(self.settings.node_down_after) {
+            return Err(SupervisorError::NodeDown(format!(
+                "node '{node}' is down (its last heartbeat was at {}); deploy elsewhere or bring it back",
+                found.heartbeat_at
+            )));
+        }
+        Ok(found.gpus.clone())
+    }
+
+    /// The node a new deployment goes to and what it gets there: the node it names, else
+    /// this one if its GPUs fit, else the first other node that is up and has room (by
+    /// name). A refusal everywhere is this node's refusal, which names what holds its GPUs.
+    pub(super) async fn choose_node(
+        &self,
+        new: &NewDeployment,
+    ) -> Result<(NodeName, Option<GpuAllocation>), SupervisorError> {
+        let running = new.desired == Desired::Running;
+        if let Some(node) = &new.node {
+            if *node != self.settings.node {
+                self.inventory_of(node).await?;
+            }
+            let allocation =
+                if running { self.place_on(node, new.name.as_str(), new.gpu_request).await? } else { None };
+            return Ok((node.clone(), allocation));
+        }
+        let here = self.settings.node.clone();
+        if !running || new.gpu_request.is_none() {
+            return Ok((here, None));
+        }
+        let refused = match self.place_on(&here, new.name.as_str(), new.gpu_request).await {
+            Ok(allocation) => return Ok((here, allocation)),
+            Err(SupervisorError::Admission(refused)) => refused,
+            Err(e) => return Err(e),
+        };
+        let others = nodes::list(&self.pool).await?;
+        for other in others.iter().filter(|n| n.name != here && n.is_up(self.settings.node_down_after)) {
+            let held = self.allocations_on(&other.name, None).await?;
+            if let Ok(allocation) = gpu::admit_on_host(&other.gpus, &held, refused.request, None) {
+                return Ok((other.name.clone(), Some(allocation)));
+            }
+        }
+        Err(refused.into())
+    }
+
+    /// Moves a deployment to `node` (`hangar deploy --move-to`): placed there under the
+    /// placement lock, then handed over in the catalog. The node it leaves removes its
+    /// container; the new one starts it (if it is wanted running).
+    pub async fn move_to(
+        &self,
+        actor: &Actor,
+        name: &DeploymentName,
+        node: &NodeName,
+    ) -> Result<Deployment, SupervisorError> {
+        let _placing = self.placing().await?;
+        let current = deployments::get(&self.pool, name).await?;
+        if current.node.as_ref() == Some(node) {
+            return Err(SupervisorError::Invalid(format!("deployment '{name}' already runs on node '{node}'")));
+        }
+        if *node != self.settings.node {
+            self.inventory_of(node).await?;
+        }
+        let allocation = if current.desired == Desired::Running {
+            self.place_on(node, name.as_str(), current.gpu_request).await?
+        } else {
+            None
+        };
+        let moved = deployments::move_to(&self.pool, actor, name, node, allocation.as_ref()).await?;
+        self.wake();
+        Ok(moved)
     }
 
     /// As `start`; with `evict`, a request that does not fit first stops idle autostart
@@ -39,14 +155,17 @@ impl Supervisor {
     ) -> Result<(Deployment, bool), SupervisorError> {
         // Read under the lock: concurrent starts (say, twenty cold requests) then see what
         // the first one did, and only the first does anything.
-        let _placing = self.admission.lock().await;
+        let _placing = self.placing().await?;
         let current = deployments::get(&self.pool, name).await?;
         if current.desired == Desired::Running && current.observed.state != State::Failed {
             return Ok((current, false));
         }
+        let node = current.node.clone().unwrap_or_else(|| self.settings.node.clone());
+        // Eviction stops containers, which only the node that runs them can do.
+        let evict = evict && node == self.settings.node;
         let allocation = match &current.observed.gpu_allocation {
             Some(held) => Some(held.clone()),
-            None => match self.place(name.as_str(), current.gpu_request).await {
+            None => match self.place_on(&node, name.as_str(), current.gpu_request).await {
                 Err(SupervisorError::Admission(refused)) if evict => Some(self.evict_for(name, refused).await?),
                 other => other?,
             },
@@ -71,7 +190,7 @@ impl Supervisor {
         name: &DeploymentName,
         refused: AdmissionError,
     ) -> Result<GpuAllocation, SupervisorError> {
-        let all = deployments::list(&self.pool).await?;
+        let all: Vec<Deployment> = deployments::list(&self.pool).await?.into_iter().filter(|d| self.owns(d)).collect();
         let held = held_by(&all, Some(name.as_str()));
         let mut candidates: Vec<&Deployment> = all
             .iter()

@@ -12,7 +12,9 @@ use crate::runtime::engine::Container;
 impl Supervisor {
     /// One pass: remove what no one wants, then converge each deployment.
     pub(super) async fn reconcile(self: Arc<Self>) -> Result<(), SupervisorError> {
-        let wanted = deployments::list(&self.pool).await?;
+        // This node's deployments only; a container of one that moved away is a stray here.
+        let wanted: Vec<Deployment> =
+            deployments::list(&self.pool).await?.into_iter().filter(|d| self.owns(d)).collect();
         let containers = self.engine.list_managed().await?;
         let names: std::collections::HashSet<&str> = wanted.iter().map(|d| d.name.as_str()).collect();
         for stray in containers.iter().filter(|c| !names.contains(c.deployment.as_str())) {

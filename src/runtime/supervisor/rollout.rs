@@ -83,7 +83,7 @@ impl Supervisor {
     ) -> Result<Result<(), String>, SupervisorError> {
         // Both versions hold GPUs until the old one stops: place the new beside everything.
         let allocation = {
-            let _placing = self.admission.lock().await;
+            let _placing = self.placing().await?;
             match d.gpu_request {
                 None => None,
                 Some(request) => match gpu::admit(&self.inventory, &self.allocations(None).await?, request) {

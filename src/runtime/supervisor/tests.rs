@@ -10,12 +10,12 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
-use super::{Supervisor, SupervisorSettings};
+use super::{Supervisor, SupervisorError, SupervisorSettings};
 use crate::blobs::BlobStore;
 use crate::catalog::deployments::{self, Deployment, Desired, NewDeployment, State};
 use crate::catalog::events::EventFilter;
 use crate::catalog::{self, Actor};
-use crate::domain::{AliasName, DeploymentName, GpuRequest, ModelName, RelPath, Target, VersionName};
+use crate::domain::{AliasName, DeploymentName, GpuRequest, ModelName, NodeName, RelPath, Target, VersionName};
 use crate::runtime::engine::memory::{Behaviour, MemoryEngine, version_of};
 use crate::runtime::gpu::{GpuConfig, GpuInventory};
 use crate::runtime::presets::RuntimeDraft;
@@ -144,6 +144,7 @@ impl Hub {
             autostart: true,
             idle_timeout_secs: None,
             desired,
+            node: None,
         };
         self.sv.create(&Actor::system(), new).await.expect("create");
         name
@@ -406,4 +407,74 @@ async fn while_the_engine_is_down_nothing_fails_and_everything_converges_once_it
     hub.running(&late).await;
     assert_eq!(hub.engine.containers_of("chat").len(), 1);
     assert_eq!(hub.engine.containers_of("late").len(), 1);
+}
+
+#[tokio::test]
+async fn placement_takes_the_node_with_room_and_each_node_converges_only_its_own_deployments() {
+    let one_gpu = || {
+        GpuInventory::from_config(&[GpuConfig { index: Some(0), uuid: None, name: Some("t".into()), memory_gib: None }])
+            .expect("inventory")
+    };
+    let hub = hub(MemoryEngine::new(&[IMAGE], |_| Behaviour::Serve), one_gpu()).await;
+    let b = NodeName::parse("b").expect("name");
+    catalog::nodes::register(&hub.pool, &b, "http://10.0.0.2:8080", &one_gpu()).await.expect("b registers");
+    let gpu = Some(GpuRequest::Gpus(1));
+
+    // This node first while its GPU is free; then the other node, which this one never runs.
+    let here = hub.deploy("here", version("1"), gpu, Desired::Running).await;
+    assert_eq!(hub.running(&here).await.node.as_ref().map(NodeName::as_str), Some("local"));
+    let there = hub.deploy("there", version("1"), gpu, Desired::Running).await;
+    let placed = hub.get(&there).await;
+    assert_eq!(placed.node.as_ref(), Some(&b));
+    assert!(placed.observed.gpu_allocation.is_some(), "b's GPU is reserved at once");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(hub.get(&there).await.observed.state, State::Pending, "left to b's supervisor");
+    assert!(hub.engine.containers_of("there").is_empty(), "no container here for b's deployment");
+
+    // Both full: refused with this node's reason; a node that stopped heartbeating is not tried.
+    let new = NewDeployment { node: None, ..new_deployment("third", gpu) };
+    let refused = hub.sv.create(&Actor::system(), new).await.expect_err("no room anywhere");
+    assert!(refused.to_string().contains("GPU"), "{refused}");
+    let old = catalog::timestamp(std::time::SystemTime::now() - Duration::from_secs(60));
+    catalog::nodes::heartbeat(&hub.pool, &b).await.expect("beat");
+    sqlx_set_heartbeat(&hub.pool, &old).await;
+    let on_down = NewDeployment { node: Some(b.clone()), ..new_deployment("fourth", None) };
+    let refused = hub.sv.create(&Actor::system(), on_down).await.expect_err("b is down");
+    assert!(matches!(refused, SupervisorError::NodeDown(_)), "{refused}");
+
+    // Moved away, this node's container of it goes; moved back, it starts here again.
+    catalog::nodes::heartbeat(&hub.pool, &b).await.expect("b is back");
+    hub.sv.delete(&Actor::system(), &there).await.expect("delete there");
+    let moved = hub.sv.move_to(&Actor::system(), &here, &b).await.expect("move");
+    assert_eq!((moved.node.as_ref(), moved.observed.state), (Some(&b), State::Pending));
+    let until = Instant::now() + PATIENCE;
+    while !hub.engine.containers_of("here").is_empty() {
+        assert!(Instant::now() < until, "the container of a deployment moved away stays");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let local = NodeName::parse("local").expect("name");
+    hub.sv.move_to(&Actor::system(), &here, &local).await.expect("move back");
+    hub.running(&here).await;
+    assert!(hub.actions().await.iter().filter(|a| *a == "deployment.moved").count() == 2);
+}
+
+fn new_deployment(name: &str, gpus: Option<GpuRequest>) -> NewDeployment {
+    NewDeployment {
+        name: DeploymentName::parse(name).expect("name"),
+        model: ModelName::parse("m").expect("name"),
+        target: version("1"),
+        runtime: "fake".into(),
+        gpu_request: gpus,
+        env: Default::default(),
+        args: vec![],
+        autostart: false,
+        idle_timeout_secs: None,
+        desired: Desired::Running,
+        node: None,
+    }
+}
+
+async fn sqlx_set_heartbeat(pool: &catalog::Db, at: &str) {
+    let catalog::Db::Sqlite(pool) = pool else { panic!("the unit tests' catalog is SQLite") };
+    sqlx::query("UPDATE nodes SET heartbeat_at = $1 WHERE name = 'b'").bind(at).execute(pool).await.expect("age b");
 }

@@ -300,6 +300,7 @@ pub async fn create(
         autostart: form.autostart.is_some(),
         idle_timeout_secs: number::<i64>(&form.idle_timeout_secs, "idle timeout")?,
         start: true,
+        node: None,
     };
     let created = ops::deployments::create(&supervisor, &caller.caller, request).await?;
     Ok(redirect("/deployments", &format!("Deployment {} created; it is starting.", created.name)))
