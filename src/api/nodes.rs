@@ -9,7 +9,7 @@ use super::openapi::{Forbidden, Unauthorized};
 use super::page::Items;
 use super::system::GpuView;
 use crate::auth::Caller;
-use crate::catalog::Db;
+use crate::catalog::{self, Db};
 use crate::domain::{DeploymentName, NodeName};
 use crate::error::ApiError;
 use crate::nodes::Nodes;
@@ -46,14 +46,15 @@ pub async fn list_nodes(
     caller: Caller,
 ) -> Result<HttpResponse, ApiError> {
     let visible = ops::deployments::list(&pool, &caller).await?;
-    let list = nodes.list();
-    Ok(HttpResponse::Ok().json(Items::new(list, |(node, up)| NodeView {
+    // From the catalog, not this node's copy: a node that just joined shows at once.
+    let list = catalog::nodes::list(&pool).await?;
+    Ok(HttpResponse::Ok().json(Items::new(list, |node| NodeView {
+        up: node.name == *nodes.me() || node.is_up(nodes.down_after()),
         this: node.name == *nodes.me(),
         deployments: visible.iter().filter(|d| d.node.as_ref() == Some(&node.name)).map(|d| d.name.clone()).collect(),
         gpus: node.gpus.gpus.into_iter().map(GpuView::from).collect(),
         name: node.name,
         url: node.url,
-        up,
         version: node.version,
         started_at: node.started_at,
         heartbeat_at: node.heartbeat_at,

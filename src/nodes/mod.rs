@@ -89,10 +89,9 @@ impl Nodes {
         }
     }
 
-    /// Every node with whether it is up, as of the last heartbeat.
-    pub fn list(&self) -> Vec<(Node, bool)> {
-        let known = self.known.read().unwrap_or_else(PoisonError::into_inner);
-        known.iter().map(|n| (n.clone(), n.name == self.me || n.is_up(self.down_after))).collect()
+    /// How long a node may go without a heartbeat before it is down.
+    pub fn down_after(&self) -> Duration {
+        self.down_after
     }
 
     /// Where `d` runs. Cheap for this node's deployments (the hot path): no lock is taken.
@@ -106,6 +105,15 @@ impl Nodes {
             Some(n) if n.is_up(self.down_after) => Location::There { node: node.clone(), url: n.url.clone() },
             _ => Location::Down { node: node.clone() },
         }
+    }
+
+    /// Whether the node named `name` is up (this one always is).
+    pub fn is_up(&self, name: &str) -> bool {
+        if name.is_empty() || name == self.me.as_str() {
+            return true;
+        }
+        let known = self.known.read().unwrap_or_else(PoisonError::into_inner);
+        known.iter().any(|n| n.name.as_str() == name && n.is_up(self.down_after))
     }
 
     /// Whether `d`'s node is up (its state can be believed).

@@ -143,6 +143,32 @@ async fn wait_for(client: &reqwest::Client, url: &str, what: &str, check: impl F
     }
 }
 
+/// `hangar ARGS` against the node at `url`, as the admin.
+fn cli(url: &str, args: &[&str]) -> std::process::Output {
+    let mut command = hangar_command();
+    command.env("HANGAR_URL", url).env("HANGAR_TOKEN", ADMIN_TOKEN).env_remove("RUST_LOG").args(args);
+    command.output().expect("hangar runs")
+}
+
+/// The dashboard's session cookie of a new viewer, signed in on the node at `base`.
+async fn signed_in(admin: &reqwest::Client, base: &str) -> String {
+    let user = json!({"name": "vera", "role": "viewer", "password": "vera-long-password"});
+    assert!(admin.post(format!("{base}/api/v1/users")).json(&user).send().await.expect("user").status().is_success());
+    let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client");
+    let form = [("user", "vera"), ("password", "vera-long-password"), ("next", "/")];
+    let response = client.post(format!("{base}/login")).form(&form).send().await.expect("login");
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    let cookie = response.headers()[reqwest::header::SET_COOKIE].to_str().expect("ascii");
+    cookie.split(';').next().expect("pair").to_owned()
+}
+
+async fn dashboard(cookie: &str, base: &str, path: &str) -> String {
+    let response = reqwest::Client::new().get(format!("{base}{path}")).header("cookie", cookie).send().await;
+    let response = response.expect("page");
+    assert_eq!(response.status(), StatusCode::OK, "{path}");
+    response.text().await.expect("html")
+}
+
 async fn chat(client: &reqwest::Client, gateway: &str, model: &str) -> (StatusCode, String) {
     let body = json!({"model": model, "messages": [{"role": "user", "content": "which file?"}]});
     let response = client.post(format!("{gateway}/v1/chat/completions")).json(&body).send().await.expect("chat");
@@ -195,6 +221,7 @@ async fn a_deployment_on_node_b_is_served_through_node_a_unknown_while_b_is_down
     });
     admin.put(format!("{a}/api/v1/runtimes/test")).json(&runtime).send().await.expect("runtime");
 
+    let viewer = signed_in(&admin, &a).await;
     let nodes = get_json(&admin, &format!("{a}/api/v1/nodes")).await;
     let listed: Vec<(&str, bool, bool)> = nodes["items"]
         .as_array()
@@ -203,6 +230,9 @@ async fn a_deployment_on_node_b_is_served_through_node_a_unknown_while_b_is_down
         .map(|n| (n["name"].as_str().expect("name"), n["up"] == true, n["this"] == true))
         .collect();
     assert_eq!(listed, [("a", true, true), ("b", true, false)], "{nodes}");
+    let listed = cli(&a, &["nodes"]);
+    let said = String::from_utf8_lossy(&listed.stdout);
+    assert!(said.contains("a (this)\tup") && said.contains("b\tup\thttp://127.0.0.1:"), "{said}");
 
     // Deployed on B from A's API: B's engine runs it, A's has nothing.
     let name = unique("nodes");
@@ -232,6 +262,8 @@ async fn a_deployment_on_node_b_is_served_through_node_a_unknown_while_b_is_down
     assert_eq!(unknown["node"], "b", "nothing moved behind the team's back");
     let nodes = get_json(&admin, &format!("{a}/api/v1/nodes")).await;
     assert_eq!(nodes["items"][1]["up"], false, "{nodes}");
+    let page = dashboard(&viewer, &a, &format!("/deployments/{name}")).await;
+    assert!(page.contains(">unknown<"), "A's dashboard shows it unknown too: {page}");
     let (status, answer) = chat(&admin, &a, &name).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{answer}");
     assert!(answer.contains("node 'b'") && answer.contains("down"), "{answer}");
@@ -246,18 +278,20 @@ async fn a_deployment_on_node_b_is_served_through_node_a_unknown_while_b_is_down
     assert_eq!(status, StatusCode::OK, "{answer}");
 
     // Moved to A when asked: B stops its container, A starts one; B's gateway relays to A.
-    let moved = admin
-        .post(format!("{}/api/v1/deployments/{name}/move", node_b.address))
-        .json(&json!({"node": "a"}))
-        .send()
-        .await
-        .expect("move");
-    assert_eq!(moved.status(), StatusCode::ACCEPTED, "{}", moved.text().await.unwrap_or_default());
+    let moved = cli(&node_b.address, &["deploy", &name, "--move-to", "a", "--wait"]);
+    let said = String::from_utf8_lossy(&moved.stdout);
+    assert!(moved.status.success() && said.contains("running") && said.contains("node a"), "{said}");
     let on_a = wait_for(&admin, &at_a, "running on a", |d| d["state"] == "running" && d["node"] == "a").await;
     wait_until("B removes its container", Duration::from_secs(30), || engine_b.containers_of(&name).is_empty()).await;
     assert_eq!(local_containers_of(&name), [on_a["container_id"].as_str().expect("id").to_owned()]);
     let (status, answer) = chat(&admin, &node_b.address, &name).await;
     assert_eq!(status, StatusCode::OK, "B's gateway relays to A: {answer}");
+    // A's gateway routed it to B before the move, made through B: B's write reached A's
+    // routing table (Postgres notifies every node), so A now serves it itself.
+    let (status, answer) = chat(&admin, &a, &name).await;
+    assert_eq!(status, StatusCode::OK, "A serves it after a move made elsewhere: {answer}");
+    let page = dashboard(&viewer, &a, "/deployments").await;
+    assert!(page.contains("(test, on a)"), "the dashboard names the node: {page}");
     let events = get_json(&admin, &format!("{a}/api/v1/events?action=deployment.moved")).await;
     assert_eq!(events["items"][0]["details"]["from"], "b", "{events}");
 

@@ -15,6 +15,7 @@ use crate::catalog::launches::{self, Launch};
 use crate::domain::{DeploymentName, ModelName, ModelRef, Role};
 use crate::error::ApiError;
 use crate::gateway::Gateway;
+use crate::nodes::Nodes;
 use crate::ops::{self, deployments::Action, deployments::DeploymentRequest};
 use crate::runtime::supervisor::Supervisor;
 use crate::runtime::{GpuAllocation, PRESET_NAMES};
@@ -39,6 +40,16 @@ pub struct DeploymentRow {
     pub address: String,
     pub autostart: bool,
     pub requests: u64,
+    /// The node that runs it.
+    pub node: String,
+}
+
+impl DeploymentRow {
+    /// The row as this node sees it now: `unknown` while the node that runs it is down
+    /// (read at every view: node liveness moves without a catalog write).
+    fn seen_from(self, nodes: &Nodes) -> Self {
+        if nodes.is_up(&self.node) { self } else { Self { state: "unknown".into(), ..self } }
+    }
 }
 
 impl From<Deployment> for DeploymentRow {
@@ -61,6 +72,7 @@ impl From<Deployment> for DeploymentRow {
             address: d.observed.address.unwrap_or_default(),
             autostart: d.autostart,
             requests: 0,
+            node: d.node.map(|n| n.to_string()).unwrap_or_default(),
         }
     }
 }
@@ -179,6 +191,7 @@ fn redirect(to: &str, notice: &str) -> HttpResponse {
 pub async fn list(
     pool: web::Data<Db>,
     gateway: web::Data<Gateway>,
+    nodes: web::Data<Nodes>,
     cache: web::Data<PageCache<(), DeploymentsData>>,
     caller: WebCaller,
     notice: web::Query<Notice>,
@@ -190,7 +203,7 @@ pub async fn list(
         .iter()
         .filter(|(model, _)| caller.caller.require_on(Role::Viewer, model).is_ok())
         // Requests are counted by the gateway, not the catalog: read at every view.
-        .map(|(_, row)| DeploymentRow { requests: gateway.requests(&row.name), ..row.clone() })
+        .map(|(_, row)| DeploymentRow { requests: gateway.requests(&row.name), ..row.clone() }.seen_from(&nodes))
         .collect();
     let runtimes = data.runtimes.clone();
     html(
@@ -232,6 +245,7 @@ pub async fn traffic(
 pub async fn show(
     pool: web::Data<Db>,
     supervisor: web::Data<Supervisor>,
+    nodes: web::Data<Nodes>,
     caller: WebCaller,
     name: web::Path<String>,
     notice: web::Query<Notice>,
@@ -258,7 +272,7 @@ pub async fn show(
             openai,
             can_change: caller.caller.require_on(Role::Maintainer, &deployment.model).is_ok(),
             notice: notice.into_inner().notice,
-            d: deployment.into(),
+            d: DeploymentRow::from(deployment).seen_from(&nodes),
             events,
             launch,
             traffic,
