@@ -118,7 +118,14 @@ pub async fn take_unplaced(pool: &Db, node: &NodeName) -> Result<u64> {
 /// A node's claim on its name, held while the process runs (Postgres only: a SQLite catalog
 /// has one server, which the data dir's lock already ensures).
 pub struct Claim {
-    _conn: Option<PgConnection>,
+    held: Option<Held>,
+}
+
+/// The session that holds the advisory lock, and what it takes to take it again.
+struct Held {
+    conn: PgConnection,
+    url: String,
+    node: NodeName,
 }
 
 /// The advisory-lock space of node claims, beside the catalog's write lock.
@@ -126,8 +133,13 @@ const CLAIM_LOCKS: i32 = 0x4847_4e44; // "HGND"
 
 /// Claims `node`'s name, or says which process already runs it.
 pub async fn claim(pool: &Db, url: Option<&str>, node: &NodeName) -> anyhow::Result<Claim> {
-    let (Db::Postgres(_), Some(url)) = (pool, url) else { return Ok(Claim { _conn: None }) };
-    // A connection of its own, outside the pool: the lock lives as long as the session.
+    let (Db::Postgres(_), Some(url)) = (pool, url) else { return Ok(Claim { held: None }) };
+    let conn = take(url, node).await?;
+    Ok(Claim { held: Some(Held { conn, url: url.to_owned(), node: node.clone() }) })
+}
+
+/// A connection of its own, outside the pool, holding the lock for as long as it lives.
+async fn take(url: &str, node: &NodeName) -> anyhow::Result<PgConnection> {
     let mut conn = PgConnection::connect(url).await?;
     let taken: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1, hashtext($2))")
         .bind(CLAIM_LOCKS)
@@ -139,7 +151,21 @@ pub async fn claim(pool: &Db, url: Option<&str>, node: &NodeName) -> anyhow::Res
         "node '{node}' is already running (another process holds its claim in the catalog); give each \
          server its own name with node / --node / HANGAR_NODE"
     );
-    Ok(Claim { _conn: Some(conn) })
+    Ok(conn)
+}
+
+impl Claim {
+    /// Checks the claim still holds, taking it again after its session was lost (Postgres
+    /// restarted): an error if another process took the name meanwhile.
+    pub async fn keep(&mut self) -> anyhow::Result<()> {
+        let Some(held) = &mut self.held else { return Ok(()) };
+        if held.conn.ping().await.is_ok() {
+            return Ok(());
+        }
+        held.conn = take(&held.url, &held.node).await?;
+        tracing::info!(node = %held.node, "took this node's claim again after its database session was lost");
+        Ok(())
+    }
 }
 
 /// Serializes GPU placement across every node: admission reads what each deployment holds,

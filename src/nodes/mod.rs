@@ -36,7 +36,7 @@ pub struct Nodes {
     down_after: Duration,
     known: RwLock<Vec<Node>>,
     relay: Relay,
-    _claim: Claim,
+    claim: tokio::sync::Mutex<Claim>,
 }
 
 impl Nodes {
@@ -59,7 +59,14 @@ impl Nodes {
         }
         let known = nodes::list(pool).await.context("cannot read the nodes")?;
         tracing::info!(node = %me, %url, nodes = known.len(), "joined the catalog as a node");
-        Ok(Arc::new(Self { me, url, down_after, known: RwLock::new(known), relay, _claim: claim }))
+        Ok(Arc::new(Self {
+            me,
+            url,
+            down_after,
+            known: RwLock::new(known),
+            relay,
+            claim: tokio::sync::Mutex::new(claim),
+        }))
     }
 
     pub fn me(&self) -> &NodeName {
@@ -78,6 +85,10 @@ impl Nodes {
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             ticks.tick().await;
+            if let Err(e) = self.claim.lock().await.keep().await {
+                tracing::error!(node = %self.me, error = %e, "this node's claim on its name is lost; will retry");
+                continue;
+            }
             if let Err(e) = nodes::heartbeat(&pool, &self.me).await {
                 tracing::warn!(error = %e, "could not write this node's heartbeat; will retry");
                 continue;
