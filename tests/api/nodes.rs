@@ -264,6 +264,9 @@ async fn a_deployment_on_node_b_is_served_through_node_a_unknown_while_b_is_down
     assert_eq!(nodes["items"][1]["up"], false, "{nodes}");
     let page = dashboard(&viewer, &a, &format!("/deployments/{name}")).await;
     assert!(page.contains(">unknown<"), "A's dashboard shows it unknown too: {page}");
+    let page = dashboard(&viewer, &a, "/system").await;
+    let row = page.split("data-node=\"b\"").nth(1).expect("B's row on the system page");
+    assert!(row.split("</tr>").next().is_some_and(|row| row.contains(">down<")), "{page}");
     let (status, answer) = chat(&admin, &a, &name).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{answer}");
     assert!(answer.contains("node 'b'") && answer.contains("down"), "{answer}");

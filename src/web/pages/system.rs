@@ -14,6 +14,7 @@ use crate::catalog;
 use crate::config::Settings;
 use crate::domain::Role;
 use crate::error::ApiError;
+use crate::nodes::Nodes;
 use crate::runtime::GpuUsage;
 use crate::runtime::memory::MemInfo;
 use crate::runtime::supervisor::Supervisor;
@@ -86,6 +87,17 @@ struct SystemPage {
     free: String,
     total: String,
     memory: String,
+    nodes: Vec<NodeRow>,
+}
+
+/// A node sharing the catalog, as the system page lists it.
+struct NodeRow {
+    name: String,
+    url: String,
+    up: bool,
+    this: bool,
+    heartbeat_at: String,
+    gpus: usize,
 }
 
 /// The memory charts with their tables, for the page and for its refresh.
@@ -195,6 +207,7 @@ pub async fn memory(history: web::Data<MemoryHistory>, caller: WebCaller) -> Res
     Ok(HttpResponse::Ok().content_type("text/html; charset=utf-8").body(body))
 }
 
+#[expect(clippy::too_many_arguments, reason = "actix extractors, one per argument")]
 pub async fn show(
     pool: web::Data<Db>,
     settings: web::Data<Settings>,
@@ -202,9 +215,23 @@ pub async fn show(
     cache: web::Data<PageCache<(), SystemData>>,
     docker: web::Data<Recent<DockerStatus>>,
     history: web::Data<MemoryHistory>,
+    nodes: web::Data<Nodes>,
     caller: WebCaller,
 ) -> Result<HttpResponse, WebError> {
     caller.caller.require(Role::Viewer)?;
+    // Heartbeats move without a catalog write: read at every view (one small query).
+    let nodes = catalog::nodes::list(&pool)
+        .await?
+        .into_iter()
+        .map(|n| NodeRow {
+            up: n.name == *nodes.me() || n.is_up(nodes.down_after()),
+            this: n.name == *nodes.me(),
+            name: n.name.to_string(),
+            url: n.url,
+            heartbeat_at: n.heartbeat_at,
+            gpus: n.gpus.gpus.len(),
+        })
+        .collect();
     let data = cache.get_or_load((), || load(&pool, &supervisor)).await?;
     let docker = docker
         .get_or_load(|| async {
@@ -226,6 +253,7 @@ pub async fn show(
         free: human_size(to_i64(disk.f_bavail.saturating_mul(disk.f_frsize))),
         total: human_size(to_i64(disk.f_blocks.saturating_mul(disk.f_frsize))),
         memory: memory_charts(&history).render().map_err(ApiError::internal)?,
+        nodes,
     }
     .render()
     .map_err(ApiError::internal)?;
