@@ -81,9 +81,9 @@ impl OpenAiError {
 
     /// The model server could not be reached (502) or did not answer in time (504). The
     /// body names the deployment only: its address and the connection's error are logged.
-    pub fn upstream(deployment: &impl std::fmt::Display, err: &reqwest::Error) -> Self {
+    pub fn upstream(deployment: &impl std::fmt::Display, timed_out: bool, err: &dyn std::fmt::Debug) -> Self {
         tracing::warn!(%deployment, error = ?err, "upstream request failed");
-        if err.is_timeout() {
+        if timed_out {
             Self {
                 status: StatusCode::GATEWAY_TIMEOUT,
                 message: format!("deployment '{deployment}' did not answer in time"),
@@ -147,19 +147,20 @@ impl ResponseError for OpenAiError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
-    #[tokio::test]
+    #[actix_web::test]
     async fn a_502_names_the_deployment_but_not_its_address_or_the_connection_error() {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
         let address = listener.local_addr().expect("address");
         drop(listener);
-        crate::tls::install_provider();
-        let err = reqwest::Client::new()
-            .post(format!("http://{address}/v1/secret-upstream-path"))
-            .send()
-            .await
-            .expect_err("nothing listens there");
-        let body = OpenAiError::upstream(&"chat", &err).error_response();
+        let upstream = super::super::upstream::Upstream::new(Duration::from_secs(1), Duration::from_secs(1));
+        let request = hyper::http::Request::post("/v1/secret-upstream-path")
+            .body(http_body_util::Full::new(bytes::Bytes::new()))
+            .expect("request");
+        let Err(err) = upstream.send(&address.to_string(), request).await else { panic!("nothing listens there") };
+        assert!(!err.is_timeout());
+        let body = OpenAiError::upstream(&"chat", err.is_timeout(), &err).error_response();
         let bytes = actix_web::body::to_bytes(body.into_body()).await.expect("body");
         let text = String::from_utf8_lossy(&bytes);
         assert!(text.contains("deployment 'chat' refused the connection"), "{text}");

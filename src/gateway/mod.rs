@@ -9,6 +9,7 @@ mod limits;
 mod metrics;
 mod rewrite;
 mod route;
+mod upstream;
 mod usage;
 
 use std::borrow::Cow;
@@ -29,6 +30,7 @@ use crate::nodes::{Location, Nodes, Relay};
 use crate::runtime::supervisor::Supervisor;
 use crate::runtime::traffic::{InFlight, Traffic};
 pub use error::OpenAiError;
+use hyper::http::Method;
 pub use metrics::Metrics;
 pub use usage::Ledger;
 
@@ -49,7 +51,7 @@ type Routes = Option<(u64, Arc<Vec<Deployment>>)>;
 /// The upstream client (a keep-alive pool for every deployment) and the routing table.
 #[derive(Clone)]
 pub struct Gateway {
-    client: reqwest::Client,
+    upstream: upstream::Upstream,
     read_timeout: Duration,
     ledger: Ledger,
     limiter: Arc<limits::Limiter>,
@@ -59,21 +61,12 @@ pub struct Gateway {
     routes: Arc<Mutex<Routes>>,
 }
 
-fn client(read_timeout: Duration) -> reqwest::Result<reqwest::Client> {
-    reqwest::Client::builder()
-        .connect_timeout(CONNECT_TIMEOUT)
-        .read_timeout(read_timeout)
-        .pool_idle_timeout(Duration::from_secs(90))
-        .no_proxy()
-        .build()
-}
-
 impl Gateway {
     /// `read_timeout`: no byte from the model server for this long ends the request (504
     /// before the answer began; a cut stream after).
     pub fn new(traffic: Arc<Traffic>, read_timeout: Duration, ledger: Ledger) -> anyhow::Result<Self> {
         Ok(Self {
-            client: client(read_timeout)?,
+            upstream: upstream::Upstream::new(CONNECT_TIMEOUT, read_timeout),
             read_timeout,
             ledger,
             limiter: Arc::default(),
@@ -88,11 +81,7 @@ impl Gateway {
     /// opened it, so a request handed a connection from another worker's pool pays two
     /// cross-thread wake-ups per round trip; the profile showed those as the largest cost.
     pub fn for_worker(&self) -> Self {
-        let client = client(self.read_timeout).unwrap_or_else(|e| {
-            tracing::warn!(error = %e, "could not build a worker's upstream client; sharing the first one");
-            self.client.clone()
-        });
-        Self { client, ..self.clone() }
+        Self { upstream: upstream::Upstream::new(CONNECT_TIMEOUT, self.read_timeout), ..self.clone() }
     }
 
     /// Every deployment, from the copy unless the table changed since it was taken.
@@ -193,7 +182,11 @@ async fn forward(
         // The node that runs it meters, limits and accounts the request; the body goes as
         // it came, but for the model it names, resolved here.
         let body = request.with_model(body, name).map_err(|e| OpenAiError::from(ApiError::internal(e)))?;
-        return nodes.relay().forward(&req, &url, body).await.map_err(|e| OpenAiError::upstream(&deployment.name, &e));
+        return nodes
+            .relay()
+            .forward(&req, &url, body)
+            .await
+            .map_err(|e| OpenAiError::upstream(&deployment.name, e.is_timeout(), &e));
     }
     let streamed = request.ask_usage(tail.as_str());
     let body = request.with_model(body, name).map_err(|e| OpenAiError::from(ApiError::internal(e)))?;
@@ -215,7 +208,7 @@ async fn forward(
         let path = path_and_query(&format!("/v1/{tail}"), req.query_string());
         let permit = gateway.limiter.admit(&pool, &caller, at_ms.div_euclid(1000)).await?;
         let metering = Some(Metering { streamed, record: record(&deployment, 0), permit });
-        relay(&gateway, &req, reqwest::Method::POST, address, &path, body, &deployment, started, metering).await
+        relay(&gateway, &req, Method::POST, address, &path, body, &deployment, started, metering).await
     }
     .await;
     if let Err(e) = &result {
@@ -243,10 +236,14 @@ async fn proxy(
     let started = Instant::now();
     let deployment = route::by_name(&pool, &caller, &name).await?;
     if let Some(url) = elsewhere(&nodes, &req, &deployment)? {
-        return nodes.relay().forward(&req, &url, body).await.map_err(|e| OpenAiError::upstream(&deployment.name, &e));
+        return nodes
+            .relay()
+            .forward(&req, &url, body)
+            .await
+            .map_err(|e| OpenAiError::upstream(&deployment.name, e.is_timeout(), &e));
     }
     let address = serving_address(&deployment)?;
-    let method = reqwest::Method::from_bytes(req.method().as_str().as_bytes())
+    let method = Method::from_bytes(req.method().as_str().as_bytes())
         .map_err(|_| OpenAiError::invalid_request(format!("method {} cannot be proxied", req.method())))?;
     let path = path_and_query(&format!("/{rest}"), req.query_string());
     relay(&gateway, &req, method, address, &path, body, &deployment, started, None).await
@@ -338,7 +335,7 @@ const HOP_BY_HOP: [&str; 10] = [
 async fn relay(
     gateway: &Gateway,
     req: &HttpRequest,
-    method: reqwest::Method,
+    method: Method,
     address: &str,
     path: &str,
     body: web::Bytes,
@@ -349,18 +346,23 @@ async fn relay(
     // Counted before the first byte goes out, so a rollout waits for it; the address may
     // change here if a rollout switched since the catalog was read.
     let in_flight = gateway.traffic.begin(deployment.name.as_str(), address);
-    let url = format!("http://{}{path}", in_flight.address());
-    let mut upstream = gateway.client.request(method, &url).body(body);
+    let mut upstream = hyper::http::Request::builder().method(method).uri(path).header("host", in_flight.address());
     for (name, value) in req.headers() {
         if !HOP_BY_HOP.contains(&name.as_str()) && name.as_str() != "content-length" {
             upstream = upstream.header(name.as_str(), value.as_bytes());
         }
     }
-    let response = upstream.send().await.map_err(|e| OpenAiError::upstream(&deployment.name, &e))?;
-    let status = StatusCode::from_u16(response.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
+    let upstream =
+        upstream.body(http_body_util::Full::new(body)).map_err(|e| OpenAiError::from(ApiError::internal(e)))?;
+    let response = gateway
+        .upstream
+        .send(in_flight.address(), upstream)
+        .await
+        .map_err(|e| OpenAiError::upstream(&deployment.name, e.is_timeout(), &e))?;
+    let status = StatusCode::from_u16(response.head.status.as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
     gateway.metrics.responded(deployment.name.as_str(), status.as_u16(), Some(started.elapsed()));
     let mut reply = HttpResponse::build(status);
-    for (name, value) in response.headers() {
+    for (name, value) in &response.head.headers {
         if !HOP_BY_HOP.contains(&name.as_str()) && name.as_str() != "content-length" {
             reply.insert_header((name.as_str(), value.as_bytes()));
         }
@@ -368,8 +370,9 @@ async fn relay(
     reply.insert_header(("X-Accel-Buffering", "no"));
     let name = deployment.name.to_string();
     let events = response
-        .headers()
-        .get(reqwest::header::CONTENT_TYPE)
+        .head
+        .headers
+        .get(hyper::http::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("text/event-stream"));
     let (answer, record, permit) = match metering {
@@ -385,8 +388,8 @@ async fn relay(
     };
     // The usage event taken out changes the length: an answer of known length keeps it
     // only when nothing is taken out.
-    let length = response.content_length().filter(|_| !matches!(answer, Answer::Events { strip: true }));
-    let stream = response.bytes_stream().map(move |chunk| {
+    let length = response.body.exact_len().filter(|_| !matches!(answer, Answer::Events { strip: true }));
+    let stream = response.body.map(move |chunk| {
         chunk.map_err(|e| {
             tracing::warn!(deployment = %name, error = %e, "upstream stream broke");
             actix_web::error::ErrorBadGateway(e)
