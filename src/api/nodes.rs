@@ -49,7 +49,7 @@ pub async fn list_nodes(
     // From the catalog, not this node's copy: a node that just joined shows at once.
     let list = catalog::nodes::list(&pool).await?;
     Ok(HttpResponse::Ok().json(Items::new(list, |node| NodeView {
-        up: node.name == *nodes.me() || node.is_up(nodes.down_after()),
+        up: nodes.is_node_up(&node),
         this: node.name == *nodes.me(),
         deployments: visible.iter().filter(|d| d.node.as_ref() == Some(&node.name)).map(|d| d.name.clone()).collect(),
         gpus: node.gpus.gpus.into_iter().map(GpuView::from).collect(),

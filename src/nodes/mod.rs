@@ -32,7 +32,6 @@ pub enum Location {
 /// What this process knows of the nodes.
 pub struct Nodes {
     me: NodeName,
-    url: String,
     down_after: Duration,
     known: RwLock<Vec<Node>>,
     relay: Relay,
@@ -59,14 +58,7 @@ impl Nodes {
         }
         let known = nodes::list(pool).await.context("cannot read the nodes")?;
         tracing::info!(node = %me, %url, nodes = known.len(), "joined the catalog as a node");
-        Ok(Arc::new(Self {
-            me,
-            url,
-            down_after,
-            known: RwLock::new(known),
-            relay,
-            claim: tokio::sync::Mutex::new(claim),
-        }))
+        Ok(Arc::new(Self { me, down_after, known: RwLock::new(known), relay, claim: tokio::sync::Mutex::new(claim) }))
     }
 
     pub fn me(&self) -> &NodeName {
@@ -100,9 +92,9 @@ impl Nodes {
         }
     }
 
-    /// How long a node may go without a heartbeat before it is down.
-    pub fn down_after(&self) -> Duration {
-        self.down_after
+    /// Whether `node`, as the catalog has it now, is up (this one always is).
+    pub fn is_node_up(&self, node: &Node) -> bool {
+        node.name == self.me || node.is_up(self.down_after)
     }
 
     /// Where `d` runs. Cheap for this node's deployments (the hot path): no lock is taken.
@@ -135,11 +127,6 @@ impl Nodes {
     /// The client that relays requests to other nodes.
     pub fn relay(&self) -> &Relay {
         &self.relay
-    }
-
-    /// This node's URL, as the others reach it.
-    pub fn url(&self) -> &str {
-        &self.url
     }
 
     /// The message for a deployment whose node is down.

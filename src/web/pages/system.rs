@@ -224,7 +224,7 @@ pub async fn show(
         .await?
         .into_iter()
         .map(|n| NodeRow {
-            up: n.name == *nodes.me() || n.is_up(nodes.down_after()),
+            up: nodes.is_node_up(&n),
             this: n.name == *nodes.me(),
             name: n.name.to_string(),
             url: n.url,
