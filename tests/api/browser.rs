@@ -708,5 +708,7 @@ async fn the_usage_page_and_a_deployment_s_traffic_chart_what_the_gateway_counte
     );
     client.execute("document.querySelector('[data-traffic]').scrollIntoView()", vec![]).await.expect("scroll");
     screenshot(&client, "deployment-traffic").await;
+    // Ends the WebDriver session, which quits Chromium (killing chromedriver would not).
+    client.close().await.expect("close");
     assert_eq!(app.delete(&format!("/api/v1/deployments/{name}")).await.status(), 204);
 }
