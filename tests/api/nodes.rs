@@ -251,6 +251,23 @@ async fn a_deployment_on_node_b_is_served_through_node_a_unknown_while_b_is_down
     let (status, answer) = chat(&admin, &a, &name).await;
     assert_eq!(status, StatusCode::OK, "{answer}");
     assert!(answer.contains(&sha256_digest(weights)), "B's container serves the bucket's bytes: {answer}");
+    // Streamed too: the events come through both nodes as they are sent.
+    let body = json!({"model": name, "stream": true, "messages": [{"role": "user", "content": "again"}]});
+    let streamed = admin.post(format!("{a}/v1/chat/completions")).json(&body).send().await.expect("stream");
+    assert_eq!(streamed.headers()["content-type"], "text/event-stream");
+    let events = streamed.text().await.expect("events");
+    assert!(events.matches("data: ").count() > 2 && events.contains("data: [DONE]"), "{events}");
+    // Counted once, by the node that served them, and seen from A's API (one catalog).
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let usage = get_json(&admin, &format!("{a}/api/v1/usage?by=deployment")).await;
+        let requests = usage["series"].as_array().expect("series").iter().find(|s| s["key"] == name.as_str());
+        match requests.map(|s| s["total"]["requests"].clone()) {
+            Some(n) if n == 2 => break,
+            other => assert!(Instant::now() < deadline && other.is_none_or(|n| n.as_i64() < Some(2)), "{usage}"),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     let logs = admin.get(format!("{at_a}/logs?tail=20")).send().await.expect("logs");
     assert_eq!(logs.status(), StatusCode::OK, "A relays the logs call to B");
     assert!(logs.text().await.expect("logs").contains("serving"), "B's container's own output");
