@@ -26,7 +26,7 @@ use crate::auth::Caller;
 use crate::catalog::deployments::{self, Deployment, State};
 use crate::domain::Role;
 use crate::error::ApiError;
-use crate::nodes::{Location, Nodes, Relay};
+use crate::nodes::{Location, Nodes, Relay, passed_on};
 use crate::runtime::supervisor::Supervisor;
 use crate::runtime::traffic::{InFlight, Traffic};
 pub use error::OpenAiError;
@@ -313,20 +313,12 @@ fn path_and_query(path: &str, query: &str) -> String {
     if query.is_empty() { path.to_owned() } else { format!("{path}?{query}") }
 }
 
-/// Request/response headers a proxy must not pass on (RFC 9110 §7.6.1), plus the caller's
-/// credentials, which are Hangar's and not the model server's business.
-const HOP_BY_HOP: [&str; 10] = [
-    "connection",
-    "keep-alive",
-    "proxy-authenticate",
-    "proxy-authorization",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
-    "host",
-    "authorization",
-];
+/// Whether a header of the caller's request or of the model server's answer is passed on:
+/// not the hop-by-hop ones (`nodes::passed_on`), nor the caller's credentials, which are
+/// Hangar's and not the model server's business.
+fn passed_to_model(name: &str) -> bool {
+    passed_on(name) && name != "authorization"
+}
 
 /// Sends the request upstream and streams the answer back chunk by chunk, metered when
 /// `metering` gives how it was asked and the request's record. Dropping the response (the
@@ -348,7 +340,7 @@ async fn relay(
     let in_flight = gateway.traffic.begin(deployment.name.as_str(), address);
     let mut upstream = hyper::http::Request::builder().method(method).uri(path).header("host", in_flight.address());
     for (name, value) in req.headers() {
-        if !HOP_BY_HOP.contains(&name.as_str()) && name.as_str() != "content-length" {
+        if passed_to_model(name.as_str()) {
             upstream = upstream.header(name.as_str(), value.as_bytes());
         }
     }
@@ -363,7 +355,7 @@ async fn relay(
     gateway.metrics.responded(deployment.name.as_str(), status.as_u16(), Some(started.elapsed()));
     let mut reply = HttpResponse::build(status);
     for (name, value) in &response.head.headers {
-        if !HOP_BY_HOP.contains(&name.as_str()) && name.as_str() != "content-length" {
+        if passed_to_model(name.as_str()) {
             reply.insert_header((name.as_str(), value.as_bytes()));
         }
     }

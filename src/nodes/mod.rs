@@ -16,7 +16,7 @@ use crate::catalog::deployments::Deployment;
 use crate::catalog::nodes::{self, Claim, Node};
 use crate::domain::NodeName;
 use crate::runtime::GpuInventory;
-pub use relay::{RELAYED_BY, Relay};
+pub use relay::{Relay, passed_on};
 
 /// Where a deployment runs, as this node sees it now.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -15,7 +15,8 @@ use crate::domain::NodeName;
 /// The header a relayed request carries: the node it came through.
 pub const RELAYED_BY: &str = "x-hangar-relayed-by";
 
-/// Headers a proxy must not pass on (RFC 9110 §7.6.1), and the length, which the body sets.
+/// Headers a proxy must not pass on (RFC 9110 §7.6.1), and the length, which the body sets:
+/// for relays to other nodes and to model servers alike.
 const NOT_PASSED: [&str; 10] = [
     "connection",
     "keep-alive",
@@ -28,6 +29,11 @@ const NOT_PASSED: [&str; 10] = [
     "host",
     "content-length",
 ];
+
+/// Whether a proxy passes header `name` (lowercase, as `http` keeps names) on.
+pub fn passed_on(name: &str) -> bool {
+    !NOT_PASSED.contains(&name)
+}
 
 /// The client other nodes are reached with.
 #[derive(Clone)]
@@ -65,7 +71,7 @@ impl Relay {
         let url = format!("{node_url}{}", req.uri().path_and_query().map_or("/", |p| p.as_str()));
         let mut out = self.client.request(method, &url).body(body).header(RELAYED_BY, &self.me);
         for (name, value) in req.headers() {
-            if !NOT_PASSED.contains(&name.as_str()) {
+            if passed_on(name.as_str()) {
                 out = out.header(name.as_str(), value.as_bytes());
             }
         }
@@ -73,7 +79,7 @@ impl Relay {
         let status = StatusCode::from_u16(response.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
         let mut reply = HttpResponse::build(status);
         for (name, value) in response.headers() {
-            if !NOT_PASSED.contains(&name.as_str()) {
+            if passed_on(name.as_str()) {
                 reply.append_header((name.as_str(), value.as_bytes()));
             }
         }
