@@ -204,7 +204,7 @@ fn serve(
     let http_metrics = web::Data::new(crate::metrics::HttpMetrics::default());
     let history = web::Data::from(history);
     let supervisor = web::Data::from(supervisor);
-    let gateway = Gateway::new(traffic, Duration::from_secs(settings.upstream_timeout_secs), ledger)?;
+    let gateway = Gateway::new(traffic, Duration::from_secs(settings.upstream_timeout_secs), ledger);
     let pool = web::Data::new(pool);
     let blobs = web::Data::new(blobs);
     let body_timeout = Duration::from_secs(settings.body_chunk_timeout_secs);

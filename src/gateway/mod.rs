@@ -64,8 +64,8 @@ pub struct Gateway {
 impl Gateway {
     /// `read_timeout`: no byte from the model server for this long ends the request (504
     /// before the answer began; a cut stream after).
-    pub fn new(traffic: Arc<Traffic>, read_timeout: Duration, ledger: Ledger) -> anyhow::Result<Self> {
-        Ok(Self {
+    pub fn new(traffic: Arc<Traffic>, read_timeout: Duration, ledger: Ledger) -> Self {
+        Self {
             upstream: upstream::Upstream::new(CONNECT_TIMEOUT, read_timeout),
             read_timeout,
             ledger,
@@ -73,7 +73,7 @@ impl Gateway {
             traffic,
             metrics: Arc::new(Metrics::default()),
             routes: Arc::default(),
-        })
+        }
     }
 
     /// The gateway for one server worker: the same routes, counters and traffic, with a
